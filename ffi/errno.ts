@@ -1,0 +1,213 @@
+// errno and the one checker every libc call goes through.
+//
+// Synchronous FFI calls run on the JS thread, so errno is read right after the call
+// through a view of this thread's errno slot made once. Calls declared
+// `nonblocking: true` run on a pool thread: their errno is set there and is LOST. Callers
+// of those never pass their result here; they recover the cause from state instead (a
+// non-waiting retry on this thread, a deadline check, the handle's closed flag).
+import { C, ERRNO } from "./constants.ts";
+import { libc, type LIBC_SYMBOLS } from "./libc.ts";
+
+let errnoSlot: Int32Array | undefined;
+
+/** Reads errno of the last synchronous libc call made on this thread. */
+export function lastErrno(): number {
+  if (!errnoSlot) {
+    const location = libc().symbols.__errno_location()!;
+    errnoSlot = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(location, 4));
+  }
+  return errnoSlot[0];
+}
+
+const codeByNumber = new Map<number, string>(
+  Object.entries(ERRNO).map(([code, value]) => [value, code]),
+);
+
+/** The symbolic name of an errno value, e.g. `17` -> `"EEXIST"`. */
+export function errnoCode(errno: number): string {
+  const known = codeByNumber.get(errno);
+  if (known) return known;
+  const name = libc().symbols.strerrorname_np?.(errno);
+  return name ? Deno.UnsafePointerView.getCString(name) : `E${errno}`;
+}
+
+function errnoText(errno: number): string {
+  const text = libc().symbols.strerror(errno);
+  return text ? Deno.UnsafePointerView.getCString(text) : `error ${errno}`;
+}
+
+/** Options of {@link ErrnoError}. */
+export interface ErrnoErrorOptions {
+  /** The IPC object the call was about, e.g. `"/my-shm"`. */
+  objectName?: string;
+  /** A message to use instead of the generated one. */
+  message?: string;
+  /** The error that caused this one. */
+  cause?: unknown;
+}
+
+/**
+ * A libc call failed. Carries the errno value, its code name (e.g. `"EEXIST"`), the
+ * call and the name of the object involved. Subclasses name what callers usually catch.
+ *
+ * @example Catching an already-existing object
+ * ```ts
+ * import { AlreadyExistsError, SharedMemory } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using first = SharedMemory.create({ size: 4096 });
+ * try {
+ *   assert.throws(() => SharedMemory.create({ name: first.name, size: 4096 }), AlreadyExistsError);
+ * } finally {
+ *   first.unlink();
+ * }
+ * ```
+ */
+export class ErrnoError extends Error {
+  /** The errno value, e.g. 17. */
+  readonly errno: number;
+  /** The errno code name, e.g. `"EEXIST"`. */
+  readonly code: string;
+  /** The libc call (or library operation) that failed, e.g. `"shm_open"`. */
+  readonly syscall: string;
+  /** The IPC object involved, when there is one. */
+  readonly objectName: string | undefined;
+
+  /** Creates an error for `errno` raised by `syscall`. */
+  constructor(errno: number, syscall: string, options: ErrnoErrorOptions = {}) {
+    const code = errnoCode(errno);
+    const on = options.objectName === undefined ? "" : ` on "${options.objectName}"`;
+    super(
+      options.message ?? `${syscall} failed${on}: ${code} (${errnoText(errno)})`,
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
+    this.name = new.target.name;
+    this.errno = errno;
+    this.code = code;
+    this.syscall = syscall;
+    this.objectName = options.objectName;
+  }
+}
+
+/** The object already exists (EEXIST), e.g. on an exclusive create. */
+export class AlreadyExistsError extends ErrnoError {}
+/** The object does not exist (ENOENT). */
+export class NotFoundError extends ErrnoError {}
+/** The operation would have to wait (EAGAIN); returned by non-waiting forms. */
+export class WouldBlockError extends ErrnoError {}
+/** A wait ran out of time (ETIMEDOUT). */
+export class TimedOutError extends ErrnoError {}
+/** The caller lacks permission (EACCES, EPERM). */
+export class PermissionDeniedError extends ErrnoError {}
+/** A signal interrupted the call (EINTR). */
+export class InterruptedError extends ErrnoError {}
+/** The handle was closed (EBADF): use after `close()`. */
+export class ClosedError extends ErrnoError {}
+
+const classByErrno = new Map<number, typeof ErrnoError>([
+  [ERRNO.EEXIST, AlreadyExistsError],
+  [ERRNO.ENOENT, NotFoundError],
+  [ERRNO.EAGAIN, WouldBlockError],
+  [ERRNO.ETIMEDOUT, TimedOutError],
+  [ERRNO.EACCES, PermissionDeniedError],
+  [ERRNO.EPERM, PermissionDeniedError],
+  [ERRNO.EINTR, InterruptedError],
+  [ERRNO.EBADF, ClosedError],
+]);
+
+/** Builds the most specific {@link ErrnoError} subclass for `errno`. */
+export function errnoError(
+  errno: number,
+  syscall: string,
+  options: ErrnoErrorOptions = {},
+): ErrnoError {
+  const ErrorClass = classByErrno.get(errno) ?? ErrnoError;
+  return new ErrorClass(errno, syscall, options);
+}
+
+/** A {@link ClosedError} for `operation` on a handle already closed. */
+export function closedError(operation: string, what: string, objectName: string): ClosedError {
+  return new ClosedError(ERRNO.EBADF, operation, {
+    objectName,
+    message: `Cannot ${operation}: ${what} "${objectName}" is closed`,
+  });
+}
+
+/** A {@link TimedOutError} for a wait that ran out of time. */
+export function timedOutError(
+  operation: string,
+  what: string,
+  objectName: string,
+  timeoutMs: number,
+): TimedOutError {
+  return new TimedOutError(ERRNO.ETIMEDOUT, operation, {
+    objectName,
+    message: `Timed out after ${timeoutMs} ms: ${operation} on ${what} "${objectName}"`,
+  });
+}
+
+type SymbolName = keyof typeof LIBC_SYMBOLS;
+
+/** How a libc call reports failure. */
+type FailureConvention =
+  | "minus-one" // returns -1 and sets errno
+  | "map-failed" // returns MAP_FAILED and sets errno
+  | "sem-failed" // returns SEM_FAILED and sets errno
+  | "returns-errno"; // returns 0 or the error number; errno untouched
+
+const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
+  close: "minus-one",
+  fstat: "minus-one",
+  ftruncate: "minus-one",
+  posix_fallocate: "returns-errno",
+  clock_gettime: "minus-one",
+  shm_open: "minus-one",
+  shm_unlink: "minus-one",
+  mmap: "map-failed",
+  munmap: "minus-one",
+  sem_open: "sem-failed",
+  sem_close: "minus-one",
+  sem_unlink: "minus-one",
+  sem_init: "minus-one",
+  sem_destroy: "minus-one",
+  sem_post: "minus-one",
+  sem_trywait: "minus-one",
+  sem_getvalue: "minus-one",
+};
+
+/**
+ * Checks the result of a synchronous libc call by that call's failure convention and
+ * throws the matching {@link ErrnoError}; returns the result otherwise. Must be called
+ * right after the call, before any other libc call can overwrite errno.
+ */
+export function check(
+  syscall: "mmap" | "sem_open",
+  result: Deno.PointerValue,
+  objectName?: string,
+): Deno.PointerObject;
+export function check(syscall: SymbolName, result: number, objectName?: string): number;
+export function check(
+  syscall: SymbolName,
+  result: number | Deno.PointerValue,
+  objectName?: string,
+): number | Deno.PointerObject {
+  const convention = FAILURE[syscall];
+  if (convention === undefined) throw new Error(`No failure convention for ${syscall}`);
+  switch (convention) {
+    case "minus-one":
+      if (result === -1) throw errnoError(lastErrno(), syscall, { objectName });
+      return result as number;
+    case "returns-errno":
+      if (result !== 0) throw errnoError(result as number, syscall, { objectName });
+      return 0;
+    case "map-failed":
+    case "sem-failed": {
+      const failed = convention === "map-failed" ? C.MAP_FAILED : C.SEM_FAILED;
+      const pointer = result as Deno.PointerValue;
+      if (pointer === null || Deno.UnsafePointer.value(pointer) === BigInt(failed)) {
+        throw errnoError(lastErrno(), syscall, { objectName });
+      }
+      return pointer;
+    }
+  }
+}

@@ -1,0 +1,107 @@
+// The one symbol table of deno-ipc. lib/ never calls Deno.dlopen: it imports `libc()`.
+import { C, CURRENT_TARGET, PLATFORM_SUPPORTED, SUPPORTED_TARGETS } from "./constants.ts";
+
+/** Every libc symbol deno-ipc binds, with its C prototype. */
+export const LIBC_SYMBOLS = {
+  // int *__errno_location(void);
+  __errno_location: { parameters: [], result: "pointer" },
+  // char *strerror(int errnum);
+  strerror: { parameters: ["i32"], result: "pointer" },
+  // const char *strerrorname_np(int errnum);  (glibc >= 2.32)
+  strerrorname_np: { parameters: ["i32"], result: "pointer", optional: true },
+  // pid_t getpid(void);
+  getpid: { parameters: [], result: "i32" },
+
+  // int close(int fd);
+  close: { parameters: ["i32"], result: "i32" },
+  // int fstat(int fd, struct stat *statbuf);  (exported since glibc 2.33)
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  // int ftruncate(int fd, off_t length);
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  // int posix_fallocate(int fd, off_t offset, off_t len);  returns an error number
+  posix_fallocate: { parameters: ["i32", "i64", "i64"], result: "i32" },
+  // int clock_gettime(clockid_t clockid, struct timespec *tp);
+  clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+
+  // int shm_open(const char *name, int oflag, mode_t mode);  (in libc.so.6 since glibc 2.34)
+  shm_open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  // int shm_unlink(const char *name);
+  shm_unlink: { parameters: ["buffer"], result: "i32" },
+  // void *mmap(void *addr, size_t length, int prot, int flags, int fd, off_t offset);
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  // int munmap(void *addr, size_t length);
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+
+  // sem_t *sem_open(const char *name, int oflag, mode_t mode, unsigned int value);
+  // (variadic in C; with integer arguments only the x86_64 and aarch64 Linux ABIs pass
+  // them exactly as for a fixed prototype)
+  sem_open: { parameters: ["buffer", "i32", "u32", "u32"], result: "pointer" },
+  // int sem_close(sem_t *sem);
+  sem_close: { parameters: ["pointer"], result: "i32" },
+  // int sem_unlink(const char *name);
+  sem_unlink: { parameters: ["buffer"], result: "i32" },
+  // int sem_init(sem_t *sem, int pshared, unsigned int value);
+  sem_init: { parameters: ["pointer", "i32", "u32"], result: "i32" },
+  // int sem_destroy(sem_t *sem);
+  sem_destroy: { parameters: ["pointer"], result: "i32" },
+  // int sem_post(sem_t *sem);
+  sem_post: { parameters: ["pointer"], result: "i32" },
+  // int sem_trywait(sem_t *sem);
+  sem_trywait: { parameters: ["pointer"], result: "i32" },
+  // int sem_getvalue(sem_t *sem, int *sval);
+  sem_getvalue: { parameters: ["pointer", "buffer"], result: "i32" },
+  // int sem_clockwait(sem_t *sem, clockid_t clockid, const struct timespec *abstime);
+  // Runs on Deno's thread pool: errno of this call is lost (see ffi/errno.ts).
+  sem_clockwait_async: {
+    name: "sem_clockwait",
+    parameters: ["pointer", "i32", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The loaded libc: `libc().symbols.NAME(...)`. */
+export type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>;
+
+/** Environment variable that overrides the path of the C library. */
+export const LIBC_PATH_ENV = "DENO_IPC_LIBC";
+
+let loaded: Libc | undefined;
+
+/** Thrown on first use of deno-ipc on an OS/architecture it has no constants for. */
+export class UnsupportedPlatformError extends Error {
+  /** Creates the error for the current target. */
+  constructor() {
+    super(
+      `deno-ipc does not support ${CURRENT_TARGET} yet: supported targets are ${
+        SUPPORTED_TARGETS.join(", ")
+      }`,
+    );
+    this.name = "UnsupportedPlatformError";
+  }
+}
+
+function libcPath(): string {
+  const state = Deno.permissions.querySync({ name: "env", variable: LIBC_PATH_ENV }).state;
+  const override = state === "granted" ? Deno.env.get(LIBC_PATH_ENV) : undefined;
+  return override || C.libcPath;
+}
+
+/**
+ * Loads libc on first call and returns it. Throws `Deno.errors.NotCapable` naming
+ * `--allow-ffi` when FFI access was not granted, and {@link UnsupportedPlatformError} on
+ * a platform without a constants module.
+ */
+export function libc(): Libc {
+  if (loaded) return loaded;
+  if (!PLATFORM_SUPPORTED) throw new UnsupportedPlatformError();
+  const path = libcPath();
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    throw new Deno.errors.NotCapable(
+      `deno-ipc needs FFI access to call ${path}: run again with the --allow-ffi flag ` +
+        `(note that --allow-ffi grants full access to the process)`,
+    );
+  }
+  loaded = Deno.dlopen(path, LIBC_SYMBOLS);
+  return loaded;
+}

@@ -1,0 +1,110 @@
+// Constants of Linux on x86_64 with glibc. Values are from the kernel's UAPI headers
+// (asm-generic/fcntl.h, asm-generic/mman-common.h, asm-generic/errno*.h) and glibc's
+// bits/ headers for this ABI. A port to another OS or architecture adds a sibling file
+// with the same shape (see ../constants.ts).
+
+/** Platform constants for Linux x86_64 (glibc). */
+export const LINUX_X86_64 = {
+  target: "linux-x86_64",
+  libcPath: "libc.so.6",
+
+  // <fcntl.h>
+  O_RDONLY: 0,
+  O_WRONLY: 0o1,
+  O_RDWR: 0o2,
+  O_CREAT: 0o100,
+  O_EXCL: 0o200,
+  O_TRUNC: 0o1000,
+  O_NONBLOCK: 0o4000,
+  O_CLOEXEC: 0o2000000,
+
+  // <sys/mman.h>
+  PROT_READ: 0x1,
+  PROT_WRITE: 0x2,
+  MAP_SHARED: 0x01,
+  /** `MAP_FAILED` is `(void *) -1`. */
+  MAP_FAILED: 0xffff_ffff_ffff_ffffn,
+
+  // <semaphore.h>
+  /** `SEM_FAILED` is `(sem_t *) 0` on Linux. */
+  SEM_FAILED: 0n,
+  SIZEOF_SEM_T: 32,
+  ALIGNOF_SEM_T: 8,
+  SEM_VALUE_MAX: 0x7fff_ffff,
+
+  // <time.h>
+  CLOCK_REALTIME: 0,
+  CLOCK_MONOTONIC: 1,
+  SIZEOF_TIMESPEC: 16,
+
+  // <sys/stat.h>: struct stat layout for x86_64
+  SIZEOF_STAT: 144,
+  STAT_OFFSET_MODE: 24, // st_mode: u32
+  STAT_OFFSET_UID: 28, // st_uid: u32
+  STAT_OFFSET_SIZE: 48, // st_size: i64
+  S_IFMT: 0o170000,
+  S_IFIFO: 0o010000,
+  S_IFREG: 0o100000,
+
+  // <limits.h>
+  NAME_MAX: 255,
+  PIPE_BUF: 4096,
+
+  // <sys/syscall.h>
+  SYS_futex: 202,
+
+  /** Where the kernel exposes POSIX shared memory objects and named semaphores. */
+  shmDirectory: "/dev/shm",
+  /** glibc names a semaphore's backing file "sem.NAME" inside the shm directory. */
+  semaphoreFilePrefix: "sem.",
+} as const;
+
+/** errno values of Linux (asm-generic/errno-base.h and asm-generic/errno.h). */
+export const LINUX_ERRNO = {
+  EPERM: 1,
+  ENOENT: 2,
+  ESRCH: 3,
+  EINTR: 4,
+  EIO: 5,
+  ENXIO: 6,
+  E2BIG: 7,
+  ENOEXEC: 8,
+  EBADF: 9,
+  ECHILD: 10,
+  EAGAIN: 11,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EBUSY: 16,
+  EEXIST: 17,
+  EXDEV: 18,
+  ENODEV: 19,
+  ENOTDIR: 20,
+  EISDIR: 21,
+  EINVAL: 22,
+  ENFILE: 23,
+  EMFILE: 24,
+  ENOTTY: 25,
+  EFBIG: 27,
+  ENOSPC: 28,
+  ESPIPE: 29,
+  EROFS: 30,
+  EPIPE: 32,
+  ERANGE: 34,
+  EDEADLK: 35,
+  ENAMETOOLONG: 36,
+  ENOSYS: 38,
+  ELOOP: 40,
+  ENOMSG: 42,
+  EIDRM: 43,
+  ETIME: 62,
+  EOVERFLOW: 75,
+  EMSGSIZE: 90,
+  EOPNOTSUPP: 95,
+  EADDRINUSE: 98,
+  ECONNRESET: 104,
+  ETIMEDOUT: 110,
+  ECONNREFUSED: 111,
+  ECANCELED: 125,
+  EOWNERDEAD: 130,
+} as const;

@@ -1,0 +1,136 @@
+// The one wait loop of deno-ipc. Every blocking operation is
+//   1. an attempt on this thread that never waits,
+//   2. a short spin of such attempts (cheap: a failed attempt makes no syscall),
+//   3. then waits off the main thread, each bounded by SLICE_MS, in a loop that checks
+//      the deadline, the AbortSignal and the handle's closed state between slices.
+// Bounded slices keep the event loop free and mean a forgotten wait never keeps the
+// process alive longer than one slice after it was abandoned.
+import { validateOptions } from "./_validate.ts";
+
+/** Options accepted by every blocking operation. */
+export interface WaitOptions {
+  /** Give up after this many milliseconds with a `TimedOutError`. Default: wait forever. */
+  timeout?: number;
+  /** Stop waiting when this signal aborts; the operation rejects with `signal.reason`. */
+  signal?: AbortSignal;
+}
+
+/** Returned by attempts and parks that did not complete. */
+export const PENDING: unique symbol = Symbol("pending");
+
+/** Longest single wait on a pool thread, in milliseconds. */
+export const SLICE_MS = 100;
+
+/** Default number of spinning attempts before waiting off the main thread. */
+export const DEFAULT_SPIN = 200;
+
+/** What a handle provides so that {@link waitFor} can wait on it. */
+export interface Waitable<T> {
+  /** One attempt on this thread that never waits. */
+  attempt(): T | typeof PENDING;
+  /** Waits off the main thread for at most `ms`; must settle within about that time. */
+  park(ms: number): Promise<T | typeof PENDING>;
+  /** Undoes a result that completed after its caller stopped waiting (e.g. re-posts). */
+  giveBack(result: T): void;
+  /** The handle's lifetime: pinned while a park runs, so memory outlives the pool call. */
+  lifetime: Pinnable;
+  /** The error for a wait ended by close(). */
+  closedError(): Error;
+  /** The error for a wait that ran out of time. */
+  timedOutError(timeoutMs: number): Error;
+  /** Attempts to spin before parking. */
+  spin?: number;
+}
+
+/** What {@link waitFor} needs of a handle's lifetime (see _lifetime.ts). */
+export interface Pinnable {
+  /** Aborts when the handle closes. */
+  readonly closing: AbortSignal;
+  /** Keeps the handle's memory mapped. */
+  pin(): void;
+  /** Ends a pin. */
+  unpin(): void;
+}
+
+/** Checks {@link WaitOptions} before any syscall. */
+export function validateWaitOptions(options: unknown): WaitOptions {
+  const { timeout, signal } = validateOptions<WaitOptions>(options, "wait");
+  if (timeout !== undefined) {
+    if (typeof timeout !== "number" || Number.isNaN(timeout)) {
+      throw new TypeError(`Invalid timeout: expected a number of milliseconds`);
+    }
+    if (timeout < 0) throw new RangeError(`Invalid timeout ${timeout}: it must not be negative`);
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(`Invalid signal: expected an AbortSignal`);
+  }
+  return { timeout, signal };
+}
+
+/** Waits until `waitable` completes, the timeout passes, the signal aborts or it closes. */
+export async function waitFor<T>(waitable: Waitable<T>, options: WaitOptions = {}): Promise<T> {
+  const { timeout = Infinity, signal } = validateWaitOptions(options);
+  const { lifetime } = waitable;
+  signal?.throwIfAborted();
+  if (lifetime.closing.aborted) throw waitable.closedError();
+
+  let result = waitable.attempt();
+  if (result !== PENDING) return result;
+  if (timeout > 0) {
+    for (let i = waitable.spin ?? DEFAULT_SPIN; i > 0; i--) {
+      result = waitable.attempt();
+      if (result !== PENDING) return result;
+    }
+  }
+
+  // `abandoned` is set in the same synchronous step that rejects `cancelled`: a park
+  // that completes later sees it and gives its result back (e.g. re-posts a token it
+  // took), while the handle is still pinned so that giving back is memory-safe.
+  let abandoned = false;
+  const cancelled = Promise.withResolvers<never>();
+  cancelled.promise.catch(() => {});
+  const onAbort = () => {
+    abandoned = true;
+    cancelled.reject(signal!.reason);
+  };
+  const onClose = () => {
+    abandoned = true;
+    cancelled.reject(waitable.closedError());
+  };
+  const park = async (ms: number): Promise<T | typeof PENDING> => {
+    lifetime.pin();
+    try {
+      const parked = await waitable.park(ms);
+      if (parked !== PENDING && abandoned) {
+        waitable.giveBack(parked);
+        return PENDING;
+      }
+      return parked;
+    } finally {
+      lifetime.unpin();
+    }
+  };
+
+  const deadline = performance.now() + timeout;
+  signal?.addEventListener("abort", onAbort, { once: true });
+  lifetime.closing.addEventListener("abort", onClose, { once: true });
+  try {
+    while (true) {
+      const remaining = deadline - performance.now();
+      if (remaining <= 0) throw waitable.timedOutError(timeout);
+      const outcome = await Promise.race([park(Math.min(remaining, SLICE_MS)), cancelled.promise]);
+      if (outcome !== PENDING) return outcome;
+      // close() or abort may have happened while the park was settling: never touch a
+      // released handle.
+      if (lifetime.closing.aborted) throw waitable.closedError();
+      signal?.throwIfAborted();
+      // A park that returned without a result timed out, was interrupted, or failed
+      // with an errno we cannot read (pool thread); an attempt here tells which matters.
+      result = waitable.attempt();
+      if (result !== PENDING) return result;
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    lifetime.closing.removeEventListener("abort", onClose);
+  }
+}

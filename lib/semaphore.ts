@@ -1,0 +1,668 @@
+/**
+ * POSIX semaphores across processes: named semaphores (`sem_open`), unnamed
+ * process-shared semaphores placed inside shared memory (`sem_init` with `pshared=1`),
+ * and a mutex built on either. See sem_overview(7).
+ *
+ * Waiting never blocks the event loop: a wait first tries `sem_trywait` on this thread
+ * (spinning briefly), then waits in `sem_clockwait` on Deno's thread pool in slices of
+ * at most 100 ms, checking its timeout, AbortSignal and the handle between slices.
+ *
+ * @module
+ */
+import { C } from "../ffi/constants.ts";
+import { libc } from "../ffi/libc.ts";
+import { check, closedError, timedOutError } from "../ffi/errno.ts";
+import { Lifetime } from "./_lifetime.ts";
+import {
+  cString,
+  DEFAULT_MODE,
+  randomPosixName,
+  validateInteger,
+  validateMode,
+  validateOptions,
+  validatePosixName,
+} from "./_validate.ts";
+import { PENDING, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
+import type { SharedMemory } from "./shared_memory.ts";
+
+export type { WaitOptions } from "./_wait.ts";
+
+/** What named and unnamed semaphores have in common. */
+export interface Semaphore extends Disposable {
+  /** The semaphore's name (for an unnamed one: its place in shared memory). */
+  readonly name: string;
+  /** Whether `close()` was called. */
+  readonly closed: boolean;
+  /** The current value, as sem_getvalue(3) reports it (0 when there are waiters). */
+  readonly value: number;
+  /** Increments the value, waking one waiter in any process. */
+  post(): void;
+  /** Decrements the value if it is above zero; returns whether it did. Never waits. */
+  tryWait(): boolean;
+  /** Waits until the value can be decremented, then decrements it. */
+  wait(options?: WaitOptions): Promise<void>;
+  /** Releases this handle; waits in progress reject with `ClosedError`. Idempotent. */
+  close(): void;
+}
+
+/** Longest named semaphore name after "/": glibc prefixes "sem." to the file name. */
+const SEM_NAME_MAX = C.NAME_MAX - C.semaphoreFilePrefix.length;
+
+// The wait protocol of one sem_t, shared by both public semaphore kinds.
+class SemaphoreCore implements Waitable<true> {
+  readonly lifetime: Lifetime;
+  readonly spin: number;
+  readonly #pointer: Deno.PointerObject;
+  readonly #what: string;
+  readonly #name: string;
+
+  constructor(pointer: Deno.PointerObject, what: string, name: string, release: () => void) {
+    this.#pointer = pointer;
+    this.#what = what;
+    this.#name = name;
+    this.spin = 200;
+    this.lifetime = new Lifetime(release);
+  }
+
+  assertOpen(operation: string): void {
+    if (this.lifetime.closed) throw closedError(operation, this.#what, this.#name);
+  }
+
+  post(): void {
+    this.assertOpen("post");
+    check("sem_post", libc().symbols.sem_post(this.#pointer), this.#name);
+  }
+
+  tryWait(): boolean {
+    this.assertOpen("tryWait");
+    return this.attempt() === true;
+  }
+
+  value(): number {
+    this.assertOpen("read the value of");
+    const value = new Int32Array(1);
+    check("sem_getvalue", libc().symbols.sem_getvalue(this.#pointer, value), this.#name);
+    return value[0];
+  }
+
+  wait(options?: WaitOptions): Promise<void> {
+    return waitFor(this, options).then(() => {});
+  }
+
+  // Waitable<true>
+  attempt(): true | typeof PENDING {
+    // A failed sem_trywait is EAGAIN: it makes no syscall, so spinning on it is cheap.
+    return libc().symbols.sem_trywait(this.#pointer) === 0 ? true : PENDING;
+  }
+
+  async park(ms: number): Promise<true | typeof PENDING> {
+    const { symbols } = libc();
+    const deadline = new BigInt64Array(2);
+    check("clock_gettime", symbols.clock_gettime(C.CLOCK_MONOTONIC, deadline));
+    const nanoseconds = deadline[1] + BigInt(Math.ceil(ms * 1e6));
+    deadline[0] += nanoseconds / 1_000_000_000n;
+    deadline[1] = nanoseconds % 1_000_000_000n;
+    // errno of this pool-thread call is lost: -1 is ETIMEDOUT, EINTR or (for a handle
+    // we keep valid, never) EINVAL; all mean "not yet", and waitFor re-checks state.
+    const result = await symbols.sem_clockwait_async(this.#pointer, C.CLOCK_MONOTONIC, deadline);
+    return result === 0 ? true : PENDING;
+  }
+
+  giveBack(): void {
+    libc().symbols.sem_post(this.#pointer);
+  }
+
+  closedError(): Error {
+    return closedError("wait", this.#what, this.#name);
+  }
+
+  timedOutError(timeoutMs: number): Error {
+    return timedOutError("wait", this.#what, this.#name, timeoutMs);
+  }
+}
+
+/** Options of {@link NamedSemaphore.create}. */
+export interface NamedSemaphoreCreateOptions {
+  /** Name such as `"/my-sem"`. Default: a fresh random name. */
+  name?: string;
+  /** Initial value. Default: 0. */
+  value?: number;
+  /** Permission bits, subject to the umask. Default: `0o600`. */
+  mode?: number;
+}
+
+/** Options of {@link NamedSemaphore.open}. */
+export interface NamedSemaphoreOpenOptions {
+  /** Name of an existing semaphore, such as `"/my-sem"`. */
+  name: string;
+}
+
+/** Options of {@link NamedSemaphore.openOrCreate}. */
+export interface NamedSemaphoreOpenOrCreateOptions {
+  /** Name such as `"/my-sem"`. */
+  name: string;
+  /** Initial value if created. Default: 0. */
+  value?: number;
+  /** Permission bits if created, subject to the umask. Default: `0o600`. */
+  mode?: number;
+}
+
+const NAMED = "semaphore";
+
+/**
+ * A named POSIX semaphore: any process that knows the name can open it. It lives until
+ * unlinked (and until the last process closes it).
+ *
+ * @example A post in one handle lets a wait in another complete
+ * ```ts
+ * import { NamedSemaphore } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using sem = NamedSemaphore.create({ value: 0 });
+ * try {
+ *   using other = NamedSemaphore.open({ name: sem.name });
+ *   const waiting = other.wait({ timeout: 5000 });
+ *   sem.post();
+ *   await waiting;
+ *   assert.equal(sem.value, 0);
+ * } finally {
+ *   sem.unlink();
+ * }
+ * ```
+ */
+export class NamedSemaphore implements Semaphore {
+  readonly #name: string;
+  readonly #core: SemaphoreCore;
+
+  private constructor(name: string, pointer: Deno.PointerObject) {
+    this.#name = name;
+    this.#core = new SemaphoreCore(pointer, NAMED, name, () => {
+      libc().symbols.sem_close(pointer);
+    });
+  }
+
+  /**
+   * Creates a new semaphore exclusively (`AlreadyExistsError` if the name is taken).
+   *
+   * @example Create with an initial value
+   * ```ts
+   * import { NamedSemaphore } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using sem = NamedSemaphore.create({ value: 2 });
+   * try {
+   *   assert.equal(sem.tryWait(), true);
+   *   assert.equal(sem.value, 1);
+   * } finally {
+   *   sem.unlink();
+   * }
+   * ```
+   */
+  static create(options: NamedSemaphoreCreateOptions = {}): NamedSemaphore {
+    const checked = validateOptions<NamedSemaphoreCreateOptions>(options, NAMED);
+    const name = checked.name === undefined
+      ? randomPosixName()
+      : validatePosixName(checked.name, NAMED, SEM_NAME_MAX);
+    const value = validateInteger(checked.value ?? 0, "semaphore value", 0, C.SEM_VALUE_MAX);
+    const mode = validateMode(checked.mode ?? DEFAULT_MODE, NAMED);
+    return NamedSemaphore.#open(name, C.O_CREAT | C.O_EXCL, mode, value);
+  }
+
+  /**
+   * Opens an existing semaphore (`NotFoundError` if there is none).
+   *
+   * @example Open by name
+   * ```ts
+   * import { NamedSemaphore } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using sem = NamedSemaphore.create({ value: 3 });
+   * try {
+   *   using same = NamedSemaphore.open({ name: sem.name });
+   *   assert.equal(same.value, 3);
+   * } finally {
+   *   sem.unlink();
+   * }
+   * ```
+   */
+  static open(options: NamedSemaphoreOpenOptions): NamedSemaphore {
+    const checked = validateOptions<NamedSemaphoreOpenOptions>(options, NAMED);
+    const name = validatePosixName(checked.name, NAMED, SEM_NAME_MAX);
+    return NamedSemaphore.#open(name, 0, 0, 0);
+  }
+
+  /**
+   * Opens the semaphore, creating it with `value` if it does not exist.
+   *
+   * @example Both sides call openOrCreate
+   * ```ts
+   * import { NamedSemaphore } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * const name = `/example-${crypto.randomUUID()}`;
+   * using a = NamedSemaphore.openOrCreate({ name, value: 1 });
+   * using b = NamedSemaphore.openOrCreate({ name, value: 5 });
+   * try {
+   *   assert.equal(b.value, 1);
+   * } finally {
+   *   NamedSemaphore.unlink(name);
+   * }
+   * ```
+   */
+  static openOrCreate(options: NamedSemaphoreOpenOrCreateOptions): NamedSemaphore {
+    const checked = validateOptions<NamedSemaphoreOpenOrCreateOptions>(options, NAMED);
+    const name = validatePosixName(checked.name, NAMED, SEM_NAME_MAX);
+    const value = validateInteger(checked.value ?? 0, "semaphore value", 0, C.SEM_VALUE_MAX);
+    const mode = validateMode(checked.mode ?? DEFAULT_MODE, NAMED);
+    return NamedSemaphore.#open(name, C.O_CREAT, mode, value);
+  }
+
+  /**
+   * Removes the name; processes that have the semaphore open keep using it.
+   * Throws `NotFoundError` if there is no such semaphore.
+   *
+   * @example Remove by name
+   * ```ts
+   * import { NamedSemaphore, NotFoundError } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * const sem = NamedSemaphore.create();
+   * sem.close();
+   * NamedSemaphore.unlink(sem.name);
+   * assert.throws(() => NamedSemaphore.unlink(sem.name), NotFoundError);
+   * ```
+   */
+  static unlink(name: string): void {
+    validatePosixName(name, NAMED, SEM_NAME_MAX);
+    check("sem_unlink", libc().symbols.sem_unlink(cString(name)), name);
+  }
+
+  static #open(name: string, flags: number, mode: number, value: number): NamedSemaphore {
+    const pointer = check(
+      "sem_open",
+      libc().symbols.sem_open(cString(name), flags, mode, value),
+      name,
+    );
+    return new NamedSemaphore(name, pointer);
+  }
+
+  /** The semaphore's name, e.g. `"/my-sem"`. */
+  get name(): string {
+    return this.#name;
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#core.lifetime.closed;
+  }
+
+  /** The current value (see sem_getvalue(3)). */
+  get value(): number {
+    return this.#core.value();
+  }
+
+  /** Increments the value, waking one waiter in any process. See sem_post(3). */
+  post(): void {
+    this.#core.post();
+  }
+
+  /** Decrements the value if it is above zero; returns whether it did. Never waits. */
+  tryWait(): boolean {
+    return this.#core.tryWait();
+  }
+
+  /**
+   * Waits until the value can be decremented, then decrements it. Rejects with
+   * `TimedOutError` after `timeout` ms, with `signal.reason` when `signal` aborts, and
+   * with `ClosedError` when this handle is closed meanwhile.
+   *
+   * @example Wait with a timeout
+   * ```ts
+   * import { NamedSemaphore, TimedOutError } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using sem = NamedSemaphore.create({ value: 0 });
+   * try {
+   *   await assert.rejects(sem.wait({ timeout: 20 }), TimedOutError);
+   * } finally {
+   *   sem.unlink();
+   * }
+   * ```
+   */
+  wait(options?: WaitOptions): Promise<void> {
+    return this.#core.wait(options);
+  }
+
+  /** Closes this process's handle (not the semaphore: see `unlink`). Idempotent. */
+  close(): void {
+    this.#core.lifetime.close();
+  }
+
+  /** Removes the semaphore's name (see {@link NamedSemaphore.unlink}). */
+  unlink(): void {
+    NamedSemaphore.unlink(this.#name);
+  }
+
+  /** Same as {@link NamedSemaphore.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Options of {@link UnnamedSemaphore.init}. */
+export interface UnnamedSemaphoreInitOptions {
+  /** Where the semaphore lives in the region; a multiple of 8. Default: 0. */
+  byteOffset?: number;
+  /** Initial value. Default: 0. */
+  value?: number;
+}
+
+/** Options of {@link UnnamedSemaphore.attach}. */
+export interface UnnamedSemaphoreAttachOptions {
+  /** Where the semaphore lives in the region. Default: 0. */
+  byteOffset?: number;
+}
+
+const UNNAMED = "unnamed semaphore";
+
+/**
+ * A process-shared semaphore stored inside a {@link SharedMemory} region (sem_init(3)
+ * with `pshared = 1`): one process initializes it, every process that maps the region
+ * attaches to it at the same offset. It occupies {@link UnnamedSemaphore.SIZE} bytes.
+ *
+ * The handle keeps the region mapped while it is open: closing the region first detaches
+ * its views but unmaps only after the semaphore handle is closed too.
+ *
+ * @example Two semaphores in one region
+ * ```ts
+ * import { SharedMemory, UnnamedSemaphore } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using shm = SharedMemory.create({ size: 2 * UnnamedSemaphore.SIZE });
+ * try {
+ *   using empty = UnnamedSemaphore.init(shm, { byteOffset: 0, value: 4 });
+ *   using full = UnnamedSemaphore.init(shm, { byteOffset: UnnamedSemaphore.SIZE });
+ *   await empty.wait();
+ *   full.post();
+ *   assert.deepEqual([empty.value, full.value], [3, 1]);
+ * } finally {
+ *   shm.unlink();
+ * }
+ * ```
+ */
+export class UnnamedSemaphore implements Semaphore {
+  /** Bytes a semaphore occupies in shared memory (`sizeof(sem_t)`). */
+  static readonly SIZE: number = C.SIZEOF_SEM_T;
+
+  readonly #name: string;
+  readonly #pointer: Deno.PointerObject;
+  readonly #core: SemaphoreCore;
+
+  private constructor(shm: SharedMemory, byteOffset: number) {
+    this.#name = `${shm.name}@${byteOffset}`;
+    this.#pointer = shm.unsafePointer(byteOffset);
+    this.#core = new SemaphoreCore(this.#pointer, UNNAMED, this.#name, shm.pin());
+  }
+
+  /**
+   * Initializes a new semaphore at `byteOffset` of `shm`. Call it once, in one process,
+   * before any process attaches; initializing a semaphore others use is undefined
+   * behaviour (sem_init(3)).
+   *
+   * @example Initialize, then attach from another mapping
+   * ```ts
+   * import { SharedMemory, UnnamedSemaphore } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using shm = SharedMemory.create({ size: UnnamedSemaphore.SIZE });
+   * try {
+   *   using sem = UnnamedSemaphore.init(shm, { value: 1 });
+   *   using other = SharedMemory.open({ name: shm.name });
+   *   using same = UnnamedSemaphore.attach(other);
+   *   assert.equal(same.tryWait(), true);
+   *   assert.equal(sem.value, 0);
+   * } finally {
+   *   shm.unlink();
+   * }
+   * ```
+   */
+  static init(shm: SharedMemory, options: UnnamedSemaphoreInitOptions = {}): UnnamedSemaphore {
+    const checked = validateOptions<UnnamedSemaphoreInitOptions>(options, UNNAMED);
+    const byteOffset = validatePlacement(shm, checked.byteOffset ?? 0);
+    const value = validateInteger(checked.value ?? 0, "semaphore value", 0, C.SEM_VALUE_MAX);
+    const semaphore = new UnnamedSemaphore(shm, byteOffset);
+    const result = libc().symbols.sem_init(semaphore.#pointer, 1, value);
+    try {
+      check("sem_init", result, semaphore.#name);
+    } catch (error) {
+      semaphore.close();
+      throw error;
+    }
+    return semaphore;
+  }
+
+  /**
+   * Attaches to a semaphore another handle initialized at `byteOffset` of the same
+   * object.
+   *
+   * @example See {@link UnnamedSemaphore.init}.
+   * ```ts
+   * import { SharedMemory, UnnamedSemaphore } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using shm = SharedMemory.create({ size: 64 });
+   * try {
+   *   UnnamedSemaphore.init(shm, { byteOffset: 32, value: 7 }).close();
+   *   using sem = UnnamedSemaphore.attach(shm, { byteOffset: 32 });
+   *   assert.equal(sem.value, 7);
+   * } finally {
+   *   shm.unlink();
+   * }
+   * ```
+   */
+  static attach(shm: SharedMemory, options: UnnamedSemaphoreAttachOptions = {}): UnnamedSemaphore {
+    const checked = validateOptions<UnnamedSemaphoreAttachOptions>(options, UNNAMED);
+    return new UnnamedSemaphore(shm, validatePlacement(shm, checked.byteOffset ?? 0));
+  }
+
+  /** Where the semaphore lives: `"/region@offset"`. */
+  get name(): string {
+    return this.#name;
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#core.lifetime.closed;
+  }
+
+  /** The current value (see sem_getvalue(3)). */
+  get value(): number {
+    return this.#core.value();
+  }
+
+  /** Increments the value, waking one waiter in any process. See sem_post(3). */
+  post(): void {
+    this.#core.post();
+  }
+
+  /** Decrements the value if it is above zero; returns whether it did. Never waits. */
+  tryWait(): boolean {
+    return this.#core.tryWait();
+  }
+
+  /**
+   * Waits until the value can be decremented, then decrements it; same options and
+   * errors as {@link NamedSemaphore.wait}.
+   *
+   * @example Wait that is aborted
+   * ```ts
+   * import { SharedMemory, UnnamedSemaphore } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using shm = SharedMemory.create({ size: UnnamedSemaphore.SIZE });
+   * try {
+   *   using sem = UnnamedSemaphore.init(shm);
+   *   await assert.rejects(sem.wait({ signal: AbortSignal.timeout(20) }), { name: "TimeoutError" });
+   * } finally {
+   *   shm.unlink();
+   * }
+   * ```
+   */
+  wait(options?: WaitOptions): Promise<void> {
+    return this.#core.wait(options);
+  }
+
+  /**
+   * Destroys the semaphore (sem_destroy(3)) and closes this handle. Only when no process
+   * uses it any more; the region's memory stays.
+   */
+  destroy(): void {
+    this.#core.assertOpen("destroy");
+    check("sem_destroy", libc().symbols.sem_destroy(this.#pointer), this.#name);
+    this.close();
+  }
+
+  /** Releases this handle (the semaphore stays in the region). Idempotent. */
+  close(): void {
+    this.#core.lifetime.close();
+  }
+
+  /** Same as {@link UnnamedSemaphore.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function validatePlacement(shm: SharedMemory, byteOffset: number): number {
+  validateInteger(byteOffset, "semaphore byte offset", 0, Math.max(0, shm.size - C.SIZEOF_SEM_T));
+  if (byteOffset % C.ALIGNOF_SEM_T !== 0) {
+    throw new RangeError(
+      `Invalid semaphore byte offset ${byteOffset}: it must be a multiple of ${C.ALIGNOF_SEM_T}`,
+    );
+  }
+  if (shm.size < C.SIZEOF_SEM_T) {
+    throw new RangeError(
+      `Shared memory "${shm.name}" has ${shm.size} bytes: a semaphore needs ${C.SIZEOF_SEM_T}`,
+    );
+  }
+  return byteOffset;
+}
+
+/** A held lock: release it once, by `release()` or by leaving a `using` block. */
+export interface MutexGuard extends Disposable {
+  /** Releases the lock. Calling it again does nothing. */
+  release(): void;
+}
+
+/** Options of {@link Mutex.create}. */
+export interface MutexCreateOptions {
+  /** Name such as `"/my-lock"`. Default: a fresh random name. */
+  name?: string;
+  /** Permission bits, subject to the umask. Default: `0o600`. */
+  mode?: number;
+}
+
+/**
+ * A lock shared by processes: a semaphore of value 1, taken by `lock()` and given back
+ * by releasing the guard it returns. The lock is not owned: a process that dies holding
+ * it leaves it locked.
+ *
+ * @example Guard a critical section with `using`
+ * ```ts
+ * import { Mutex } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using mutex = Mutex.create();
+ * try {
+ *   {
+ *     using _held = await mutex.lock({ timeout: 1000 });
+ *     assert.equal(mutex.tryLock(), undefined);
+ *   }
+ *   assert.ok(mutex.tryLock());
+ * } finally {
+ *   mutex.unlink();
+ * }
+ * ```
+ */
+export class Mutex implements Disposable {
+  readonly #semaphore: Semaphore;
+
+  /**
+   * Wraps a semaphore whose value is 1 (unlocked) or 0 (locked), such as an
+   * {@link UnnamedSemaphore} in shared memory. The mutex owns it: `close()` closes it.
+   */
+  constructor(semaphore: Semaphore) {
+    if (typeof semaphore?.tryWait !== "function" || typeof semaphore?.post !== "function") {
+      throw new TypeError("Invalid mutex semaphore: expected a Semaphore");
+    }
+    this.#semaphore = semaphore;
+  }
+
+  /** Creates a new named mutex, unlocked. */
+  static create(options: MutexCreateOptions = {}): Mutex {
+    const checked = validateOptions<MutexCreateOptions>(options, "mutex");
+    return new Mutex(NamedSemaphore.create({ ...checked, value: 1 }));
+  }
+
+  /** Opens an existing named mutex. */
+  static open(options: NamedSemaphoreOpenOptions): Mutex {
+    return new Mutex(NamedSemaphore.open(options));
+  }
+
+  /** Opens a named mutex, creating it unlocked if it does not exist. */
+  static openOrCreate(options: { name: string; mode?: number }): Mutex {
+    const checked = validateOptions<{ name: string; mode?: number }>(options, "mutex");
+    return new Mutex(
+      NamedSemaphore.openOrCreate({ name: checked.name!, mode: checked.mode, value: 1 }),
+    );
+  }
+
+  /** The underlying semaphore's name. */
+  get name(): string {
+    return this.#semaphore.name;
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#semaphore.closed;
+  }
+
+  /**
+   * Waits for the lock and returns its guard. Same options and errors as
+   * {@link NamedSemaphore.wait}.
+   */
+  async lock(options?: WaitOptions): Promise<MutexGuard> {
+    await this.#semaphore.wait(options);
+    return this.#guard();
+  }
+
+  /** Takes the lock if it is free; returns its guard, or `undefined` if it is held. */
+  tryLock(): MutexGuard | undefined {
+    return this.#semaphore.tryWait() ? this.#guard() : undefined;
+  }
+
+  /** Closes the underlying semaphore handle. Idempotent. */
+  close(): void {
+    this.#semaphore.close();
+  }
+
+  /** Removes a named mutex's name (see {@link NamedSemaphore.unlink}). */
+  unlink(): void {
+    NamedSemaphore.unlink(this.#semaphore.name);
+  }
+
+  /** Same as {@link Mutex.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #guard(): MutexGuard {
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      this.#semaphore.post();
+    };
+    return { release, [Symbol.dispose]: release };
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * POSIX shared memory: a named region of memory that several processes map at once
+ * (`shm_open`, `ftruncate`, `mmap`). See shm_overview(7).
+ *
+ * @module
+ */
+import { C, ERRNO } from "../ffi/constants.ts";
+import { libc } from "../ffi/libc.ts";
+import { check, closedError, ErrnoError } from "../ffi/errno.ts";
+import { Lifetime } from "./_lifetime.ts";
+import {
+  cString,
+  DEFAULT_MODE,
+  randomPosixName,
+  SHM_NAME_MAX,
+  validateInteger,
+  validateMode,
+  validateOptions,
+  validatePosixName,
+} from "./_validate.ts";
+
+/** Options of {@link SharedMemory.create}. */
+export interface SharedMemoryCreateOptions {
+  /** Name such as `"/my-region"`. Default: a fresh random name. */
+  name?: string;
+  /** Size in bytes (at least 1). */
+  size: number;
+  /** Permission bits, subject to the umask. Default: `0o600`. */
+  mode?: number;
+}
+
+/** Options of {@link SharedMemory.open}. */
+export interface SharedMemoryOpenOptions {
+  /** Name of an existing object, such as `"/my-region"`. */
+  name: string;
+}
+
+/** Options of {@link SharedMemory.openOrCreate}. */
+export interface SharedMemoryOpenOrCreateOptions {
+  /** Name such as `"/my-region"`. */
+  name: string;
+  /** Size in bytes when created; an existing object must be at least this large. */
+  size: number;
+  /** Permission bits when created, subject to the umask. Default: `0o600`. */
+  mode?: number;
+}
+
+/** A typed array constructor usable with {@link SharedMemory.view}. */
+export type TypedArrayConstructor<T> = {
+  new (buffer: ArrayBuffer, byteOffset: number, length: number): T;
+  readonly BYTES_PER_ELEMENT: number;
+};
+
+/** The largest object this library maps. */
+const MAX_SIZE = Number.MAX_SAFE_INTEGER;
+const WHAT = "shared memory";
+
+/**
+ * A mapping of a POSIX shared memory object. The mapping is `MAP_SHARED` and read-write:
+ * what one process writes through {@link SharedMemory.bytes} or a typed
+ * {@link SharedMemory.view}, every other process mapping the same name sees.
+ * `Atomics` operations on these views are atomic across processes.
+ *
+ * `close()` unmaps this process's view of the object; `unlink()` removes its name, and the
+ * memory is freed when the last process unmaps it. Objects outlive processes: call
+ * `unlink()` (or {@link SharedMemory.unlink}) when no process will open it again.
+ *
+ * @example Writing in one mapping, reading in another
+ * ```ts
+ * import { SharedMemory } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using writer = SharedMemory.create({ size: 4096 });
+ * try {
+ *   writer.bytes.set(new TextEncoder().encode("Hello"));
+ *   using reader = SharedMemory.open({ name: writer.name });
+ *   assert.equal(new TextDecoder().decode(reader.bytes.subarray(0, 5)), "Hello");
+ * } finally {
+ *   writer.unlink();
+ * }
+ * ```
+ */
+export class SharedMemory implements Disposable {
+  readonly #name: string;
+  readonly #size: number;
+  readonly #created: boolean;
+  readonly #pointer: Deno.PointerObject;
+  readonly #buffer: ArrayBuffer;
+  readonly #lifetime: Lifetime;
+  #bytes: Uint8Array<ArrayBuffer> | undefined;
+
+  private constructor(name: string, size: number, pointer: Deno.PointerObject, created: boolean) {
+    this.#name = name;
+    this.#size = size;
+    this.#created = created;
+    this.#pointer = pointer;
+    this.#buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, size);
+    this.#lifetime = new Lifetime(() => {
+      libc().symbols.munmap(pointer, BigInt(size));
+    });
+  }
+
+  /**
+   * Creates a new object exclusively (fails with `AlreadyExistsError` if the name is
+   * taken), sizes it, reserves its memory and maps it.
+   *
+   * Memory is reserved with posix_fallocate(3), so a full `/dev/shm` is an `ErrnoError`
+   * with code `ENOSPC` here, never a SIGBUS later. On any failure the half-made object is
+   * removed again.
+   *
+   * @example Create with a random name
+   * ```ts
+   * import { SharedMemory } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using shm = SharedMemory.create({ size: 1024 });
+   * try {
+   *   assert.equal(shm.size, 1024);
+   *   assert.ok(shm.name.startsWith("/deno-ipc-"));
+   * } finally {
+   *   shm.unlink();
+   * }
+   * ```
+   */
+  static create(options: SharedMemoryCreateOptions): SharedMemory {
+    const checked = validateOptions<SharedMemoryCreateOptions>(options, WHAT);
+    const name = checked.name === undefined
+      ? randomPosixName()
+      : validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
+    const size = validateInteger(checked.size, `${WHAT} size`, 1, MAX_SIZE);
+    const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
+    return SharedMemory.#create(name, size, mode);
+  }
+
+  /**
+   * Opens and maps an existing object; its size is read from the object.
+   *
+   * @example Open by name
+   * ```ts
+   * import { SharedMemory } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using created = SharedMemory.create({ size: 64 });
+   * try {
+   *   using opened = SharedMemory.open({ name: created.name });
+   *   assert.equal(opened.size, 64);
+   * } finally {
+   *   created.unlink();
+   * }
+   * ```
+   */
+  static open(options: SharedMemoryOpenOptions): SharedMemory {
+    const checked = validateOptions<SharedMemoryOpenOptions>(options, WHAT);
+    const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
+    return SharedMemory.#open(name, 0);
+  }
+
+  /**
+   * Opens the object if it exists (it must be at least `size` bytes), otherwise creates
+   * it. Safe when several processes race to do the same.
+   *
+   * @example Both sides call openOrCreate
+   * ```ts
+   * import { SharedMemory } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * const name = `/example-${crypto.randomUUID()}`;
+   * using a = SharedMemory.openOrCreate({ name, size: 128 });
+   * using b = SharedMemory.openOrCreate({ name, size: 128 });
+   * try {
+   *   assert.equal(a.created, true);
+   *   assert.equal(b.created, false);
+   * } finally {
+   *   SharedMemory.unlink(name);
+   * }
+   * ```
+   */
+  static openOrCreate(options: SharedMemoryOpenOrCreateOptions): SharedMemory {
+    const checked = validateOptions<SharedMemoryOpenOrCreateOptions>(options, WHAT);
+    const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
+    const size = validateInteger(checked.size, `${WHAT} size`, 1, MAX_SIZE);
+    const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
+    // Retry while another process creates or removes the same name between our calls.
+    for (let attempt = 0;; attempt++) {
+      try {
+        return SharedMemory.#create(name, size, mode);
+      } catch (error) {
+        if (!(error instanceof ErrnoError && error.code === "EEXIST") || attempt > 100) throw error;
+      }
+      try {
+        return SharedMemory.#open(name, size);
+      } catch (error) {
+        if (!(error instanceof ErrnoError && error.code === "ENOENT") || attempt > 100) throw error;
+      }
+    }
+  }
+
+  /**
+   * Removes the name `name`. Processes that have it mapped keep their mapping; the memory
+   * is freed after the last one unmaps. Throws `NotFoundError` if there is no such object.
+   *
+   * @example Remove by name
+   * ```ts
+   * import { NotFoundError, SharedMemory } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * const shm = SharedMemory.create({ size: 16 });
+   * shm.close();
+   * SharedMemory.unlink(shm.name);
+   * assert.throws(() => SharedMemory.unlink(shm.name), NotFoundError);
+   * ```
+   */
+  static unlink(name: string): void {
+    validatePosixName(name, WHAT, SHM_NAME_MAX);
+    check("shm_unlink", libc().symbols.shm_unlink(cString(name)), name);
+  }
+
+  static #create(name: string, size: number, mode: number): SharedMemory {
+    const { symbols } = libc();
+    const path = cString(name);
+    const fd = check(
+      "shm_open",
+      symbols.shm_open(path, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_CLOEXEC, mode),
+      name,
+    );
+    try {
+      check("ftruncate", symbols.ftruncate(fd, BigInt(size)), name);
+      check("posix_fallocate", symbols.posix_fallocate(fd, 0n, BigInt(size)), name);
+      return new SharedMemory(name, size, mapShared(fd, size, name), true);
+    } catch (error) {
+      symbols.shm_unlink(path);
+      throw error;
+    } finally {
+      symbols.close(fd);
+    }
+  }
+
+  static #open(name: string, minimumSize: number): SharedMemory {
+    const { symbols } = libc();
+    const fd = check("shm_open", symbols.shm_open(cString(name), C.O_RDWR | C.O_CLOEXEC, 0), name);
+    try {
+      const stat = new Uint8Array(C.SIZEOF_STAT);
+      check("fstat", symbols.fstat(fd, stat), name);
+      const size = Number(new DataView(stat.buffer).getBigInt64(C.STAT_OFFSET_SIZE, true));
+      if (size === 0 || size < minimumSize) {
+        throw new ErrnoError(ERRNO.EINVAL, "shm_open", {
+          objectName: name,
+          message: size === 0
+            ? `Shared memory "${name}" has size 0: its creator has not sized it yet`
+            : `Shared memory "${name}" has ${size} bytes, fewer than the ${minimumSize} asked for`,
+        });
+      }
+      return new SharedMemory(name, size, mapShared(fd, size, name), false);
+    } finally {
+      symbols.close(fd);
+    }
+  }
+
+  /** The object's name, e.g. `"/my-region"`. */
+  get name(): string {
+    return this.#name;
+  }
+
+  /** Size of the mapping in bytes. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Whether this handle created the object (rather than opened an existing one). */
+  get created(): boolean {
+    return this.#created;
+  }
+
+  /** Whether {@link SharedMemory.close} was called. */
+  get closed(): boolean {
+    return this.#lifetime.closed;
+  }
+
+  /**
+   * The whole mapping as an ArrayBuffer. After `close()` it is detached (length 0), as
+   * is every view made from it, so stale views read `undefined` instead of crashing.
+   */
+  get buffer(): ArrayBuffer {
+    this.#assertOpen("get the buffer of");
+    return this.#buffer;
+  }
+
+  /** The whole mapping as bytes. */
+  get bytes(): Uint8Array<ArrayBuffer> {
+    this.#assertOpen("get the bytes of");
+    return this.#bytes ??= new Uint8Array(this.#buffer);
+  }
+
+  /**
+   * A typed view of `length` elements at `byteOffset` (default: from there to the end).
+   * The offset must be aligned to the element size.
+   *
+   * @example A counter shared by processes
+   * ```ts
+   * import { SharedMemory } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using shm = SharedMemory.create({ size: 8 });
+   * try {
+   *   const counter = shm.view(Int32Array, 0, 1);
+   *   Atomics.add(counter, 0, 5);
+   *   assert.equal(Atomics.load(counter, 0), 5);
+   * } finally {
+   *   shm.unlink();
+   * }
+   * ```
+   */
+  view<T>(type: TypedArrayConstructor<T>, byteOffset = 0, length?: number): T {
+    this.#assertOpen("make a view of");
+    const elementSize = type?.BYTES_PER_ELEMENT;
+    if (typeof elementSize !== "number") {
+      throw new TypeError("Invalid view type: expected a typed array constructor");
+    }
+    validateInteger(byteOffset, "view byte offset", 0, this.#size);
+    if (byteOffset % elementSize !== 0) {
+      throw new RangeError(
+        `Invalid view byte offset ${byteOffset}: it must be a multiple of ${elementSize}`,
+      );
+    }
+    const available = Math.floor((this.#size - byteOffset) / elementSize);
+    const count = length === undefined
+      ? available
+      : validateInteger(length, "view length", 0, available);
+    return new type(this.#buffer, byteOffset, count);
+  }
+
+  /**
+   * The raw address of byte `byteOffset` of the mapping, for placing native objects
+   * (such as an `UnnamedSemaphore`) in it. Valid only until `close()`.
+   */
+  unsafePointer(byteOffset = 0): Deno.PointerObject {
+    this.#assertOpen("get a pointer into");
+    validateInteger(byteOffset, "byte offset", 0, this.#size - 1);
+    return Deno.UnsafePointer.offset(this.#pointer, byteOffset)!;
+  }
+
+  /**
+   * Keeps the mapping alive while a dependent object (e.g. a semaphore inside it) is in
+   * use; returns the function that ends the pin. `close()` still detaches the buffer at
+   * once, but unmaps only after the last pin ends.
+   */
+  pin(): () => void {
+    this.#assertOpen("pin");
+    this.#lifetime.pin();
+    let pinned = true;
+    return () => {
+      if (pinned) {
+        pinned = false;
+        this.#lifetime.unpin();
+      }
+    };
+  }
+
+  /**
+   * Detaches every view and unmaps this process's mapping (the object itself stays: see
+   * {@link SharedMemory.unlink}). Calling it again does nothing.
+   */
+  close(): void {
+    if (this.#lifetime.closed) return;
+    // Detach before unmapping: a view touched after munmap would kill the process.
+    this.#buffer.transfer(0);
+    this.#bytes = undefined;
+    this.#lifetime.close();
+  }
+
+  /**
+   * Removes the object's name (see {@link SharedMemory.unlink}); this mapping stays
+   * usable until `close()`.
+   */
+  unlink(): void {
+    SharedMemory.unlink(this.#name);
+  }
+
+  /** Same as {@link SharedMemory.close}. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#lifetime.closed) throw closedError(operation, WHAT, this.#name);
+  }
+}
+
+function mapShared(fd: number, size: number, name: string): Deno.PointerObject {
+  const mapped = libc().symbols.mmap(
+    null,
+    BigInt(size),
+    C.PROT_READ | C.PROT_WRITE,
+    C.MAP_SHARED,
+    fd,
+    0n,
+  );
+  return check("mmap", mapped, name);
+}

@@ -1,0 +1,58 @@
+/**
+ * deno-ipc: interprocess communication for Deno, bound straight to libc through FFI.
+ *
+ * Needs `--allow-ffi` (which grants full access to the process). Linux x86_64 (glibc).
+ *
+ * @example Shared memory and a semaphore
+ * ```ts
+ * import { NamedSemaphore, SharedMemory } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using shm = SharedMemory.create({ size: 4096 });
+ * using ready = NamedSemaphore.create();
+ * try {
+ *   shm.bytes[0] = 42;
+ *   ready.post();
+ *   await ready.wait({ timeout: 1000 });
+ *   assert.equal(shm.bytes[0], 42);
+ * } finally {
+ *   shm.unlink();
+ *   ready.unlink();
+ * }
+ * ```
+ *
+ * @module
+ */
+export {
+  AlreadyExistsError,
+  ClosedError,
+  ErrnoError,
+  type ErrnoErrorOptions,
+  InterruptedError,
+  NotFoundError,
+  PermissionDeniedError,
+  TimedOutError,
+  WouldBlockError,
+} from "./ffi/errno.ts";
+export { UnsupportedPlatformError } from "./ffi/libc.ts";
+export {
+  SharedMemory,
+  type SharedMemoryCreateOptions,
+  type SharedMemoryOpenOptions,
+  type SharedMemoryOpenOrCreateOptions,
+  type TypedArrayConstructor,
+} from "./lib/shared_memory.ts";
+export {
+  Mutex,
+  type MutexCreateOptions,
+  type MutexGuard,
+  NamedSemaphore,
+  type NamedSemaphoreCreateOptions,
+  type NamedSemaphoreOpenOptions,
+  type NamedSemaphoreOpenOrCreateOptions,
+  type Semaphore,
+  UnnamedSemaphore,
+  type UnnamedSemaphoreAttachOptions,
+  type UnnamedSemaphoreInitOptions,
+  type WaitOptions,
+} from "./lib/semaphore.ts";
