@@ -1,0 +1,109 @@
+// Test helpers: random names, leak checks, child processes.
+import assert from "node:assert/strict";
+
+/** A fresh random POSIX IPC name for a test object. */
+export function testName(prefix = "t"): string {
+  return `/deno-ipc-test-${prefix}-${crypto.randomUUID().slice(0, 13)}`;
+}
+
+function shmEntries(): Set<string> {
+  return new Set(Array.from(Deno.readDirSync("/dev/shm"), (entry) => entry.name));
+}
+
+function openFds(): string[] {
+  return Array.from(Deno.readDirSync("/proc/self/fd"), (entry) => entry.name).sort();
+}
+
+/**
+ * Registers a test that must leave nothing behind: no new /dev/shm entries (shared
+ * memory, named semaphores) and the same open fds as before.
+ */
+export function ipcTest(name: string, fn: (t: Deno.TestContext) => Promise<void> | void): void {
+  Deno.test(name, async (t) => {
+    const shmBefore = shmEntries();
+    const fdsBefore = openFds();
+    await fn(t);
+    const leaked = [...shmEntries()].filter((entry) => !shmBefore.has(entry));
+    assert.deepEqual(leaked, [], `objects left in /dev/shm: ${leaked.join(", ")}`);
+    assert.deepEqual(openFds(), fdsBefore, "file descriptors leaked");
+  });
+}
+
+const childDirectory = new URL("./children/", import.meta.url);
+
+/** Result of a finished child process. */
+export interface ChildResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `tests/children/<script>` in a new deno process with `args` and waits for it. */
+export async function runChild(script: string, args: string[] = []): Promise<ChildResult> {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(script, childDirectory).pathname, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** A running child process whose stdout can be read line by line. */
+export class Child implements AsyncDisposable {
+  readonly process: Deno.ChildProcess;
+  readonly #lines: AsyncIterator<string>;
+  #pending = "";
+
+  constructor(script: string, args: string[] = [], permissions: string[] = ["-A"]) {
+    this.process = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...permissions, new URL(script, childDirectory).pathname, ...args],
+      stdout: "piped",
+      stderr: "inherit",
+      stdin: "null",
+    }).spawn();
+    this.#lines = this.process.stdout.pipeThrough(new TextDecoderStream())[Symbol.asyncIterator]();
+  }
+
+  /** The next line the child printed (throws if it exited first). */
+  async line(): Promise<string> {
+    while (!this.#pending.includes("\n")) {
+      const chunk = await this.#lines.next();
+      if (chunk.done) throw new Error(`child exited before printing a line: ${this.#pending}`);
+      this.#pending += chunk.value;
+    }
+    const end = this.#pending.indexOf("\n");
+    const line = this.#pending.slice(0, end);
+    this.#pending = this.#pending.slice(end + 1);
+    return line;
+  }
+
+  /** Waits for the child to exit and returns its exit status. */
+  async status(): Promise<Deno.CommandStatus> {
+    const status = await this.process.status;
+    while (!(await this.#lines.next()).done) { /* drain */ }
+    return status;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      this.process.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await this.status();
+  }
+}
+
+/** Resolves after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Number of fast-check runs: `DENO_IPC_PROPERTY_RUNS` when set, else `fallback`. */
+export function propertyRuns(fallback: number): number {
+  const fromEnv = Number(Deno.env.get("DENO_IPC_PROPERTY_RUNS"));
+  return Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : fallback;
+}

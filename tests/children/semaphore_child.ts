@@ -1,0 +1,55 @@
+// Child process for semaphore tests. Prints "ready" once its handle is open.
+//   post NAME                  posts the named semaphore
+//   wait NAME TIMEOUT_MS       waits; prints "acquired" or the error's name
+//   post-unnamed SHM OFFSET    posts the unnamed semaphore at OFFSET of SHM
+//   wait-unnamed SHM OFFSET    waits on it (10 s timeout); prints "acquired"
+//   locked-add NAME SHM COUNT  COUNT times: lock mutex NAME, non-atomic ++ at SHM[0]
+import { Mutex, NamedSemaphore, SharedMemory, UnnamedSemaphore } from "../../mod.ts";
+
+const [action, name, argument, count] = Deno.args;
+switch (action) {
+  case "post": {
+    using sem = NamedSemaphore.open({ name });
+    console.log("ready");
+    sem.post();
+    break;
+  }
+  case "wait": {
+    using sem = NamedSemaphore.open({ name });
+    console.log("ready");
+    try {
+      await sem.wait({ timeout: Number(argument) });
+      console.log("acquired");
+    } catch (error) {
+      console.log((error as Error).name);
+    }
+    break;
+  }
+  case "post-unnamed":
+  case "wait-unnamed": {
+    using shm = SharedMemory.open({ name });
+    using sem = UnnamedSemaphore.attach(shm, { byteOffset: Number(argument) });
+    console.log("ready");
+    if (action === "post-unnamed") sem.post();
+    else {
+      await sem.wait({ timeout: 10_000 });
+      console.log("acquired");
+    }
+    break;
+  }
+  case "locked-add": {
+    using mutex = Mutex.open({ name });
+    using shm = SharedMemory.open({ name: argument });
+    const counter = shm.view(Int32Array, 0, 1);
+    console.log("ready");
+    for (let i = Number(count); i > 0; i--) {
+      using _held = await mutex.lock({ timeout: 10_000 });
+      const seen = counter[0];
+      await Promise.resolve(); // give the other process a chance to interleave
+      counter[0] = seen + 1;
+    }
+    break;
+  }
+  default:
+    throw new Error(`unknown action ${action}`);
+}

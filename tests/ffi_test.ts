@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import {
+  AlreadyExistsError,
+  ClosedError,
+  ErrnoError,
+  InterruptedError,
+  NotFoundError,
+  PermissionDeniedError,
+  TimedOutError,
+  WouldBlockError,
+} from "../mod.ts";
+import { errnoCode, errnoError } from "../ffi/errno.ts";
+import { ERRNO } from "../ffi/constants.ts";
+import { Child, ipcTest } from "./_helpers.ts";
+
+ipcTest("without --allow-ffi the first call names the flag in one clear error", async () => {
+  await using child = new Child("no_ffi_child.ts", [], ["--no-prompt"]);
+  const line = await child.line();
+  assert.match(line, /^NotCapable: deno-ipc needs FFI access to call libc\.so\.6/);
+  assert.match(line, /--allow-ffi/);
+  assert.equal((await child.status()).code, 0);
+});
+
+ipcTest("DENO_IPC_LIBC overrides the path of the C library", async () => {
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("./children/no_ffi_child.ts", import.meta.url).pathname],
+    env: { DENO_IPC_LIBC: "/nonexistent/libc-override.so" },
+    stdout: "piped",
+  }).output();
+  assert.match(new TextDecoder().decode(output.stdout), /libc-override\.so/);
+});
+
+const expectedClasses: [keyof typeof ERRNO, typeof ErrnoError][] = [
+  ["EEXIST", AlreadyExistsError],
+  ["ENOENT", NotFoundError],
+  ["EAGAIN", WouldBlockError],
+  ["ETIMEDOUT", TimedOutError],
+  ["EACCES", PermissionDeniedError],
+  ["EPERM", PermissionDeniedError],
+  ["EINTR", InterruptedError],
+  ["EBADF", ClosedError],
+  ["EINVAL", ErrnoError],
+];
+
+for (const [code, ErrorClass] of expectedClasses) {
+  ipcTest(`errnoError() maps ${code} to ${ErrorClass.name}`, () => {
+    const error = errnoError(ERRNO[code], "shm_open", { objectName: "/thing" });
+    assert.equal(error.constructor, ErrorClass);
+    assert.ok(error instanceof ErrnoError);
+    assert.equal(error.name, ErrorClass.name);
+    assert.equal(error.code, code);
+    assert.equal(error.errno, ERRNO[code]);
+    assert.equal(error.syscall, "shm_open");
+    assert.equal(error.objectName, "/thing");
+    assert.match(error.message, new RegExp(`^shm_open failed on "/thing": ${code} \\(.+\\)$`));
+  });
+}
+
+ipcTest("errnoCode() names errno values outside the table through libc", () => {
+  assert.equal(errnoCode(ERRNO.EEXIST), "EEXIST");
+  assert.equal(errnoCode(84), "EILSEQ");
+  assert.equal(errnoCode(100_000), "E100000");
+});

@@ -1,0 +1,410 @@
+import assert from "node:assert/strict";
+import {
+  AlreadyExistsError,
+  ClosedError,
+  ErrnoError,
+  Mutex,
+  NamedSemaphore,
+  NotFoundError,
+  SharedMemory,
+  TimedOutError,
+  UnnamedSemaphore,
+} from "../mod.ts";
+import { Child, delay, ipcTest, runChild, testName } from "./_helpers.ts";
+
+// A wait abandoned by abort or close leaves its last pool-thread slice (at most 100 ms)
+// running; tests that abandon one wait this long so that no op outlives the test.
+const SLICE_SETTLE_MS = 150;
+
+ipcTest("NamedSemaphore.create() starts at its value with mode 0600", () => {
+  using sem = NamedSemaphore.create({ name: testName(), value: 3 });
+  try {
+    assert.equal(sem.value, 3);
+    const stat = Deno.statSync(`/dev/shm/sem.${sem.name.slice(1)}`);
+    assert.equal(stat.mode! & 0o777, 0o600);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest("NamedSemaphore.create() is exclusive; open() of a missing name is NotFoundError", () => {
+  using sem = NamedSemaphore.create({ name: testName() });
+  try {
+    assert.throws(
+      () => NamedSemaphore.create({ name: sem.name }),
+      (e: unknown) =>
+        e instanceof AlreadyExistsError && e.code === "EEXIST" && e.syscall === "sem_open" &&
+        e.objectName === sem.name,
+    );
+  } finally {
+    sem.unlink();
+  }
+  assert.throws(() => NamedSemaphore.open({ name: sem.name }), NotFoundError);
+  assert.throws(() => NamedSemaphore.unlink(sem.name), NotFoundError);
+});
+
+ipcTest("NamedSemaphore.openOrCreate() keeps the value of an existing semaphore", () => {
+  const name = testName();
+  using first = NamedSemaphore.openOrCreate({ name, value: 2 });
+  using second = NamedSemaphore.openOrCreate({ name, value: 9 });
+  try {
+    assert.equal(second.value, 2);
+    second.post();
+    assert.equal(first.value, 3);
+  } finally {
+    NamedSemaphore.unlink(name);
+  }
+});
+
+ipcTest("NamedSemaphore.tryWait() takes a unit when there is one and never waits", () => {
+  using sem = NamedSemaphore.create({ name: testName(), value: 1 });
+  try {
+    assert.equal(sem.tryWait(), true);
+    assert.equal(sem.tryWait(), false);
+    assert.equal(sem.value, 0);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest("NamedSemaphore.wait() resolves at once when the value is positive", async () => {
+  using sem = NamedSemaphore.create({ name: testName(), value: 2 });
+  try {
+    await sem.wait();
+    await sem.wait({ timeout: 0 });
+    assert.equal(sem.value, 0);
+    await assert.rejects(sem.wait({ timeout: 0 }), TimedOutError);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest("NamedSemaphore.wait() times out with TimedOutError naming the semaphore", async () => {
+  using sem = NamedSemaphore.create({ name: testName() });
+  try {
+    const started = performance.now();
+    await assert.rejects(sem.wait({ timeout: 150 }), (e: unknown) => {
+      assert.ok(e instanceof TimedOutError);
+      assert.equal(e.code, "ETIMEDOUT");
+      assert.equal(e.objectName, sem.name);
+      assert.match(e.message, /150 ms/);
+      return true;
+    });
+    assert.ok(performance.now() - started >= 145);
+    assert.equal(sem.value, 0);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest("NamedSemaphore.wait() rejects with the abort reason and takes no unit", async () => {
+  using sem = NamedSemaphore.create({ name: testName() });
+  try {
+    const controller = new AbortController();
+    const waiting = sem.wait({ signal: controller.signal });
+    await delay(20);
+    controller.abort(new Error("stop waiting"));
+    await assert.rejects(waiting, /stop waiting/);
+    // A post after the abort may be taken by the abandoned pool-thread wait: it must
+    // be given back.
+    sem.post();
+    await delay(SLICE_SETTLE_MS);
+    assert.equal(sem.value, 1);
+    await assert.rejects(sem.wait({ signal: AbortSignal.abort() }), { name: "AbortError" });
+    assert.equal(sem.value, 1);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest("NamedSemaphore.close() during a wait rejects it with ClosedError", async () => {
+  const sem = NamedSemaphore.create({ name: testName() });
+  try {
+    const waiting = sem.wait();
+    await delay(20);
+    sem.close();
+    await assert.rejects(waiting, ClosedError);
+    await delay(SLICE_SETTLE_MS);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest(
+  "NamedSemaphore after close(): every operation throws ClosedError; close() again is fine",
+  async () => {
+    const sem = NamedSemaphore.create({ name: testName(), value: 1 });
+    try {
+      sem.close();
+      sem.close();
+      assert.equal(sem.closed, true);
+      assert.throws(() => sem.post(), ClosedError);
+      assert.throws(() => sem.tryWait(), ClosedError);
+      assert.throws(() => sem.value, ClosedError);
+      await assert.rejects(sem.wait(), ClosedError);
+      assert.throws(
+        () => sem.post(),
+        (e: unknown) => e instanceof ErrnoError && e.code === "EBADF" && /closed/.test(e.message),
+      );
+    } finally {
+      sem.unlink();
+    }
+  },
+);
+
+ipcTest("NamedSemaphore: a post in another process wakes a waiter here", async () => {
+  using sem = NamedSemaphore.create({ name: testName() });
+  try {
+    const waiting = sem.wait({ timeout: 10_000 });
+    const child = await runChild("semaphore_child.ts", ["post", sem.name]);
+    assert.equal(child.code, 0, child.stderr);
+    await waiting;
+    assert.equal(sem.value, 0);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest("NamedSemaphore: a post here wakes a waiter in another process", async () => {
+  using sem = NamedSemaphore.create({ name: testName() });
+  try {
+    await using child = new Child("semaphore_child.ts", ["wait", sem.name, "10000"]);
+    assert.equal(await child.line(), "ready");
+    await delay(50);
+    sem.post();
+    assert.equal(await child.line(), "acquired");
+    assert.equal((await child.status()).code, 0);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest("NamedSemaphore: a timed wait in another process expires", async () => {
+  using sem = NamedSemaphore.create({ name: testName() });
+  try {
+    const child = await runChild("semaphore_child.ts", ["wait", sem.name, "100"]);
+    assert.equal(child.code, 0, child.stderr);
+    assert.deepEqual(child.stdout.trim().split("\n"), ["ready", "TimedOutError"]);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest("NamedSemaphore.wait() does not block the event loop", async () => {
+  using sem = NamedSemaphore.create({ name: testName() });
+  try {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    await assert.rejects(sem.wait({ timeout: 300 }), TimedOutError);
+    clearInterval(timer);
+    assert.ok(ticks >= 10, `only ${ticks} timer ticks ran during the wait`);
+  } finally {
+    sem.unlink();
+  }
+});
+
+const badSemaphoreArguments: [string, () => unknown, typeof TypeError | typeof RangeError][] = [
+  ["a name without a slash", () => NamedSemaphore.create({ name: "x" }), TypeError],
+  [
+    "a name too long for sem.",
+    () => NamedSemaphore.create({ name: "/" + "x".repeat(252) }),
+    RangeError,
+  ],
+  ["a negative value", () => NamedSemaphore.create({ name: testName(), value: -1 }), RangeError],
+  ["a fractional value", () => NamedSemaphore.create({ name: testName(), value: 0.5 }), RangeError],
+  ["a NaN value", () => NamedSemaphore.create({ name: testName(), value: NaN }), TypeError],
+  [
+    "a value above SEM_VALUE_MAX",
+    () => NamedSemaphore.create({ name: testName(), value: 2 ** 31 }),
+    RangeError,
+  ],
+  ["mode 0o7777", () => NamedSemaphore.create({ name: testName(), mode: 0o7777 }), RangeError],
+  // deno-lint-ignore no-explicit-any
+  ["options that are a string", () => NamedSemaphore.create("/x" as any), TypeError],
+  // deno-lint-ignore no-explicit-any
+  ["open without a name", () => NamedSemaphore.open({} as any), TypeError],
+];
+
+for (const [why, call, ErrorClass] of badSemaphoreArguments) {
+  ipcTest(`NamedSemaphore rejects ${why} before any syscall`, () => {
+    assert.throws(call, ErrorClass);
+  });
+}
+
+const badWaitOptions: [string, unknown, typeof TypeError | typeof RangeError][] = [
+  ["a negative timeout", { timeout: -1 }, RangeError],
+  ["a NaN timeout", { timeout: NaN }, TypeError],
+  ["a string timeout", { timeout: "10" }, TypeError],
+  ["a signal that is not an AbortSignal", { signal: {} }, TypeError],
+  ["options that are a number", 5, TypeError],
+];
+
+for (const [why, options, ErrorClass] of badWaitOptions) {
+  ipcTest(`NamedSemaphore.wait() rejects ${why} and takes no unit`, async () => {
+    using sem = NamedSemaphore.create({ name: testName(), value: 1 });
+    try {
+      // deno-lint-ignore no-explicit-any
+      await assert.rejects(sem.wait(options as any), ErrorClass);
+      assert.equal(sem.value, 1);
+    } finally {
+      sem.unlink();
+    }
+  });
+}
+
+ipcTest("NamedSemaphore.post() at SEM_VALUE_MAX is EOVERFLOW and the process survives", () => {
+  using sem = NamedSemaphore.create({ name: testName(), value: 2 ** 31 - 1 });
+  try {
+    assert.throws(
+      () => sem.post(),
+      (e: unknown) => e instanceof ErrnoError && e.code === "EOVERFLOW",
+    );
+    assert.equal(sem.value, 2 ** 31 - 1);
+  } finally {
+    sem.unlink();
+  }
+});
+
+ipcTest("UnnamedSemaphore.init() places semaphores side by side in one region", async () => {
+  using shm = SharedMemory.create({ name: testName(), size: 3 * UnnamedSemaphore.SIZE });
+  try {
+    using a = UnnamedSemaphore.init(shm, { value: 1 });
+    using b = UnnamedSemaphore.init(shm, { byteOffset: 32, value: 2 });
+    using c = UnnamedSemaphore.init(shm, { byteOffset: 64 });
+    assert.deepEqual([a.value, b.value, c.value], [1, 2, 0]);
+    await b.wait();
+    c.post();
+    assert.deepEqual([a.value, b.value, c.value], [1, 1, 1]);
+    assert.equal(b.name, `${shm.name}@32`);
+  } finally {
+    shm.unlink();
+  }
+});
+
+ipcTest("UnnamedSemaphore rejects placements outside, unaligned or in a too small region", () => {
+  using shm = SharedMemory.create({ name: testName(), size: 40 });
+  using tiny = SharedMemory.create({ name: testName(), size: 16 });
+  try {
+    assert.throws(() => UnnamedSemaphore.init(shm, { byteOffset: 4 }), RangeError);
+    assert.throws(() => UnnamedSemaphore.init(shm, { byteOffset: 16 }), RangeError);
+    assert.throws(() => UnnamedSemaphore.attach(shm, { byteOffset: -8 }), RangeError);
+    assert.throws(() => UnnamedSemaphore.init(tiny), RangeError);
+    assert.throws(() => UnnamedSemaphore.init(shm, { value: -1 }), RangeError);
+  } finally {
+    shm.unlink();
+    tiny.unlink();
+  }
+});
+
+ipcTest("UnnamedSemaphore keeps the region mapped until it is closed", async () => {
+  const shm = SharedMemory.create({ name: testName(), size: UnnamedSemaphore.SIZE });
+  try {
+    using sem = UnnamedSemaphore.init(shm, { value: 1 });
+    shm.close();
+    assert.throws(() => shm.bytes, ClosedError);
+    assert.equal(sem.tryWait(), true);
+    sem.post();
+    await sem.wait();
+    sem.destroy();
+    assert.throws(() => sem.post(), ClosedError);
+    assert.throws(() => UnnamedSemaphore.attach(shm), ClosedError);
+  } finally {
+    SharedMemory.unlink(shm.name);
+  }
+});
+
+ipcTest(
+  "UnnamedSemaphore: closing the region during a wait does not crash the process",
+  async () => {
+    const shm = SharedMemory.create({ name: testName(), size: UnnamedSemaphore.SIZE });
+    try {
+      const sem = UnnamedSemaphore.init(shm);
+      const waiting = sem.wait();
+      await delay(20);
+      shm.close();
+      sem.close();
+      await assert.rejects(waiting, ClosedError);
+      await delay(SLICE_SETTLE_MS);
+    } finally {
+      SharedMemory.unlink(shm.name);
+    }
+  },
+);
+
+ipcTest("UnnamedSemaphore: a post in another process wakes a waiter here, and back", async () => {
+  using shm = SharedMemory.create({ name: testName(), size: 64 });
+  try {
+    using sem = UnnamedSemaphore.init(shm, { byteOffset: 32 });
+    const waiting = sem.wait({ timeout: 10_000 });
+    const poster = await runChild("semaphore_child.ts", ["post-unnamed", shm.name, "32"]);
+    assert.equal(poster.code, 0, poster.stderr);
+    await waiting;
+
+    await using waiter = new Child("semaphore_child.ts", ["wait-unnamed", shm.name, "32"]);
+    assert.equal(await waiter.line(), "ready");
+    sem.post();
+    assert.equal(await waiter.line(), "acquired");
+    assert.equal((await waiter.status()).code, 0);
+  } finally {
+    shm.unlink();
+  }
+});
+
+ipcTest("Mutex.lock() returns a guard that releases once, by using or by release()", async () => {
+  using mutex = Mutex.create({ name: testName() });
+  try {
+    {
+      using _held = await mutex.lock();
+      assert.equal(mutex.tryLock(), undefined);
+      await assert.rejects(mutex.lock({ timeout: 30 }), TimedOutError);
+    }
+    const guard = mutex.tryLock();
+    assert.ok(guard);
+    guard.release();
+    guard.release(); // a second release must not unlock a lock someone else holds
+    const again = mutex.tryLock();
+    assert.ok(again);
+    assert.equal(mutex.tryLock(), undefined);
+    again.release();
+  } finally {
+    mutex.unlink();
+  }
+});
+
+ipcTest(
+  "Mutex.openOrCreate() shares one lock; a Mutex over an UnnamedSemaphore works",
+  async () => {
+    const name = testName();
+    using a = Mutex.openOrCreate({ name });
+    using b = Mutex.openOrCreate({ name });
+    using shm = SharedMemory.create({ name: testName(), size: UnnamedSemaphore.SIZE });
+    try {
+      const held = a.tryLock();
+      assert.ok(held);
+      assert.equal(b.tryLock(), undefined);
+      held.release();
+      using unnamed = new Mutex(UnnamedSemaphore.init(shm, { value: 1 }));
+      using _held = await unnamed.lock();
+      assert.equal(unnamed.tryLock(), undefined);
+    } finally {
+      NamedSemaphore.unlink(name);
+      shm.unlink();
+    }
+  },
+);
+
+ipcTest("Mutex: two processes doing read-modify-write under the lock lose no update", async () => {
+  using mutex = Mutex.create({ name: testName() });
+  using shm = SharedMemory.create({ name: testName(), size: 4 });
+  try {
+    const results = await Promise.all([
+      runChild("semaphore_child.ts", ["locked-add", mutex.name, shm.name, "300"]),
+      runChild("semaphore_child.ts", ["locked-add", mutex.name, shm.name, "300"]),
+    ]);
+    for (const result of results) assert.equal(result.code, 0, result.stderr);
+    assert.equal(shm.view(Int32Array, 0, 1)[0], 600);
+  } finally {
+    mutex.unlink();
+    shm.unlink();
+  }
+});
