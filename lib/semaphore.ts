@@ -7,6 +7,11 @@
  * (spinning briefly), then waits in `sem_clockwait` on Deno's thread pool in slices of
  * at most 100 ms, checking its timeout, AbortSignal and the handle between slices.
  *
+ * A wait ended by its AbortSignal or by `close()` rejects at once, but its current slice
+ * goes on on the thread pool for at most 100 ms (a unit it takes then is given back).
+ * Under `deno test --sanitize-ops`, let it settle before the test ends. A timeout never
+ * leaves a slice behind.
+ *
  * @module
  */
 import { C } from "../ffi/constants.ts";
@@ -494,15 +499,15 @@ export class UnnamedSemaphore implements Semaphore {
    * Waits until the value can be decremented, then decrements it; same options and
    * errors as {@link NamedSemaphore.wait}.
    *
-   * @example Wait that is aborted
+   * @example Wait with a timeout
    * ```ts
-   * import { SharedMemory, UnnamedSemaphore } from "@deno-ipc/ipc";
+   * import { SharedMemory, TimedOutError, UnnamedSemaphore } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
    * using shm = SharedMemory.create({ size: UnnamedSemaphore.SIZE });
    * try {
    *   using sem = UnnamedSemaphore.init(shm);
-   *   await assert.rejects(sem.wait({ signal: AbortSignal.timeout(20) }), { name: "TimeoutError" });
+   *   await assert.rejects(sem.wait({ timeout: 20 }), TimedOutError);
    * } finally {
    *   shm.unlink();
    * }

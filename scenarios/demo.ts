@@ -1,0 +1,27 @@
+// The main demonstration: every scenario, one after another, each in its own process.
+//
+//   deno task demo            (or: deno run -A --unstable-net scenarios/demo.ts)
+
+/** Scenarios in teaching order. Every scenario file must be listed here. */
+export const SCENARIOS: readonly string[] = [
+  "shm_posix.ts",
+  "critical_section.ts",
+];
+
+if (import.meta.main) {
+  const failed: string[] = [];
+  for (const scenario of SCENARIOS) {
+    console.log(`\n=== scenarios/${scenario} ${"=".repeat(Math.max(0, 60 - scenario.length))}`);
+    const status = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--unstable-net", new URL(scenario, import.meta.url).pathname],
+      stdin: "null",
+    }).spawn().status;
+    if (status.code !== 0) failed.push(scenario);
+  }
+  console.log(
+    failed.length === 0
+      ? `\nAll ${SCENARIOS.length} scenarios ran.`
+      : `\nFailed: ${failed.join(", ")}`,
+  );
+  Deno.exit(failed.length === 0 ? 0 : 1);
+}
