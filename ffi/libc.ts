@@ -9,6 +9,8 @@ export const LIBC_SYMBOLS = {
   strerror: { parameters: ["i32"], result: "pointer" },
   // const char *strerrorname_np(int errnum);  (glibc >= 2.32)
   strerrorname_np: { parameters: ["i32"], result: "pointer", optional: true },
+  // int sched_yield(void);
+  sched_yield: { parameters: [], result: "i32" },
   // pid_t getpid(void);
   getpid: { parameters: [], result: "i32" },
 
