@@ -11,8 +11,6 @@ export const LIBC_SYMBOLS = {
   strerrorname_np: { parameters: ["i32"], result: "pointer", optional: true },
   // int sched_yield(void);
   sched_yield: { parameters: [], result: "i32" },
-  // pid_t getpid(void);
-  getpid: { parameters: [], result: "i32" },
 
   // int close(int fd);
   close: { parameters: ["i32"], result: "i32" },

@@ -49,16 +49,6 @@ export class Lifetime {
     this.#maybeRelease();
   }
 
-  /** Runs `call` pinned. */
-  async track<T>(call: Promise<T>): Promise<T> {
-    this.pin();
-    try {
-      return await call;
-    } finally {
-      this.unpin();
-    }
-  }
-
   #maybeRelease(): void {
     if (this.#closed && this.#inflight === 0 && !this.#released) {
       this.#released = true;
