@@ -32,24 +32,6 @@ import type { SharedMemory } from "./shared_memory.ts";
 
 export type { WaitOptions } from "./_wait.ts";
 
-/** What named and unnamed semaphores have in common. */
-export interface Semaphore extends Disposable {
-  /** The semaphore's name (for an unnamed one: its place in shared memory). */
-  readonly name: string;
-  /** Whether `close()` was called. */
-  readonly closed: boolean;
-  /** The current value, as sem_getvalue(3) reports it (0 when there are waiters). */
-  readonly value: number;
-  /** Increments the value, waking one waiter in any process. */
-  post(): void;
-  /** Decrements the value if it is above zero; returns whether it did. Never waits. */
-  tryWait(): boolean;
-  /** Waits until the value can be decremented, then decrements it. */
-  wait(options?: WaitOptions): Promise<void>;
-  /** Releases this handle; waits in progress reject with `ClosedError`. Idempotent. */
-  close(): void;
-}
-
 /** Longest named semaphore name after "/": glibc prefixes "sem." to the file name. */
 const SEM_NAME_MAX = C.NAME_MAX - C.semaphoreFilePrefix.length;
 
@@ -126,6 +108,90 @@ class SemaphoreCore implements Waitable<true> {
   }
 }
 
+/**
+ * What named and unnamed semaphores have in common: post, wait in its three forms, the
+ * current value, and closing this process's handle.
+ *
+ * @example Waiting with a timeout
+ * ```ts
+ * import { NamedSemaphore, TimedOutError } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using sem = NamedSemaphore.create({ value: 0 });
+ * try {
+ *   await assert.rejects(sem.wait({ timeout: 20 }), TimedOutError);
+ *   sem.post();
+ *   await sem.wait({ timeout: 20 });
+ * } finally {
+ *   sem.unlink();
+ * }
+ * ```
+ */
+export abstract class Semaphore implements Disposable {
+  readonly #name: string;
+  readonly #core: SemaphoreCore;
+
+  /** For subclasses: `release` frees the handle once no wait uses it any more. */
+  protected constructor(
+    pointer: Deno.PointerObject,
+    what: string,
+    name: string,
+    release: () => void,
+  ) {
+    this.#name = name;
+    this.#core = new SemaphoreCore(pointer, what, name, release);
+  }
+
+  /** The semaphore's name (for an unnamed one: `"/region@offset"`). */
+  get name(): string {
+    return this.#name;
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#core.lifetime.closed;
+  }
+
+  /** The current value, as sem_getvalue(3) reports it (0 when there are waiters). */
+  get value(): number {
+    return this.#core.value();
+  }
+
+  /** Increments the value, waking one waiter in any process. See sem_post(3). */
+  post(): void {
+    this.#core.post();
+  }
+
+  /** Decrements the value if it is above zero; returns whether it did. Never waits. */
+  tryWait(): boolean {
+    return this.#core.tryWait();
+  }
+
+  /**
+   * Waits until the value can be decremented, then decrements it. Rejects with
+   * `TimedOutError` after `timeout` ms, with `signal.reason` when `signal` aborts, and
+   * with `ClosedError` when this handle is closed meanwhile.
+   */
+  wait(options?: WaitOptions): Promise<void> {
+    return this.#core.wait(options);
+  }
+
+  /** Releases this process's handle (the semaphore itself stays). Idempotent. */
+  close(): void {
+    this.#core.lifetime.close();
+  }
+
+  /** Same as `close()`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Throws `ClosedError` naming `operation` if the handle is closed. */
+  protected assertOpen(operation: string): void {
+    this.#core.assertOpen(operation);
+  }
+}
+
 /** Options of {@link NamedSemaphore.create}. */
 export interface NamedSemaphoreCreateOptions {
   /** Name such as `"/my-sem"`. Default: a fresh random name. */
@@ -175,13 +241,9 @@ const NAMED = "semaphore";
  * }
  * ```
  */
-export class NamedSemaphore implements Semaphore {
-  readonly #name: string;
-  readonly #core: SemaphoreCore;
-
+export class NamedSemaphore extends Semaphore {
   private constructor(name: string, pointer: Deno.PointerObject) {
-    this.#name = name;
-    this.#core = new SemaphoreCore(pointer, NAMED, name, () => {
+    super(pointer, NAMED, name, () => {
       libc().symbols.sem_close(pointer);
     });
   }
@@ -291,66 +353,9 @@ export class NamedSemaphore implements Semaphore {
     return new NamedSemaphore(name, pointer);
   }
 
-  /** The semaphore's name, e.g. `"/my-sem"`. */
-  get name(): string {
-    return this.#name;
-  }
-
-  /** Whether `close()` was called. */
-  get closed(): boolean {
-    return this.#core.lifetime.closed;
-  }
-
-  /** The current value (see sem_getvalue(3)). */
-  get value(): number {
-    return this.#core.value();
-  }
-
-  /** Increments the value, waking one waiter in any process. See sem_post(3). */
-  post(): void {
-    this.#core.post();
-  }
-
-  /** Decrements the value if it is above zero; returns whether it did. Never waits. */
-  tryWait(): boolean {
-    return this.#core.tryWait();
-  }
-
-  /**
-   * Waits until the value can be decremented, then decrements it. Rejects with
-   * `TimedOutError` after `timeout` ms, with `signal.reason` when `signal` aborts, and
-   * with `ClosedError` when this handle is closed meanwhile.
-   *
-   * @example Wait with a timeout
-   * ```ts
-   * import { NamedSemaphore, TimedOutError } from "@deno-ipc/ipc";
-   * import assert from "node:assert/strict";
-   *
-   * using sem = NamedSemaphore.create({ value: 0 });
-   * try {
-   *   await assert.rejects(sem.wait({ timeout: 20 }), TimedOutError);
-   * } finally {
-   *   sem.unlink();
-   * }
-   * ```
-   */
-  wait(options?: WaitOptions): Promise<void> {
-    return this.#core.wait(options);
-  }
-
-  /** Closes this process's handle (not the semaphore: see `unlink`). Idempotent. */
-  close(): void {
-    this.#core.lifetime.close();
-  }
-
   /** Removes the semaphore's name (see {@link NamedSemaphore.unlink}). */
   unlink(): void {
-    NamedSemaphore.unlink(this.#name);
-  }
-
-  /** Same as {@link NamedSemaphore.close}. */
-  [Symbol.dispose](): void {
-    this.close();
+    NamedSemaphore.unlink(this.name);
   }
 }
 
@@ -395,18 +400,15 @@ const UNNAMED = "unnamed semaphore";
  * }
  * ```
  */
-export class UnnamedSemaphore implements Semaphore {
+export class UnnamedSemaphore extends Semaphore {
   /** Bytes a semaphore occupies in shared memory (`sizeof(sem_t)`). */
   static readonly SIZE: number = C.SIZEOF_SEM_T;
 
-  readonly #name: string;
   readonly #pointer: Deno.PointerObject;
-  readonly #core: SemaphoreCore;
 
-  private constructor(shm: SharedMemory, byteOffset: number) {
-    this.#name = `${shm.name}@${byteOffset}`;
-    this.#pointer = shm.unsafePointer(byteOffset);
-    this.#core = new SemaphoreCore(this.#pointer, UNNAMED, this.#name, shm.pin());
+  private constructor(shm: SharedMemory, byteOffset: number, pointer: Deno.PointerObject) {
+    super(pointer, UNNAMED, `${shm.name}@${byteOffset}`, shm.pin());
+    this.#pointer = pointer;
   }
 
   /**
@@ -435,10 +437,10 @@ export class UnnamedSemaphore implements Semaphore {
     const checked = validateOptions<UnnamedSemaphoreInitOptions>(options, UNNAMED);
     const byteOffset = validatePlacement(shm, checked.byteOffset ?? 0);
     const value = validateInteger(checked.value ?? 0, "semaphore value", 0, C.SEM_VALUE_MAX);
-    const semaphore = new UnnamedSemaphore(shm, byteOffset);
+    const semaphore = new UnnamedSemaphore(shm, byteOffset, shm.unsafePointer(byteOffset));
     const result = libc().symbols.sem_init(semaphore.#pointer, 1, value);
     try {
-      check("sem_init", result, semaphore.#name);
+      check("sem_init", result, semaphore.name);
     } catch (error) {
       semaphore.close();
       throw error;
@@ -467,54 +469,8 @@ export class UnnamedSemaphore implements Semaphore {
    */
   static attach(shm: SharedMemory, options: UnnamedSemaphoreAttachOptions = {}): UnnamedSemaphore {
     const checked = validateOptions<UnnamedSemaphoreAttachOptions>(options, UNNAMED);
-    return new UnnamedSemaphore(shm, validatePlacement(shm, checked.byteOffset ?? 0));
-  }
-
-  /** Where the semaphore lives: `"/region@offset"`. */
-  get name(): string {
-    return this.#name;
-  }
-
-  /** Whether `close()` was called. */
-  get closed(): boolean {
-    return this.#core.lifetime.closed;
-  }
-
-  /** The current value (see sem_getvalue(3)). */
-  get value(): number {
-    return this.#core.value();
-  }
-
-  /** Increments the value, waking one waiter in any process. See sem_post(3). */
-  post(): void {
-    this.#core.post();
-  }
-
-  /** Decrements the value if it is above zero; returns whether it did. Never waits. */
-  tryWait(): boolean {
-    return this.#core.tryWait();
-  }
-
-  /**
-   * Waits until the value can be decremented, then decrements it; same options and
-   * errors as {@link NamedSemaphore.wait}.
-   *
-   * @example Wait with a timeout
-   * ```ts
-   * import { SharedMemory, TimedOutError, UnnamedSemaphore } from "@deno-ipc/ipc";
-   * import assert from "node:assert/strict";
-   *
-   * using shm = SharedMemory.create({ size: UnnamedSemaphore.SIZE });
-   * try {
-   *   using sem = UnnamedSemaphore.init(shm);
-   *   await assert.rejects(sem.wait({ timeout: 20 }), TimedOutError);
-   * } finally {
-   *   shm.unlink();
-   * }
-   * ```
-   */
-  wait(options?: WaitOptions): Promise<void> {
-    return this.#core.wait(options);
+    const byteOffset = validatePlacement(shm, checked.byteOffset ?? 0);
+    return new UnnamedSemaphore(shm, byteOffset, shm.unsafePointer(byteOffset));
   }
 
   /**
@@ -522,18 +478,8 @@ export class UnnamedSemaphore implements Semaphore {
    * uses it any more; the region's memory stays.
    */
   destroy(): void {
-    this.#core.assertOpen("destroy");
-    check("sem_destroy", libc().symbols.sem_destroy(this.#pointer), this.#name);
-    this.close();
-  }
-
-  /** Releases this handle (the semaphore stays in the region). Idempotent. */
-  close(): void {
-    this.#core.lifetime.close();
-  }
-
-  /** Same as {@link UnnamedSemaphore.close}. */
-  [Symbol.dispose](): void {
+    this.assertOpen("destroy");
+    check("sem_destroy", libc().symbols.sem_destroy(this.#pointer), this.name);
     this.close();
   }
 }
@@ -597,8 +543,8 @@ export class Mutex implements Disposable {
    * {@link UnnamedSemaphore} in shared memory. The mutex owns it: `close()` closes it.
    */
   constructor(semaphore: Semaphore) {
-    if (typeof semaphore?.tryWait !== "function" || typeof semaphore?.post !== "function") {
-      throw new TypeError("Invalid mutex semaphore: expected a Semaphore");
+    if (!(semaphore instanceof Semaphore)) {
+      throw new TypeError("Invalid mutex semaphore: expected a NamedSemaphore or UnnamedSemaphore");
     }
     this.#semaphore = semaphore;
   }

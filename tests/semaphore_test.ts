@@ -408,3 +408,9 @@ ipcTest("Mutex: two processes doing read-modify-write under the lock lose no upd
     shm.unlink();
   }
 });
+
+ipcTest("Mutex rejects anything but a semaphore before any syscall", () => {
+  // deno-lint-ignore no-explicit-any
+  const anything = [undefined, null, {}, { tryWait() {}, post() {} }] as any[];
+  for (const value of anything) assert.throws(() => new Mutex(value), TypeError);
+});
