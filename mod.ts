@@ -31,6 +31,7 @@ export {
   InterruptedError,
   NotFoundError,
   PermissionDeniedError,
+  StreamEndedError,
   TimedOutError,
   WouldBlockError,
 } from "./ffi/errno.ts";
@@ -56,3 +57,15 @@ export {
   type UnnamedSemaphoreInitOptions,
   type WaitOptions,
 } from "./lib/semaphore.ts";
+export { Channel } from "./lib/channel.ts";
+export {
+  MessageRing,
+  type MessageRingCreateOptions,
+  type MessageRingOpenOptions,
+} from "./lib/message_ring.ts";
+export {
+  BoundedBuffer,
+  type BoundedBufferCreateOptions,
+  type BoundedBufferOpenOptions,
+  SemaphoreBoundedBuffer,
+} from "./lib/bounded_buffer.ts";

@@ -103,6 +103,8 @@ export class PermissionDeniedError extends ErrnoError {}
 export class InterruptedError extends ErrnoError {}
 /** The handle was closed (EBADF): use after `close()`. */
 export class ClosedError extends ErrnoError {}
+/** The stream was ended by its producers (EPIPE): nothing more may be sent. */
+export class StreamEndedError extends ErrnoError {}
 
 const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EEXIST, AlreadyExistsError],
@@ -130,6 +132,14 @@ export function closedError(operation: string, what: string, objectName: string)
   return new ClosedError(ERRNO.EBADF, operation, {
     objectName,
     message: `Cannot ${operation}: ${what} "${objectName}" is closed`,
+  });
+}
+
+/** A {@link StreamEndedError} for a send after the end of the stream. */
+export function streamEndedError(what: string, objectName: string): StreamEndedError {
+  return new StreamEndedError(ERRNO.EPIPE, "send", {
+    objectName,
+    message: `Cannot send: ${what} "${objectName}" has ended (its producers called end())`,
   });
 }
 
@@ -173,6 +183,8 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   sem_post: "minus-one",
   sem_trywait: "minus-one",
   sem_getvalue: "minus-one",
+  kill: "minus-one",
+  futex_wake: "minus-one",
 };
 
 /**

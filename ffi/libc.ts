@@ -9,6 +9,10 @@ export const LIBC_SYMBOLS = {
   strerror: { parameters: ["i32"], result: "pointer" },
   // const char *strerrorname_np(int errnum);  (glibc >= 2.32)
   strerrorname_np: { parameters: ["i32"], result: "pointer", optional: true },
+  // pid_t getpid(void);
+  getpid: { parameters: [], result: "i32" },
+  // int kill(pid_t pid, int sig);
+  kill: { parameters: ["i32", "i32"], result: "i32" },
   // int sched_yield(void);
   sched_yield: { parameters: [], result: "i32" },
 
@@ -55,6 +59,22 @@ export const LIBC_SYMBOLS = {
   sem_clockwait_async: {
     name: "sem_clockwait",
     parameters: ["pointer", "i32", "buffer"],
+    result: "i32",
+    nonblocking: true,
+  },
+
+  // long syscall(SYS_futex, uint32_t *uaddr, int op, uint32_t val, const struct timespec *timeout,
+  //              uint32_t *uaddr2, uint32_t val3);
+  // (variadic; integer and pointer arguments only). Declared as int: futex results fit.
+  futex_wake: {
+    name: "syscall",
+    parameters: ["i64", "pointer", "i32", "i32", "pointer", "pointer", "i32"],
+    result: "i32",
+  },
+  // The same call with FUTEX_WAIT, on Deno's thread pool: errno of this call is lost.
+  futex_wait_async: {
+    name: "syscall",
+    parameters: ["i64", "pointer", "i32", "i32", "buffer", "pointer", "i32"],
     result: "i32",
     nonblocking: true,
   },

@@ -33,10 +33,18 @@ const YIELDING_ATTEMPTS = 4;
 export interface Waitable<T> {
   /** One attempt on this thread that never waits. */
   attempt(): T | typeof PENDING;
-  /** Waits off the main thread for at most `ms`; must settle within about that time. */
+  /**
+   * Waits off the main thread for at most `ms`; must settle within about that time. A
+   * park either completes the operation itself (e.g. sem_clockwait takes the unit) and
+   * returns its result, or only waits for a change and returns PENDING, after which the
+   * loop makes an attempt on this thread.
+   */
   park(ms: number): Promise<T | typeof PENDING>;
-  /** Undoes a result that completed after its caller stopped waiting (e.g. re-posts). */
-  giveBack(result: T): void;
+  /**
+   * Undoes a result a park completed after its caller stopped waiting (e.g. re-posts a
+   * unit). Needed only by parks that complete operations.
+   */
+  giveBack?(result: T): void;
   /** The handle's lifetime: pinned while a park runs, so memory outlives the pool call. */
   lifetime: Pinnable;
   /** The error for a wait ended by close(). */
@@ -114,7 +122,7 @@ export async function waitFor<T>(waitable: Waitable<T>, options: WaitOptions = {
     try {
       const parked = await waitable.park(ms);
       if (parked !== PENDING && abandoned) {
-        waitable.giveBack(parked);
+        waitable.giveBack!(parked);
         return PENDING;
       }
       return parked;

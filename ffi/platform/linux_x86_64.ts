@@ -50,8 +50,11 @@ export const LINUX_X86_64 = {
   NAME_MAX: 255,
   PIPE_BUF: 4096,
 
-  // <sys/syscall.h>
-  SYS_futex: 202,
+  // <sys/syscall.h>, <linux/futex.h>
+  SYS_futex: 202n,
+  FUTEX_WAIT: 0,
+  FUTEX_WAKE: 1,
+  INT_MAX: 0x7fff_ffff,
 
   /** Where the kernel exposes POSIX shared memory objects and named semaphores. */
   shmDirectory: "/dev/shm",
