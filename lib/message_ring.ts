@@ -414,7 +414,9 @@ export class MessageRing extends Channel {
     try {
       const words = this.#words;
       const tail = Atomics.load(words, I_TAIL) >>> 0;
-      if (this.#cachedHead === tail) {
+      // The cached head proves a message only while it is ahead of the tail (other
+      // consumers may have moved the tail past it).
+      if (((this.#cachedHead - tail) | 0) <= 0) {
         // The end is checked before the head: a producer ends after its last publish.
         const ended = this.#streamEnded();
         this.#cachedHead = Atomics.load(words, I_HEAD) >>> 0;

@@ -1,0 +1,58 @@
+// Child process for channel tests.
+//   producer KIND NAME ID COUNT ITEM_SIZE END   sends COUNT items (makeItem); END=1: end()
+//   consumer KIND NAME                          receives until the end; prints the keys as JSON
+//   flood NAME                                  sends 256 KiB messages [seq, fill] forever
+//   big NAME BYTES                              prints "sending", sends one BYTES message, prints "sent"
+// KIND: textbook | semaphore | ring
+import { BoundedBuffer, type Channel, MessageRing, SemaphoreBoundedBuffer } from "../../mod.ts";
+import { makeItem, readItem } from "../_channel_harness.ts";
+
+function open(kind: string, name: string): Channel {
+  switch (kind) {
+    case "textbook":
+      return BoundedBuffer.open({ name });
+    case "semaphore":
+      return SemaphoreBoundedBuffer.open({ name });
+    case "ring":
+      return MessageRing.open({ name });
+  }
+  throw new Error(`unknown kind ${kind}`);
+}
+
+const [action] = Deno.args;
+if (action === "producer") {
+  const [, kind, name, id, count, itemSize, end] = Deno.args;
+  using channel = open(kind, name);
+  for (let sequence = 0; sequence < Number(count); sequence++) {
+    await channel.send(makeItem(Number(id), sequence, Number(itemSize)), { timeout: 30_000 });
+  }
+  if (end === "1") channel.end();
+} else if (action === "consumer") {
+  const [, kind, name] = Deno.args;
+  using channel = open(kind, name);
+  const keys: [number, number][] = [];
+  while (true) {
+    const item = await channel.receive({ timeout: 30_000 });
+    if (item === null) break;
+    keys.push(readItem(item));
+  }
+  console.log(JSON.stringify(keys));
+} else if (action === "flood") {
+  using ring = MessageRing.open({ name: Deno.args[1] });
+  const message = new Uint8Array(256 * 1024);
+  const words = new Uint32Array(message.buffer, 0, 1);
+  console.log("ready");
+  for (let sequence = 0;; sequence++) {
+    words[0] = sequence;
+    message.fill(sequence & 0xff, 4);
+    await ring.send(message, { timeout: 30_000 });
+  }
+} else if (action === "big") {
+  using ring = MessageRing.open({ name: Deno.args[1] });
+  const message = new Uint8Array(Number(Deno.args[2])).fill(0xab);
+  console.log("sending");
+  ring.trySend(message);
+  console.log("sent");
+} else {
+  throw new Error(`unknown action ${action}`);
+}

@@ -1,0 +1,237 @@
+import assert from "node:assert/strict";
+import {
+  AlreadyExistsError,
+  BoundedBuffer,
+  ClosedError,
+  ErrnoError,
+  MessageRing,
+  NotFoundError,
+  SharedMemory,
+  StreamEndedError,
+  TimedOutError,
+} from "../mod.ts";
+import { delay, ipcTest, testName } from "./_helpers.ts";
+
+ipcTest("MessageRing.create() rounds the capacity up to a power of two, at least 64", () => {
+  for (const [requested, capacity] of [[1, 64], [64, 64], [65, 128], [4096, 4096], [5000, 8192]]) {
+    using ring = MessageRing.create({ name: testName(), capacity: requested });
+    try {
+      assert.equal(ring.capacity, capacity);
+      assert.equal(ring.maxMessageSize, capacity - 8);
+    } finally {
+      ring.unlink();
+    }
+  }
+});
+
+ipcTest(
+  "MessageRing carries messages of every size up to the largest, across the wrap",
+  async () => {
+    using ring = MessageRing.create({ name: testName(), capacity: 256 });
+    using reader = MessageRing.open({ name: ring.name });
+    try {
+      for (let round = 0; round < 3; round++) {
+        for (const size of [0, 1, 7, 8, 9, 100, 247, 248]) {
+          const message = Uint8Array.from(
+            { length: size },
+            (_, i) => (i * 13 + size + round) & 0xff,
+          );
+          await ring.send(message, { timeout: 1000 });
+          assert.deepEqual(await reader.receive({ timeout: 1000 }), message);
+        }
+      }
+      assert.equal(ring.usedBytes, 0);
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+ipcTest(
+  "MessageRing.send() of a message larger than the ring is a RangeError, not a hang",
+  async () => {
+    using ring = MessageRing.create({ name: testName(), capacity: 64 });
+    try {
+      assert.throws(() => ring.trySend(new Uint8Array(57)), RangeError);
+      await assert.rejects(ring.send(new Uint8Array(57)), RangeError);
+      assert.equal(ring.trySend(new Uint8Array(56)), true);
+      assert.equal(ring.usedBytes, 64);
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+ipcTest("MessageRing.send() waits for room, and a receive in another handle makes it", async () => {
+  using ring = MessageRing.create({ name: testName(), capacity: 64 });
+  using reader = MessageRing.open({ name: ring.name });
+  try {
+    assert.equal(ring.trySend(new Uint8Array(40)), true);
+    assert.equal(ring.trySend(new Uint8Array(20)), false);
+    await assert.rejects(ring.send(new Uint8Array(20), { timeout: 30 }), TimedOutError);
+    const waiting = ring.send(new Uint8Array(20), { timeout: 5000 });
+    await delay(20);
+    assert.equal((await reader.receive())?.length, 40);
+    await waiting;
+    assert.equal((await reader.receive())?.length, 20);
+  } finally {
+    ring.unlink();
+  }
+});
+
+ipcTest(
+  "MessageRing.receive() rejects with the abort reason or ClosedError while waiting",
+  async () => {
+    const ring = MessageRing.create({ name: testName(), capacity: 64 });
+    try {
+      const controller = new AbortController();
+      const aborted = ring.receive({ signal: controller.signal });
+      controller.abort(new Error("no more waiting"));
+      await assert.rejects(aborted, /no more waiting/);
+      const closing = ring.receive();
+      await delay(10);
+      ring.close();
+      await assert.rejects(closing, ClosedError);
+      await delay(150); // the last futex slices finish on the thread pool
+    } finally {
+      MessageRing.unlink(ring.name);
+    }
+  },
+);
+
+ipcTest(
+  "MessageRing.end(): receivers drain, then get null; sending after it is StreamEndedError",
+  async () => {
+    using ring = MessageRing.create({ name: testName(), capacity: 1024 });
+    using reader = MessageRing.open({ name: ring.name });
+    try {
+      const waiting = reader.receive({ timeout: 5000 });
+      await ring.sendText("last");
+      assert.equal(new TextDecoder().decode((await waiting)!), "last");
+      await ring.sendJson({ n: 1 });
+      ring.end();
+      ring.end(); // once per handle
+      assert.throws(() => ring.trySend(new Uint8Array(1)), StreamEndedError);
+      await assert.rejects(
+        ring.send(new Uint8Array(1)),
+        (e: unknown) =>
+          e instanceof StreamEndedError && e.code === "EPIPE" && e.objectName === ring.name,
+      );
+      assert.deepEqual(await reader.receiveJson(), { n: 1 });
+      assert.equal(await reader.receive(), null);
+      assert.equal(reader.tryReceive(), null);
+      assert.equal(await reader.receiveText(), null);
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+ipcTest("MessageRing with producers: 2 ends only after both producers called end()", () => {
+  using ring = MessageRing.create({ name: testName(), capacity: 1024, producers: 2 });
+  using second = MessageRing.open({ name: ring.name });
+  try {
+    ring.end();
+    assert.equal(ring.tryReceive(), undefined);
+    assert.equal(second.trySend(new Uint8Array([9])), true);
+    second.end();
+    assert.deepEqual(ring.tryReceive(), new Uint8Array([9]));
+    assert.equal(ring.tryReceive(), null);
+  } finally {
+    ring.unlink();
+  }
+});
+
+ipcTest(
+  "MessageRing streams: a WritableStream ends the ring, a ReadableStream closes at the end",
+  async () => {
+    using ring = MessageRing.create({ name: testName(), capacity: 4096 });
+    using reader = MessageRing.open({ name: ring.name });
+    try {
+      const writer = ring.writable().getWriter();
+      for (const text of ["a", "bb", "ccc"]) await writer.write(new TextEncoder().encode(text));
+      await writer.close();
+      const chunks = await Array.fromAsync(reader.readable());
+      assert.deepEqual(chunks.map((c) => new TextDecoder().decode(c)), ["a", "bb", "ccc"]);
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+ipcTest(
+  "MessageRing after close(): every operation throws ClosedError; close() again is fine",
+  async () => {
+    const ring = MessageRing.create({ name: testName(), capacity: 64 });
+    try {
+      ring.close();
+      ring.close();
+      assert.equal(ring.closed, true);
+      assert.throws(() => ring.trySend(new Uint8Array(1)), ClosedError);
+      assert.throws(() => ring.tryReceive(), ClosedError);
+      assert.throws(() => ring.end(), ClosedError);
+      assert.throws(() => ring.usedBytes, ClosedError);
+      await assert.rejects(ring.send(new Uint8Array(1)), ClosedError);
+      await assert.rejects(ring.receive(), ClosedError);
+    } finally {
+      MessageRing.unlink(ring.name);
+    }
+  },
+);
+
+ipcTest("MessageRing.create() is exclusive; open() checks that the object is a ring", () => {
+  using ring = MessageRing.create({ name: testName(), capacity: 64 });
+  using other = SharedMemory.create({ name: testName(), size: 4096 });
+  using buffer = BoundedBuffer.create({ name: testName(), bufferSize: 2, itemSize: 1 });
+  try {
+    assert.throws(() => MessageRing.create({ name: ring.name, capacity: 64 }), AlreadyExistsError);
+    assert.throws(() => MessageRing.open({ name: testName() }), NotFoundError);
+    for (const name of [other.name, buffer.name]) {
+      assert.throws(
+        () => MessageRing.open({ name }),
+        (e: unknown) =>
+          e instanceof ErrnoError && e.code === "EINVAL" && /not a message ring/.test(e.message),
+      );
+    }
+  } finally {
+    ring.unlink();
+    other.unlink();
+    buffer.unlink();
+  }
+});
+
+const badRingOptions: [string, unknown, typeof TypeError | typeof RangeError][] = [
+  ["no options", undefined, TypeError],
+  ["a zero capacity", { capacity: 0 }, RangeError],
+  ["a capacity over 2^30", { capacity: 2 ** 30 + 1 }, RangeError],
+  ["a NaN capacity", { capacity: NaN }, TypeError],
+  ["a fractional capacity", { capacity: 100.5 }, RangeError],
+  ["zero producers", { capacity: 64, producers: 0 }, RangeError],
+  ["a non-boolean multiProducer", { capacity: 64, multiProducer: "yes" }, TypeError],
+  ["a bad name", { capacity: 64, name: "ring" }, TypeError],
+  ["a bad mode", { capacity: 64, mode: 0o1000 }, RangeError],
+];
+
+for (const [why, options, ErrorClass] of badRingOptions) {
+  ipcTest(`MessageRing.create() rejects ${why} before any syscall`, () => {
+    // deno-lint-ignore no-explicit-any
+    assert.throws(() => MessageRing.create(options as any), ErrorClass);
+  });
+}
+
+ipcTest("MessageRing rejects messages that are not Uint8Array, keeping what was sent", async () => {
+  using ring = MessageRing.create({ name: testName(), capacity: 64 });
+  try {
+    ring.trySend(new Uint8Array([5]));
+    for (const bad of ["text", [1, 2], new ArrayBuffer(2), null, new Uint16Array(2)]) {
+      // deno-lint-ignore no-explicit-any
+      assert.throws(() => ring.trySend(bad as any), TypeError);
+      // deno-lint-ignore no-explicit-any
+      await assert.rejects(ring.send(bad as any), TypeError);
+    }
+    assert.deepEqual(ring.tryReceive(), new Uint8Array([5]));
+    assert.equal(ring.tryReceive(), undefined);
+  } finally {
+    ring.unlink();
+  }
+});
