@@ -168,7 +168,6 @@ type FailureConvention =
 const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   close: "minus-one",
   fstat: "minus-one",
-  ftruncate: "minus-one",
   posix_fallocate: "returns-errno",
   clock_gettime: "minus-one",
   shm_open: "minus-one",

@@ -20,8 +20,6 @@ export const LIBC_SYMBOLS = {
   close: { parameters: ["i32"], result: "i32" },
   // int fstat(int fd, struct stat *statbuf);  (exported since glibc 2.33)
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
-  // int ftruncate(int fd, off_t length);
-  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   // int posix_fallocate(int fd, off_t offset, off_t len);  returns an error number
   posix_fallocate: { parameters: ["i32", "i64", "i64"], result: "i32" },
   // int clock_gettime(clockid_t clockid, struct timespec *tp);

@@ -26,6 +26,10 @@ export const SLICE_MS = 100;
 /** Default number of spinning attempts before waiting off the main thread. */
 export const DEFAULT_SPIN = 200;
 
+// A run of parks each shorter than QUICK_PARK_MS makes the loop yield a macrotask.
+const QUICK_PARK_MS = 0.02;
+const QUICK_PARKS_BEFORE_YIELD = 64;
+
 /** Attempts after a sched_yield(2) each, once the spin is spent. */
 const YIELDING_ATTEMPTS = 4;
 
@@ -103,20 +107,21 @@ export async function waitFor<T>(waitable: Waitable<T>, options: WaitOptions = {
     }
   }
 
-  // `abandoned` is set in the same synchronous step that rejects `cancelled`: a park
-  // that completes later sees it and gives its result back (e.g. re-posts a token it
-  // took), while the handle is still pinned so that giving back is memory-safe.
+  // `abandoned` is set in the same synchronous step that cancels the current slice: a
+  // park that completes later sees it and gives its result back (e.g. re-posts a unit
+  // it took), while the handle is still pinned so that giving back is memory-safe.
+  // Each slice races a fresh cancellation promise: one promise raced by every slice of
+  // a long wait would collect a reaction per slice for as long as the wait lasts.
   let abandoned = false;
-  const cancelled = Promise.withResolvers<never>();
-  cancelled.promise.catch(() => {});
-  const onAbort = () => {
+  let cancellation: unknown;
+  let cancelSlice: ((reason: unknown) => void) | undefined;
+  const cancel = (reason: unknown) => {
     abandoned = true;
-    cancelled.reject(signal!.reason);
+    cancellation = reason;
+    cancelSlice?.(reason);
   };
-  const onClose = () => {
-    abandoned = true;
-    cancelled.reject(waitable.closedError());
-  };
+  const onAbort = () => cancel(signal!.reason);
+  const onClose = () => cancel(waitable.closedError());
   const park = async (ms: number): Promise<T | typeof PENDING> => {
     lifetime.pin();
     try {
@@ -132,22 +137,36 @@ export async function waitFor<T>(waitable: Waitable<T>, options: WaitOptions = {
   };
 
   const deadline = performance.now() + timeout;
+  let quickParks = 0;
   signal?.addEventListener("abort", onAbort, { once: true });
   lifetime.closing.addEventListener("abort", onClose, { once: true });
   try {
     while (true) {
       const remaining = deadline - performance.now();
       if (remaining <= 0) throw waitable.timedOutError(timeout);
-      const outcome = await Promise.race([park(Math.min(remaining, SLICE_MS)), cancelled.promise]);
+      const slice = Promise.withResolvers<never>();
+      slice.promise.catch(() => {});
+      cancelSlice = slice.reject;
+      if (abandoned) throw cancellation;
+      const parkedAt = performance.now();
+      const outcome = await Promise.race([park(Math.min(remaining, SLICE_MS)), slice.promise]);
+      cancelSlice = undefined;
       if (outcome !== PENDING) return outcome;
       // close() or abort may have happened while the park was settling: never touch a
       // released handle.
       if (lifetime.closing.aborted) throw waitable.closedError();
       signal?.throwIfAborted();
-      // A park that returned without a result timed out, was interrupted, or failed
-      // with an errno we cannot read (pool thread); an attempt here tells which matters.
+      // A park that returned without a result timed out, was woken, or failed with an
+      // errno we cannot read (pool thread); an attempt here tells which matters.
       result = waitable.attempt();
       if (result !== PENDING) return result;
+      // Parks on the thread pool return through the event loop, so timers and aborts
+      // get their turn. A park that keeps settling at once might not: yield a macrotask.
+      quickParks = performance.now() - parkedAt < QUICK_PARK_MS ? quickParks + 1 : 0;
+      if (quickParks >= QUICK_PARKS_BEFORE_YIELD) {
+        quickParks = 0;
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
     }
   } finally {
     signal?.removeEventListener("abort", onAbort);

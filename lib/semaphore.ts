@@ -28,7 +28,7 @@ import {
   validatePosixName,
 } from "./_validate.ts";
 import { PENDING, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
-import type { SharedMemory } from "./shared_memory.ts";
+import { SharedMemory } from "./shared_memory.ts";
 
 export type { WaitOptions } from "./_wait.ts";
 
@@ -485,6 +485,9 @@ export class UnnamedSemaphore extends Semaphore {
 }
 
 function validatePlacement(shm: SharedMemory, byteOffset: number): number {
+  if (!(shm instanceof SharedMemory)) {
+    throw new TypeError("Invalid shared memory: expected a SharedMemory");
+  }
   validateInteger(byteOffset, "semaphore byte offset", 0, Math.max(0, shm.size - C.SIZEOF_SEM_T));
   if (byteOffset % C.ALIGNOF_SEM_T !== 0) {
     throw new RangeError(
@@ -537,6 +540,9 @@ export interface MutexCreateOptions {
  */
 export class Mutex implements Disposable {
   readonly #semaphore: Semaphore;
+  // Guards of this handle not yet released: close() releases them, so that closing a
+  // handle never leaves the lock held for other processes.
+  readonly #guards = new Set<MutexGuard>();
 
   /**
    * Wraps a semaphore whose value is 1 (unlocked) or 0 (locked), such as an
@@ -592,14 +598,25 @@ export class Mutex implements Disposable {
     return this.#semaphore.tryWait() ? this.#guard() : undefined;
   }
 
-  /** Closes the underlying semaphore handle. Idempotent. */
+  /**
+   * Releases the locks this handle holds, then closes the underlying semaphore handle.
+   * Idempotent.
+   */
   close(): void {
+    if (this.#semaphore.closed) return;
+    for (const guard of [...this.#guards]) guard.release();
     this.#semaphore.close();
   }
 
-  /** Removes a named mutex's name (see {@link NamedSemaphore.unlink}). */
+  /**
+   * Removes a named mutex's name (see {@link NamedSemaphore.unlink}). A mutex over an
+   * unnamed semaphore has no name to remove: that is a TypeError.
+   */
   unlink(): void {
-    NamedSemaphore.unlink(this.#semaphore.name);
+    if (!(this.#semaphore instanceof NamedSemaphore)) {
+      throw new TypeError(`Mutex "${this.name}" is not named: there is nothing to unlink`);
+    }
+    this.#semaphore.unlink();
   }
 
   /** Same as {@link Mutex.close}. */
@@ -612,8 +629,11 @@ export class Mutex implements Disposable {
     const release = () => {
       if (!held) return;
       held = false;
+      this.#guards.delete(guard);
       this.#semaphore.post();
     };
-    return { release, [Symbol.dispose]: release };
+    const guard: MutexGuard = { release, [Symbol.dispose]: release };
+    this.#guards.add(guard);
+    return guard;
   }
 }

@@ -1,6 +1,6 @@
 /**
  * POSIX shared memory: a named region of memory that several processes map at once
- * (`shm_open`, `ftruncate`, `mmap`). See shm_overview(7).
+ * (`shm_open`, `posix_fallocate`, `mmap`). See shm_overview(7).
  *
  * @module
  */
@@ -50,6 +50,16 @@ export type TypedArrayConstructor<T> = {
   new (buffer: ArrayBuffer, byteOffset: number, length: number): T;
   readonly BYTES_PER_ELEMENT: number;
 };
+
+// How long an opener waits for a creator that has not sized its object yet: yields
+// first, then sleeps of 1 ms, about 200 ms in all.
+const NOT_READY_YIELDS = 50;
+const NOT_READY_ATTEMPTS = NOT_READY_YIELDS + 200;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
 
 /** The largest object this library maps. */
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
@@ -152,7 +162,7 @@ export class SharedMemory implements Disposable {
   static open(options: SharedMemoryOpenOptions): SharedMemory {
     const checked = validateOptions<SharedMemoryOpenOptions>(options, WHAT);
     const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
-    return SharedMemory.#open(name, 0);
+    return SharedMemory.#openWhenReady(name, 0);
   }
 
   /**
@@ -188,7 +198,7 @@ export class SharedMemory implements Disposable {
         if (!(error instanceof ErrnoError && error.code === "EEXIST") || attempt > 100) throw error;
       }
       try {
-        return SharedMemory.#open(name, size);
+        return SharedMemory.#openWhenReady(name, size);
       } catch (error) {
         if (!(error instanceof ErrnoError && error.code === "ENOENT") || attempt > 100) throw error;
       }
@@ -224,7 +234,10 @@ export class SharedMemory implements Disposable {
       name,
     );
     try {
-      check("ftruncate", symbols.ftruncate(fd, BigInt(size)), name);
+      // posix_fallocate both reserves the memory and sets the size, and sets it only if
+      // the reservation succeeded: the object never looks larger than its memory (an
+      // ftruncate first would let an opener map pages that do not exist yet: SIGBUS).
+      // Until then its size is 0, which openers take as "not ready".
       check("posix_fallocate", symbols.posix_fallocate(fd, 0n, BigInt(size)), name);
       return new SharedMemory(name, size, mapShared(fd, size, name), true);
     } catch (error) {
@@ -235,21 +248,37 @@ export class SharedMemory implements Disposable {
     }
   }
 
-  static #open(name: string, minimumSize: number): SharedMemory {
+  // Opens an object, waiting briefly while its size is 0 (its creator is between
+  // shm_open and posix_fallocate, a window of microseconds).
+  static #openWhenReady(name: string, minimumSize: number): SharedMemory {
+    for (let attempt = 0;; attempt++) {
+      const opened = SharedMemory.#open(name, minimumSize, attempt >= NOT_READY_ATTEMPTS);
+      if (opened) return opened;
+      if (attempt < NOT_READY_YIELDS) libc().symbols.sched_yield();
+      else sleepSync(1);
+    }
+  }
+
+  // Returns undefined for an object of size 0, unless `final` (then it throws).
+  static #open(name: string, minimumSize: number, final: boolean): SharedMemory | undefined {
     const { symbols } = libc();
     const fd = check("shm_open", symbols.shm_open(cString(name), C.O_RDWR | C.O_CLOEXEC, 0), name);
     try {
       const stat = new Uint8Array(C.SIZEOF_STAT);
       check("fstat", symbols.fstat(fd, stat), name);
       const size = Number(new DataView(stat.buffer).getBigInt64(C.STAT_OFFSET_SIZE, true));
+      if (size === 0 && !final) return undefined;
       if (size === 0 || size < minimumSize) {
         throw new ErrnoError(ERRNO.EINVAL, "shm_open", {
           objectName: name,
           message: size === 0
-            ? `Shared memory "${name}" has size 0: its creator has not sized it yet`
+            ? `Shared memory "${name}" has size 0: its creator has not sized it`
             : `Shared memory "${name}" has ${size} bytes, fewer than the ${minimumSize} asked for`,
         });
       }
+      // An object made by another program may be sparse: reserve its memory now, so
+      // that a full /dev/shm is ENOSPC here instead of SIGBUS on a later write.
+      check("posix_fallocate", symbols.posix_fallocate(fd, 0n, BigInt(size)), name);
       return new SharedMemory(name, size, mapShared(fd, size, name), false);
     } finally {
       symbols.close(fd);
@@ -279,6 +308,9 @@ export class SharedMemory implements Disposable {
   /**
    * The whole mapping as an ArrayBuffer. After `close()` it is detached (length 0), as
    * is every view made from it, so stale views read `undefined` instead of crashing.
+   *
+   * Do not `transfer()` it: the new buffer would still point at the mapping, so
+   * `close()` could no longer unmap safely and leaves the mapping in place.
    */
   get buffer(): ArrayBuffer {
     this.#assertOpen("get the buffer of");
@@ -362,9 +394,15 @@ export class SharedMemory implements Disposable {
    */
   close(): void {
     if (this.#lifetime.closed) return;
-    // Detach before unmapping: a view touched after munmap would kill the process.
-    this.#buffer.transfer(0);
     this.#bytes = undefined;
+    if (this.#buffer.detached) {
+      // Someone transferred the buffer: its new owner still points at the mapping, and
+      // unmapping would make it crash the process. Leaving it mapped is the safe choice.
+      this.#lifetime.pin();
+    } else {
+      // Detach before unmapping: a view touched after munmap would kill the process.
+      this.#buffer.transfer(0);
+    }
     this.#lifetime.close();
   }
 

@@ -1,5 +1,6 @@
 // The textbook POSIX shared memory example (Silberschatz, OSC 10e, figures 3.16 and
-// 3.17): a producer process creates the object "OS", sets its size with ftruncate,
+// 3.17): a producer process creates the object "OS", sets its size (posix_fallocate,
+// which also reserves the memory, where the textbook uses ftruncate),
 // maps it and writes "Hello" then "World!"; a separate consumer process maps the same
 // object, prints what it finds and removes it with shm_unlink.
 //
@@ -12,7 +13,7 @@ const { role, values } = scenarioArgs();
 
 if (role === "producer") {
   trace(role, `shm_open("${values.name}", O_CREAT | O_EXCL | O_RDWR, 0600)`);
-  trace(role, `ftruncate(fd, ${SIZE}); posix_fallocate(fd, 0, ${SIZE})`);
+  trace(role, `posix_fallocate(fd, 0, ${SIZE}): sizes it like ftruncate, and reserves the memory`);
   trace(role, `mmap(0, ${SIZE}, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)`);
   using shm = SharedMemory.create({ name: values.name, size: SIZE });
   const encoder = new TextEncoder();

@@ -61,3 +61,19 @@ ipcTest("errnoCode() names errno values outside the table through libc", () => {
   assert.equal(errnoCode(84), "EILSEQ");
   assert.equal(errnoCode(100_000), "E100000");
 });
+
+ipcTest("waitFor() yields to timers when parks keep settling at once", async () => {
+  const { PENDING, waitFor } = await import("../lib/_wait.ts");
+  const controller = new AbortController();
+  let ready = false;
+  setTimeout(() => ready = true, 10);
+  const result = await waitFor({
+    lifetime: { closing: controller.signal, pin() {}, unpin() {} },
+    attempt: () => ready ? "done" : PENDING,
+    park: () => Promise.resolve(PENDING), // settles with microtasks only
+    closedError: () => new Error("closed"),
+    timedOutError: () => new Error("timed out"),
+    spin: 0,
+  }, { timeout: 2000 });
+  assert.equal(result, "done");
+});

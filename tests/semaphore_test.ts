@@ -67,17 +67,20 @@ ipcTest("NamedSemaphore.tryWait() takes a unit when there is one and never waits
   }
 });
 
-ipcTest("NamedSemaphore.wait() resolves at once when the value is positive", async () => {
-  using sem = NamedSemaphore.create({ name: testName(), value: 2 });
-  try {
-    await sem.wait();
-    await sem.wait({ timeout: 0 });
-    assert.equal(sem.value, 0);
-    await assert.rejects(sem.wait({ timeout: 0 }), TimedOutError);
-  } finally {
-    sem.unlink();
-  }
-});
+ipcTest(
+  "NamedSemaphore.wait() takes a unit when the value is positive, even with timeout 0",
+  async () => {
+    using sem = NamedSemaphore.create({ name: testName(), value: 2 });
+    try {
+      await sem.wait();
+      await sem.wait({ timeout: 0 });
+      assert.equal(sem.value, 0);
+      await assert.rejects(sem.wait({ timeout: 0 }), TimedOutError);
+    } finally {
+      sem.unlink();
+    }
+  },
+);
 
 ipcTest("NamedSemaphore.wait() times out with TimedOutError naming the semaphore", async () => {
   using sem = NamedSemaphore.create({ name: testName() });
@@ -396,18 +399,140 @@ ipcTest(
 ipcTest("Mutex: two processes doing read-modify-write under the lock lose no update", async () => {
   using mutex = Mutex.create({ name: testName() });
   using shm = SharedMemory.create({ name: testName(), size: 4 });
+  using start = NamedSemaphore.create({ name: testName() });
   try {
-    const results = await Promise.all([
-      runChild("semaphore_child.ts", ["locked-add", mutex.name, shm.name, "300"]),
-      runChild("semaphore_child.ts", ["locked-add", mutex.name, shm.name, "300"]),
-    ]);
-    for (const result of results) assert.equal(result.code, 0, result.stderr);
-    assert.equal(shm.view(Int32Array, 0, 1)[0], 600);
+    const children = [0, 1].map(() =>
+      new Child("semaphore_child.ts", ["locked-add", mutex.name, shm.name, "100", start.name])
+    );
+    for (const child of children) assert.equal(await child.line(), "ready");
+    start.post();
+    start.post();
+    for (const child of children) assert.equal((await child.status()).code, 0);
+    assert.equal(shm.view(Int32Array, 0, 1)[0], 200);
   } finally {
     mutex.unlink();
     shm.unlink();
+    start.unlink();
   }
 });
+
+ipcTest("Mutex.close() releases the locks its handle holds, for other processes", async () => {
+  const mutex = Mutex.create({ name: testName() });
+  try {
+    using other = Mutex.open({ name: mutex.name });
+    const guard = await mutex.lock();
+    assert.equal(other.tryLock(), undefined);
+    mutex.close();
+    guard.release(); // after close: nothing to do, and no error
+    const taken = other.tryLock();
+    assert.ok(taken, "the lock stayed held after its handle closed");
+    taken.release();
+    assert.throws(() => mutex.tryLock(), ClosedError);
+    await assert.rejects(mutex.lock(), ClosedError);
+  } finally {
+    NamedSemaphore.unlink(mutex.name);
+  }
+});
+
+ipcTest("Mutex.unlink() of a mutex over an unnamed semaphore is a TypeError", () => {
+  using shm = SharedMemory.create({ name: testName(), size: UnnamedSemaphore.SIZE });
+  try {
+    using mutex = new Mutex(UnnamedSemaphore.init(shm, { value: 1 }));
+    assert.throws(() => mutex.unlink(), TypeError);
+  } finally {
+    shm.unlink();
+  }
+});
+
+ipcTest(
+  "NamedSemaphore.wait() without a timeout outlasts several slices until a post",
+  async () => {
+    using sem = NamedSemaphore.create({ name: testName() });
+    try {
+      const waiting = sem.wait();
+      const infinite = sem.wait({ timeout: Infinity });
+      await delay(350);
+      sem.post();
+      sem.post();
+      await Promise.all([waiting, infinite]);
+      assert.equal(sem.value, 0);
+    } finally {
+      sem.unlink();
+    }
+  },
+);
+
+ipcTest(
+  "UnnamedSemaphore.wait() ended by abort takes no unit and leaves the region intact",
+  async () => {
+    using shm = SharedMemory.create({ name: testName(), size: UnnamedSemaphore.SIZE });
+    try {
+      using sem = UnnamedSemaphore.init(shm);
+      const controller = new AbortController();
+      const waiting = sem.wait({ signal: controller.signal });
+      await delay(20);
+      controller.abort();
+      await assert.rejects(waiting, { name: "AbortError" });
+      sem.post();
+      await delay(SLICE_SETTLE_MS);
+      assert.equal(sem.value, 1);
+    } finally {
+      shm.unlink();
+    }
+  },
+);
+
+ipcTest("UnnamedSemaphore rejects a non-region, bad offsets and values before any syscall", () => {
+  using shm = SharedMemory.create({ name: testName(), size: 64 });
+  try {
+    // deno-lint-ignore no-explicit-any
+    const notRegion = { size: 64, name: "/x", unsafePointer() {}, pin() {} } as any;
+    assert.throws(() => UnnamedSemaphore.init(notRegion), TypeError);
+    assert.throws(() => UnnamedSemaphore.attach(notRegion), TypeError);
+    assert.throws(() => UnnamedSemaphore.init(shm, { byteOffset: NaN }), TypeError);
+    assert.throws(() => UnnamedSemaphore.attach(shm, { byteOffset: NaN }), TypeError);
+    assert.throws(() => UnnamedSemaphore.init(shm, { value: 2 ** 31 }), RangeError);
+    // deno-lint-ignore no-explicit-any
+    assert.throws(() => UnnamedSemaphore.init(shm, "0" as any), TypeError);
+  } finally {
+    shm.unlink();
+  }
+});
+
+ipcTest("UnnamedSemaphore.destroy() twice is ClosedError the second time", () => {
+  using shm = SharedMemory.create({ name: testName(), size: UnnamedSemaphore.SIZE });
+  try {
+    const sem = UnnamedSemaphore.init(shm);
+    sem.destroy();
+    assert.throws(() => sem.destroy(), ClosedError);
+  } finally {
+    shm.unlink();
+  }
+});
+
+const badOpenArguments: [string, () => unknown, typeof TypeError | typeof RangeError][] = [
+  ["openOrCreate with a bad name", () => NamedSemaphore.openOrCreate({ name: "x" }), TypeError],
+  [
+    "openOrCreate with a negative value",
+    () => NamedSemaphore.openOrCreate({ name: testName(), value: -1 }),
+    RangeError,
+  ],
+  [
+    "openOrCreate with a bad mode",
+    () => NamedSemaphore.openOrCreate({ name: testName(), mode: -1 }),
+    RangeError,
+  ],
+  ["Mutex.open with a bad name", () => Mutex.open({ name: "/a/b" }), TypeError],
+  // deno-lint-ignore no-explicit-any
+  ["Mutex.openOrCreate without options", () => Mutex.openOrCreate(undefined as any), TypeError],
+  ["Mutex.create with a bad mode", () => Mutex.create({ mode: 0o1000 }), RangeError],
+];
+
+for (const [why, call, ErrorClass] of badOpenArguments) {
+  ipcTest(`NamedSemaphore and Mutex reject ${why} before any syscall`, () => {
+    assert.throws(call, ErrorClass);
+  });
+}
 
 ipcTest("Mutex rejects anything but a semaphore before any syscall", () => {
   // deno-lint-ignore no-explicit-any

@@ -4,10 +4,11 @@ import {
   AlreadyExistsError,
   ClosedError,
   ErrnoError,
+  NamedSemaphore,
   NotFoundError,
   SharedMemory,
 } from "../mod.ts";
-import { ipcTest, propertyRuns, runChild, testName } from "./_helpers.ts";
+import { Child, ipcTest, propertyRuns, runChild, testName } from "./_helpers.ts";
 
 ipcTest("SharedMemory.create() makes an object of the given size with mode 0600", () => {
   const name = testName();
@@ -153,6 +154,10 @@ ipcTest("SharedMemory.view() checks alignment and bounds", () => {
     assert.throws(() => shm.view(Uint8Array, -1), RangeError);
     assert.throws(() => shm.view(Uint8Array, 1.5), RangeError);
     assert.throws(() => shm.view(Uint8Array, Number.NaN), TypeError);
+    assert.throws(() => shm.view(Uint8Array, 0, Number.NaN), TypeError);
+    assert.throws(() => shm.view(Uint8Array, 0, -1), RangeError);
+    assert.throws(() => shm.unsafePointer(64), RangeError);
+    assert.throws(() => shm.unsafePointer(-1), RangeError);
     // deno-lint-ignore no-explicit-any
     assert.throws(() => shm.view(Array as any), TypeError);
   } finally {
@@ -250,17 +255,123 @@ ipcTest("SharedMemory: bytes written by one process are read by another", async 
   }
 });
 
-ipcTest("SharedMemory: Atomics.add from two processes loses no update", async () => {
-  using shm = SharedMemory.create({ name: testName(), size: 8 });
+ipcTest(
+  "SharedMemory: Atomics.add from two processes running at once loses no update",
+  async () => {
+    using shm = SharedMemory.create({ name: testName(), size: 8 });
+    using start = NamedSemaphore.create({ name: testName() });
+    try {
+      const children = [0, 1].map(() =>
+        new Child("shm_child.ts", ["add", shm.name, "2000000", start.name])
+      );
+      for (const child of children) assert.equal(await child.line(), "ready");
+      start.post();
+      start.post();
+      for (const child of children) assert.equal((await child.status()).code, 0);
+      assert.equal(Atomics.load(shm.view(Uint32Array, 0, 1), 0), 4_000_000);
+    } finally {
+      shm.unlink();
+      start.unlink();
+    }
+  },
+);
+
+ipcTest("SharedMemory.openOrCreate() racing in six processes: one creates, all open", async () => {
+  for (let round = 0; round < 5; round++) {
+    const name = testName("race");
+    try {
+      const outputs = await Promise.all(
+        Array.from({ length: 6 }, () => runChild("shm_child.ts", ["open-or-create", name])),
+      );
+      for (const output of outputs) assert.equal(output.code, 0, output.stderr);
+      const lines = outputs.map((output) => output.stdout.trim()).sort();
+      assert.deepEqual(lines, ["created", "opened", "opened", "opened", "opened", "opened"]);
+      using shm = SharedMemory.open({ name });
+      assert.equal(shm.size, 4096);
+      assert.equal(Atomics.load(shm.view(Int32Array, 0, 1), 0), 6);
+    } finally {
+      SharedMemory.unlink(name);
+    }
+  }
+});
+
+ipcTest("SharedMemory.open() waits for a creator that has not sized the object yet", async () => {
+  const name = testName();
+  const path = `/dev/shm${name}`;
+  Deno.writeFileSync(path, new Uint8Array(0), { mode: 0o600 }); // created, size 0
   try {
-    const results = await Promise.all([
-      runChild("shm_child.ts", ["add", shm.name, "200000"]),
-      runChild("shm_child.ts", ["add", shm.name, "200000"]),
-    ]);
-    for (const result of results) assert.equal(result.code, 0, result.stderr);
-    assert.equal(Atomics.load(shm.view(Uint32Array, 0, 1), 0), 400_000);
+    // Another process sizes it 50 ms later, while open() waits (it blocks this thread).
+    const sizing = new Deno.Command(Deno.execPath(), {
+      args: ["eval", `setTimeout(() => Deno.truncateSync(${JSON.stringify(path)}, 4096), 50)`],
+    }).spawn();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    using shm = SharedMemory.open({ name });
+    assert.equal(shm.size, 4096);
+    await sizing.status;
   } finally {
-    shm.unlink();
+    Deno.removeSync(path);
+  }
+});
+
+ipcTest("SharedMemory.open() of an object left at size 0 fails clearly after a short wait", () => {
+  const name = testName();
+  const path = `/dev/shm${name}`;
+  Deno.writeFileSync(path, new Uint8Array(0), { mode: 0o600 });
+  try {
+    assert.throws(
+      () => SharedMemory.open({ name }),
+      (e: unknown) => e instanceof ErrnoError && e.code === "EINVAL" && /size 0/.test(e.message),
+    );
+  } finally {
+    Deno.removeSync(path);
+  }
+});
+
+ipcTest(
+  "SharedMemory.open() of a sparse object too large for /dev/shm is ENOSPC, not SIGBUS",
+  () => {
+    const name = testName();
+    const path = `/dev/shm${name}`;
+    Deno.writeFileSync(path, new Uint8Array(0), { mode: 0o600 });
+    try {
+      Deno.truncateSync(path, 2 ** 44); // sparse, as another program's ftruncate leaves it
+      assert.throws(
+        () => SharedMemory.open({ name }),
+        (e: unknown) => e instanceof ErrnoError && e.code === "ENOSPC" && e.objectName === name,
+      );
+    } finally {
+      Deno.removeSync(path);
+    }
+  },
+);
+
+ipcTest(
+  "SharedMemory.close() after the buffer was transferred leaves the mapping, not a crash",
+  () => {
+    const shm = SharedMemory.create({ name: testName(), size: 64 });
+    try {
+      shm.bytes[0] = 42;
+      const moved = new Uint8Array(shm.buffer.transfer());
+      shm.close();
+      assert.equal(shm.closed, true);
+      assert.equal(moved[0], 42); // still mapped: reading it is safe
+    } finally {
+      SharedMemory.unlink(shm.name);
+    }
+  },
+);
+
+ipcTest("SharedMemory pins: a pin keeps working after close, releasing twice is harmless", () => {
+  const shm = SharedMemory.create({ name: testName(), size: 64 });
+  try {
+    const release = shm.pin();
+    shm.close();
+    assert.throws(() => shm.pin(), ClosedError);
+    release();
+    release();
+    assert.throws(() => shm.unsafePointer(), ClosedError);
+  } finally {
+    SharedMemory.unlink(shm.name);
   }
 });
 

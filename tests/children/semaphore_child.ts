@@ -3,10 +3,12 @@
 //   wait NAME TIMEOUT_MS       waits; prints "acquired" or the error's name
 //   post-unnamed SHM OFFSET    posts the unnamed semaphore at OFFSET of SHM
 //   wait-unnamed SHM OFFSET    waits on it (10 s timeout); prints "acquired"
-//   locked-add NAME SHM COUNT  COUNT times: lock mutex NAME, non-atomic ++ at SHM[0]
+//   locked-add NAME SHM COUNT START  prints "ready", waits for semaphore START, then COUNT
+//                              times: lock mutex NAME, read SHM[0], yield to the event
+//                              loop, write it back plus one
 import { Mutex, NamedSemaphore, SharedMemory, UnnamedSemaphore } from "../../mod.ts";
 
-const [action, name, argument, count] = Deno.args;
+const [action, name, argument, count, start] = Deno.args;
 switch (action) {
   case "post": {
     using sem = NamedSemaphore.open({ name });
@@ -40,12 +42,16 @@ switch (action) {
   case "locked-add": {
     using mutex = Mutex.open({ name });
     using shm = SharedMemory.open({ name: argument });
+    using gate = NamedSemaphore.open({ name: start });
     const counter = shm.view(Int32Array, 0, 1);
     console.log("ready");
+    await gate.wait({ timeout: 10_000 });
     for (let i = Number(count); i > 0; i--) {
       using _held = await mutex.lock({ timeout: 10_000 });
       const seen = counter[0];
-      await Promise.resolve(); // give the other process a chance to interleave
+      // A real pause inside the critical section: without the lock, the other process
+      // would read the same value meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, 0));
       counter[0] = seen + 1;
     }
     break;
