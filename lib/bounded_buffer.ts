@@ -12,8 +12,7 @@
  *
  * @module
  */
-import { ERRNO } from "../ffi/constants.ts";
-import { closedError, ErrnoError, streamEndedError } from "../ffi/errno.ts";
+import { closedError, streamEndedError } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
@@ -411,10 +410,10 @@ const J_IN = 4;
 const J_OUT = 5;
 const J_COUNT = 6;
 const SEMAPHORE_HEADER = 128;
-// The mutex is only ever held inside synchronous code, for one item copy; spinning on
-// it is short. A holder that died holding it leaves it locked (the textbook mutex is
-// not robust), so spinning is bounded.
-const MUTEX_SPIN = 100_000;
+// The mutex is only ever held inside synchronous code, for one item copy. A process
+// that dies holding it leaves it locked (the textbook mutex is not robust): waits for
+// it then end with their timeout.
+const MUTEX_SPIN = 200;
 
 /**
  * The bounded buffer with semaphores (Silberschatz, OSC, 7.1.1):
@@ -599,13 +598,20 @@ export class SemaphoreBoundedBuffer extends Channel {
     return Atomics.load(this.#words, J_ENDED) !== 0;
   }
 
-  /** Puts `item` in a free slot if there is one now; `false` when full. */
+  /**
+   * Puts `item` in a free slot if that can be done now; `false` when the buffer is full
+   * (or, rarely, another process holds the mutex this instant).
+   */
   trySend(item: Uint8Array): boolean {
     this.#assertOpen("send");
     validateItem(item, this.#itemSize, SEMAPHORE_FORM, this.name);
     this.#throwIfEnded();
     if (!this.#empty.tryWait()) return false;
-    this.#put(item);
+    if (!this.#tryLock()) {
+      this.#empty.post();
+      return false;
+    }
+    this.#putLocked(item);
     return true;
   }
 
@@ -613,33 +619,58 @@ export class SemaphoreBoundedBuffer extends Channel {
   async send(item: Uint8Array, options?: WaitOptions): Promise<void> {
     this.#assertOpen("send");
     validateItem(item, this.#itemSize, SEMAPHORE_FORM, this.name);
-    validateWaitOptions(options);
+    const checked = validateWaitOptions(options);
     this.#throwIfEnded();
-    await this.#empty.wait(options);
-    this.#put(item);
+    const started = performance.now();
+    await this.#empty.wait(checked);
+    try {
+      await this.#lock(checked, started);
+    } catch (error) {
+      this.#empty.post();
+      throw error;
+    }
+    this.#putLocked(item);
   }
 
-  /** Takes an item if there is one now: `undefined` when empty, `null` at the end. */
+  /**
+   * Takes an item if that can be done now: `undefined` when the buffer is empty (or,
+   * rarely, another process holds the mutex this instant), `null` at the end.
+   */
   tryReceive(): Uint8Array | null | undefined {
     this.#assertOpen("receive");
-    return this.#full.tryWait() ? this.#take() : undefined;
+    if (!this.#full.tryWait()) return undefined;
+    if (!this.#tryLock()) {
+      this.#full.post();
+      return undefined;
+    }
+    return this.#takeLocked();
   }
 
   /** `wait(full)`, then takes an item under the mutex and `signal(empty)`. */
   async receive(options?: WaitOptions): Promise<Uint8Array | null> {
     this.#assertOpen("receive");
-    await this.#full.wait(options);
-    return this.#take();
+    const checked = validateWaitOptions(options);
+    const started = performance.now();
+    await this.#full.wait(checked);
+    try {
+      await this.#lock(checked, started);
+    } catch (error) {
+      this.#full.post();
+      throw error;
+    }
+    return this.#takeLocked();
   }
 
-  /** Ends the stream: consumers drain the buffer, then receive `null`. */
+  /**
+   * Ends the stream: consumers drain the buffer, then receive `null`. It needs no lock:
+   * producers check the end under the mutex, and an item put there is counted before
+   * any consumer can take the end marker (see `#takeLocked`).
+   */
   end(): void {
     this.#assertOpen("end");
-    this.#lock();
-    const first = Atomics.load(this.#words, J_ENDED) === 0;
-    Atomics.store(this.#words, J_ENDED, 1);
-    this.#mutex.post();
-    if (first) this.#full.post(); // the end marker, passed on by each consumer that sees it
+    if (Atomics.compareExchange(this.#words, J_ENDED, 0, 1) === 0) {
+      this.#full.post(); // the end marker, passed on by each consumer that sees it
+    }
   }
 
   /** Releases this handle (the buffer stays: see `unlink`). Idempotent. */
@@ -662,23 +693,24 @@ export class SemaphoreBoundedBuffer extends Channel {
     }
   }
 
-  #lock(): void {
-    for (let i = 0; i < MUTEX_SPIN; i++) if (this.#mutex.tryWait()) return;
-    throw new ErrnoError(ERRNO.EDEADLK, "lock", {
-      objectName: this.name,
-      message: `The mutex of ${SEMAPHORE_FORM} "${this.name}" stays locked: ` +
-        `a process probably died holding it`,
-    });
+  // The mutex is held only while one item is copied, so a short spin usually gets it;
+  // a holder preempted by the scheduler can keep it for a time slice, hence the wait.
+  #tryLock(): boolean {
+    for (let i = 0; i < MUTEX_SPIN; i++) if (this.#mutex.tryWait()) return true;
+    return false;
   }
 
-  // Called holding one unit of `empty`.
-  #put(item: Uint8Array): void {
-    try {
-      this.#lock();
-    } catch (error) {
-      this.#empty.post();
-      throw error;
-    }
+  async #lock(options: WaitOptions, started: number): Promise<void> {
+    if (this.#tryLock()) return;
+    const { timeout, signal } = options;
+    const remaining = timeout === undefined
+      ? undefined
+      : Math.max(0, timeout - (performance.now() - started));
+    await this.#mutex.wait({ timeout: remaining, signal });
+  }
+
+  // Holding the mutex and one unit of `empty`.
+  #putLocked(item: Uint8Array): void {
     const words = this.#words;
     if (Atomics.load(words, J_ENDED) !== 0) {
       this.#mutex.post();
@@ -693,14 +725,11 @@ export class SemaphoreBoundedBuffer extends Channel {
     this.#full.post();
   }
 
-  // Called holding one unit of `full`: an item, or the end marker once drained.
-  #take(): Uint8Array | null {
-    try {
-      this.#lock();
-    } catch (error) {
-      this.#full.post();
-      throw error;
-    }
+  // Holding the mutex and one unit of `full`: an item, or, when no item is counted, the
+  // end marker. (Units of `full` are the items put plus the marker; a unit held while
+  // the count is 0 proves the marker was posted, so end() came first and every item
+  // put before it is counted.)
+  #takeLocked(): Uint8Array | null {
     const words = this.#words;
     if (Atomics.load(words, J_COUNT) === 0) {
       this.#mutex.post();

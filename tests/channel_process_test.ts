@@ -39,10 +39,13 @@ for (const fixture of FIXTURES) {
           const shape = { slots: work.slots, itemSize: work.itemSize, producers: work.producers };
           const owner = fixture.create(shape);
           try {
-            const consumers = Array.from(
+            const consumers = Promise.all(Array.from(
               { length: work.consumers },
               () => run(["consumer", kind, owner.name]),
-            );
+            ));
+            // Awaited below, after the producers; a failure before then must not go
+            // unhandled (that would abort the file before its cleanup runs).
+            consumers.catch(() => {});
             const end = fixture.endPerProducer ? "1" : "0";
             await Promise.all(Array.from({ length: work.producers }, (_, id) =>
               run([
@@ -55,9 +58,7 @@ for (const fixture of FIXTURES) {
                 end,
               ])));
             if (!fixture.endPerProducer) owner.end();
-            const received = (await Promise.all(consumers)).map((out) =>
-              JSON.parse(out) as [number, number][]
-            );
+            const received = (await consumers).map((out) => JSON.parse(out) as [number, number][]);
 
             const seen = new Set<string>();
             for (const keys of received) {
