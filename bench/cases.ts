@@ -21,7 +21,38 @@ export function benchCases(quick: boolean): BenchCase[] {
     deno: ["shm_write.ts", `--total=${total}`, `--chunk=${chunk}`, `--region=${region}`],
     c: ["shm_write", String(total), String(chunk), String(region)],
   });
+  const ring = (size: number, count: number, capacity: number): BenchCase => ({
+    name: `ring ${size < 1024 ? `${size} B` : `${size / 1024} KiB`} one-way`,
+    deno: [
+      "ring.ts",
+      "--mode=throughput",
+      `--size=${size}`,
+      `--count=${count}`,
+      `--capacity=${capacity}`,
+    ],
+    c: ["ring", "throughput", String(size), String(count), String(capacity)],
+  });
+  const scale = quick ? 10 : 1;
   return [
+    ring(64, 2_000_000 / scale, 2 ** 20),
+    ring(4096, 500_000 / scale, 4 * 2 ** 20),
+    ring(65536, 100_000 / scale, 4 * 2 ** 20),
+    {
+      name: "ring 64 B round trip",
+      deno: [
+        "ring.ts",
+        "--mode=pingpong",
+        "--size=64",
+        `--count=${rounds * 5}`,
+        `--capacity=${2 ** 20}`,
+      ],
+      c: ["ring", "pingpong", "64", String(rounds * 5), String(2 ** 20)],
+    },
+    {
+      name: "unix socket 64 B one-way",
+      deno: ["uds.ts", "--size=64", `--count=${500_000 / scale}`],
+      c: ["uds", "64", String(500_000 / scale)],
+    },
     {
       name: "named semaphore ping-pong (C: sem_wait)",
       deno: ["sem_pingpong.ts", `--rounds=${rounds}`],

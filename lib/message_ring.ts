@@ -73,8 +73,34 @@ const RECORD_HEADER = 8;
 const MIN_CAPACITY = 64;
 const MAX_CAPACITY = 2 ** 30;
 
+// Attempts made before setting up a wait: the other side is usually less than a
+// message behind, and setting up a wait costs more than a few attempts.
+const QUICK_RETRIES = 32;
+
 // Returned by every send that completes at once: no promise allocated per message.
 const SENT: Promise<void> = Promise.resolve();
+
+// Allocating an ArrayBuffer costs about 1 µs whatever its size, more than copying a
+// small message. Messages up to POOL_MESSAGE_MAX bytes are therefore cut from a shared
+// 64 KiB chunk (as Node.js does for small Buffers): such a message's `.buffer` is the
+// chunk, so use its byteOffset, or copy it with slice() to own a standalone buffer.
+const POOL_MESSAGE_MAX = 1024;
+// Up to this many bytes, a plain loop copies faster than set() with a subarray.
+const SMALL_COPY = 128;
+const POOL_CHUNK = 64 * 1024;
+let pool = new Uint8Array(POOL_CHUNK);
+let poolOffset = 0;
+
+function allocateMessage(length: number): Uint8Array {
+  if (length > POOL_MESSAGE_MAX) return new Uint8Array(length);
+  if (poolOffset + length > POOL_CHUNK) {
+    pool = new Uint8Array(POOL_CHUNK);
+    poolOffset = 0;
+  }
+  const message = pool.subarray(poolOffset, poolOffset + length);
+  poolOffset = (poolOffset + length + 7) & ~7;
+  return message;
+}
 
 function recordSize(length: number): number {
   return (RECORD_HEADER + length + 7) & ~7;
@@ -127,6 +153,7 @@ export class MessageRing extends Channel {
   readonly #receiveLock: PidLock | undefined;
   readonly #sendWaiting: FutexFlag;
   readonly #receiveWaiting: FutexFlag;
+  #taken: Uint8Array | undefined;
   #cachedTail = 0;
   #cachedHead = 0;
   #ended = false;
@@ -271,7 +298,7 @@ export class MessageRing extends Channel {
     try {
       this.#assertOpen("send");
       this.#validateMessage(message);
-      if (this.#attemptSend(message)) return SENT;
+      for (let i = 0; i < QUICK_RETRIES; i++) if (this.#attemptSend(message)) return SENT;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -297,21 +324,81 @@ export class MessageRing extends Channel {
     return this.#attemptReceive();
   }
 
-  /** Receives the next message, waiting for one; `null` at the end of the stream. */
+  /**
+   * Receives the next message, waiting for one; `null` at the end of the stream.
+   * Messages up to 1 KiB are cut from a shared 64 KiB chunk (mind `byteOffset` when
+   * using `message.buffer`); {@link MessageRing.receiveInto} allocates nothing.
+   */
   receive(options?: WaitOptions): Promise<Uint8Array | null> {
     try {
       this.#assertOpen("receive");
     } catch (error) {
       return Promise.reject(error);
     }
-    const received = this.#attemptReceive();
-    if (received !== undefined) return Promise.resolve(received);
+    for (let i = 0; i < QUICK_RETRIES; i++) {
+      const received = this.#attemptReceive();
+      if (received !== undefined) return Promise.resolve(received);
+    }
     return waitFor(
       this.#waitable(
         "receive",
         () => {
           const message = this.#attemptReceive();
           return message === undefined ? PENDING : message;
+        },
+        this.#receiveWaiting,
+        this.#receiveLock,
+        () => this.#hasMessageOrEnd(),
+      ),
+      options,
+    );
+  }
+
+  /**
+   * Receives the next message into `buffer` without allocating: returns its length,
+   * `undefined` when the ring is empty, or `null` at the end of the stream. A message
+   * longer than `buffer` stays in the ring and this throws a `RangeError`.
+   *
+   * @example Reusing one buffer
+   * ```ts
+   * import { MessageRing } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using ring = MessageRing.create({ capacity: 1024 });
+   * try {
+   *   ring.trySend(new Uint8Array([4, 5, 6]));
+   *   const buffer = new Uint8Array(ring.maxMessageSize);
+   *   assert.equal(ring.tryReceiveInto(buffer), 3);
+   *   assert.deepEqual(buffer.subarray(0, 3), new Uint8Array([4, 5, 6]));
+   * } finally {
+   *   ring.unlink();
+   * }
+   * ```
+   */
+  tryReceiveInto(buffer: Uint8Array): number | null | undefined {
+    this.#assertOpen("receive");
+    this.#validateTarget(buffer);
+    return this.#attemptTake(buffer);
+  }
+
+  /** Like {@link MessageRing.tryReceiveInto}, waiting for a message; `null` at the end. */
+  receiveInto(buffer: Uint8Array, options?: WaitOptions): Promise<number | null> {
+    try {
+      this.#assertOpen("receive");
+      this.#validateTarget(buffer);
+      for (let i = 0; i < QUICK_RETRIES; i++) {
+        const length = this.#attemptTake(buffer);
+        if (length !== undefined) return Promise.resolve(length);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return waitFor(
+      this.#waitable(
+        "receive",
+        () => {
+          const length = this.#attemptTake(buffer);
+          return length === undefined ? PENDING : length;
         },
         this.#receiveWaiting,
         this.#receiveLock,
@@ -356,6 +443,21 @@ export class MessageRing extends Channel {
       throw new RangeError(
         `Message of ${message.length} bytes does not fit ${WHAT} "${this.name}": ` +
           `the largest is ${this.#capacity - RECORD_HEADER} bytes`,
+      );
+    }
+  }
+
+  #validateTarget(buffer: Uint8Array): void {
+    if (!(buffer instanceof Uint8Array)) {
+      throw new TypeError("Invalid receive buffer: expected a Uint8Array");
+    }
+  }
+
+  #fit(buffer: Uint8Array, length: number): void {
+    if (length > buffer.length) {
+      throw new RangeError(
+        `Message of ${length} bytes does not fit a receive buffer of ${buffer.length} bytes ` +
+          `(it stays in ${WHAT} "${this.name}")`,
       );
     }
   }
@@ -408,9 +510,17 @@ export class MessageRing extends Channel {
   }
 
   #attemptReceive(): Uint8Array | null | undefined {
+    const length = this.#attemptTake(undefined);
+    return typeof length === "number" ? this.#taken : length;
+  }
+
+  // Takes the next message into `target` (a too small target throws and leaves the
+  // message in the ring), or, without a target, into a new array left in #taken.
+  // Returns its length, undefined when there is none now, null at the end.
+  #attemptTake(target: Uint8Array | undefined): number | null | undefined {
     const lock = this.#receiveLock;
     if (lock && !lock.tryAcquire()) return undefined;
-    let message: Uint8Array;
+    let length: number;
     try {
       const words = this.#words;
       const tail = Atomics.load(words, I_TAIL) >>> 0;
@@ -423,23 +533,26 @@ export class MessageRing extends Channel {
         if (this.#cachedHead === tail) return ended ? null : undefined;
       }
       const at = tail & this.#mask;
-      const length = this.#dataWords[at >> 2];
+      length = this.#dataWords[at >> 2];
+      if (target === undefined) target = this.#taken = allocateMessage(length);
+      else this.#fit(target, length);
       const start = (at + RECORD_HEADER) & this.#mask;
       const first = Math.min(length, this.#capacity - start);
-      if (first === length) {
-        message = this.#data.slice(start, start + length);
+      const data = this.#data;
+      if (first <= SMALL_COPY) {
+        // Cheaper than making the subarray that set() needs.
+        for (let i = 0; i < first; i++) target[i] = data[start + i];
       } else {
-        message = new Uint8Array(length);
-        message.set(this.#data.subarray(start, start + first));
-        message.set(this.#data.subarray(0, length - first), first);
+        target.set(data.subarray(start, start + first));
       }
+      if (first < length) target.set(data.subarray(0, length - first), first);
       Atomics.store(words, I_TAIL, (tail + recordSize(length)) | 0);
     } finally {
       lock?.release();
     }
     this.#sendWaiting.wake();
     if (lock) this.#receiveWaiting.wake();
-    return message;
+    return length;
   }
 
   #waitable<T>(

@@ -235,3 +235,70 @@ ipcTest("MessageRing rejects messages that are not Uint8Array, keeping what was 
     ring.unlink();
   }
 });
+
+ipcTest(
+  "MessageRing.tryReceiveInto() copies into the caller's buffer and keeps a too long message",
+  async () => {
+    using ring = MessageRing.create({ name: testName(), capacity: 4096 });
+    try {
+      ring.trySend(new Uint8Array([1, 2, 3, 4, 5]));
+      ring.trySend(new Uint8Array(300).fill(7));
+      const small = new Uint8Array(4);
+      assert.throws(() => ring.tryReceiveInto(small), RangeError);
+      const buffer = new Uint8Array(400);
+      assert.equal(ring.tryReceiveInto(buffer), 5);
+      assert.deepEqual(buffer.subarray(0, 5), new Uint8Array([1, 2, 3, 4, 5]));
+      assert.equal(await ring.receiveInto(buffer, { timeout: 100 }), 300);
+      assert.ok(buffer.subarray(0, 300).every((byte) => byte === 7));
+      assert.equal(ring.tryReceiveInto(buffer), undefined);
+      await assert.rejects(ring.receiveInto(buffer, { timeout: 10 }), TimedOutError);
+      ring.end();
+      assert.equal(await ring.receiveInto(buffer), null);
+      // deno-lint-ignore no-explicit-any
+      assert.throws(() => ring.tryReceiveInto([] as any), TypeError);
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+ipcTest(
+  "MessageRing.receive(): small messages share a chunk but never each other's bytes",
+  async () => {
+    using ring = MessageRing.create({ name: testName(), capacity: 1 << 16 });
+    try {
+      const received: Uint8Array[] = [];
+      for (let i = 0; i < 2000; i++) {
+        const message = new Uint8Array(1 + (i % 40)).fill(i & 0xff);
+        if (!ring.trySend(message)) {
+          received.push(...drain(ring));
+          assert.ok(ring.trySend(message));
+        }
+      }
+      received.push(...drain(ring));
+      assert.equal(received.length, 2000);
+      received.forEach((message, i) => {
+        assert.equal(message.length, 1 + (i % 40));
+        assert.ok(message.every((byte) => byte === (i & 0xff)), `message ${i} was overwritten`);
+      });
+      // A pooled message is a view: its bytes start at byteOffset of a larger buffer.
+      const view = new DataView(received[5].buffer, received[5].byteOffset, received[5].byteLength);
+      assert.equal(view.getUint8(0), 5);
+      const large = new Uint8Array(2000).fill(9);
+      await ring.send(large);
+      const copy = await ring.receive();
+      assert.equal(copy?.byteOffset, 0);
+      assert.equal(copy?.buffer.byteLength, 2000); // messages over 1 KiB own their buffer
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+function drain(ring: MessageRing): Uint8Array[] {
+  const messages: Uint8Array[] = [];
+  for (let message = ring.tryReceive(); message; message = ring.tryReceive()) {
+    messages.push(message);
+  }
+  return messages;
+}
