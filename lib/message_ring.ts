@@ -89,12 +89,14 @@ const POOL_MESSAGE_MAX = 1024;
 const SMALL_COPY = 128;
 const POOL_CHUNK = 64 * 1024;
 let pool = new Uint8Array(POOL_CHUNK);
+let poolWords = new Int32Array(pool.buffer);
 let poolOffset = 0;
 
 function allocateMessage(length: number): Uint8Array {
   if (length > POOL_MESSAGE_MAX) return new Uint8Array(length);
   if (poolOffset + length > POOL_CHUNK) {
     pool = new Uint8Array(POOL_CHUNK);
+    poolWords = new Int32Array(pool.buffer);
     poolOffset = 0;
   }
   const message = pool.subarray(poolOffset, poolOffset + length);
@@ -154,6 +156,8 @@ export class MessageRing extends Channel {
   readonly #sendWaiting: FutexFlag;
   readonly #receiveWaiting: FutexFlag;
   #taken: Uint8Array | undefined;
+  #targetBytes: Uint8Array | undefined;
+  #targetWords: Int32Array | undefined;
   #cachedTail = 0;
   #cachedHead = 0;
   #ended = false;
@@ -447,6 +451,15 @@ export class MessageRing extends Channel {
     }
   }
 
+  // An Int32Array over the same bytes as `target`, kept while callers reuse a buffer.
+  #wordsOf(target: Uint8Array): Int32Array {
+    if (this.#targetBytes !== target) {
+      this.#targetBytes = target;
+      this.#targetWords = new Int32Array(target.buffer, target.byteOffset, target.length >> 2);
+    }
+    return this.#targetWords!;
+  }
+
   #validateTarget(buffer: Uint8Array): void {
     if (!(buffer instanceof Uint8Array)) {
       throw new TypeError("Invalid receive buffer: expected a Uint8Array");
@@ -534,14 +547,36 @@ export class MessageRing extends Channel {
       }
       const at = tail & this.#mask;
       length = this.#dataWords[at >> 2];
-      if (target === undefined) target = this.#taken = allocateMessage(length);
-      else this.#fit(target, length);
+      let targetWords: Int32Array | undefined;
+      let wordOffset = 0;
+      if (target === undefined) {
+        target = this.#taken = allocateMessage(length);
+        if (length <= POOL_MESSAGE_MAX) {
+          targetWords = poolWords; // pooled messages start 8-aligned in the chunk
+          wordOffset = target.byteOffset >> 2;
+        }
+      } else {
+        this.#fit(target, length);
+        if ((target.byteOffset & 3) === 0 && length <= SMALL_COPY) {
+          targetWords = this.#wordsOf(target);
+        }
+      }
       const start = (at + RECORD_HEADER) & this.#mask;
       const first = Math.min(length, this.#capacity - start);
       const data = this.#data;
       if (first <= SMALL_COPY) {
-        // Cheaper than making the subarray that set() needs.
-        for (let i = 0; i < first; i++) target[i] = data[start + i];
+        // Cheaper than making the subarray that set() needs: whole words where the
+        // target is aligned (records are), then the remaining bytes.
+        let i = 0;
+        if (targetWords !== undefined) {
+          const dataWords = this.#dataWords;
+          const from = start >> 2;
+          for (const end = first >> 2; i < end; i++) {
+            targetWords[wordOffset + i] = dataWords[from + i];
+          }
+          i <<= 2;
+        }
+        for (; i < first; i++) target[i] = data[start + i];
       } else {
         target.set(data.subarray(start, start + first));
       }
