@@ -69,3 +69,23 @@ export {
   type BoundedBufferOpenOptions,
   SemaphoreBoundedBuffer,
 } from "./lib/bounded_buffer.ts";
+export {
+  type DefaultAction,
+  defaultAction,
+  Doorbell,
+  type DoorbellCreateOptions,
+  type DoorbellOpenOptions,
+  isProcessAlive,
+  onSignal,
+  processGroupOf,
+  type ProcessStatus,
+  processStatus,
+  raiseSignal,
+  sendSignal,
+  sendSignalToGroup,
+  type SignalName,
+  signalNumber,
+  startProcessGroup,
+  UnlistenableSignalError,
+  waitForSignal,
+} from "./lib/signal.ts";

@@ -1,7 +1,43 @@
-import { LINUX_ERRNO, LINUX_X86_64 } from "./platform/linux_x86_64.ts";
+import { LINUX_ERRNO, LINUX_X86_64, LINUX_X86_64_SIGNALS } from "./platform/linux_x86_64.ts";
 
 /** The shape every platform module provides. */
 export type PlatformConstants = typeof LINUX_X86_64;
+/** The signal names of POSIX and Linux (signal(7)). */
+export type SignalName =
+  | "SIGHUP"
+  | "SIGINT"
+  | "SIGQUIT"
+  | "SIGILL"
+  | "SIGTRAP"
+  | "SIGABRT"
+  | "SIGBUS"
+  | "SIGFPE"
+  | "SIGKILL"
+  | "SIGUSR1"
+  | "SIGSEGV"
+  | "SIGUSR2"
+  | "SIGPIPE"
+  | "SIGALRM"
+  | "SIGTERM"
+  | "SIGSTKFLT"
+  | "SIGCHLD"
+  | "SIGCONT"
+  | "SIGSTOP"
+  | "SIGTSTP"
+  | "SIGTTIN"
+  | "SIGTTOU"
+  | "SIGURG"
+  | "SIGXCPU"
+  | "SIGXFSZ"
+  | "SIGVTALRM"
+  | "SIGPROF"
+  | "SIGWINCH"
+  | "SIGIO"
+  | "SIGPWR"
+  | "SIGSYS";
+
+/** Signal names with their numbers on the current platform. */
+export type SignalTable = Readonly<Record<SignalName, number>>;
 /** errno names this library refers to, with their numbers on the current platform. */
 export type ErrnoTable = typeof LINUX_ERRNO;
 
@@ -21,3 +57,5 @@ export const PLATFORM_SUPPORTED: boolean = SUPPORTED_TARGETS.includes(CURRENT_TA
 export const C: PlatformConstants = LINUX_X86_64;
 /** errno numbers of the current platform. */
 export const ERRNO: ErrnoTable = LINUX_ERRNO;
+/** Signal numbers of the current platform. */
+export const SIGNALS: SignalTable = LINUX_X86_64_SIGNALS;

@@ -91,7 +91,7 @@ export class ErrnoError extends Error {
 
 /** The object already exists (EEXIST), e.g. on an exclusive create. */
 export class AlreadyExistsError extends ErrnoError {}
-/** The object does not exist (ENOENT). */
+/** The object does not exist (ENOENT), or the process does not (ESRCH). */
 export class NotFoundError extends ErrnoError {}
 /** The operation would have to wait (EAGAIN); returned by non-waiting forms. */
 export class WouldBlockError extends ErrnoError {}
@@ -109,6 +109,7 @@ export class StreamEndedError extends ErrnoError {}
 const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EEXIST, AlreadyExistsError],
   [ERRNO.ENOENT, NotFoundError],
+  [ERRNO.ESRCH, NotFoundError],
   [ERRNO.EAGAIN, WouldBlockError],
   [ERRNO.ETIMEDOUT, TimedOutError],
   [ERRNO.EACCES, PermissionDeniedError],
@@ -183,6 +184,9 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   sem_trywait: "minus-one",
   sem_getvalue: "minus-one",
   kill: "minus-one",
+  raise: "minus-one",
+  setpgid: "minus-one",
+  getpgid: "minus-one",
   futex_wake: "minus-one",
 };
 

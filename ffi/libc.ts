@@ -13,6 +13,12 @@ export const LIBC_SYMBOLS = {
   getpid: { parameters: [], result: "i32" },
   // int kill(pid_t pid, int sig);
   kill: { parameters: ["i32", "i32"], result: "i32" },
+  // int raise(int sig);
+  raise: { parameters: ["i32"], result: "i32" },
+  // int setpgid(pid_t pid, pid_t pgid);
+  setpgid: { parameters: ["i32", "i32"], result: "i32" },
+  // pid_t getpgid(pid_t pid);
+  getpgid: { parameters: ["i32"], result: "i32" },
   // int sched_yield(void);
   sched_yield: { parameters: [], result: "i32" },
 

@@ -1,0 +1,680 @@
+/**
+ * Signals between processes: send them (kill(2), also to a process group), check whether
+ * a process exists, listen for them, wait for the next one, and the doorbell pattern
+ * that makes signals safe to use as event notifications.
+ *
+ * A signal says only that an event happened: it carries no data, and identical signals
+ * that arrive before the first is handled coalesce into one. Deliver data elsewhere
+ * (shared memory, a queue) and use the signal to say "look" ({@link Doorbell}).
+ *
+ * Default actions (what happens to a process that receives a signal nobody listens for):
+ *
+ * | signal | default action |
+ * | --- | --- |
+ * | SIGHUP, SIGINT, SIGKILL, SIGPIPE, SIGALRM, SIGTERM, SIGUSR1, SIGUSR2, SIGSTKFLT, SIGIO, SIGPWR, SIGVTALRM, SIGPROF | terminate |
+ * | SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGXCPU, SIGXFSZ, SIGSYS | terminate with a core dump |
+ * | SIGCHLD, SIGURG, SIGWINCH | ignore |
+ * | SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU | stop |
+ * | SIGCONT | continue if stopped |
+ *
+ * A signal that arrives before a listener is installed, or after the last listener was
+ * removed, gets its default action: for most signals the process dies. Listeners do not
+ * keep a Deno process alive.
+ *
+ * @module
+ */
+import { type SignalName, SIGNALS } from "../ffi/constants.ts";
+import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
+import { ERRNO } from "../ffi/constants.ts";
+import { libc } from "../ffi/libc.ts";
+import { openLayout } from "./_layout.ts";
+import { Lifetime } from "./_lifetime.ts";
+import { currentPid } from "./_process.ts";
+import { describe, validateInteger, validateOptions, validatePosixName } from "./_validate.ts";
+import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
+import { SharedMemory } from "./shared_memory.ts";
+
+// A timer that keeps the process alive while something awaits a signal.
+const KEEP_ALIVE_MS = 2 ** 30;
+
+export type { SignalName } from "../ffi/constants.ts";
+
+/** What a process does with a signal it does not listen for. */
+export type DefaultAction = "terminate" | "core dump" | "ignore" | "stop" | "continue";
+
+const DEFAULT_ACTIONS: Record<SignalName, DefaultAction> = {
+  SIGHUP: "terminate",
+  SIGINT: "terminate",
+  SIGQUIT: "core dump",
+  SIGILL: "core dump",
+  SIGTRAP: "core dump",
+  SIGABRT: "core dump",
+  SIGBUS: "core dump",
+  SIGFPE: "core dump",
+  SIGKILL: "terminate",
+  SIGUSR1: "terminate",
+  SIGSEGV: "core dump",
+  SIGUSR2: "terminate",
+  SIGPIPE: "terminate",
+  SIGALRM: "terminate",
+  SIGTERM: "terminate",
+  SIGSTKFLT: "terminate",
+  SIGCHLD: "ignore",
+  SIGCONT: "continue",
+  SIGSTOP: "stop",
+  SIGTSTP: "stop",
+  SIGTTIN: "stop",
+  SIGTTOU: "stop",
+  SIGURG: "ignore",
+  SIGXCPU: "core dump",
+  SIGXFSZ: "core dump",
+  SIGVTALRM: "terminate",
+  SIGPROF: "terminate",
+  SIGWINCH: "ignore",
+  SIGIO: "terminate",
+  SIGPWR: "terminate",
+  SIGSYS: "core dump",
+};
+
+// Why a signal cannot be listened for.
+const UNLISTENABLE: Partial<Record<SignalName, string>> = {
+  SIGKILL: "it cannot be caught, blocked or ignored (see signal(7))",
+  SIGSTOP: "it cannot be caught, blocked or ignored (see signal(7))",
+  SIGSEGV: "it reports a fault in this process itself; Deno does not allow listening for it",
+  SIGILL: "it reports a fault in this process itself; Deno does not allow listening for it",
+  SIGFPE: "it reports a fault in this process itself; Deno does not allow listening for it",
+  SIGBUS: "it reports a fault in this process itself; a listener cannot repair the access",
+  SIGUSR1: "Deno (2.9.2 and later) starts its debugger on SIGUSR1, listener or not: " +
+    "use SIGUSR2 for application events",
+};
+
+/** A signal was named that cannot be listened for (SIGKILL, SIGSTOP, SIGUSR1, ...). */
+export class UnlistenableSignalError extends TypeError {
+  /** The signal refused. */
+  readonly signal: string;
+
+  /** Creates the error for `signal` with the reason it cannot be listened for. */
+  constructor(signal: string, reason: string) {
+    super(`Cannot listen for ${signal}: ${reason}`);
+    this.name = "UnlistenableSignalError";
+    this.signal = signal;
+  }
+}
+
+function validateSignal(signal: unknown): SignalName {
+  if (typeof signal !== "string" || !Object.hasOwn(SIGNALS, signal)) {
+    throw new TypeError(
+      `Invalid signal: expected a name such as "SIGTERM", got ${describe(signal)}`,
+    );
+  }
+  return signal as SignalName;
+}
+
+function validateListenable(signal: unknown): SignalName {
+  const name = validateSignal(signal);
+  const reason = UNLISTENABLE[name];
+  if (reason) throw new UnlistenableSignalError(name, reason);
+  return name;
+}
+
+function validatePid(pid: unknown, what = "process id"): number {
+  return validateInteger(pid, what, 1, 2 ** 31 - 1);
+}
+
+/**
+ * The number of a signal on this platform, e.g. `signalNumber("SIGTERM")` is 15.
+ *
+ * @example Look up a number
+ * ```ts
+ * import { signalNumber } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(signalNumber("SIGKILL"), 9);
+ * ```
+ */
+export function signalNumber(signal: SignalName): number {
+  return SIGNALS[validateSignal(signal)];
+}
+
+/**
+ * What a process does with `signal` when nothing listens for it (see signal(7)).
+ *
+ * @example SIGTERM terminates, SIGCHLD is ignored
+ * ```ts
+ * import { defaultAction } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(defaultAction("SIGTERM"), "terminate");
+ * assert.equal(defaultAction("SIGCHLD"), "ignore");
+ * ```
+ */
+export function defaultAction(signal: SignalName): DefaultAction {
+  return DEFAULT_ACTIONS[validateSignal(signal)];
+}
+
+/**
+ * Sends `signal` to process `pid` (kill(2)). Throws `NotFoundError` (ESRCH) when there
+ * is no such process and `PermissionDeniedError` (EPERM) when it is not ours.
+ *
+ * @example Signal a child process
+ * ```ts
+ * import { sendSignal } from "@deno-ipc/ipc";
+ *
+ * const child = new Deno.Command(Deno.execPath(), {
+ *   args: ["eval", "setTimeout(() => {}, 10000)"],
+ * }).spawn();
+ * sendSignal(child.pid, "SIGTERM");
+ * await child.status;
+ * ```
+ */
+export function sendSignal(pid: number, signal: SignalName = "SIGTERM"): void {
+  validatePid(pid);
+  const number = signalNumber(signal);
+  check("kill", libc().symbols.kill(pid, number), `process ${pid}`);
+}
+
+/**
+ * Sends `signal` to every process of process group `pgid` (kill(2) with `-pgid`).
+ *
+ * @example Stop a whole group
+ * ```ts
+ * import { sendSignalToGroup } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * assert.throws(() => sendSignalToGroup(0, "SIGTERM"), RangeError); // 0 would be our own group
+ * ```
+ */
+export function sendSignalToGroup(pgid: number, signal: SignalName = "SIGTERM"): void {
+  validatePid(pgid, "process group id");
+  const number = signalNumber(signal);
+  check("kill", libc().symbols.kill(-pgid, number), `process group ${pgid}`);
+}
+
+/**
+ * Sends `signal` to this process (raise(3)). With no listener installed, the default
+ * action applies: for most signals, this process dies.
+ *
+ * @example Raise a signal this process listens for
+ * ```ts
+ * import { raiseSignal, waitForSignal } from "@deno-ipc/ipc";
+ *
+ * const arrived = waitForSignal("SIGUSR2", { timeout: 5000 });
+ * raiseSignal("SIGUSR2");
+ * await arrived;
+ * ```
+ */
+export function raiseSignal(signal: SignalName): void {
+  check("raise", libc().symbols.raise(signalNumber(signal)));
+}
+
+/** Whether a process exists, and whether it is ours to signal. */
+export type ProcessStatus = "running" | "no such process" | "not permitted";
+
+/**
+ * Checks process `pid` with signal 0 (kill(2) sends nothing then): `"running"` (it exists
+ * and we may signal it), `"no such process"`, or `"not permitted"` (it exists but is not
+ * ours). A zombie (exited, not yet waited for) still counts as running.
+ *
+ * @example This process is running
+ * ```ts
+ * import { processStatus } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(processStatus(Deno.pid), "running");
+ * ```
+ */
+export function processStatus(pid: number): ProcessStatus {
+  validatePid(pid);
+  if (libc().symbols.kill(pid, 0) === 0) return "running";
+  const errno = lastErrno();
+  if (errno === ERRNO.ESRCH) return "no such process";
+  if (errno === ERRNO.EPERM) return "not permitted";
+  throw errnoError(errno, "kill", { objectName: `process ${pid}` });
+}
+
+/**
+ * Whether process `pid` exists (ours or not).
+ *
+ * @example A child that has been waited for no longer exists
+ * ```ts
+ * import { isProcessAlive } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * const child = new Deno.Command(Deno.execPath(), { args: ["eval", ""] }).spawn();
+ * await child.status;
+ * assert.equal(isProcessAlive(child.pid), false);
+ * ```
+ */
+export function isProcessAlive(pid: number): boolean {
+  return processStatus(pid) !== "no such process";
+}
+
+/**
+ * Makes this process the leader of a new process group (setpgid(0, 0)) and returns its
+ * id; children spawned afterwards belong to it, so {@link sendSignalToGroup} reaches
+ * them all.
+ *
+ * @example Become a group leader
+ * ```ts ignore
+ * import { startProcessGroup } from "@deno-ipc/ipc";
+ *
+ * const pgid = startProcessGroup(); // equals Deno.pid
+ * ```
+ */
+export function startProcessGroup(): number {
+  check("setpgid", libc().symbols.setpgid(0, 0));
+  return processGroupOf(0);
+}
+
+/**
+ * The process group of process `pid` (0: this process), see getpgid(2).
+ *
+ * @example Children start in their parent's group
+ * ```ts
+ * import { processGroupOf } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * assert.ok(processGroupOf(0) > 0);
+ * ```
+ */
+export function processGroupOf(pid: number): number {
+  validateInteger(pid, "process id", 0, 2 ** 31 - 1);
+  return check("getpgid", libc().symbols.getpgid(pid), `process ${pid}`);
+}
+
+/**
+ * Calls `handler` each time `signal` arrives, until the returned Disposable is disposed.
+ * Throws {@link UnlistenableSignalError} for SIGKILL, SIGSTOP, the fault signals and
+ * SIGUSR1. Arrivals that come close together may run the handler once.
+ *
+ * A listener does not keep the process alive (as with `Deno.addSignalListener`);
+ * {@link waitForSignal} does, while it waits.
+ *
+ * @example Listen with `using`
+ * ```ts
+ * import { onSignal, raiseSignal, waitForSignal } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * let count = 0;
+ * using _listening = onSignal("SIGUSR2", () => count++);
+ * const arrived = waitForSignal("SIGUSR2", { timeout: 5000 });
+ * raiseSignal("SIGUSR2");
+ * await arrived;
+ * assert.equal(count, 1);
+ * ```
+ */
+export function onSignal(signal: SignalName, handler: () => void): Disposable {
+  const name = validateListenable(signal);
+  if (typeof handler !== "function") throw new TypeError("Invalid handler: expected a function");
+  const listener = () => handler();
+  Deno.addSignalListener(name, listener);
+  let listening = true;
+  return {
+    [Symbol.dispose]() {
+      if (!listening) return;
+      listening = false;
+      Deno.removeSignalListener(name, listener);
+    },
+  };
+}
+
+/**
+ * Resolves when `signal` next arrives, keeping the process alive meanwhile. Rejects with
+ * `TimedOutError` after `timeout` ms and with the abort reason when `signal` of the
+ * options aborts.
+ *
+ * @example Wait with a timeout
+ * ```ts
+ * import { TimedOutError, waitForSignal } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * await assert.rejects(waitForSignal("SIGUSR2", { timeout: 10 }), TimedOutError);
+ * ```
+ */
+export function waitForSignal(signal: SignalName, options: WaitOptions = {}): Promise<void> {
+  let name: SignalName;
+  let checked: WaitOptions;
+  try {
+    name = validateListenable(signal);
+    checked = validateWaitOptions(options);
+    checked.signal?.throwIfAborted();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const keepAlive = setInterval(() => {}, KEEP_ALIVE_MS); // signal listeners do not
+  const finish = () => {
+    clearInterval(keepAlive);
+    clearTimeout(timer);
+    checked.signal?.removeEventListener("abort", onAbort);
+    listening[Symbol.dispose]();
+  };
+  const onAbort = () => {
+    finish();
+    reject(checked.signal!.reason);
+  };
+  const listening = onSignal(name, () => {
+    finish();
+    resolve();
+  });
+  checked.signal?.addEventListener("abort", onAbort, { once: true });
+  if (checked.timeout !== undefined && Number.isFinite(checked.timeout)) {
+    timer = setTimeout(() => {
+      finish();
+      reject(timedOutError("wait for", "signal", name, checked.timeout!));
+    }, checked.timeout);
+  }
+  return promise;
+}
+
+/** Options of {@link Doorbell.create}. */
+export interface DoorbellCreateOptions {
+  /** Name of the shared memory that holds the counter. Default: a fresh random name. */
+  name?: string;
+  /** The signal that rings. Default: `"SIGUSR2"`. */
+  signal?: SignalName;
+}
+
+/** Options of {@link Doorbell.open}. */
+export interface DoorbellOpenOptions {
+  /** Name of an existing doorbell. */
+  name: string;
+}
+
+const DOORBELL = "doorbell";
+const DOORBELL_MAGIC = 0x4c_42_49_44; // "DIBL"
+const D_MAGIC = 0;
+const D_SIGNAL = 1;
+const D_RECEIVER = 2; // pid of the listening process, 0 when none
+const D_RUNG = 16; // byte 64: events rung so far (mod 2^32)
+const D_DELIVERED = 32; // byte 128: events handed to a listener so far (mod 2^32)
+const DOORBELL_SIZE = 192;
+
+// A ring sent just before a listener went away can arrive just after, and with no
+// listener the signal's default action kills the process. A handle that listened keeps
+// a listener that does nothing until it is closed (counted per signal across handles).
+const guards = new Map<SignalName, { handles: number; listener: () => void }>();
+
+function acquireGuard(signal: SignalName): void {
+  const guard = guards.get(signal);
+  if (guard) guard.handles++;
+  else {
+    const listener = () => {};
+    Deno.addSignalListener(signal, listener);
+    guards.set(signal, { handles: 1, listener });
+  }
+}
+
+function releaseGuard(signal: SignalName): void {
+  const guard = guards.get(signal)!;
+  if (--guard.handles === 0) {
+    guards.delete(signal);
+    Deno.removeSignalListener(signal, guard.listener);
+  }
+}
+
+/**
+ * The doorbell pattern: the sender adds to an event counter in shared memory, then
+ * rings a signal; the receiver reads the counter on every ring. Signals coalesce, so the
+ * receiver may see fewer rings than events, but it never misses an event: each ring it
+ * does see reports every event since the last one.
+ *
+ * One process listens at a time (its pid is kept in the shared memory); any number may
+ * ring. A ring while nobody listens is counted and reported when a listener starts.
+ *
+ * A handle that listened keeps a do-nothing listener for its signal until it is closed,
+ * so that a ring sent just before listening stopped cannot kill the process. Only a
+ * ringer delayed between reading the listener's pid and signalling it could still
+ * deliver after `close()`; close doorbells when the process no longer expects rings.
+ *
+ * @example Ring three times, receive three events
+ * ```ts
+ * import { Doorbell } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using bell = Doorbell.create();
+ * try {
+ *   let events = 0;
+ *   using _listening = bell.listen((count) => events += count);
+ *   using ringer = Doorbell.open({ name: bell.name });
+ *   ringer.ring();
+ *   ringer.ring(2);
+ *   while (events < 3) await bell.wait({ timeout: 5000 });
+ *   assert.equal(events, 3);
+ * } finally {
+ *   bell.unlink();
+ * }
+ * ```
+ */
+export class Doorbell implements Disposable {
+  readonly #shm: SharedMemory;
+  readonly #words: Int32Array;
+  readonly #signal: SignalName;
+  readonly #lifetime: Lifetime;
+  #listening: Disposable | undefined;
+  #guarded = false;
+  #handlers = new Set<(events: number) => void>();
+  #waiters = new Set<(events: number) => void>();
+
+  private constructor(shm: SharedMemory) {
+    this.#shm = shm;
+    this.#words = shm.view(Int32Array, 0, DOORBELL_SIZE / 4);
+    const number = this.#words[D_SIGNAL];
+    this.#signal = (Object.keys(SIGNALS) as SignalName[]).find((name) => SIGNALS[name] === number)!;
+    this.#lifetime = new Lifetime(() => shm.close());
+  }
+
+  /**
+   * Creates a doorbell exclusively.
+   *
+   * @example With another signal
+   * ```ts
+   * import { Doorbell } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using bell = Doorbell.create({ signal: "SIGURG" });
+   * try {
+   *   assert.equal(bell.signal, "SIGURG");
+   * } finally {
+   *   bell.unlink();
+   * }
+   * ```
+   */
+  static create(options: DoorbellCreateOptions = {}): Doorbell {
+    const checked = validateOptions<DoorbellCreateOptions>(options, DOORBELL);
+    const signal = validateListenable(checked.signal ?? "SIGUSR2");
+    if (checked.name !== undefined) validatePosixName(checked.name, DOORBELL, 255);
+    const shm = SharedMemory.create({ name: checked.name, size: DOORBELL_SIZE });
+    const words = shm.view(Int32Array, 0, DOORBELL_SIZE / 4);
+    words[D_SIGNAL] = SIGNALS[signal];
+    Atomics.store(words, D_MAGIC, DOORBELL_MAGIC);
+    return new Doorbell(shm);
+  }
+
+  /**
+   * Opens an existing doorbell, to ring it or to listen.
+   *
+   * @example Open by name
+   * ```ts
+   * import { Doorbell } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * using bell = Doorbell.create();
+   * try {
+   *   using same = Doorbell.open({ name: bell.name });
+   *   assert.equal(same.signal, "SIGUSR2");
+   * } finally {
+   *   bell.unlink();
+   * }
+   * ```
+   */
+  static open(options: DoorbellOpenOptions): Doorbell {
+    const shm = openLayout(options, DOORBELL, (shm) =>
+      shm.size >= DOORBELL_SIZE &&
+      Atomics.load(shm.view(Int32Array, 0, 1), D_MAGIC) === DOORBELL_MAGIC);
+    return new Doorbell(shm);
+  }
+
+  /** Removes a doorbell's name. */
+  static unlink(name: string): void {
+    SharedMemory.unlink(name);
+  }
+
+  /** The doorbell's name. */
+  get name(): string {
+    return this.#shm.name;
+  }
+
+  /** The signal that rings it. */
+  get signal(): SignalName {
+    return this.#signal;
+  }
+
+  /** Events rung so far, by every process. */
+  get rung(): number {
+    this.#assertOpen("read");
+    return Atomics.load(this.#words, D_RUNG) >>> 0;
+  }
+
+  /** Pid of the process listening now, or 0. */
+  get receiver(): number {
+    this.#assertOpen("read");
+    return Atomics.load(this.#words, D_RECEIVER);
+  }
+
+  /** Whether `close()` was called. */
+  get closed(): boolean {
+    return this.#lifetime.closed;
+  }
+
+  /**
+   * Counts `events` (default 1) and, if a process listens, rings its signal. Returns
+   * whether a signal was sent. Throws `NotFoundError` when the listener has died.
+   */
+  ring(events = 1): boolean {
+    this.#assertOpen("ring");
+    validateInteger(events, "number of events", 1, 2 ** 31 - 1);
+    Atomics.add(this.#words, D_RUNG, events);
+    const receiver = Atomics.load(this.#words, D_RECEIVER);
+    if (receiver === 0) return false;
+    check("kill", libc().symbols.kill(receiver, SIGNALS[this.#signal]), `process ${receiver}`);
+    return true;
+  }
+
+  /**
+   * Starts listening in this process: `handler` gets the number of events since the last
+   * call, on every ring that brings some (and at once for events rung before). Only one
+   * process listens at a time. Dispose the result to stop.
+   */
+  listen(handler?: (events: number) => void): Disposable {
+    this.#assertOpen("listen on");
+    if (handler !== undefined && typeof handler !== "function") {
+      throw new TypeError("Invalid handler: expected a function");
+    }
+    if (!this.#listening) {
+      const me = currentPid();
+      const other = Atomics.compareExchange(this.#words, D_RECEIVER, 0, me);
+      if (other !== 0 && other !== me) {
+        throw new TypeError(`Doorbell "${this.name}" already has a listener: process ${other}`);
+      }
+      if (!this.#guarded) {
+        this.#guarded = true;
+        acquireGuard(this.#signal);
+      }
+      this.#listening = onSignal(this.#signal, () => this.#deliver());
+    }
+    if (handler) this.#handlers.add(handler);
+    queueMicrotask(() => this.#deliver()); // events rung before we listened
+    let active = true;
+    return {
+      [Symbol.dispose]: () => {
+        if (!active) return;
+        active = false;
+        if (handler) this.#handlers.delete(handler);
+        if (this.#handlers.size === 0 && this.#waiters.size === 0) this.#stopListening();
+      },
+    };
+  }
+
+  /**
+   * Waits for the next ring that brings events and returns how many (events rung while
+   * nobody waited are returned at once), keeping the process alive meanwhile. Listens
+   * for the time of the wait if this handle does not listen already.
+   */
+  async wait(options: WaitOptions = {}): Promise<number> {
+    this.#assertOpen("wait on");
+    const { timeout, signal } = validateWaitOptions(options);
+    signal?.throwIfAborted();
+    const pending = this.#deliver();
+    if (pending > 0) return pending;
+    using _listening = this.listen();
+    const { promise, resolve, reject } = Promise.withResolvers<number>();
+    this.#waiters.add(resolve);
+    const keepAlive = setInterval(() => {}, KEEP_ALIVE_MS); // signal listeners do not
+    const onAbort = () => reject(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = timeout === undefined || !Number.isFinite(timeout)
+      ? undefined
+      : setTimeout(() => reject(timedOutError("wait on", DOORBELL, this.name, timeout)), timeout);
+    try {
+      this.#deliver(); // a ring between the check above and listening
+      return await promise;
+    } finally {
+      clearInterval(keepAlive);
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      this.#waiters.delete(resolve);
+    }
+  }
+
+  /** Stops listening (if this handle listens) and unmaps the counter. Idempotent. */
+  close(): void {
+    if (this.#lifetime.closed) return;
+    this.#stopListening();
+    if (this.#guarded) releaseGuard(this.#signal);
+    this.#lifetime.close();
+  }
+
+  /** Removes the doorbell's name. */
+  unlink(): void {
+    this.#shm.unlink();
+  }
+
+  /** Same as `close()`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#lifetime.closed) throw closedError(operation, DOORBELL, this.#shm.name);
+  }
+
+  // Only the one listening process takes events, so the delivered count needs no lock;
+  // keeping it in shared memory hands every event to exactly one listener, even across
+  // listeners that come and go.
+  #take(): number {
+    const rung = Atomics.load(this.#words, D_RUNG);
+    const events = (rung - Atomics.load(this.#words, D_DELIVERED)) >>> 0;
+    Atomics.store(this.#words, D_DELIVERED, rung);
+    return events;
+  }
+
+  // Gives the events since the last delivery to every handler and waiter of this handle.
+  #deliver(): number {
+    if (this.#lifetime.closed) return 0;
+    const events = this.#take();
+    if (events > 0) {
+      for (const handler of this.#handlers) handler(events);
+      for (const waiter of this.#waiters) waiter(events);
+    }
+    return events;
+  }
+
+  #stopListening(): void {
+    if (!this.#listening) return;
+    Atomics.compareExchange(this.#words, D_RECEIVER, currentPid(), 0);
+    this.#listening[Symbol.dispose]();
+    this.#listening = undefined;
+  }
+}

@@ -1,0 +1,246 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  defaultAction,
+  Doorbell,
+  isProcessAlive,
+  NamedSemaphore,
+  NotFoundError,
+  onSignal,
+  processGroupOf,
+  processStatus,
+  raiseSignal,
+  sendSignal,
+  sendSignalToGroup,
+  SharedMemory,
+  signalNumber,
+  TimedOutError,
+  UnlistenableSignalError,
+  waitForSignal,
+} from "../mod.ts";
+import { Child, delay, ipcTest, propertyRuns, testName } from "./_helpers.ts";
+
+ipcTest("sendSignal() reaches a listener in another process", async () => {
+  await using child = new Child("signal_child.ts", ["listen", "SIGUSR2"]);
+  assert.equal(await child.line(), "ready");
+  sendSignal(child.process.pid, "SIGUSR2");
+  assert.equal(await child.line(), "got SIGUSR2");
+  assert.equal((await child.status()).code, 0);
+});
+
+ipcTest(
+  "a signal with no listener kills by its default action; a listener turns it into an event",
+  async () => {
+    await using idle = new Child("signal_child.ts", ["idle"]);
+    assert.equal(await idle.line(), "ready");
+    sendSignal(idle.process.pid, "SIGTERM");
+    const status = await idle.status();
+    assert.deepEqual([status.success, status.signal, status.code], [false, "SIGTERM", 143]);
+    assert.equal(defaultAction("SIGTERM"), "terminate");
+  },
+);
+
+ipcTest(
+  "SIGTERM to a child with a listener lets it remove its kernel objects and exit 0",
+  async () => {
+    const shmName = testName();
+    const semName = testName();
+    await using child = new Child("signal_child.ts", ["graceful", shmName, semName]);
+    assert.equal(await child.line(), "ready");
+    assert.ok(Deno.statSync(`/dev/shm${shmName}`).isFile);
+    sendSignal(child.process.pid, "SIGTERM");
+    assert.equal(await child.line(), "cleaned up");
+    assert.equal((await child.status()).code, 0);
+    assert.throws(() => SharedMemory.open({ name: shmName }), NotFoundError);
+    assert.throws(() => NamedSemaphore.open({ name: semName }), NotFoundError);
+  },
+);
+
+ipcTest("processStatus() tells a running process from one that is gone", async () => {
+  assert.equal(processStatus(Deno.pid), "running");
+  assert.equal(isProcessAlive(Deno.pid), true);
+  const child = new Deno.Command(Deno.execPath(), { args: ["eval", ""] }).spawn();
+  await child.status;
+  assert.equal(processStatus(child.pid), "no such process");
+  assert.equal(isProcessAlive(child.pid), false);
+  assert.throws(
+    () => sendSignal(child.pid, "SIGTERM"),
+    (e: unknown) =>
+      e instanceof NotFoundError && e.code === "ESRCH" && e.objectName === `process ${child.pid}`,
+  );
+});
+
+ipcTest("sendSignalToGroup() reaches every process of a group", async () => {
+  await using leader = new Child("signal_child.ts", ["group"]);
+  const [pgid, ...members] = (await leader.line()).split(" ").map(Number);
+  assert.equal(pgid, leader.process.pid);
+  assert.equal(processGroupOf(members[0]), pgid);
+  assert.notEqual(processGroupOf(0), pgid);
+  sendSignalToGroup(pgid, "SIGTERM");
+  assert.equal((await leader.status()).signal, "SIGTERM");
+  for (let i = 0; i < 100 && members.some(isProcessAlive); i++) await delay(20);
+  assert.deepEqual(members.filter(isProcessAlive), [], "a group member survived");
+});
+
+ipcTest("waitForSignal() times out, aborts, and resolves on raiseSignal()", async () => {
+  await assert.rejects(
+    waitForSignal("SIGUSR2", { timeout: 20 }),
+    (e: unknown) => e instanceof TimedOutError && e.code === "ETIMEDOUT",
+  );
+  const controller = new AbortController();
+  const aborted = waitForSignal("SIGUSR2", { signal: controller.signal });
+  controller.abort(new Error("never mind"));
+  await assert.rejects(aborted, /never mind/);
+  const arrived = waitForSignal("SIGUSR2", { timeout: 5000 });
+  raiseSignal("SIGUSR2");
+  await arrived;
+});
+
+ipcTest("onSignal() calls its handler until disposed", async () => {
+  let calls = 0;
+  {
+    using _listening = onSignal("SIGUSR2", () => calls++);
+    const arrived = waitForSignal("SIGUSR2", { timeout: 5000 });
+    raiseSignal("SIGUSR2");
+    await arrived;
+  }
+  const arrived = waitForSignal("SIGUSR2", { timeout: 5000 });
+  raiseSignal("SIGUSR2");
+  await arrived;
+  assert.equal(calls, 1);
+});
+
+for (
+  const signal of [
+    "SIGKILL",
+    "SIGSTOP",
+    "SIGSEGV",
+    "SIGILL",
+    "SIGFPE",
+    "SIGBUS",
+    "SIGUSR1",
+  ] as const
+) {
+  ipcTest(`listening for ${signal} is an UnlistenableSignalError that says why`, async () => {
+    assert.throws(
+      () => onSignal(signal, () => {}),
+      (e: unknown) =>
+        e instanceof UnlistenableSignalError && e.signal === signal && e.message.includes(signal),
+    );
+    await assert.rejects(waitForSignal(signal), UnlistenableSignalError);
+    assert.throws(() => Doorbell.create({ signal }), UnlistenableSignalError);
+  });
+}
+
+ipcTest("SIGUSR1 is refused because Deno's debugger owns it", () => {
+  assert.throws(() => onSignal("SIGUSR1", () => {}), /debugger/);
+});
+
+const badSignalCalls: [string, () => unknown, typeof TypeError | typeof RangeError][] = [
+  // deno-lint-ignore no-explicit-any
+  ["an unknown signal name", () => sendSignal(Deno.pid, "SIGFOO" as any), TypeError],
+  // deno-lint-ignore no-explicit-any
+  ["a signal number instead of a name", () => sendSignal(Deno.pid, 15 as any), TypeError],
+  ["pid 0 (the caller's group)", () => sendSignal(0, "SIGTERM"), RangeError],
+  ["a negative pid", () => sendSignal(-1, "SIGTERM"), RangeError],
+  ["a fractional pid", () => processStatus(1.5), RangeError],
+  // deno-lint-ignore no-explicit-any
+  ["a string pid", () => isProcessAlive("1" as any), TypeError],
+  ["group 0", () => sendSignalToGroup(0), RangeError],
+  // deno-lint-ignore no-explicit-any
+  ["a handler that is not a function", () => onSignal("SIGUSR2", "x" as any), TypeError],
+  // deno-lint-ignore no-explicit-any
+  ["an unknown name to signalNumber", () => signalNumber("KILL" as any), TypeError],
+];
+
+for (const [why, call, ErrorClass] of badSignalCalls) {
+  ipcTest(`signals reject ${why} before any syscall`, () => {
+    assert.throws(call, ErrorClass);
+  });
+}
+
+ipcTest(
+  "Doorbell counts rings while nobody listens and reports them when a listener starts",
+  async () => {
+    using bell = Doorbell.create({ name: testName() });
+    try {
+      assert.equal(bell.ring(), false);
+      assert.equal(bell.ring(4), false);
+      assert.equal(bell.rung, 5);
+      using listener = Doorbell.open({ name: bell.name });
+      const batches: number[] = [];
+      using _listening = listener.listen((events) => batches.push(events));
+      assert.equal(listener.receiver, Deno.pid);
+      await delay(0);
+      assert.deepEqual(batches, [5]);
+      assert.equal(bell.ring(), true);
+      assert.equal(await listener.wait({ timeout: 5000 }), 1);
+      assert.deepEqual(batches, [5, 1]);
+    } finally {
+      bell.unlink();
+    }
+  },
+);
+
+ipcTest("Doorbell: one listening process at a time; a dead listener is NotFoundError", async () => {
+  using bell = Doorbell.create({ name: testName() });
+  try {
+    const child = new Child("signal_child.ts", ["doorbell", bell.name, "1000000"]);
+    assert.equal(await child.line(), "ready");
+    assert.throws(() => bell.listen(), /already has a listener/);
+    child.process.kill("SIGKILL");
+    await child.status();
+    assert.throws(() => bell.ring(), NotFoundError);
+  } finally {
+    bell.unlink();
+  }
+});
+
+ipcTest("Doorbell.wait() times out and aborts; after close() it throws ClosedError", async () => {
+  const bell = Doorbell.create({ name: testName() });
+  try {
+    await assert.rejects(bell.wait({ timeout: 20 }), TimedOutError);
+    await assert.rejects(bell.wait({ signal: AbortSignal.abort() }), { name: "AbortError" });
+    assert.equal(bell.receiver, 0);
+    bell.close();
+    bell.close();
+    assert.throws(() => bell.ring(), /closed/);
+    await assert.rejects(bell.wait(), /closed/);
+  } finally {
+    Doorbell.unlink(bell.name);
+  }
+});
+
+ipcTest(
+  "Doorbell: a receiver counts every event sent with random spacing, though signals coalesce",
+  async () => {
+    const spacings = fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 60 });
+    let coalesced = false;
+    await fc.assert(
+      fc.asyncProperty(spacings, async (gaps) => {
+        using bell = Doorbell.create({ name: testName("bell") });
+        try {
+          await using receiver = new Child("signal_child.ts", [
+            "doorbell",
+            bell.name,
+            String(gaps.length),
+          ]);
+          assert.equal(await receiver.line(), "ready");
+          for (const gap of gaps) {
+            bell.ring();
+            if (gap > 0) await delay(gap);
+          }
+          const [, events, , signals] = (await receiver.line()).split(" ").map(Number);
+          assert.equal(events, gaps.length, "an event was lost");
+          assert.ok(signals <= gaps.length);
+          if (signals < gaps.length) coalesced = true;
+          assert.equal((await receiver.status()).code, 0);
+        } finally {
+          bell.unlink();
+        }
+      }),
+      { numRuns: propertyRuns(8) },
+    );
+    assert.ok(coalesced, "no run had signals coalesce: the property did not test what it claims");
+  },
+);
