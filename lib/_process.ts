@@ -4,6 +4,12 @@ import { lastErrno } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 
 let pid: number | undefined;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Blocks this thread for `ms` milliseconds (for short, rare waits only). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(sleeper, 0, 0, ms);
+}
 
 /** This process's id (cached: it never changes). */
 export function currentPid(): number {

@@ -8,6 +8,7 @@ import { C, ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { check, closedError, ErrnoError } from "../ffi/errno.ts";
 import { Lifetime } from "./_lifetime.ts";
+import { sleepSync } from "./_process.ts";
 import {
   cString,
   DEFAULT_MODE,
@@ -55,12 +56,6 @@ export type TypedArrayConstructor<T> = {
 // first, then sleeps of 1 ms, about 200 ms in all.
 const NOT_READY_YIELDS = 50;
 const NOT_READY_ATTEMPTS = NOT_READY_YIELDS + 200;
-const sleeper = new Int32Array(new SharedArrayBuffer(4));
-
-function sleepSync(ms: number): void {
-  Atomics.wait(sleeper, 0, 0, ms);
-}
-
 /** The largest object this library maps. */
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
 const WHAT = "shared memory";

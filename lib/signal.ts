@@ -29,7 +29,7 @@ import { ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
-import { currentPid } from "./_process.ts";
+import { currentPid, sleepSync } from "./_process.ts";
 import { describe, validateInteger, validateOptions, validatePosixName } from "./_validate.ts";
 import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
 import { SharedMemory } from "./shared_memory.ts";
@@ -387,32 +387,16 @@ const DOORBELL_MAGIC = 0x4c_42_49_44; // "DIBL"
 const D_MAGIC = 0;
 const D_SIGNAL = 1;
 const D_RECEIVER = 2; // pid of the listening process, 0 when none
+const D_IN_FLIGHT = 3; // rings between reading D_RECEIVER and their kill() returning
 const D_RUNG = 16; // byte 64: events rung so far (mod 2^32)
 const D_DELIVERED = 32; // byte 128: events handed to a listener so far (mod 2^32)
 const DOORBELL_SIZE = 192;
 
-// A ring sent just before a listener went away can arrive just after, and with no
-// listener the signal's default action kills the process. A handle that listened keeps
-// a listener that does nothing until it is closed (counted per signal across handles).
-const guards = new Map<SignalName, { handles: number; listener: () => void }>();
-
-function acquireGuard(signal: SignalName): void {
-  const guard = guards.get(signal);
-  if (guard) guard.handles++;
-  else {
-    const listener = () => {};
-    Deno.addSignalListener(signal, listener);
-    guards.set(signal, { handles: 1, listener });
-  }
-}
-
-function releaseGuard(signal: SignalName): void {
-  const guard = guards.get(signal)!;
-  if (--guard.handles === 0) {
-    guards.delete(signal);
-    Deno.removeSignalListener(signal, guard.listener);
-  }
-}
+// How long a listener that stops waits for rings in flight (a ringer killed between
+// counting itself in and out would otherwise hold it forever), and then for the kernel
+// to deliver the last of their signals, before it removes its signal listener.
+const IN_FLIGHT_WAIT_MS = 100;
+const DELIVERY_GRACE_MS = 2;
 
 /**
  * The doorbell pattern: the sender adds to an event counter in shared memory, then
@@ -423,10 +407,11 @@ function releaseGuard(signal: SignalName): void {
  * One process listens at a time (its pid is kept in the shared memory); any number may
  * ring. A ring while nobody listens is counted and reported when a listener starts.
  *
- * A handle that listened keeps a do-nothing listener for its signal until it is closed,
- * so that a ring sent just before listening stopped cannot kill the process. Only a
- * ringer delayed between reading the listener's pid and signalling it could still
- * deliver after `close()`; close doorbells when the process no longer expects rings.
+ * A ring counts its event before it signals, so a listener can see an event before the
+ * ring's signal arrives. A signal arriving after its listener is gone would get the
+ * default action (death, for SIGUSR2); so a listener that stops first withdraws its pid,
+ * then waits until no ring is between reading that pid and signalling (a count in the
+ * shared memory), and gives the kernel a moment to deliver, before it stops listening.
  *
  * @example Ring three times, receive three events
  * ```ts
@@ -453,7 +438,6 @@ export class Doorbell implements Disposable {
   readonly #signal: SignalName;
   readonly #lifetime: Lifetime;
   #listening: Disposable | undefined;
-  #guarded = false;
   #handlers = new Set<(events: number) => void>();
   #waiters = new Set<(events: number) => void>();
 
@@ -555,11 +539,17 @@ export class Doorbell implements Disposable {
   ring(events = 1): boolean {
     this.#assertOpen("ring");
     validateInteger(events, "number of events", 1, 2 ** 31 - 1);
-    Atomics.add(this.#words, D_RUNG, events);
-    const receiver = Atomics.load(this.#words, D_RECEIVER);
-    if (receiver === 0) return false;
-    check("kill", libc().symbols.kill(receiver, SIGNALS[this.#signal]), `process ${receiver}`);
-    return true;
+    const words = this.#words;
+    Atomics.add(words, D_RUNG, events);
+    Atomics.add(words, D_IN_FLIGHT, 1); // before reading the pid: see #stopListening
+    try {
+      const receiver = Atomics.load(words, D_RECEIVER);
+      if (receiver === 0) return false;
+      check("kill", libc().symbols.kill(receiver, SIGNALS[this.#signal]), `process ${receiver}`);
+      return true;
+    } finally {
+      Atomics.sub(words, D_IN_FLIGHT, 1);
+    }
   }
 
   /**
@@ -577,10 +567,6 @@ export class Doorbell implements Disposable {
       const other = Atomics.compareExchange(this.#words, D_RECEIVER, 0, me);
       if (other !== 0 && other !== me) {
         throw new TypeError(`Doorbell "${this.name}" already has a listener: process ${other}`);
-      }
-      if (!this.#guarded) {
-        this.#guarded = true;
-        acquireGuard(this.#signal);
       }
       this.#listening = onSignal(this.#signal, () => this.#deliver());
     }
@@ -632,7 +618,6 @@ export class Doorbell implements Disposable {
   close(): void {
     if (this.#lifetime.closed) return;
     this.#stopListening();
-    if (this.#guarded) releaseGuard(this.#signal);
     this.#lifetime.close();
   }
 
@@ -673,7 +658,16 @@ export class Doorbell implements Disposable {
 
   #stopListening(): void {
     if (!this.#listening) return;
-    Atomics.compareExchange(this.#words, D_RECEIVER, currentPid(), 0);
+    const words = this.#words;
+    Atomics.compareExchange(words, D_RECEIVER, currentPid(), 0);
+    // A ringer counts itself in before it reads the pid, so once the count is 0 no ring
+    // can still signal us; then the kernel gets a moment to deliver the last signals.
+    const deadline = performance.now() + IN_FLIGHT_WAIT_MS;
+    while (Atomics.load(words, D_IN_FLIGHT) > 0 && performance.now() < deadline) {
+      libc().symbols.sched_yield();
+    }
+    sleepSync(DELIVERY_GRACE_MS);
+    this.#deliver();
     this.#listening[Symbol.dispose]();
     this.#listening = undefined;
   }
