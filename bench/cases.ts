@@ -54,6 +54,11 @@ export function benchCases(quick: boolean): BenchCase[] {
       c: ["uds", "64", String(500_000 / scale)],
     },
     {
+      name: "signal round trip (kill -> listener -> kill)",
+      deno: ["signal_pingpong.ts", `--rounds=${rounds / 10}`],
+      c: ["signal_pingpong", String(rounds / 10)],
+    },
+    {
       name: "named semaphore ping-pong (C: sem_wait)",
       deno: ["sem_pingpong.ts", `--rounds=${rounds}`],
       c: ["sem_pingpong", String(rounds)],

@@ -7,6 +7,7 @@ export const SCENARIOS: readonly string[] = [
   "shm_posix.ts",
   "critical_section.ts",
   "producer_consumer_shm.ts",
+  "signals.ts",
 ];
 
 if (import.meta.main) {
