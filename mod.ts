@@ -25,10 +25,12 @@
  */
 export {
   AlreadyExistsError,
+  BrokenPipeError,
   ClosedError,
   ErrnoError,
   type ErrnoErrorOptions,
   InterruptedError,
+  NotAFifoError,
   NotFoundError,
   PermissionDeniedError,
   StreamEndedError,
@@ -89,3 +91,17 @@ export {
   UnlistenableSignalError,
   waitForSignal,
 } from "./lib/signal.ts";
+export {
+  createPipe,
+  inheritedPipeEnds,
+  PIPE_BUF,
+  PIPE_FDS_ENV,
+  type PipedChild,
+  PipeEnd,
+  PipeReader,
+  PipeWriter,
+  spawnWithPipePair,
+  spawnWithPipes,
+  type SpawnWithPipesOptions,
+} from "./lib/pipe.ts";
+export { Fifo, type FifoCreateOptions } from "./lib/fifo.ts";

@@ -103,6 +103,10 @@ export class PermissionDeniedError extends ErrnoError {}
 export class InterruptedError extends ErrnoError {}
 /** The handle was closed (EBADF): use after `close()`. */
 export class ClosedError extends ErrnoError {}
+/** Every reader of the pipe or FIFO has closed it (EPIPE): nothing can be written. */
+export class BrokenPipeError extends ErrnoError {}
+/** The path exists but is not a FIFO (EINVAL). */
+export class NotAFifoError extends ErrnoError {}
 /** The stream was ended by its producers (EPIPE): nothing more may be sent. */
 export class StreamEndedError extends ErrnoError {}
 
@@ -116,6 +120,7 @@ const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EPERM, PermissionDeniedError],
   [ERRNO.EINTR, InterruptedError],
   [ERRNO.EBADF, ClosedError],
+  [ERRNO.EPIPE, BrokenPipeError],
 ]);
 
 /** Builds the most specific {@link ErrnoError} subclass for `errno`. */
@@ -168,6 +173,15 @@ type FailureConvention =
 
 const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   close: "minus-one",
+  open: "minus-one",
+  mkfifo: "minus-one",
+  unlink: "minus-one",
+  stat: "minus-one",
+  pipe2: "minus-one",
+  dup: "minus-one",
+  fcntl: "minus-one",
+  read: "minus-one",
+  write: "minus-one",
   fstat: "minus-one",
   posix_fallocate: "returns-errno",
   clock_gettime: "minus-one",

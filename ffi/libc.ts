@@ -22,6 +22,39 @@ export const LIBC_SYMBOLS = {
   // int sched_yield(void);
   sched_yield: { parameters: [], result: "i32" },
 
+  // int open(const char *pathname, int flags, mode_t mode);  (variadic; integer arguments)
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  // The same call on Deno's thread pool, for opens that wait (a FIFO waits for its peer).
+  open_async: {
+    name: "open",
+    parameters: ["buffer", "i32", "u32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  // int mkfifo(const char *pathname, mode_t mode);
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+  // int unlink(const char *pathname);
+  unlink: { parameters: ["buffer"], result: "i32" },
+  // int stat(const char *pathname, struct stat *statbuf);  (exported since glibc 2.33)
+  stat: { parameters: ["buffer", "buffer"], result: "i32" },
+  // int pipe2(int pipefd[2], int flags);
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
+  // int dup(int oldfd);
+  dup: { parameters: ["i32"], result: "i32" },
+  // int fcntl(int fd, int cmd, int arg);  (variadic; integer arguments)
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // ssize_t read(int fd, void *buf, size_t count);  (declared int: callers pass at most
+  // 1 GiB, and the low 32 bits of -1 are -1; a number result avoids a BigInt per call)
+  read: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  // ssize_t write(int fd, const void *buf, size_t count);  (declared int, as read)
+  write: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  on Deno's thread pool
+  poll_async: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   // int close(int fd);
   close: { parameters: ["i32"], result: "i32" },
   // int fstat(int fd, struct stat *statbuf);  (exported since glibc 2.33)

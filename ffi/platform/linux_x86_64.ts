@@ -18,6 +18,19 @@ export const LINUX_X86_64 = {
   O_NONBLOCK: 0o4000,
   O_CLOEXEC: 0o2000000,
 
+  // <fcntl.h> fcntl commands
+  F_GETFL: 3,
+  F_SETFL: 4,
+  F_DUPFD_CLOEXEC: 1030,
+
+  // <poll.h>
+  POLLIN: 0x001,
+  POLLOUT: 0x004,
+  POLLERR: 0x008,
+  POLLHUP: 0x010,
+  POLLNVAL: 0x020,
+  SIZEOF_POLLFD: 8,
+
   // <sys/mman.h>
   PROT_READ: 0x1,
   PROT_WRITE: 0x2,
@@ -48,6 +61,7 @@ export const LINUX_X86_64 = {
 
   // <limits.h>
   NAME_MAX: 255,
+  PATH_MAX: 4096,
   PIPE_BUF: 4096,
 
   // <sys/syscall.h>, <linux/futex.h>

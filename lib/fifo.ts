@@ -1,0 +1,181 @@
+/**
+ * Named pipes (FIFOs): a pipe with a name in the file system, so that unrelated processes
+ * can use it (mkfifo(3)). Opening one end waits until the other end is opened too; that
+ * wait runs off the main thread and can be cancelled.
+ *
+ * @module
+ */
+import { C, ERRNO } from "../ffi/constants.ts";
+import { check, errnoError, lastErrno, NotAFifoError, timedOutError } from "../ffi/errno.ts";
+import { libc } from "../ffi/libc.ts";
+import { cString, DEFAULT_MODE, describe, validateMode, validateOptions } from "./_validate.ts";
+import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
+import { PipeReader, PipeWriter } from "./pipe.ts";
+
+/** Options of {@link Fifo.create}. */
+export interface FifoCreateOptions {
+  /** Permission bits, subject to the umask. Default: `0o600`. */
+  mode?: number;
+}
+
+const WHAT = "FIFO";
+
+function validatePath(path: unknown): string {
+  if (typeof path !== "string") {
+    throw new TypeError(`Invalid FIFO path: expected a string, got ${describe(path)}`);
+  }
+  if (path.length === 0) throw new TypeError("Invalid FIFO path: it is empty");
+  if (path.includes("\0")) throw new TypeError("Invalid FIFO path: it contains NUL");
+  if (new TextEncoder().encode(path).length >= C.PATH_MAX) {
+    throw new RangeError(`Invalid FIFO path: longer than ${C.PATH_MAX - 1} bytes`);
+  }
+  return path;
+}
+
+// Checks that `path` names a FIFO: NotFoundError (also for a missing directory),
+// NotAFifoError for anything else that exists.
+function assertFifo(path: string): void {
+  const stat = new Uint8Array(C.SIZEOF_STAT);
+  check("stat", libc().symbols.stat(cString(path), stat), path);
+  const mode = new DataView(stat.buffer).getUint32(C.STAT_OFFSET_MODE, true);
+  if ((mode & C.S_IFMT) !== C.S_IFIFO) {
+    const kind = (mode & C.S_IFMT) === C.S_IFREG ? "a regular file" : "not a FIFO";
+    throw new NotAFifoError(ERRNO.EINVAL, "open", {
+      objectName: path,
+      message: `Cannot open "${path}" as a FIFO: it is ${kind}`,
+    });
+  }
+}
+
+/**
+ * Named pipes: create, open either end, remove.
+ *
+ * @example A writer and a reader meet at a FIFO
+ * ```ts
+ * import { Fifo } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * const path = `${Deno.makeTempDirSync()}/requests`;
+ * Fifo.create(path);
+ * try {
+ *   const [reader, writer] = await Promise.all([
+ *     Fifo.openReader(path, { timeout: 5000 }),
+ *     Fifo.openWriter(path, { timeout: 5000 }),
+ *   ]);
+ *   using _r = reader;
+ *   await writer.write(new TextEncoder().encode("hello"));
+ *   writer.close();
+ *   const buffer = new Uint8Array(16);
+ *   const n = await reader.read(buffer);
+ *   assert.equal(new TextDecoder().decode(buffer.subarray(0, n!)), "hello");
+ * } finally {
+ *   Fifo.unlink(path);
+ * }
+ * ```
+ */
+export class Fifo {
+  private constructor() {}
+
+  /**
+   * Creates a FIFO at `path` (mode 0600 by default). Fails with `AlreadyExistsError` if
+   * anything exists there, and `NotFoundError` if its directory does not.
+   */
+  static create(path: string, options: FifoCreateOptions = {}): void {
+    validatePath(path);
+    const checked = validateOptions<FifoCreateOptions>(options, WHAT);
+    const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
+    check("mkfifo", libc().symbols.mkfifo(cString(path), mode), path);
+  }
+
+  /** Removes the FIFO at `path` (after checking it is one). */
+  static unlink(path: string): void {
+    validatePath(path);
+    assertFifo(path);
+    check("unlink", libc().symbols.unlink(cString(path)), path);
+  }
+
+  /**
+   * Opens the read end, waiting until some process opens the write end. Rejects with
+   * `TimedOutError` after `timeout` ms, with the abort reason on abort, `NotFoundError`
+   * when there is nothing at `path`, and `NotAFifoError` when it is not a FIFO.
+   */
+  static async openReader(path: string, options: WaitOptions = {}): Promise<PipeReader> {
+    const fd = await openEnd(path, C.O_RDONLY, options);
+    return new PipeReader(fd, path, WHAT);
+  }
+
+  /** Opens the write end, waiting until some process opens the read end (as above). */
+  static async openWriter(path: string, options: WaitOptions = {}): Promise<PipeWriter> {
+    const fd = await openEnd(path, C.O_WRONLY, options);
+    return new PipeWriter(fd, path, WHAT);
+  }
+}
+
+// open(2) of a FIFO end blocks until the other end is open. It runs on Deno's thread
+// pool; to cancel it (timeout, abort) we open the other end ourselves for a moment,
+// which lets the pending open return, and close both.
+async function openEnd(path: string, direction: number, options: WaitOptions): Promise<number> {
+  validatePath(path);
+  const { timeout, signal } = validateWaitOptions(options);
+  signal?.throwIfAborted();
+  assertFifo(path);
+  const { symbols } = libc();
+  const name = cString(path);
+  const flags = direction | C.O_CLOEXEC;
+  if (direction === C.O_WRONLY) {
+    // With a reader already there, a non-blocking open succeeds at once (else ENXIO).
+    const fd = symbols.open(name, flags | C.O_NONBLOCK, 0);
+    if (fd >= 0) return fd;
+    if (lastErrno() !== ERRNO.ENXIO) throw errnoError(lastErrno(), "open", { objectName: path });
+  }
+
+  const opening = symbols.open_async(name, flags, 0);
+  let cancelled: unknown;
+  const wake = Promise.withResolvers<void>();
+  const cancel = (reason: unknown) => {
+    cancelled ??= reason;
+    wake.resolve();
+  };
+  const onAbort = () => cancel(signal!.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const timer = timeout === undefined || !Number.isFinite(timeout)
+    ? undefined
+    : setTimeout(() => cancel(timedOutError("open", WHAT, path, timeout)), timeout);
+  try {
+    await Promise.race([opening, wake.promise]);
+    if (cancelled !== undefined) {
+      // Finish the cancellation before returning: its helper descriptor must be closed
+      // by then, or the next open would meet it as a peer.
+      const fd = await unblock(direction);
+      if (fd >= 0) symbols.close(fd);
+      throw cancelled;
+    }
+    const fd = await opening;
+    if (fd < 0) {
+      // errno of the pool-thread open is lost: find the cause again on this thread.
+      assertFifo(path);
+      throw errnoError(ERRNO.EIO, "open", { objectName: path });
+    }
+    return fd;
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
+  }
+
+  // Opens the other end until the pending open returns, then closes what it opened.
+  async function unblock(direction: number): Promise<number> {
+    const other = direction === C.O_WRONLY ? C.O_RDONLY : C.O_WRONLY;
+    let helper = -1;
+    let settled = false;
+    const result = opening.finally(() => settled = true);
+    while (!settled) {
+      // A reader's pending open needs a writer; a non-blocking writer open succeeds only
+      // once the reader is really waiting (else ENXIO), so retry until it does.
+      if (helper < 0) helper = symbols.open(name, other | C.O_NONBLOCK | C.O_CLOEXEC, 0);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const fd = await result;
+    if (helper >= 0) symbols.close(helper);
+    return fd;
+  }
+}

@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import { AlreadyExistsError, Fifo, NotAFifoError, NotFoundError, TimedOutError } from "../mod.ts";
+import { delay, ipcTest } from "./_helpers.ts";
+
+async function withDirectory(fn: (directory: string) => Promise<void> | void): Promise<void> {
+  const directory = Deno.makeTempDirSync({ prefix: "deno-ipc-fifo-" });
+  try {
+    await fn(directory);
+  } finally {
+    Deno.removeSync(directory, { recursive: true });
+  }
+}
+
+ipcTest(
+  "Fifo.create() makes a FIFO with mode 0600, exclusively",
+  () =>
+    withDirectory((directory) => {
+      const path = `${directory}/requests`;
+      Fifo.create(path);
+      const stat = Deno.statSync(path);
+      assert.equal(stat.isFifo, true);
+      assert.equal(stat.mode! & 0o777, 0o600);
+      assert.throws(() => Fifo.create(path), AlreadyExistsError);
+      assert.throws(() => Fifo.create(`${directory}/missing/fifo`), NotFoundError);
+      Fifo.unlink(path);
+      assert.throws(() => Deno.statSync(path), Deno.errors.NotFound);
+      assert.throws(() => Fifo.unlink(path), NotFoundError);
+    }),
+);
+
+ipcTest(
+  "Fifo.openReader() and openWriter() wait for each other, then carry bytes and EOF",
+  () =>
+    withDirectory(async (directory) => {
+      const path = `${directory}/fifo`;
+      Fifo.create(path);
+      const opening = Fifo.openReader(path, { timeout: 5000 });
+      await delay(30); // the reader is waiting for a writer
+      using writer = await Fifo.openWriter(path, { timeout: 5000 });
+      using reader = await opening;
+      await writer.write(new TextEncoder().encode("request"));
+      writer.close();
+      const buffer = new Uint8Array(32);
+      const n = await reader.read(buffer, { timeout: 5000 });
+      assert.equal(new TextDecoder().decode(buffer.subarray(0, n!)), "request");
+      assert.equal(await reader.read(buffer, { timeout: 5000 }), null);
+    }),
+);
+
+ipcTest(
+  "Fifo opens with no peer: timeout and abort cancel the wait and leave nothing open",
+  () =>
+    withDirectory(async (directory) => {
+      const path = `${directory}/fifo`;
+      Fifo.create(path);
+      await assert.rejects(
+        Fifo.openReader(path, { timeout: 30 }),
+        (e: unknown) => e instanceof TimedOutError && e.objectName === path,
+      );
+      await assert.rejects(Fifo.openWriter(path, { timeout: 30 }), TimedOutError);
+      const controller = new AbortController();
+      const opening = Fifo.openWriter(path, { signal: controller.signal });
+      await delay(20);
+      controller.abort(new Error("no reader came"));
+      await assert.rejects(opening, /no reader came/);
+      await assert.rejects(Fifo.openReader(path, { signal: AbortSignal.abort() }), {
+        name: "AbortError",
+      });
+    }),
+);
+
+ipcTest(
+  "Fifo: a path that is not a FIFO, or is missing, is a clear typed error",
+  () =>
+    withDirectory(async (directory) => {
+      const file = `${directory}/file`;
+      Deno.writeTextFileSync(file, "x");
+      await assert.rejects(
+        Fifo.openReader(file),
+        (e: unknown) => e instanceof NotAFifoError && /regular file/.test((e as Error).message),
+      );
+      await assert.rejects(Fifo.openWriter(directory), NotAFifoError);
+      assert.throws(() => Fifo.unlink(file), NotAFifoError);
+      await assert.rejects(Fifo.openReader(`${directory}/missing`), NotFoundError);
+      await assert.rejects(Fifo.openWriter(`${directory}/no/such/dir`), NotFoundError);
+    }),
+);
+
+ipcTest("Fifo: unrelated processes meet by path", () =>
+  withDirectory(async (directory) => {
+    const path = `${directory}/fifo`;
+    Fifo.create(path);
+    const mod = new URL("../mod.ts", import.meta.url).href;
+    const writer = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `const { Fifo } = await import(${JSON.stringify(mod)});
+         using w = await Fifo.openWriter(${JSON.stringify(path)}, { timeout: 10000 });
+         await w.write(new TextEncoder().encode("from another process"));`,
+      ],
+    }).spawn();
+    using reader = await Fifo.openReader(path, { timeout: 10_000 });
+    const chunks = [];
+    for await (const chunk of reader.readable()) chunks.push(new TextDecoder().decode(chunk));
+    assert.equal(chunks.join(""), "from another process");
+    assert.equal((await writer.status).code, 0);
+  }));
+
+const badPaths: [string, unknown, typeof TypeError | typeof RangeError][] = [
+  ["an empty path", "", TypeError],
+  ["a path with NUL", "/tmp/a\0b", TypeError],
+  ["a number", 42, TypeError],
+  ["a path over PATH_MAX", "/tmp/" + "x".repeat(5000), RangeError],
+];
+
+for (const [why, path, ErrorClass] of badPaths) {
+  ipcTest(`Fifo rejects ${why} before any syscall`, async () => {
+    // deno-lint-ignore no-explicit-any
+    const anyPath = path as any;
+    assert.throws(() => Fifo.create(anyPath), ErrorClass);
+    assert.throws(() => Fifo.unlink(anyPath), ErrorClass);
+    await assert.rejects(Fifo.openReader(anyPath), ErrorClass);
+    await assert.rejects(Fifo.openWriter(anyPath), ErrorClass);
+  });
+}
+
+ipcTest("Fifo.create() rejects a bad mode before any syscall", () =>
+  withDirectory((directory) => {
+    assert.throws(() => Fifo.create(`${directory}/f`, { mode: 0o1000 }), RangeError);
+    // deno-lint-ignore no-explicit-any
+    assert.throws(() => Fifo.create(`${directory}/f`, { mode: "600" as any }), TypeError);
+    assert.throws(() => Deno.statSync(`${directory}/f`), Deno.errors.NotFound);
+  }));
