@@ -53,6 +53,32 @@ export function benchCases(quick: boolean): BenchCase[] {
       deno: ["uds.ts", "--size=64", `--count=${500_000 / scale}`],
       c: ["uds", "64", String(500_000 / scale)],
     },
+    ...[[64, 200_000], [4096, 100_000], [65536, 20_000]].flatMap(([size, count]) => {
+      const n = String(count / scale);
+      const label = size < 1024 ? `${size} B` : `${size / 1024} KiB`;
+      return [
+        {
+          name: `pipe ${label} one-way`,
+          deno: ["pipe.ts", "--mode=throughput", `--size=${size}`, `--count=${n}`],
+          c: ["pipe", "throughput", String(size), n],
+        },
+        {
+          name: `fifo ${label} one-way`,
+          deno: ["pipe.ts", "--mode=fifo", `--size=${size}`, `--count=${n}`],
+          c: ["pipe", "fifo", String(size), n],
+        },
+        {
+          name: `Deno.Command stdout ${label} (vs C pipe)`,
+          deno: ["pipe.ts", "--mode=stdio", `--size=${size}`, `--count=${n}`],
+          c: ["pipe", "throughput", String(size), n],
+        },
+      ];
+    }),
+    {
+      name: "pipe 64 B round trip",
+      deno: ["pipe.ts", "--mode=pingpong", "--size=64", `--count=${rounds}`],
+      c: ["pipe", "pingpong", "64", String(rounds)],
+    },
     {
       name: "signal round trip (kill -> listener -> kill)",
       deno: ["signal_pingpong.ts", `--rounds=${rounds / 10}`],

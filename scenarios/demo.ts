@@ -8,6 +8,8 @@ export const SCENARIOS: readonly string[] = [
   "critical_section.ts",
   "producer_consumer_shm.ts",
   "signals.ts",
+  "pipe_parent_child.ts",
+  "fifo_client_server.ts",
 ];
 
 if (import.meta.main) {
