@@ -33,6 +33,7 @@ export {
   NotAFifoError,
   NotFoundError,
   PermissionDeniedError,
+  QueueRemovedError,
   StreamEndedError,
   TimedOutError,
   WouldBlockError,
@@ -105,3 +106,18 @@ export {
   type SpawnWithPipesOptions,
 } from "./lib/pipe.ts";
 export { Fifo, type FifoCreateOptions } from "./lib/fifo.ts";
+export {
+  MessageQueue,
+  type MessageQueueCreateOptions,
+  type MessageQueueKeyOptions,
+  type MessageQueueStats,
+  QueueMessage,
+  type ReceiveOptions,
+} from "./lib/message_queue.ts";
+export {
+  PosixMessageQueue,
+  type PosixMessageQueueAttributes,
+  type PosixMessageQueueCreateOptions,
+  type PosixMessageQueueOpenOptions,
+  type PosixSendOptions,
+} from "./lib/posix_message_queue.ts";

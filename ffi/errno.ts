@@ -107,6 +107,8 @@ export class ClosedError extends ErrnoError {}
 export class BrokenPipeError extends ErrnoError {}
 /** The path exists but is not a FIFO (EINVAL). */
 export class NotAFifoError extends ErrnoError {}
+/** The message queue was removed (EIDRM), by this process or another. */
+export class QueueRemovedError extends ErrnoError {}
 /** The stream was ended by its producers (EPIPE): nothing more may be sent. */
 export class StreamEndedError extends ErrnoError {}
 
@@ -121,6 +123,7 @@ const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EINTR, InterruptedError],
   [ERRNO.EBADF, ClosedError],
   [ERRNO.EPIPE, BrokenPipeError],
+  [ERRNO.EIDRM, QueueRemovedError],
 ]);
 
 /** Builds the most specific {@link ErrnoError} subclass for `errno`. */
@@ -198,6 +201,17 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   sem_trywait: "minus-one",
   sem_getvalue: "minus-one",
   kill: "minus-one",
+  ftok: "minus-one",
+  msgget: "minus-one",
+  msgsnd: "minus-one",
+  msgrcv: "minus-one",
+  msgctl: "minus-one",
+  mq_open: "minus-one",
+  mq_close: "minus-one",
+  mq_unlink: "minus-one",
+  mq_send: "minus-one",
+  mq_receive: "minus-one",
+  mq_getattr: "minus-one",
   raise: "minus-one",
   setpgid: "minus-one",
   getpgid: "minus-one",

@@ -73,6 +73,32 @@ export const LIBC_SYMBOLS = {
   // int munmap(void *addr, size_t length);
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
 
+  // key_t ftok(const char *pathname, int proj_id);
+  ftok: { parameters: ["buffer", "i32"], result: "i32" },
+  // int msgget(key_t key, int msgflg);
+  msgget: { parameters: ["i32", "i32"], result: "i32" },
+  // int msgsnd(int msqid, const void *msgp, size_t msgsz, int msgflg);
+  msgsnd: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
+  // ssize_t msgrcv(int msqid, void *msgp, size_t msgsz, long msgtyp, int msgflg);
+  // (declared int: a message is at most msgmax bytes)
+  msgrcv: { parameters: ["i32", "buffer", "usize", "i64", "i32"], result: "i32" },
+  // int msgctl(int msqid, int cmd, struct msqid_ds *buf);
+  msgctl: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  // mqd_t mq_open(const char *name, int oflag, mode_t mode, struct mq_attr *attr);
+  // (variadic; integer and pointer arguments; mqd_t is an int on Linux)
+  mq_open: { parameters: ["buffer", "i32", "u32", "buffer"], result: "i32" },
+  // int mq_close(mqd_t mqdes);
+  mq_close: { parameters: ["i32"], result: "i32" },
+  // int mq_unlink(const char *name);
+  mq_unlink: { parameters: ["buffer"], result: "i32" },
+  // int mq_send(mqd_t mqdes, const char *msg_ptr, size_t msg_len, unsigned int msg_prio);
+  mq_send: { parameters: ["i32", "buffer", "usize", "u32"], result: "i32" },
+  // ssize_t mq_receive(mqd_t mqdes, char *msg_ptr, size_t msg_len, unsigned int *msg_prio);
+  // (declared int: a message is at most msgsize_max bytes)
+  mq_receive: { parameters: ["i32", "buffer", "usize", "buffer"], result: "i32" },
+  // int mq_getattr(mqd_t mqdes, struct mq_attr *attr);
+  mq_getattr: { parameters: ["i32", "buffer"], result: "i32" },
+
   // sem_t *sem_open(const char *name, int oflag, mode_t mode, unsigned int value);
   // (variadic in C; with integer arguments only the x86_64 and aarch64 Linux ABIs pass
   // them exactly as for a fixed prototype)

@@ -16,6 +16,7 @@ import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi
 import { ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
+import { pollReady } from "./_poll.ts";
 import { validateOptions } from "./_validate.ts";
 import { PENDING, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
 
@@ -31,15 +32,6 @@ function setNonBlocking(fd: number, on: boolean, name: string): void {
   const flags = check("fcntl", symbols.fcntl(fd, C.F_GETFL, 0), name);
   const wanted = on ? flags | C.O_NONBLOCK : flags & ~C.O_NONBLOCK;
   if (wanted !== flags) check("fcntl", symbols.fcntl(fd, C.F_SETFL, wanted), name);
-}
-
-// Waits (on a pool thread, at most `ms`) until `fd` is ready for `events`. Its errno is
-// lost there and not needed: the caller retries the read or write on this thread.
-async function pollReady(fd: number, events: number, ms: number): Promise<void> {
-  const pollfd = new Int32Array(2);
-  pollfd[0] = fd;
-  pollfd[1] = events;
-  await libc().symbols.poll_async(pollfd, 1n, Math.max(0, Math.ceil(ms)));
 }
 
 /** What the read and write ends share: the descriptor, its name, closing. */

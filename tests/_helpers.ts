@@ -10,21 +10,31 @@ function shmEntries(): Set<string> {
   return new Set(Array.from(Deno.readDirSync("/dev/shm"), (entry) => entry.name));
 }
 
+function sysvQueues(): Set<string> {
+  return new Set(
+    Deno.readTextFileSync("/proc/sysvipc/msg").trim().split("\n").slice(1)
+      .map((line) => line.trim().split(/\s+/)[1]),
+  );
+}
+
 function openFds(): string[] {
   return Array.from(Deno.readDirSync("/proc/self/fd"), (entry) => entry.name).sort();
 }
 
 /**
  * Registers a test that must leave nothing behind: no new /dev/shm entries (shared
- * memory, named semaphores) and the same open fds as before.
+ * memory, named semaphores), no new System V message queues, and the same open fds.
  */
 export function ipcTest(name: string, fn: (t: Deno.TestContext) => Promise<void> | void): void {
   Deno.test(name, async (t) => {
     const shmBefore = shmEntries();
+    const queuesBefore = sysvQueues();
     const fdsBefore = openFds();
     await fn(t);
     const leaked = [...shmEntries()].filter((entry) => !shmBefore.has(entry));
     assert.deepEqual(leaked, [], `objects left in /dev/shm: ${leaked.join(", ")}`);
+    const queues = [...sysvQueues()].filter((id) => !queuesBefore.has(id));
+    assert.deepEqual(queues, [], `System V message queues left: ${queues.join(", ")}`);
     assert.deepEqual(openFds(), fdsBefore, "file descriptors leaked");
   });
 }

@@ -38,6 +38,38 @@ export const LINUX_X86_64 = {
   /** `MAP_FAILED` is `(void *) -1`. */
   MAP_FAILED: 0xffff_ffff_ffff_ffffn,
 
+  // <sys/ipc.h>, <sys/msg.h>
+  IPC_PRIVATE: 0,
+  IPC_CREAT: 0o1000,
+  IPC_EXCL: 0o2000,
+  IPC_NOWAIT: 0o4000,
+  IPC_RMID: 0,
+  IPC_SET: 1,
+  IPC_STAT: 2,
+  IPC_INFO: 3,
+  MSG_NOERROR: 0o10000,
+  MSG_EXCEPT: 0o20000,
+  SIZEOF_MSQID_DS: 120,
+  MSQID_OFFSET_MODE: 20, // msg_perm.mode: u32
+  MSQID_OFFSET_UID: 4, // msg_perm.uid: u32
+  MSQID_OFFSET_STIME: 48, // i64 seconds
+  MSQID_OFFSET_RTIME: 56,
+  MSQID_OFFSET_CBYTES: 72, // u64
+  MSQID_OFFSET_QNUM: 80, // u64
+  MSQID_OFFSET_QBYTES: 88, // u64
+  MSQID_OFFSET_LSPID: 96, // i32
+  MSQID_OFFSET_LRPID: 100, // i32
+  MSGINFO_OFFSET_MSGMAX: 8, // struct msginfo: int msgmax
+  MSGINFO_OFFSET_MSGMNB: 12, // int msgmnb
+  SIZEOF_MSGINFO: 32,
+
+  // <mqueue.h>: struct mq_attr of four longs (and reserved space)
+  SIZEOF_MQ_ATTR: 64,
+  MQ_ATTR_OFFSET_MAXMSG: 8,
+  MQ_ATTR_OFFSET_MSGSIZE: 16,
+  MQ_ATTR_OFFSET_CURMSGS: 24,
+  MQ_PRIO_MAX: 32768,
+
   // <semaphore.h>
   /** `SEM_FAILED` is `(sem_t *) 0` on Linux. */
   SEM_FAILED: 0n,
