@@ -79,6 +79,24 @@ export function benchCases(quick: boolean): BenchCase[] {
       deno: ["pipe.ts", "--mode=pingpong", "--size=64", `--count=${rounds}`],
       c: ["pipe", "pingpong", "64", String(rounds)],
     },
+    ...["sysv", "posix"].flatMap((kind) => [
+      ...[[64, 200_000], [4096, 100_000]].map(([size, count]) => ({
+        name: `${kind} queue ${size < 1024 ? `${size} B` : `${size / 1024} KiB`} one-way`,
+        deno: [
+          "mq.ts",
+          `--kind=${kind}`,
+          "--mode=throughput",
+          `--size=${size}`,
+          `--count=${count / scale}`,
+        ],
+        c: ["mq", kind, "throughput", String(size), String(count / scale)],
+      })),
+      {
+        name: `${kind} queue 64 B round trip`,
+        deno: ["mq.ts", `--kind=${kind}`, "--mode=pingpong", "--size=64", `--count=${rounds}`],
+        c: ["mq", kind, "pingpong", "64", String(rounds)],
+      },
+    ]),
     {
       name: "signal round trip (kill -> listener -> kill)",
       deno: ["signal_pingpong.ts", `--rounds=${rounds / 10}`],

@@ -19,6 +19,8 @@ export const LIBC_SYMBOLS = {
   setpgid: { parameters: ["i32", "i32"], result: "i32" },
   // pid_t getpgid(pid_t pid);
   getpgid: { parameters: ["i32"], result: "i32" },
+  // int usleep(useconds_t usec);  on Deno's thread pool: a short sleep off the main thread
+  usleep_async: { name: "usleep", parameters: ["u32"], result: "i32", nonblocking: true },
   // int sched_yield(void);
   sched_yield: { parameters: [], result: "i32" },
 

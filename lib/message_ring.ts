@@ -9,6 +9,7 @@ import { closedError, streamEndedError } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
+import { allocateMessage, POOL_MESSAGE_MAX, poolWords } from "./_pool.ts";
 import { PidLock } from "./_process.ts";
 import {
   DEFAULT_MODE,
@@ -80,29 +81,8 @@ const QUICK_RETRIES = 32;
 // Returned by every send that completes at once: no promise allocated per message.
 const SENT: Promise<void> = Promise.resolve();
 
-// Allocating an ArrayBuffer costs about 1 µs whatever its size, more than copying a
-// small message. Messages up to POOL_MESSAGE_MAX bytes are therefore cut from a shared
-// 64 KiB chunk (as Node.js does for small Buffers): such a message's `.buffer` is the
-// chunk, so use its byteOffset, or copy it with slice() to own a standalone buffer.
-const POOL_MESSAGE_MAX = 1024;
 // Up to this many bytes, a plain loop copies faster than set() with a subarray.
 const SMALL_COPY = 128;
-const POOL_CHUNK = 64 * 1024;
-let pool = new Uint8Array(POOL_CHUNK);
-let poolWords = new Int32Array(pool.buffer);
-let poolOffset = 0;
-
-function allocateMessage(length: number): Uint8Array {
-  if (length > POOL_MESSAGE_MAX) return new Uint8Array(length);
-  if (poolOffset + length > POOL_CHUNK) {
-    pool = new Uint8Array(POOL_CHUNK);
-    poolWords = new Int32Array(pool.buffer);
-    poolOffset = 0;
-  }
-  const message = pool.subarray(poolOffset, poolOffset + length);
-  poolOffset = (poolOffset + length + 7) & ~7;
-  return message;
-}
 
 function recordSize(length: number): number {
   return (RECORD_HEADER + length + 7) & ~7;

@@ -10,6 +10,7 @@ import { C, ERRNO } from "../ffi/constants.ts";
 import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
+import { allocateMessage } from "./_pool.ts";
 import { pollReady } from "./_poll.ts";
 import {
   cString,
@@ -302,7 +303,11 @@ export class PosixMessageQueue implements Disposable {
       BigInt(this.#buffer.length),
       this.#priority,
     );
-    if (n >= 0) return new QueueMessage(this.#priority[0], this.#buffer.slice(0, n));
+    if (n >= 0) {
+      const data = allocateMessage(n);
+      data.set(this.#buffer.subarray(0, n));
+      return new QueueMessage(this.#priority[0], data);
+    }
     const errno = lastErrno();
     if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return undefined;
     throw errnoError(errno, "mq_receive", { objectName: this.#name });

@@ -10,6 +10,7 @@ export const SCENARIOS: readonly string[] = [
   "signals.ts",
   "pipe_parent_child.ts",
   "fifo_client_server.ts",
+  "message_queue.ts",
 ];
 
 if (import.meta.main) {
