@@ -20,6 +20,18 @@ export interface WaitOptions {
 /** Returned by attempts and parks that did not complete. */
 export const PENDING: unique symbol = Symbol("pending");
 
+/**
+ * Adapts an attempt that returns `undefined` for "not yet" to the wait loop. Any other
+ * result, `null` included (EOF, the end of a stream), completes the wait: mapping with
+ * `?? PENDING` instead would turn `null` into "not yet" and hang the waiter.
+ */
+export function untilDefined<T>(attempt: () => T | undefined): () => T | typeof PENDING {
+  return () => {
+    const result = attempt();
+    return result === undefined ? PENDING : result;
+  };
+}
+
 /** Longest single wait on a pool thread, in milliseconds. */
 export const SLICE_MS = 100;
 

@@ -24,7 +24,7 @@ import {
   validateOptions,
   validatePosixName,
 } from "./_validate.ts";
-import { PENDING, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
+import { PENDING, untilDefined, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
 import { Channel } from "./channel.ts";
 import { UnnamedSemaphore } from "./semaphore.ts";
 import { SharedMemory } from "./shared_memory.ts";
@@ -321,10 +321,7 @@ export class BoundedBuffer extends Channel {
         operation: "receive",
         what: TEXTBOOK,
         name: this.name,
-        attempt: () => {
-          const item = this.#attemptReceive();
-          return item === undefined ? PENDING : item;
-        },
+        attempt: untilDefined(() => this.#attemptReceive()),
         flag: this.#consumerWaiting,
         ready: () => this.#notEmpty() || this.#isEnded(),
       }),

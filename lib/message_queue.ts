@@ -23,7 +23,7 @@ import {
   validateMode,
   validateOptions,
 } from "./_validate.ts";
-import { PENDING, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
+import { PENDING, untilDefined, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
 
 const WHAT = "message queue";
 const encoder = new TextEncoder();
@@ -484,10 +484,7 @@ export class MessageQueue implements Disposable {
     let pause = FIRST_PAUSE_MS;
     return waitFor({
       lifetime: this.#lifetime,
-      attempt: () => {
-        const result = attempt();
-        return result === undefined ? PENDING : result;
-      },
+      attempt: untilDefined(attempt),
       park: async (ms) => {
         const sleep = Math.min(ms, pause);
         pause = Math.min(pause * 2, LAST_PAUSE_MS);

@@ -19,7 +19,7 @@ import {
   validateOptions,
   validatePosixName,
 } from "./_validate.ts";
-import { PENDING, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
+import { PENDING, untilDefined, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
 import { Channel } from "./channel.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
@@ -326,10 +326,7 @@ export class MessageRing extends Channel {
     return waitFor(
       this.#waitable(
         "receive",
-        () => {
-          const message = this.#attemptReceive();
-          return message === undefined ? PENDING : message;
-        },
+        untilDefined(() => this.#attemptReceive()),
         this.#receiveWaiting,
         this.#receiveLock,
         () => this.#hasMessageOrEnd(),
@@ -380,10 +377,7 @@ export class MessageRing extends Channel {
     return waitFor(
       this.#waitable(
         "receive",
-        () => {
-          const length = this.#attemptTake(buffer);
-          return length === undefined ? PENDING : length;
-        },
+        untilDefined(() => this.#attemptTake(buffer)),
         this.#receiveWaiting,
         this.#receiveLock,
         () => this.#hasMessageOrEnd(),

@@ -18,7 +18,7 @@ import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { pollReady } from "./_poll.ts";
 import { validateOptions } from "./_validate.ts";
-import { PENDING, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
+import { PENDING, untilDefined, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
 
 /** Bytes a pipe write can carry without being interleaved with other writers' data. */
 export const PIPE_BUF: number = C.PIPE_BUF;
@@ -99,11 +99,7 @@ export abstract class PipeEnd implements Disposable {
     options: WaitOptions | undefined,
   ): Promise<T> {
     return waitFor(
-      this.#waitable(operation, () => {
-        // Not `??`: a result of null (EOF) is a result, only undefined means "not yet".
-        const result = attempt();
-        return result === undefined ? PENDING : result;
-      }, events),
+      this.#waitable(operation, untilDefined(attempt), events),
       options,
     );
   }

@@ -22,7 +22,7 @@ import {
   validateOptions,
   validatePosixName,
 } from "./_validate.ts";
-import { PENDING, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
+import { PENDING, untilDefined, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
 import { QueueMessage } from "./message_queue.ts";
 
 const WHAT = "POSIX message queue";
@@ -321,10 +321,7 @@ export class PosixMessageQueue implements Disposable {
   ): Promise<T> {
     return waitFor({
       lifetime: this.#lifetime,
-      attempt: () => {
-        const result = attempt();
-        return result === undefined ? PENDING : result;
-      },
+      attempt: untilDefined(attempt),
       park: async (ms) => {
         await pollReady(this.#fd, events, ms);
         return PENDING;
