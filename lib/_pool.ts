@@ -15,7 +15,9 @@ let poolOffset = 0;
 /** A Uint8Array of `length` bytes: from the pool when small, else its own buffer. */
 export function allocateMessage(length: number): Uint8Array {
   if (length > POOL_MESSAGE_MAX) return new Uint8Array(length);
-  if (poolOffset + length > POOL_CHUNK) {
+  // A user may transfer a pooled message's buffer (postMessage, transfer()), which
+  // detaches the whole chunk: start a new one.
+  if (poolOffset + length > POOL_CHUNK || pool.buffer.detached) {
     pool = new Uint8Array(POOL_CHUNK);
     poolWords = new Int32Array(pool.buffer);
     poolOffset = 0;

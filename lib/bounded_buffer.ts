@@ -618,15 +618,45 @@ export class SemaphoreBoundedBuffer extends Channel {
     validateItem(item, this.#itemSize, SEMAPHORE_FORM, this.name);
     const checked = validateWaitOptions(options);
     this.#throwIfEnded();
+    await this.#holding("send", checked, this.#empty, () => this.#putLocked(item));
+  }
+
+  // Takes a unit of `first`, then the mutex, then runs `locked`. The handle stays
+  // pinned throughout, so a close() in between ends the waits (through `closing`) but
+  // never leaves the semaphores closed while a unit or the mutex must be given back:
+  // a lost unit or a mutex left taken would stall every process.
+  async #holding<T>(
+    operation: string,
+    options: WaitOptions,
+    first: UnnamedSemaphore,
+    locked: () => T,
+  ): Promise<T> {
+    const lifetime = this.#lifetime;
     const started = performance.now();
-    await this.#empty.wait(checked);
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, lifetime.closing])
+      : lifetime.closing;
+    const closed = (error: unknown) =>
+      lifetime.closed && !options.signal?.aborted
+        ? closedError(operation, SEMAPHORE_FORM, this.#shm.name)
+        : error;
+    lifetime.pin();
     try {
-      await this.#lock(checked, started);
-    } catch (error) {
-      this.#empty.post();
-      throw error;
+      try {
+        await first.wait({ timeout: options.timeout, signal });
+      } catch (error) {
+        throw closed(error);
+      }
+      try {
+        await this.#lock({ timeout: options.timeout, signal }, started);
+      } catch (error) {
+        first.post();
+        throw closed(error);
+      }
+      return locked();
+    } finally {
+      lifetime.unpin();
     }
-    this.#putLocked(item);
   }
 
   /**
@@ -647,15 +677,7 @@ export class SemaphoreBoundedBuffer extends Channel {
   async receive(options?: WaitOptions): Promise<Uint8Array | null> {
     this.#assertOpen("receive");
     const checked = validateWaitOptions(options);
-    const started = performance.now();
-    await this.#full.wait(checked);
-    try {
-      await this.#lock(checked, started);
-    } catch (error) {
-      this.#full.post();
-      throw error;
-    }
-    return this.#takeLocked();
+    return await this.#holding("receive", checked, this.#full, () => this.#takeLocked());
   }
 
   /**

@@ -113,14 +113,33 @@ export class Fifo {
 
 // open(2) of a FIFO end blocks until the other end is open. It runs on Deno's thread
 // pool; to cancel it (timeout, abort) we open the other end ourselves for a moment,
-// which lets the pending open return, and close both.
+// which lets the pending open return, and close both. Both opens go through an O_PATH
+// descriptor (/proc/self/fd/N), so they reach the same FIFO even if its path is
+// unlinked or replaced meanwhile; a cancellation through the path could then never
+// finish.
 async function openEnd(path: string, direction: number, options: WaitOptions): Promise<number> {
   validatePath(path);
   const { timeout, signal } = validateWaitOptions(options);
   signal?.throwIfAborted();
   assertFifo(path);
   const { symbols } = libc();
-  const name = cString(path);
+  const pathFd = check("open", symbols.open(cString(path), C.O_PATH | C.O_CLOEXEC, 0), path);
+  try {
+    return await openThrough(pathFd, path, direction, timeout, signal);
+  } finally {
+    symbols.close(pathFd);
+  }
+}
+
+async function openThrough(
+  pathFd: number,
+  path: string,
+  direction: number,
+  timeout: number | undefined,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  const { symbols } = libc();
+  const name = cString(`/proc/self/fd/${pathFd}`);
   const flags = direction | C.O_CLOEXEC;
   if (direction === C.O_WRONLY) {
     // With a reader already there, a non-blocking open succeeds at once (else ENXIO).
@@ -138,7 +157,7 @@ async function openEnd(path: string, direction: number, options: WaitOptions): P
   };
   const onAbort = () => cancel(signal!.reason);
   signal?.addEventListener("abort", onAbort, { once: true });
-  const timer = timeout === undefined || !Number.isFinite(timeout)
+  const timer = timeout === undefined || timeout > 2 ** 31 - 1 // (setTimeout limit: treated as none)
     ? undefined
     : setTimeout(() => cancel(timedOutError("open", WHAT, path, timeout)), timeout);
   try {

@@ -460,8 +460,8 @@ export class MessageRing extends Channel {
   }
 
   #hasMessageOrEnd(): boolean {
-    return Atomics.load(this.#words, I_HEAD) !== Atomics.load(this.#words, I_TAIL) ||
-      this.#streamEnded();
+    return (Atomics.load(this.#words, I_HEAD) !== Atomics.load(this.#words, I_TAIL) &&
+      !this.#receiveLock?.held()) || this.#streamEnded();
   }
 
   #attemptSend(message: Uint8Array): boolean {
@@ -472,7 +472,9 @@ export class MessageRing extends Channel {
       const words = this.#words;
       const head = Atomics.load(words, I_HEAD) >>> 0;
       const need = recordSize(message.length);
-      if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
+      // A cached tail is safe only for the one producer handle: another producer's
+      // traffic could put it 2^32 bytes behind, where it would look close again.
+      if (lock || this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
         this.#cachedTail = Atomics.load(words, I_TAIL) >>> 0;
         if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) return false;
       }
@@ -513,7 +515,9 @@ export class MessageRing extends Channel {
       const tail = Atomics.load(words, I_TAIL) >>> 0;
       // The cached head proves a message only while it is ahead of the tail (other
       // consumers may have moved the tail past it).
-      if (((this.#cachedHead - tail) | 0) <= 0) {
+      // (With several consumers, another one's traffic could put it 2^31 bytes
+      // behind, where it would look ahead again: re-read it then.)
+      if (lock || ((this.#cachedHead - tail) | 0) <= 0) {
         // The end is checked before the head: a producer ends after its last publish.
         const ended = this.#streamEnded();
         this.#cachedHead = Atomics.load(words, I_HEAD) >>> 0;

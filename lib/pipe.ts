@@ -428,6 +428,9 @@ export function inheritedPipeEnds<T extends Record<string, "reader" | "writer">>
   for (const [key, kind] of Object.entries(kinds)) {
     const fd = fds[key];
     if (!Number.isInteger(fd)) throw new TypeError(`No inherited pipe end named "${key}"`);
+    // Inherited without close-on-exec; set it, or every process this child spawns would
+    // hold the end too (and a reader would never see EOF).
+    check("fcntl", libc().symbols.fcntl(fd, C.F_SETFD, C.FD_CLOEXEC), `pipe end "${key}"`);
     result[key] = kind === "reader" ? new PipeReader(fd) : new PipeWriter(fd);
   }
   return result as { [K in keyof T]: T[K] extends "reader" ? PipeReader : PipeWriter };

@@ -29,10 +29,14 @@ import { ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
-import { currentPid, sleepSync } from "./_process.ts";
+import { currentPid, processExists, sleepSync } from "./_process.ts";
 import { describe, validateInteger, validateOptions, validatePosixName } from "./_validate.ts";
 import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
 import { SharedMemory } from "./shared_memory.ts";
+
+// setTimeout fires at once for delays over 2^31 - 1 ms; longer timeouts (over 24 days)
+// are treated as none.
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 // A timer that keeps the process alive while something awaits a signal.
 const KEEP_ALIVE_MS = 2 ** 30;
@@ -359,7 +363,7 @@ export function waitForSignal(signal: SignalName, options: WaitOptions = {}): Pr
     resolve();
   });
   checked.signal?.addEventListener("abort", onAbort, { once: true });
-  if (checked.timeout !== undefined && Number.isFinite(checked.timeout)) {
+  if (checked.timeout !== undefined && checked.timeout <= MAX_TIMER_MS) {
     timer = setTimeout(() => {
       finish();
       reject(timedOutError("wait for", "signal", name, checked.timeout!));
@@ -440,6 +444,7 @@ export class Doorbell implements Disposable {
   #listening: Disposable | undefined;
   #handlers = new Set<(events: number) => void>();
   #waiters = new Set<(events: number) => void>();
+  #closeWaiters = new Set<() => void>();
 
   private constructor(shm: SharedMemory) {
     this.#shm = shm;
@@ -534,7 +539,8 @@ export class Doorbell implements Disposable {
 
   /**
    * Counts `events` (default 1) and, if a process listens, rings its signal. Returns
-   * whether a signal was sent. Throws `NotFoundError` when the listener has died.
+   * whether a signal was sent. A listener that died without stopping is cleared (the
+   * events stay counted for the next listener) and this returns `false`.
    */
   ring(events = 1): boolean {
     this.#assertOpen("ring");
@@ -545,8 +551,13 @@ export class Doorbell implements Disposable {
     try {
       const receiver = Atomics.load(words, D_RECEIVER);
       if (receiver === 0) return false;
-      check("kill", libc().symbols.kill(receiver, SIGNALS[this.#signal]), `process ${receiver}`);
-      return true;
+      if (libc().symbols.kill(receiver, SIGNALS[this.#signal]) === 0) return true;
+      const errno = lastErrno();
+      if (errno !== ERRNO.ESRCH) {
+        throw errnoError(errno, "kill", { objectName: `process ${receiver}` });
+      }
+      Atomics.compareExchange(words, D_RECEIVER, receiver, 0);
+      return false;
     } finally {
       Atomics.sub(words, D_IN_FLIGHT, 1);
     }
@@ -564,8 +575,17 @@ export class Doorbell implements Disposable {
     }
     if (!this.#listening) {
       const me = currentPid();
-      const other = Atomics.compareExchange(this.#words, D_RECEIVER, 0, me);
-      if (other !== 0 && other !== me) {
+      let other = Atomics.compareExchange(this.#words, D_RECEIVER, 0, me);
+      // A listener that died without stopping is replaced.
+      if (other !== 0 && other !== me && !processExists(other)) {
+        other = Atomics.compareExchange(this.#words, D_RECEIVER, other, me) === other ? 0 : other;
+      }
+      if (other === me) {
+        throw new TypeError(
+          `Doorbell "${this.name}" already has a listener in this process (another handle)`,
+        );
+      }
+      if (other !== 0) {
         throw new TypeError(`Doorbell "${this.name}" already has a listener: process ${other}`);
       }
       this.#listening = onSignal(this.#signal, () => this.#deliver());
@@ -592,15 +612,19 @@ export class Doorbell implements Disposable {
     this.#assertOpen("wait on");
     const { timeout, signal } = validateWaitOptions(options);
     signal?.throwIfAborted();
+    // Listening first: only the listening process may take events (another listener
+    // would lose them to us).
+    using _listening = this.listen();
     const pending = this.#deliver();
     if (pending > 0) return pending;
-    using _listening = this.listen();
     const { promise, resolve, reject } = Promise.withResolvers<number>();
     this.#waiters.add(resolve);
+    const onClose = () => reject(closedError("wait on", DOORBELL, this.#shm.name));
+    this.#closeWaiters.add(onClose);
     const keepAlive = setInterval(() => {}, KEEP_ALIVE_MS); // signal listeners do not
     const onAbort = () => reject(signal!.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
-    const timer = timeout === undefined || !Number.isFinite(timeout)
+    const timer = timeout === undefined || timeout > MAX_TIMER_MS
       ? undefined
       : setTimeout(() => reject(timedOutError("wait on", DOORBELL, this.name, timeout)), timeout);
     try {
@@ -611,12 +635,14 @@ export class Doorbell implements Disposable {
       clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
       this.#waiters.delete(resolve);
+      this.#closeWaiters.delete(onClose);
     }
   }
 
   /** Stops listening (if this handle listens) and unmaps the counter. Idempotent. */
   close(): void {
     if (this.#lifetime.closed) return;
+    for (const onClose of this.#closeWaiters) onClose();
     this.#stopListening();
     this.#lifetime.close();
   }

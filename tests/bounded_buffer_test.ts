@@ -159,3 +159,50 @@ for (const [label, Kind, minimumSlots] of kinds) {
     },
   );
 }
+
+ipcTest("SemaphoreBoundedBuffer: close() right after send() loses no semaphore unit", async () => {
+  const buffer = SemaphoreBoundedBuffer.create({
+    name: testName("sb"),
+    bufferSize: 1,
+    itemSize: 1,
+  });
+  using other = SemaphoreBoundedBuffer.open({ name: buffer.name });
+  try {
+    const sending = buffer.send(new Uint8Array([7]));
+    buffer.close();
+    const sent = await sending.then(() => true, (error) => {
+      assert.ok(error instanceof ClosedError, String(error));
+      return false;
+    });
+    if (sent) {
+      assert.deepEqual(other.tryReceive(), new Uint8Array([7]));
+    }
+    // The one slot is usable: neither its `empty` unit nor the mutex was lost.
+    assert.equal(other.trySend(new Uint8Array([8])), true);
+    assert.deepEqual(other.tryReceive(), new Uint8Array([8]));
+  } finally {
+    SemaphoreBoundedBuffer.unlink(buffer.name);
+  }
+});
+
+ipcTest("SemaphoreBoundedBuffer: close() ends a waiting receive with ClosedError", async () => {
+  const buffer = SemaphoreBoundedBuffer.create({
+    name: testName("sb"),
+    bufferSize: 2,
+    itemSize: 1,
+  });
+  using other = SemaphoreBoundedBuffer.open({ name: buffer.name });
+  try {
+    const receiving = buffer.receive();
+    receiving.catch(() => {});
+    await delay(10);
+    buffer.close();
+    await assert.rejects(receiving, ClosedError);
+    assert.equal(other.trySend(new Uint8Array([1])), true);
+    // The abandoned wait's last slice may take that unit; it gives it back when it ends.
+    assert.deepEqual(await other.receive({ timeout: 1000 }), new Uint8Array([1]));
+    await delay(150); // the abandoned wait's last slice finishes on the thread pool
+  } finally {
+    SemaphoreBoundedBuffer.unlink(buffer.name);
+  }
+});

@@ -131,3 +131,27 @@ ipcTest("Fifo.create() rejects a bad mode before any syscall", () =>
     assert.throws(() => Fifo.create(`${directory}/f`, { mode: "600" as any }), TypeError);
     assert.throws(() => Deno.statSync(`${directory}/f`), Deno.errors.NotFound);
   }));
+
+ipcTest(
+  "a waiting open is cancelled by its timeout even when the FIFO was unlinked meanwhile",
+  async () => {
+    const path = await Deno.makeTempFile({ prefix: "deno-ipc-fifo-" });
+    await Deno.remove(path);
+    Fifo.create(path);
+    try {
+      const opening = Fifo.openReader(path, { timeout: 100 });
+      opening.catch(() => {});
+      await delay(20);
+      Fifo.unlink(path);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const guard = new Promise((resolve) => timer = setTimeout(() => resolve("hung"), 10_000));
+      const outcome = await Promise.race([opening.then(() => "opened", (error) => error), guard]);
+      clearTimeout(timer);
+      assert.ok(outcome instanceof TimedOutError, `expected a timeout, got ${outcome}`);
+    } finally {
+      try {
+        Fifo.unlink(path);
+      } catch { /* already unlinked */ }
+    }
+  },
+);

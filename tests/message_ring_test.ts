@@ -302,3 +302,59 @@ function drain(ring: MessageRing): Uint8Array[] {
   }
   return messages;
 }
+
+ipcTest(
+  "several consumers: a handle whose cached head is 2^31 bytes stale sees no phantom message",
+  () => {
+    using ring = MessageRing.create({ name: testName("mr"), capacity: 1024, multiConsumer: true });
+    try {
+      using consumer = MessageRing.open({ name: ring.name });
+      ring.trySend(new Uint8Array([1]));
+      assert.deepEqual(consumer.tryReceive(), new Uint8Array([1])); // caches the head
+      // As if other consumers had moved 2 GiB through the ring since.
+      using shm = SharedMemory.open({ name: ring.name });
+      const words = shm.view(Int32Array, 0, 128);
+      const far = (Atomics.load(words, 16) + 2 ** 31 + 64) | 0;
+      Atomics.store(words, 16, far); // head
+      Atomics.store(words, 32, far); // tail: empty
+      assert.equal(consumer.tryReceive(), undefined, "a phantom message was read");
+      ring.trySend(new Uint8Array([2]));
+      assert.deepEqual(consumer.tryReceive(), new Uint8Array([2]));
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+ipcTest(
+  "several producers: a handle whose cached tail is 2^32 bytes stale does not overwrite",
+  () => {
+    using ring = MessageRing.create({ name: testName("mr"), capacity: 1024, multiProducer: true });
+    try {
+      using producer = MessageRing.open({ name: ring.name });
+      assert.equal(producer.trySend(new Uint8Array([1])), true); // caches tail 0
+      assert.deepEqual(ring.tryReceive(), new Uint8Array([1]));
+      // As if other producers had moved 4 GiB: the ring is full, head = 2^32 + 8.
+      using shm = SharedMemory.open({ name: ring.name });
+      const words = shm.view(Int32Array, 0, 128);
+      Atomics.store(words, 16, 8);
+      Atomics.store(words, 32, (8 - 1024) | 0);
+      assert.equal(producer.trySend(new Uint8Array([2])), false, "wrote into a full ring");
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+ipcTest("a received message's buffer may be transferred; later receives still work", () => {
+  using ring = MessageRing.create({ name: testName("mr"), capacity: 1024 });
+  try {
+    ring.trySend(new Uint8Array([1, 2]));
+    ring.trySend(new Uint8Array([3, 4]));
+    const first = ring.tryReceive() as Uint8Array;
+    (first.buffer as ArrayBuffer).transfer(); // detaches the pool chunk it was cut from
+    assert.deepEqual(ring.tryReceive(), new Uint8Array([3, 4]));
+  } finally {
+    ring.unlink();
+  }
+});

@@ -182,17 +182,51 @@ ipcTest(
   },
 );
 
-ipcTest("Doorbell: one listening process at a time; a dead listener is NotFoundError", async () => {
+ipcTest(
+  "Doorbell: one listening process at a time; a dead listener is replaced, its events kept",
+  async () => {
+    using bell = Doorbell.create({ name: testName() });
+    try {
+      const child = new Child("signal_child.ts", ["doorbell", bell.name, "1000000"]);
+      assert.equal(await child.line(), "ready");
+      assert.throws(() => bell.listen(), /already has a listener: process/);
+      child.process.kill("SIGKILL");
+      await child.status();
+      assert.equal(bell.ring(3), false, "rang a dead listener");
+      assert.equal(bell.receiver, 0);
+      using listener = Doorbell.open({ name: bell.name });
+      const batches: number[] = [];
+      using _listening = listener.listen((events) => batches.push(events));
+      await delay(0);
+      assert.ok(batches.reduce((a, b) => a + b, 0) >= 3, "events rung meanwhile were lost");
+    } finally {
+      bell.unlink();
+    }
+  },
+);
+
+ipcTest("Doorbell: a second handle in the listening process cannot listen too", () => {
   using bell = Doorbell.create({ name: testName() });
   try {
-    const child = new Child("signal_child.ts", ["doorbell", bell.name, "1000000"]);
-    assert.equal(await child.line(), "ready");
-    assert.throws(() => bell.listen(), /already has a listener/);
-    child.process.kill("SIGKILL");
-    await child.status();
-    assert.throws(() => bell.ring(), NotFoundError);
+    using other = Doorbell.open({ name: bell.name });
+    using _listening = bell.listen();
+    assert.throws(() => other.listen(), /in this process \(another handle\)/);
+    assert.equal(bell.receiver, Deno.pid);
   } finally {
     bell.unlink();
+  }
+});
+
+ipcTest("Doorbell: close() rejects a pending wait() with ClosedError", async () => {
+  const bell = Doorbell.create({ name: testName() });
+  try {
+    const waiting = bell.wait();
+    waiting.catch(() => {});
+    await delay(5);
+    bell.close();
+    await assert.rejects(waiting, /closed/);
+  } finally {
+    Doorbell.unlink(bell.name);
   }
 });
 

@@ -16,6 +16,9 @@ export const LINUX_X86_64 = {
   O_EXCL: 0o200,
   O_TRUNC: 0o1000,
   O_NONBLOCK: 0o4000,
+  O_PATH: 0o10000000,
+  F_SETFD: 2,
+  FD_CLOEXEC: 1,
   O_CLOEXEC: 0o2000000,
 
   // <fcntl.h> fcntl commands
