@@ -121,3 +121,13 @@ export {
   type PosixMessageQueueOpenOptions,
   type PosixSendOptions,
 } from "./lib/posix_message_queue.ts";
+export {
+  Mailbox,
+  type MailboxCapacity,
+  type MailboxCreateOptions,
+  MailboxMessage,
+  type MailboxOpenOptions,
+  type MailboxStats,
+  type MessageSender,
+} from "./lib/mailbox.ts";
+export { DirectEndpoint, type DirectEndpointOptions } from "./lib/direct.ts";

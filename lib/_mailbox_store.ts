@@ -1,0 +1,821 @@
+// The storage behind mailboxes (lib/mailbox.ts) and direct links (lib/direct.ts): a
+// control block in shared memory plus message rings (lib/message_ring.ts) holding the
+// messages. The control block adds what message passing needs on top of a ring:
+//
+// - capacity in messages: zero (rendezvous), bounded n, or unbounded (a chain of ring
+//   segments, a new one created whenever the current one is full);
+// - the sender's identity on every message (pid and an optional name);
+// - several senders and several receivers (one lock per side, held only while copying
+//   one message, taken over from a holder that died);
+// - deletion, which every other handle notices at its next operation.
+//
+// Counters: SENT and TAKEN count messages (mod 2^32); SENT - TAKEN is the number queued.
+// Under the send lock SENT is exact and TAKEN can only lag, so a sender never sees
+// more room than there is.
+import { ERRNO } from "../ffi/constants.ts";
+import {
+  AlreadyExistsError,
+  closedError,
+  ErrnoError,
+  NotFoundError,
+  QueueRemovedError,
+  timedOutError,
+} from "../ffi/errno.ts";
+import { libc } from "../ffi/libc.ts";
+import { FutexFlag, futexWaitable } from "./_futex.ts";
+import { openLayout } from "./_layout.ts";
+import { Lifetime } from "./_lifetime.ts";
+import { currentPid, PidLock, sleepSync } from "./_process.ts";
+import {
+  DEFAULT_MODE,
+  SHM_NAME_MAX,
+  validateInteger,
+  validateMode,
+  validateOptions,
+  validatePosixName,
+} from "./_validate.ts";
+import {
+  PENDING,
+  untilDefined,
+  validateWaitOptions,
+  type Waitable,
+  waitFor,
+  type WaitOptions,
+} from "./_wait.ts";
+import { MessageRing } from "./message_ring.ts";
+import { SharedMemory } from "./shared_memory.ts";
+
+/** How many messages a mailbox or link holds: 0 (rendezvous), n, or `"unbounded"`. */
+export type MailboxCapacity = number | "unbounded";
+
+/** Who sent a message. */
+export interface MessageSender {
+  /** The sending process's id. */
+  readonly pid: number;
+  /** The name the sender gave itself (`senderName`, or its endpoint name), if any. */
+  readonly name: string | undefined;
+}
+
+/** What {@link Mailbox.stats} reports. */
+export interface MailboxStats {
+  /** Messages sent since creation (mod 2^32); a rendezvous send taken back does not count. */
+  readonly sent: number;
+  /** Messages received since creation (mod 2^32). */
+  readonly received: number;
+  /** Messages sent and not yet received. */
+  readonly queued: number;
+}
+
+const decoder = new TextDecoder();
+const encoder = new TextEncoder();
+
+/**
+ * A received message: its bytes and who sent it.
+ *
+ * @example Reading a message's sender and text
+ * ```ts
+ * import { Mailbox } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using box = Mailbox.create({ capacity: 4, senderName: "me" });
+ * try {
+ *   await box.send("hi");
+ *   const message = await box.receive();
+ *   assert.equal(message.text(), "hi");
+ *   assert.equal(message.sender.name, "me");
+ *   assert.equal(message.sender.pid, Deno.pid);
+ * } finally {
+ *   box.delete();
+ * }
+ * ```
+ */
+export class MailboxMessage {
+  /** The message's bytes. */
+  readonly data: Uint8Array;
+  /** Who sent it. */
+  readonly sender: MessageSender;
+  /** The mailbox (or link) it came through. */
+  readonly source: string;
+
+  /** Wraps a received message (made by the library, not by users). */
+  constructor(data: Uint8Array, sender: MessageSender, source: string) {
+    this.data = data;
+    this.sender = sender;
+    this.source = source;
+  }
+
+  /** The bytes decoded as UTF-8. */
+  text(): string {
+    return decoder.decode(this.data);
+  }
+
+  /** The bytes parsed as JSON. */
+  json<T = unknown>(): T {
+    return JSON.parse(this.text()) as T;
+  }
+}
+
+const MAGIC = 0x4d_42_4f_58; // "MBOX"
+const VERSION = 1;
+
+// Control block layout (Int32 indices). Words written by different sides sit on
+// separate 64-byte cache lines.
+const I_MAGIC = 0;
+const I_VERSION = 1;
+const I_CAPACITY = 2; // -1: unbounded
+const I_MAX_MESSAGE = 3;
+const I_SEGMENT_BYTES = 4;
+const I_MODE = 5;
+const I_DELETED = 6;
+const I_SEND_LOCK = 16;
+const I_WRITE_SEGMENT = 17;
+const I_SENT = 18;
+const I_RECEIVE_LOCK = 32;
+const I_READ_SEGMENT = 33;
+const I_TAKEN = 34;
+const I_SEND_WAITING = 48; // futex flag: senders wait for room
+const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message
+const I_TAKEN_WAITING = 80; // futex flag: rendezvous senders wait for their message to go
+const I_OFFERS = 96; // receivers blocked in receive() on a zero-capacity mailbox
+const CONTROL_BYTES = 512;
+
+const UNBOUNDED = -1;
+
+// A record in a ring: [u32 pid][u16 name length][u16 unused][name][payload].
+const RECORD_HEADER = 8;
+/** Longest sender name, in UTF-8 bytes. */
+export const SENDER_NAME_MAX = 64;
+const RING_RECORD_OVERHEAD = 8; // MessageRing's own per-message header
+const MAX_RING_BYTES = 2 ** 30;
+const DEFAULT_MAX_MESSAGE = 4096;
+const MIN_SEGMENT_BYTES = 64 * 1024;
+/** Suffix room for segment names: "." and up to 10 digits. */
+export const SEGMENT_SUFFIX_MAX = 11;
+
+// A lock is held only while one message is copied; a holder that stays longer is
+// preempted or stopped. After this many spins a try form gives up ("busy").
+const LOCK_SPINS = 100_000;
+const QUICK_RETRIES = 16;
+
+function roundUp8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/** What a store is called in messages, e.g. "mailbox" or "link". */
+export interface StoreIdentity {
+  what: string;
+  /** Name used in error messages (a link's "P -> Q"); defaults to the object name. */
+  label?: string;
+}
+
+/** Options of {@link MailboxStore.create}. */
+export interface StoreCreateOptions {
+  name: string;
+  capacity: MailboxCapacity;
+  maxMessageSize?: number;
+  segmentSize?: number;
+  mode?: number;
+}
+
+/** Checks create options before any syscall. */
+export function validateStoreOptions(
+  options: unknown,
+  what: string,
+): Required<Omit<StoreCreateOptions, "name">> {
+  const checked = validateOptions<StoreCreateOptions>(options, what);
+  const capacity = checked.capacity;
+  if (capacity === undefined) {
+    throw new TypeError(`Invalid ${what} options: capacity is required (0, n or "unbounded")`);
+  }
+  if (capacity !== "unbounded") {
+    validateInteger(capacity, `${what} capacity`, 0, 2 ** 24);
+  }
+  const maxMessageSize = validateInteger(
+    checked.maxMessageSize ?? DEFAULT_MAX_MESSAGE,
+    `${what} maxMessageSize`,
+    0,
+    MAX_RING_BYTES / 2,
+  );
+  const entry = RING_RECORD_OVERHEAD + roundUp8(RECORD_HEADER + SENDER_NAME_MAX + maxMessageSize);
+  const segmentSize = validateInteger(
+    checked.segmentSize ?? Math.max(MIN_SEGMENT_BYTES, 4 * entry),
+    `${what} segmentSize`,
+    entry,
+    MAX_RING_BYTES,
+  );
+  if (capacity !== "unbounded" && Math.max(capacity, 1) * entry > MAX_RING_BYTES) {
+    throw new RangeError(
+      `Invalid ${what} capacity ${capacity}: ${capacity} messages of up to ${maxMessageSize} ` +
+        `bytes need more than ${MAX_RING_BYTES} bytes of shared memory; lower maxMessageSize ` +
+        `or the capacity`,
+    );
+  }
+  const mode = validateMode(checked.mode ?? DEFAULT_MODE, what);
+  return { capacity, maxMessageSize, segmentSize, mode };
+}
+
+/** Checks a sender name: a string of at most {@link SENDER_NAME_MAX} UTF-8 bytes. */
+export function encodeSenderName(name: unknown): Uint8Array {
+  if (name === undefined) return new Uint8Array(0);
+  if (typeof name !== "string") {
+    throw new TypeError(`Invalid sender name: expected a string`);
+  }
+  const bytes = encoder.encode(name);
+  if (bytes.length > SENDER_NAME_MAX) {
+    throw new RangeError(
+      `Invalid sender name "${name.slice(0, 20)}...": ${bytes.length} bytes, the limit is ` +
+        `${SENDER_NAME_MAX}`,
+    );
+  }
+  return bytes;
+}
+
+/** Checks a mailbox name, leaving room for segment suffixes. */
+export function validateStoreName(name: unknown, what: string): string {
+  return validatePosixName(name, what, SHM_NAME_MAX - SEGMENT_SUFFIX_MAX);
+}
+
+function acquire(lock: PidLock): boolean {
+  for (let i = 1; !lock.tryAcquire(); i++) {
+    if (i >= LOCK_SPINS) return false;
+    if ((i & 63) === 0 && !lock.recoverFromDeadHolder()) libc().symbols.sched_yield();
+  }
+  return true;
+}
+
+function ignoreNotFound(action: () => void): void {
+  try {
+    action();
+  } catch (error) {
+    if (!(error instanceof NotFoundError)) throw error;
+  }
+}
+
+/**
+ * The shared state of one mailbox or one direction of a link, as seen by one handle.
+ * Public classes wrap it; `onPublish` lets a direct endpoint learn of each send.
+ */
+export class MailboxStore {
+  readonly #control: SharedMemory;
+  readonly #words: Int32Array;
+  readonly #lifetime: Lifetime;
+  readonly #what: string;
+  readonly #label: string;
+  readonly #capacity: number;
+  readonly #maxMessage: number;
+  readonly #sendLock: PidLock;
+  readonly #receiveLock: PidLock;
+  readonly #sendWaiting: FutexFlag;
+  readonly #receiveWaiting: FutexFlag;
+  readonly #takenWaiting: FutexFlag;
+  readonly #segments = new Map<number, MessageRing>();
+  #record: Uint8Array;
+  #recordNameLength = 0;
+  #lastName: Uint8Array = new Uint8Array(0);
+  #lastNameText: string | undefined;
+  /** Called after every message this handle publishes. */
+  onPublish: (() => void) | undefined;
+
+  private constructor(control: SharedMemory, identity: StoreIdentity, senderName: Uint8Array) {
+    this.#control = control;
+    this.#what = identity.what;
+    this.#label = identity.label ?? control.name;
+    const words = control.view(Int32Array, 0, CONTROL_BYTES / 4);
+    this.#words = words;
+    this.#capacity = words[I_CAPACITY];
+    this.#maxMessage = words[I_MAX_MESSAGE];
+    this.#sendLock = new PidLock(words, I_SEND_LOCK);
+    this.#receiveLock = new PidLock(words, I_RECEIVE_LOCK);
+    const flag = (index: number) => new FutexFlag(words, index, control.unsafePointer(index * 4));
+    this.#sendWaiting = flag(I_SEND_WAITING);
+    this.#receiveWaiting = flag(I_RECEIVE_WAITING);
+    this.#takenWaiting = flag(I_TAKEN_WAITING);
+    this.#lifetime = new Lifetime(() => {
+      for (const ring of this.#segments.values()) ring.close();
+      this.#segments.clear();
+      control.close();
+    });
+    this.#record = new Uint8Array(RECORD_HEADER + senderName.length + 64);
+    this.#setSender(senderName);
+  }
+
+  /** Creates the store exclusively (`AlreadyExistsError` when the name is taken). */
+  static create(
+    options: StoreCreateOptions,
+    identity: StoreIdentity,
+    senderName: Uint8Array,
+  ): MailboxStore {
+    const { capacity, maxMessageSize, segmentSize, mode } = validateStoreOptions(
+      options,
+      identity.what,
+    );
+    const name = validateStoreName(options.name, identity.what);
+    const entry = RING_RECORD_OVERHEAD +
+      roundUp8(RECORD_HEADER + SENDER_NAME_MAX + maxMessageSize);
+    const ringBytes = capacity === "unbounded" ? segmentSize : Math.max(capacity, 1) * entry;
+    const control = SharedMemory.create({ name, size: CONTROL_BYTES, mode });
+    try {
+      const words = control.view(Int32Array, 0, CONTROL_BYTES / 4);
+      words[I_VERSION] = VERSION;
+      words[I_CAPACITY] = capacity === "unbounded" ? UNBOUNDED : capacity;
+      words[I_MAX_MESSAGE] = maxMessageSize;
+      words[I_SEGMENT_BYTES] = ringBytes;
+      words[I_MODE] = mode;
+      MessageRing.create(ringOptions(segmentName(name, 0), ringBytes, mode)).close();
+      Atomics.store(words, I_MAGIC, MAGIC); // last: openers check it
+    } catch (error) {
+      control.close();
+      ignoreNotFound(() => SharedMemory.unlink(name));
+      throw error;
+    }
+    return new MailboxStore(control, identity, senderName);
+  }
+
+  /** Opens an existing store by name. */
+  static open(name: string, identity: StoreIdentity, senderName: Uint8Array): MailboxStore {
+    validateStoreName(name, identity.what);
+    const control = openLayout({ name }, identity.what, (shm) => {
+      if (shm.size < CONTROL_BYTES) return false;
+      const words = shm.view(Int32Array, 0, CONTROL_BYTES / 4);
+      return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION;
+    });
+    return new MailboxStore(control, identity, senderName);
+  }
+
+  /**
+   * Opens the store, or creates it when it does not exist; returns it and whether this
+   * call created it. Waits briefly for a concurrent creator to finish initializing.
+   */
+  static openOrCreate(
+    options: StoreCreateOptions,
+    identity: StoreIdentity,
+    senderName: Uint8Array,
+  ): MailboxStore {
+    for (let attempt = 0;; attempt++) {
+      try {
+        return MailboxStore.create(options, identity, senderName);
+      } catch (error) {
+        if (!(error instanceof AlreadyExistsError)) throw error;
+      }
+      try {
+        return MailboxStore.open(options.name, identity, senderName);
+      } catch (error) {
+        const racing = error instanceof NotFoundError ||
+          (error instanceof ErrnoError && error.errno === ERRNO.EINVAL);
+        if (!racing || attempt >= 1000) throw error;
+        sleepSync(1);
+      }
+    }
+  }
+
+  /** The control block's name. */
+  get name(): string {
+    return this.#control.name;
+  }
+
+  /** Whether this handle was closed. */
+  get closed(): boolean {
+    return this.#lifetime.closed;
+  }
+
+  /** Capacity in messages: 0, n, or "unbounded". */
+  get capacity(): MailboxCapacity {
+    return this.#capacity === UNBOUNDED ? "unbounded" : this.#capacity;
+  }
+
+  /** Largest message, in bytes. */
+  get maxMessageSize(): number {
+    return this.#maxMessage;
+  }
+
+  /** Messages sent and not yet received. */
+  get queued(): number {
+    this.#assertOpen("read the state of");
+    return this.#queued();
+  }
+
+  /** Counters since creation (mod 2^32) and the number queued now. */
+  stats(): MailboxStats {
+    this.#assertOpen("read the state of");
+    const sent = Atomics.load(this.#words, I_SENT) >>> 0;
+    const received = Atomics.load(this.#words, I_TAKEN) >>> 0;
+    return { sent, received, queued: this.#queued() };
+  }
+
+  /** Whether the store was deleted (by any process). */
+  get deleted(): boolean {
+    this.#assertOpen("read the state of");
+    return Atomics.load(this.#words, I_DELETED) !== 0;
+  }
+
+  /** Sets the sender name written into this handle's messages. */
+  setSender(name: unknown): void {
+    this.#setSender(encodeSenderName(name));
+  }
+
+  /** Checks a message and builds its record; throws before touching shared state. */
+  prepare(message: unknown, operation = "send"): Uint8Array {
+    this.#assertOpen(operation);
+    let bytes: Uint8Array;
+    if (typeof message === "string") bytes = encoder.encode(message);
+    else if (message instanceof Uint8Array) bytes = message;
+    else throw new TypeError(`Invalid message: expected a Uint8Array or a string`);
+    if (bytes.length > this.#maxMessage) {
+      throw new RangeError(
+        `Message of ${bytes.length} bytes does not fit ${this.#what} "${this.#label}": ` +
+          `the largest is ${this.#maxMessage} bytes (maxMessageSize)`,
+      );
+    }
+    const headerLength = RECORD_HEADER + this.#recordNameLength;
+    const length = headerLength + bytes.length;
+    if (this.#record.length < length) {
+      const grown = new Uint8Array(Math.max(length, this.#record.length * 2));
+      grown.set(this.#record.subarray(0, headerLength));
+      this.#record = grown;
+    }
+    const record = this.#record;
+    if (bytes.length <= 64) {
+      for (let i = 0; i < bytes.length; i++) record[headerLength + i] = bytes[i];
+    } else {
+      record.set(bytes, headerLength);
+    }
+    return record.subarray(0, length);
+  }
+
+  /** Sends a prepared record if there is room now. */
+  trySend(record: Uint8Array): boolean {
+    this.#assertOpen("send");
+    if (this.#capacity !== 0) return this.#attemptSend(record) !== undefined;
+    // Zero capacity: only a receiver blocked in receive() can take it now. Publish, then
+    // claim that receiver; if it left meanwhile, take the message back.
+    if (Atomics.load(this.#words, I_OFFERS) <= 0) return false;
+    const sequence = this.#attemptSend(record);
+    if (sequence === undefined) return false;
+    if (this.#claimOffer()) return true;
+    return !this.#retract(sequence);
+  }
+
+  /** Sends a prepared record, waiting for room (and, at capacity 0, for a receiver). */
+  async send(record: Uint8Array, options?: WaitOptions): Promise<void> {
+    this.#assertOpen("send");
+    validateWaitOptions(options);
+    const started = performance.now();
+    let sequence: number | undefined;
+    for (let i = 0; i < QUICK_RETRIES && sequence === undefined; i++) {
+      sequence = this.#attemptSend(record);
+    }
+    if (sequence === undefined) {
+      sequence = await waitFor(
+        this.#waitable(
+          "send",
+          untilDefined(() => this.#attemptSend(record)),
+          this.#sendWaiting,
+          () => this.#isDeleted() || this.#hasRoom(),
+        ),
+        options,
+      );
+    }
+    if (this.#capacity !== 0) return;
+    // Rendezvous: the send completes when a receiver has taken this message. The
+    // handle stays pinned so that taking it back after a timeout or close is safe.
+    const mine = sequence;
+    const timeout = options?.timeout;
+    this.#lifetime.pin();
+    try {
+      const waitable = this.#waitable(
+        "send",
+        () => this.#takenSince(mine) ? true : PENDING,
+        this.#takenWaiting,
+        () => this.#isDeleted() || this.#takenSince(mine),
+      );
+      if (timeout !== undefined) {
+        waitable.timedOutError = () => timedOutError("send", this.#what, this.#label, timeout);
+      }
+      await waitFor(waitable, {
+        signal: options?.signal,
+        timeout: timeout === undefined
+          ? undefined
+          : Math.max(0, timeout - (performance.now() - started)),
+      });
+    } catch (error) {
+      if (this.#retract(mine)) throw error;
+      // Taken while we were giving up: the send did complete.
+    } finally {
+      this.#lifetime.unpin();
+    }
+  }
+
+  /** Receives the next message if one is there. */
+  tryReceive(): MailboxMessage | undefined {
+    this.#assertOpen("receive");
+    return this.#attemptReceive();
+  }
+
+  /** Receives the next message, waiting for one. */
+  async receive(options?: WaitOptions): Promise<MailboxMessage> {
+    this.#assertOpen("receive");
+    validateWaitOptions(options);
+    for (let i = 0; i < QUICK_RETRIES; i++) {
+      const message = this.#attemptReceive();
+      if (message !== undefined) return message;
+    }
+    const waitable = this.#waitable(
+      "receive",
+      untilDefined(() => this.#attemptReceive()),
+      this.#receiveWaiting,
+      () => this.#isDeleted() || this.#queued() > 0,
+    );
+    if (this.#capacity !== 0) return waitFor(waitable, options);
+    // Zero capacity: offer to take a message, so that a trySend can hand one over.
+    this.#lifetime.pin();
+    Atomics.add(this.#words, I_OFFERS, 1);
+    let offering = true;
+    try {
+      return await waitFor(waitable, options);
+    } catch (error) {
+      offering = false;
+      if (!this.#withdrawOffer()) {
+        // A trySend claimed this receiver after publishing its message: take it, unless
+        // another receiver already did.
+        const message = this.#attemptReceive();
+        if (message !== undefined) return message;
+      }
+      throw error;
+    } finally {
+      if (offering) this.#withdrawOffer();
+      this.#lifetime.unpin();
+    }
+  }
+
+  /** Any message waiting (for receivers that wait on several stores at once). */
+  hasMessage(): boolean {
+    return this.#queued() > 0 || this.#isDeleted();
+  }
+
+  /**
+   * Marks the store deleted (every handle's next operation throws), wakes every waiter
+   * and removes its names. Handles stay valid until closed.
+   */
+  delete(): void {
+    this.#assertOpen("delete");
+    const words = this.#words;
+    Atomics.store(words, I_DELETED, 1);
+    this.#sendWaiting.wake();
+    this.#receiveWaiting.wake();
+    this.#takenWaiting.wake();
+    const name = this.#control.name;
+    ignoreNotFound(() => SharedMemory.unlink(name));
+    const first = Atomics.load(words, I_READ_SEGMENT);
+    const last = Atomics.load(words, I_WRITE_SEGMENT);
+    for (let k = first; ((k - last) | 0) <= 0; k = (k + 1) | 0) {
+      ignoreNotFound(() => MessageRing.unlink(segmentName(name, k)));
+    }
+  }
+
+  /** Releases this handle. Idempotent. */
+  close(): void {
+    this.#lifetime.close();
+  }
+
+  /** Deletes the store, then closes this handle. */
+  deleteAndClose(): void {
+    try {
+      this.delete();
+    } finally {
+      this.close();
+    }
+  }
+
+  #setSender(name: Uint8Array): void {
+    const record = new Uint8Array(Math.max(this.#record.length, RECORD_HEADER + name.length + 64));
+    const pid = currentPid();
+    record[0] = pid & 0xff;
+    record[1] = (pid >>> 8) & 0xff;
+    record[2] = (pid >>> 16) & 0xff;
+    record[3] = pid >>> 24;
+    record[4] = name.length;
+    record.set(name, RECORD_HEADER);
+    this.#record = record;
+    this.#recordNameLength = name.length;
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#lifetime.closed) throw closedError(operation, this.#what, this.#label);
+  }
+
+  #isDeleted(): boolean {
+    return Atomics.load(this.#words, I_DELETED) !== 0;
+  }
+
+  #throwIfDeleted(operation: string): void {
+    if (this.#isDeleted()) {
+      throw new QueueRemovedError(ERRNO.EIDRM, operation, {
+        objectName: this.#label,
+        message: `Cannot ${operation}: ${this.#what} "${this.#label}" was deleted`,
+      });
+    }
+  }
+
+  #queued(): number {
+    const queued = (Atomics.load(this.#words, I_SENT) - Atomics.load(this.#words, I_TAKEN)) | 0;
+    return queued > 0 ? queued : 0;
+  }
+
+  #hasRoom(): boolean {
+    return this.#capacity === UNBOUNDED || this.#queued() < Math.max(this.#capacity, 1);
+  }
+
+  #takenSince(sequence: number): boolean {
+    return ((Atomics.load(this.#words, I_TAKEN) - sequence) | 0) >= 0;
+  }
+
+  #segment(index: number): MessageRing {
+    let ring = this.#segments.get(index);
+    if (ring === undefined) {
+      ring = MessageRing.open({ name: segmentName(this.#control.name, index) });
+      this.#segments.set(index, ring);
+      // Segments before the read segment are drained and unlinked: let them go.
+      const readSegment = Atomics.load(this.#words, I_READ_SEGMENT);
+      for (const [k, old] of this.#segments) {
+        if (((k - readSegment) | 0) < 0) {
+          old.close();
+          this.#segments.delete(k);
+        }
+      }
+    }
+    return ring;
+  }
+
+  // Publishes a record; returns its sequence number, or undefined when full or busy.
+  #attemptSend(record: Uint8Array): number | undefined {
+    this.#throwIfDeleted("send");
+    const words = this.#words;
+    if (!this.#hasRoom() || !acquire(this.#sendLock)) return undefined;
+    let sequence: number;
+    try {
+      if (!this.#hasRoom()) return undefined;
+      this.#throwIfDeleted("send");
+      const current = Atomics.load(words, I_WRITE_SEGMENT);
+      if (!this.#segment(current).trySend(record)) {
+        // Bounded rings are sized for `capacity` messages, so only an unbounded mailbox
+        // gets here: chain a new segment. A full /dev/shm makes this throw ENOSPC, and
+        // the message is not sent.
+        if (this.#capacity !== UNBOUNDED) return undefined;
+        const next = (current + 1) | 0;
+        const ring = this.#createSegment(next);
+        ring.trySend(record);
+        this.#segments.set(next, ring);
+        Atomics.store(words, I_WRITE_SEGMENT, next);
+      }
+      sequence = (Atomics.add(words, I_SENT, 1) + 1) | 0;
+    } finally {
+      this.#sendLock.release();
+    }
+    this.#receiveWaiting.wake();
+    this.onPublish?.();
+    return sequence;
+  }
+
+  #createSegment(index: number): MessageRing {
+    const name = segmentName(this.#control.name, index);
+    const options = ringOptions(name, this.#words[I_SEGMENT_BYTES], this.#words[I_MODE]);
+    try {
+      return MessageRing.create(options);
+    } catch (error) {
+      // Left over by a process that died between creating and chaining it.
+      if (!(error instanceof AlreadyExistsError)) throw error;
+      MessageRing.unlink(name);
+      return MessageRing.create(options);
+    }
+  }
+
+  #attemptReceive(): MailboxMessage | undefined {
+    this.#throwIfDeleted("receive");
+    if (this.#queued() === 0 || !acquire(this.#receiveLock)) return undefined;
+    let record: Uint8Array | undefined;
+    try {
+      this.#throwIfDeleted("receive");
+      record = this.#takeRecord();
+      if (record !== undefined) Atomics.add(this.#words, I_TAKEN, 1);
+    } finally {
+      this.#receiveLock.release();
+    }
+    if (record === undefined) return undefined;
+    this.#sendWaiting.wake();
+    if (this.#capacity === 0) this.#takenWaiting.wake();
+    return this.#unpack(record);
+  }
+
+  // Under the receive lock: the next record, moving on to the next segment when the
+  // current one is drained and a sender has moved on (it never writes there again).
+  #takeRecord(): Uint8Array | undefined {
+    const words = this.#words;
+    while (true) {
+      const current = Atomics.load(words, I_READ_SEGMENT);
+      const ring = this.#segment(current);
+      const record = ring.tryReceive();
+      if (record) return record;
+      if (Atomics.load(words, I_WRITE_SEGMENT) === current) return undefined;
+      // The writer moved on after its last write here: one more look is definitive.
+      const last = ring.tryReceive();
+      if (last) return last;
+      Atomics.store(words, I_READ_SEGMENT, (current + 1) | 0);
+      this.#segments.delete(current);
+      ring.close();
+      ignoreNotFound(() => MessageRing.unlink(segmentName(this.#control.name, current)));
+    }
+  }
+
+  #unpack(record: Uint8Array): MailboxMessage {
+    const pid = (record[0] | (record[1] << 8) | (record[2] << 16) | (record[3] << 24)) >>> 0;
+    const nameLength = record[4];
+    let name: string | undefined;
+    if (nameLength > 0) {
+      const last = this.#lastName;
+      let same = last.length === nameLength;
+      for (let i = 0; same && i < nameLength; i++) same = last[i] === record[RECORD_HEADER + i];
+      if (!same) {
+        this.#lastName = record.slice(RECORD_HEADER, RECORD_HEADER + nameLength);
+        this.#lastNameText = decoder.decode(this.#lastName);
+      }
+      name = this.#lastNameText;
+    }
+    return new MailboxMessage(
+      record.subarray(RECORD_HEADER + nameLength),
+      { pid, name },
+      this.#label,
+    );
+  }
+
+  // Rendezvous only: takes back this handle's published message `sequence` if no
+  // receiver has taken it. Returns whether it did. At capacity 0 at most one message
+  // is queued, so a message still queued is this one.
+  #retract(sequence: number): boolean {
+    if (this.#isDeleted()) return true;
+    const words = this.#words;
+    while (!acquire(this.#sendLock)) { /* a live holder is copying: keep trying */ }
+    try {
+      while (!acquire(this.#receiveLock)) { /* as above */ }
+      try {
+        if (this.#takenSince(sequence)) return false;
+        const record = this.#takeRecord();
+        if (record === undefined) return false;
+        Atomics.sub(words, I_SENT, 1);
+      } finally {
+        this.#receiveLock.release();
+      }
+    } finally {
+      this.#sendLock.release();
+    }
+    this.#sendWaiting.wake();
+    return true;
+  }
+
+  #claimOffer(): boolean {
+    const words = this.#words;
+    for (let offers = Atomics.load(words, I_OFFERS); offers > 0;) {
+      const seen = Atomics.compareExchange(words, I_OFFERS, offers, offers - 1);
+      if (seen === offers) return true;
+      offers = seen;
+    }
+    return false;
+  }
+
+  #withdrawOffer(): boolean {
+    return this.#claimOffer();
+  }
+
+  #waitable<T>(
+    operation: string,
+    attempt: () => T | typeof PENDING,
+    flag: FutexFlag,
+    ready: () => boolean,
+  ): Waitable<T> {
+    return futexWaitable({
+      lifetime: this.#lifetime,
+      operation,
+      what: this.#what,
+      name: this.#label,
+      attempt,
+      flag,
+      ready,
+      beforeCheck: () => {
+        this.#sendLock.recoverFromDeadHolder();
+        this.#receiveLock.recoverFromDeadHolder();
+      },
+    });
+  }
+}
+
+// Rings in multi-producer and multi-consumer mode: the mailbox's own locks already let
+// one sender and one receiver at a time in, but the senders and receivers are different
+// handles in turn, and only a ring in multi mode re-reads, rather than caches, the other
+// side's position.
+function ringOptions(name: string, capacity: number, mode: number) {
+  return { name, capacity, mode, multiProducer: true, multiConsumer: true };
+}
+
+/** The name of segment `index` of the store `name`. */
+export function segmentName(name: string, index: number): string {
+  return `${name}.${index >>> 0}`;
+}
