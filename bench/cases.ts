@@ -49,6 +49,28 @@ export function benchCases(quick: boolean): BenchCase[] {
       c: ["ring", "pingpong", "64", String(rounds * 5), String(2 ** 20)],
     },
     {
+      name: "mailbox 64 B one-way (C: ring)",
+      deno: [
+        "mailbox.ts",
+        "--mode=throughput",
+        "--size=64",
+        `--count=${2_000_000 / scale}`,
+        "--capacity=4096",
+      ],
+      c: ["ring", "throughput", "64", String(2_000_000 / scale), String(2 ** 20)],
+    },
+    {
+      name: "mailbox 64 B round trip (C: ring)",
+      deno: [
+        "mailbox.ts",
+        "--mode=pingpong",
+        "--size=64",
+        `--count=${rounds * 5}`,
+        "--capacity=4096",
+      ],
+      c: ["ring", "pingpong", "64", String(rounds * 5), String(2 ** 20)],
+    },
+    {
       name: "unix socket 64 B one-way",
       deno: ["uds.ts", "--size=64", `--count=${500_000 / scale}`],
       c: ["uds", "64", String(500_000 / scale)],

@@ -11,6 +11,9 @@ export const SCENARIOS: readonly string[] = [
   "pipe_parent_child.ts",
   "fifo_client_server.ts",
   "message_queue.ts",
+  "mailbox.ts",
+  "direct_communication.ts",
+  "buffering.ts",
 ];
 
 if (import.meta.main) {
