@@ -49,6 +49,18 @@ export function benchCases(quick: boolean): BenchCase[] {
       c: ["ring", "pingpong", "64", String(rounds * 5), String(2 ** 20)],
     },
     {
+      name: "ring 64 B one-way, receive allocates",
+      deno: [
+        "ring.ts",
+        "--mode=throughput",
+        "--size=64",
+        `--count=${2_000_000 / scale}`,
+        `--capacity=${2 ** 20}`,
+        "--allocate=true",
+      ],
+      c: ["ring", "throughput", "64", String(2_000_000 / scale), String(2 ** 20)],
+    },
+    {
       name: "mailbox 64 B one-way (C: ring)",
       deno: [
         "mailbox.ts",

@@ -8,6 +8,9 @@ const size = Number(args.size);
 const count = Number(args.count);
 const capacity = Number(args.capacity);
 const pingpong = args.mode === "pingpong";
+// --allocate: receive() a new message each time (as a mailbox does) instead of into one
+// reused buffer.
+const allocate = args.allocate === "true";
 
 // The fast-path idiom: await only when the non-waiting form cannot complete. Like the C
 // program, receive into one reused buffer.
@@ -64,7 +67,14 @@ if (args.role === "peer") {
     } else {
       await forward.receiveInto(received, { timeout: 30_000 }) ?? failed();
       const started = performance.now();
-      for (let i = 1; i < count; i++) {
+      for (let i = 1; i < count && allocate; i++) {
+        const message = forward.tryReceive() ?? await forward.receive({ timeout: 30_000 }) ??
+          failed();
+        if (message[0] !== (i & 0xff) || message.length !== size) {
+          throw new Error(`message ${i} is wrong`);
+        }
+      }
+      for (let i = 1; i < count && !allocate; i++) {
         const length = forward.tryReceiveInto(received) ??
           await forward.receiveInto(received, { timeout: 30_000 }) ?? failed();
         if (received[0] !== (i & 0xff) || length !== size) {

@@ -273,6 +273,11 @@ export class MailboxStore {
   #recordNameLength = 0;
   #lastName: Uint8Array = new Uint8Array(0);
   #lastNameText: string | undefined;
+  #lastSender: MessageSender = { pid: 0, name: undefined };
+  #takenSeen = 0;
+  #sentWhenSeen = 0;
+  #takenRead = false;
+  #prepared: Uint8Array | undefined;
   /** Called after every message this handle publishes. */
   onPublish: (() => void) | undefined;
 
@@ -439,7 +444,10 @@ export class MailboxStore {
     } else {
       record.set(bytes, headerLength);
     }
-    return record.subarray(0, length);
+    if (this.#prepared?.buffer !== record.buffer || this.#prepared.length !== length) {
+      this.#prepared = record.subarray(0, length);
+    }
+    return this.#prepared;
   }
 
   /** Sends a prepared record if there is room now. */
@@ -646,15 +654,33 @@ export class MailboxStore {
     return ring;
   }
 
+  // Under the send lock. TAKEN is on the receivers' cache line: it is re-read only when
+  // the last value read says full (it only grows, so an old value is conservative), or
+  // when 2^30 messages went by since (so that wrapping cannot fool the comparison).
+  #hasRoomLocked(): boolean {
+    if (this.#capacity === UNBOUNDED) return true;
+    const limit = Math.max(this.#capacity, 1);
+    const sent = this.#words[I_SENT]; // written only under the send lock, which we hold
+    if (
+      this.#takenRead && ((sent - this.#takenSeen) | 0) < limit &&
+      ((sent - this.#sentWhenSeen) >>> 0) < 2 ** 30
+    ) {
+      return true;
+    }
+    this.#takenRead = true;
+    this.#takenSeen = Atomics.load(this.#words, I_TAKEN);
+    this.#sentWhenSeen = sent;
+    return ((sent - this.#takenSeen) | 0) < limit;
+  }
+
   // Publishes a record; returns its sequence number, or undefined when full or busy.
   #attemptSend(record: Uint8Array): number | undefined {
-    this.#throwIfDeleted("send");
     const words = this.#words;
-    if (!this.#hasRoom() || !acquire(this.#sendLock)) return undefined;
+    if (!acquire(this.#sendLock)) return undefined;
     let sequence: number;
     try {
-      if (!this.#hasRoom()) return undefined;
-      this.#throwIfDeleted("send");
+      if (words[I_DELETED] !== 0) this.#throwIfDeleted("send");
+      if (!this.#hasRoomLocked()) return undefined;
       const current = Atomics.load(words, I_WRITE_SEGMENT);
       if (!this.#segment(current).trySend(record)) {
         // Bounded rings are sized for `capacity` messages, so only an unbounded mailbox
@@ -667,7 +693,10 @@ export class MailboxStore {
         this.#segments.set(next, ring);
         Atomics.store(words, I_WRITE_SEGMENT, next);
       }
-      sequence = (Atomics.add(words, I_SENT, 1) + 1) | 0;
+      // Plain write under the lock: releasing it (a sequentially consistent store)
+      // publishes it.
+      sequence = (words[I_SENT] + 1) | 0;
+      words[I_SENT] = sequence;
     } finally {
       this.#sendLock.release();
     }
@@ -690,13 +719,12 @@ export class MailboxStore {
   }
 
   #attemptReceive(): MailboxMessage | undefined {
-    this.#throwIfDeleted("receive");
-    if (this.#queued() === 0 || !acquire(this.#receiveLock)) return undefined;
+    if (!acquire(this.#receiveLock)) return undefined;
     let record: Uint8Array | undefined;
     try {
-      this.#throwIfDeleted("receive");
+      if (this.#words[I_DELETED] !== 0) this.#throwIfDeleted("receive");
       record = this.#takeRecord();
-      if (record !== undefined) Atomics.add(this.#words, I_TAKEN, 1);
+      if (record !== undefined) this.#words[I_TAKEN] = (this.#words[I_TAKEN] + 1) | 0; // as SENT
     } finally {
       this.#receiveLock.release();
     }
@@ -740,11 +768,11 @@ export class MailboxStore {
       }
       name = this.#lastNameText;
     }
-    return new MailboxMessage(
-      record.subarray(RECORD_HEADER + nameLength),
-      { pid, name },
-      this.#label,
-    );
+    let sender = this.#lastSender;
+    if (sender.pid !== pid || sender.name !== name) {
+      sender = this.#lastSender = Object.freeze({ pid, name });
+    }
+    return new MailboxMessage(record.subarray(RECORD_HEADER + nameLength), sender, this.#label);
   }
 
   // Rendezvous only: takes back this handle's published message `sequence` if no
@@ -807,12 +835,11 @@ export class MailboxStore {
   }
 }
 
-// Rings in multi-producer and multi-consumer mode: the mailbox's own locks already let
-// one sender and one receiver at a time in, but the senders and receivers are different
-// handles in turn, and only a ring in multi mode re-reads, rather than caches, the other
-// side's position.
+// Single-producer, single-consumer rings: the mailbox's own locks let one sender and
+// one receiver in at a time. (Different handles take turns; a ring handle trusts its
+// cached positions only while no other handle has moved its side since.)
 function ringOptions(name: string, capacity: number, mode: number) {
-  return { name, capacity, mode, multiProducer: true, multiConsumer: true };
+  return { name, capacity, mode };
 }
 
 /** The name of segment `index` of the store `name`. */

@@ -140,6 +140,8 @@ export class MessageRing extends Channel {
   #targetWords: Int32Array | undefined;
   #cachedTail = 0;
   #cachedHead = 0;
+  #lastHead = -1; // no send yet: the first one reads the tail
+  #lastTail = -1; // no receive yet: the first one reads the head
   #ended = false;
 
   private constructor(shm: SharedMemory) {
@@ -472,9 +474,10 @@ export class MessageRing extends Channel {
       const words = this.#words;
       const head = Atomics.load(words, I_HEAD) >>> 0;
       const need = recordSize(message.length);
-      // A cached tail is safe only for the one producer handle: another producer's
-      // traffic could put it 2^32 bytes behind, where it would look close again.
-      if (lock || this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
+      // The cached tail is trusted only while no other handle has sent since this one
+      // (the head is where this handle left it): other producers' traffic could put it
+      // 2^32 bytes behind, where it would look close again.
+      if (head !== this.#lastHead || this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
         this.#cachedTail = Atomics.load(words, I_TAIL) >>> 0;
         if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) return false;
       }
@@ -490,6 +493,7 @@ export class MessageRing extends Channel {
       }
       // Publishing: everything written above becomes visible with this store.
       Atomics.store(words, I_HEAD, (head + need) | 0);
+      this.#lastHead = (head + need) >>> 0;
     } finally {
       lock?.release();
     }
@@ -513,11 +517,11 @@ export class MessageRing extends Channel {
     try {
       const words = this.#words;
       const tail = Atomics.load(words, I_TAIL) >>> 0;
-      // The cached head proves a message only while it is ahead of the tail (other
-      // consumers may have moved the tail past it).
-      // (With several consumers, another one's traffic could put it 2^31 bytes
-      // behind, where it would look ahead again: re-read it then.)
-      if (lock || ((this.#cachedHead - tail) | 0) <= 0) {
+      // The cached head proves a message only while it is ahead of the tail, and only
+      // while no other handle has received since this one (the tail is where this handle
+      // left it): other consumers' traffic could put it 2^31 bytes behind, where it
+      // would look ahead again.
+      if (tail !== this.#lastTail || ((this.#cachedHead - tail) | 0) <= 0) {
         // The end is checked before the head: a producer ends after its last publish.
         const ended = this.#streamEnded();
         this.#cachedHead = Atomics.load(words, I_HEAD) >>> 0;
@@ -560,6 +564,7 @@ export class MessageRing extends Channel {
       }
       if (first < length) target.set(data.subarray(0, length - first), first);
       Atomics.store(words, I_TAIL, (tail + recordSize(length)) | 0);
+      this.#lastTail = (tail + recordSize(length)) >>> 0;
     } finally {
       lock?.release();
     }
