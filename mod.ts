@@ -131,3 +131,37 @@ export {
   type MessageSender,
 } from "./lib/mailbox.ts";
 export { DirectEndpoint, type DirectEndpointOptions } from "./lib/direct.ts";
+export {
+  type Datagram,
+  type DatagramAddress,
+  type DatagramBindOptions,
+  DatagramSocket,
+  DatagramTooLargeError,
+  FramedConnection,
+  FramedServer,
+  FrameTooLargeError,
+  type FramingOptions,
+  MAX_UDP_PAYLOAD,
+  type MulticastOptions,
+  type SocketAddress,
+  TruncatedFrameError,
+} from "./lib/socket.ts";
+export {
+  BadArgumentsError,
+  ConnectionLostError,
+  type LookupOptions,
+  lookupService,
+  marshal,
+  Matchmaker,
+  type MatchmakerProcedures,
+  type Procedures,
+  RemoteError,
+  RpcClient,
+  type RpcClientOptions,
+  RpcServer,
+  type RpcServerOptions,
+  ServiceNotFoundError,
+  type Stub,
+  UnknownProcedureError,
+  unmarshal,
+} from "./lib/rpc.ts";

@@ -14,6 +14,9 @@ export const SCENARIOS: readonly string[] = [
   "mailbox.ts",
   "direct_communication.ts",
   "buffering.ts",
+  "socket_echo.ts",
+  "udp_multicast.ts",
+  "rpc.ts",
 ];
 
 if (import.meta.main) {

@@ -35,7 +35,15 @@ export function ipcTest(name: string, fn: (t: Deno.TestContext) => Promise<void>
     assert.deepEqual(leaked, [], `objects left in /dev/shm: ${leaked.join(", ")}`);
     const queues = [...sysvQueues()].filter((id) => !queuesBefore.has(id));
     assert.deepEqual(queues, [], `System V message queues left: ${queues.join(", ")}`);
-    assert.deepEqual(openFds(), fdsBefore, "file descriptors leaked");
+    const fdsAfter = openFds();
+    const extra = fdsAfter.filter((fd) => !fdsBefore.includes(fd)).map((fd) => {
+      try {
+        return `${fd} -> ${Deno.readLinkSync(`/proc/self/fd/${fd}`)}`;
+      } catch {
+        return fd;
+      }
+    });
+    assert.deepEqual(fdsAfter, fdsBefore, `file descriptors leaked: ${extra.join(", ")}`);
   });
 }
 

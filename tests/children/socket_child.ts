@@ -1,0 +1,73 @@
+// Child process for socket and RPC tests.
+//   raw-writer PORT FILE SPLITS   connects to 127.0.0.1:PORT and writes FILE's bytes in the
+//                                 chunks that the JSON list SPLITS of offsets gives
+//   udp-receiver COUNT            binds loopback, prints its port, prints COUNT datagrams (JSON)
+//   group-receiver GROUP PORT COUNT  joins the group, prints "ready", then COUNT datagrams (JSON)
+//   rpc-server ADDRESS [REGISTRY] [NAME]  serves the test procedures at ADDRESS (JSON), prints
+//                                 its address (JSON); registers as NAME with REGISTRY if given
+import { BadArgumentsError, DatagramSocket, RpcServer, type SocketAddress } from "../../mod.ts";
+
+const [action, ...rest] = Deno.args;
+const decoder = new TextDecoder();
+
+if (action === "raw-writer") {
+  const [port, file, splits] = rest;
+  const bytes = await Deno.readFile(file);
+  const offsets = [0, ...(JSON.parse(splits) as number[]), bytes.length];
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+  conn.setNoDelay(true);
+  for (let i = 1; i < offsets.length; i++) {
+    const chunk = bytes.subarray(offsets[i - 1], offsets[i]);
+    for (let written = 0; written < chunk.length;) {
+      written += await conn.write(chunk.subarray(written));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1)); // separate segments
+  }
+  conn.close();
+} else if (action === "udp-receiver") {
+  using socket = DatagramSocket.bind();
+  console.log(socket.address.port);
+  const texts: string[] = [];
+  for (let i = 0; i < Number(rest[0]); i++) {
+    texts.push(decoder.decode((await socket.receive({ timeout: 30_000 })).data));
+  }
+  console.log(JSON.stringify(texts));
+} else if (action === "group-receiver") {
+  const [group, port, count] = rest;
+  using socket = await DatagramSocket.joinGroup({ group, port: Number(port) });
+  console.log("ready");
+  const texts: string[] = [];
+  for (let i = 0; i < Number(count); i++) {
+    texts.push(decoder.decode((await socket.receive({ timeout: 30_000 })).data));
+  }
+  console.log(JSON.stringify(texts));
+} else if (action === "rpc-server") {
+  const [address, registry, name] = rest;
+  const server = RpcServer.listen(JSON.parse(address) as SocketAddress, {
+    echo: (value: unknown) => value,
+    swap: (a: unknown, b: unknown) => [b, a],
+    add: (a: number, b: number) => a + b,
+    slow: async (ms: number, value: unknown) => {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      return value;
+    },
+    fail: (message: string) => {
+      throw new RangeError(message);
+    },
+    positive: (n: unknown) => {
+      if (typeof n !== "number" || n <= 0) {
+        throw new BadArgumentsError("n must be a positive number");
+      }
+      return Math.sqrt(n);
+    },
+    pid: () => Deno.pid,
+  });
+  if (registry) await server.registerWith(JSON.parse(registry) as SocketAddress, name);
+  console.log(JSON.stringify(server.address));
+  Deno.addSignalListener("SIGTERM", async () => {
+    await server.close();
+    Deno.exit(0);
+  });
+} else {
+  throw new Error(`unknown action ${action}`);
+}
