@@ -131,6 +131,30 @@ export function benchCases(quick: boolean): BenchCase[] {
         c: ["mq", kind, "pingpong", "64", String(rounds)],
       },
     ]),
+    ...["tcp", "unix"].flatMap((transport) => [
+      ...[[64, 200_000], [4096, 50_000]].map(([size, n]) => ({
+        name: `${transport} framed ${size < 1024 ? `${size} B` : `${size / 1024} KiB`} one-way`,
+        deno: [
+          "sock.ts",
+          "--mode=throughput",
+          `--transport=${transport}`,
+          `--size=${size}`,
+          `--count=${n / scale}`,
+        ],
+        c: ["sock", "throughput", transport, String(size), String(n / scale)],
+      })),
+      {
+        name: `${transport} RPC call, 64 B (C: framed round trip)`,
+        deno: [
+          "sock.ts",
+          "--mode=rpc",
+          `--transport=${transport}`,
+          "--size=64",
+          `--count=${rounds}`,
+        ],
+        c: ["sock", "pingpong", transport, "64", String(rounds)],
+      },
+    ]),
     {
       name: "signal round trip (kill -> listener -> kill)",
       deno: ["signal_pingpong.ts", `--rounds=${rounds / 10}`],

@@ -7,7 +7,8 @@
  * MessagePack (`@msgpack/msgpack`: the format's reference implementation for
  * JavaScript, maintained, no dependencies) carries binary data as bytes, not base64;
  * numbers, strings, arrays, maps, `null`, booleans and `Date` as themselves; this module
- * adds `bigint` and `Error` (name and message). `undefined` arrives as `null`.
+ * adds `bigint` and `Error` (name and message). `undefined` arrives as `null`, and `-0` as
+ * `0`.
  *
  * @module
  */

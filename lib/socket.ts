@@ -74,6 +74,7 @@ const MAX_FRAME = 2 ** 31 - 1;
 /** Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header). */
 export const MAX_UDP_PAYLOAD = 65_507;
 const READ_CHUNK = 64 * 1024;
+const COALESCE_BYTES = 64 * 1024;
 const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
 const encoder = new TextEncoder();
 
@@ -220,7 +221,10 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
   #end = 0;
   #reading: Promise<Uint8Array | null> | undefined;
   #receiveTurn: Promise<void> = Promise.resolve();
+  #receivers = 0;
   #writing: Promise<void> = Promise.resolve();
+  #queue: { frame: Uint8Array; resolve: () => void; reject: (error: unknown) => void }[] = [];
+  #flushing = false;
   #failure: unknown;
   #closed = false;
 
@@ -310,9 +314,10 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     } catch (error) {
       return Promise.reject(error);
     }
-    const writing = this.#writing.then(() => this.#writeAll(frame));
-    this.#writing = writing.catch(() => {});
-    return within(writing, wait, (ms) => {
+    const queued = Promise.withResolvers<void>();
+    this.#queue.push({ frame, resolve: queued.resolve, reject: queued.reject });
+    if (!this.#flushing) this.#writing = this.#flush();
+    return within(queued.promise, wait, (ms) => {
       // A frame may be half written: the stream cannot go on.
       this.close();
       return timedOutError("send", "connection", this.#name, ms);
@@ -320,9 +325,35 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
   }
 
   /** Receives the next message; `null` once the peer closed its side. */
-  async receive(options?: WaitOptions): Promise<Uint8Array | null> {
+  receive(options?: WaitOptions): Promise<Uint8Array | null> {
+    // Fast path: nobody else is receiving and a whole frame is already buffered.
+    if (this.#receivers === 0 && this.#reading === undefined && !this.#closed) {
+      try {
+        validateWaitOptions(options);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const frame = this.#takeBuffered();
+      if (frame !== undefined) return Promise.resolve(frame);
+    }
+    return this.#receiveWaiting(options);
+  }
+
+  // A buffered whole frame, or undefined (an oversized header is left for #readFrame).
+  #takeBuffered(): Uint8Array | undefined {
+    if (this.#end - this.#start < HEADER) return undefined;
+    const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + this.#start);
+    const length = view.getUint32(0);
+    if (length > this.#maxFrame || this.#end - this.#start < HEADER + length) return undefined;
+    const from = this.#start + HEADER;
+    this.#start = from + length;
+    return this.#buffer.slice(from, from + length);
+  }
+
+  async #receiveWaiting(options?: WaitOptions): Promise<Uint8Array | null> {
     if (this.#closed && this.#failure === undefined) throw closedConnection("receive", this.#name);
     const wait = validateWaitOptions(options);
+    this.#receivers++;
     const previous = this.#receiveTurn;
     const turn = Promise.withResolvers<void>();
     this.#receiveTurn = turn.promise;
@@ -338,6 +369,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
       this.#reading = undefined;
       return message;
     } finally {
+      this.#receivers--;
       turn.resolve();
     }
   }
@@ -370,6 +402,42 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
   /** Same as `close()`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  // Writes the queued frames, several per write(2) when they are small: a send that
+  // found others queued costs no syscall of its own.
+  async #flush(): Promise<void> {
+    this.#flushing = true;
+    try {
+      while (this.#queue.length > 0) {
+        let take = 1;
+        let bytes = this.#queue[0].frame.length;
+        while (
+          take < this.#queue.length && bytes + this.#queue[take].frame.length <= COALESCE_BYTES
+        ) {
+          bytes += this.#queue[take++].frame.length;
+        }
+        const batch = this.#queue.splice(0, take);
+        let data = batch[0].frame;
+        if (take > 1) {
+          data = new Uint8Array(bytes);
+          let at = 0;
+          for (const { frame } of batch) {
+            data.set(frame, at);
+            at += frame.length;
+          }
+        }
+        try {
+          await this.#writeAll(data);
+        } catch (error) {
+          for (const entry of [...batch, ...this.#queue.splice(0)]) entry.reject(error);
+          return;
+        }
+        for (const entry of batch) entry.resolve();
+      }
+    } finally {
+      this.#flushing = false;
+    }
   }
 
   async #writeAll(frame: Uint8Array): Promise<void> {
