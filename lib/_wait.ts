@@ -32,8 +32,19 @@ export function untilDefined<T>(attempt: () => T | undefined): () => T | typeof 
   };
 }
 
-/** Longest single wait on a pool thread, in milliseconds. */
-export const SLICE_MS = 100;
+/**
+ * Longest single wait on a pool thread, in milliseconds: 100, or `DENO_IPC_WAIT_SLICE_MS`
+ * (1 to 600000) when set and readable. A long slice makes a wait depend on being woken
+ * alone: the tests use it to show that no wake-up is lost.
+ */
+export const SLICE_MS: number = sliceFromEnvironment() ?? 100;
+
+function sliceFromEnvironment(): number | undefined {
+  const variable = "DENO_IPC_WAIT_SLICE_MS";
+  if (Deno.permissions.querySync({ name: "env", variable }).state !== "granted") return undefined;
+  const value = Number(Deno.env.get(variable));
+  return Number.isInteger(value) && value >= 1 && value <= 600_000 ? value : undefined;
+}
 
 /** Default number of spinning attempts before waiting off the main thread. */
 export const DEFAULT_SPIN = 200;

@@ -77,9 +77,15 @@ export class Child implements AsyncDisposable {
   readonly #lines: AsyncIterator<string>;
   #pending = "";
 
-  constructor(script: string, args: string[] = [], permissions: string[] = ["-A"]) {
+  constructor(
+    script: string,
+    args: string[] = [],
+    permissions: string[] = ["-A"],
+    env?: Record<string, string>,
+  ) {
     this.process = new Deno.Command(Deno.execPath(), {
       args: ["run", ...permissions, new URL(script, childDirectory).pathname, ...args],
+      env,
       stdout: "piped",
       stderr: "inherit",
       stdin: "null",
