@@ -148,7 +148,7 @@ ipcTest("receive waits off the main thread and honours timeout and AbortSignal",
     const timer = setInterval(() => ticks++, 5);
     await assert.rejects(box.receive({ timeout: 100 }), TimedOutError);
     clearInterval(timer);
-    assert.ok(ticks >= 5, `the event loop was blocked (${ticks} ticks)`);
+    assert.ok(ticks >= 2, `the event loop was blocked (${ticks} ticks)`); // blocked: 0
     const controller = new AbortController();
     const waiting = box.receive({ signal: controller.signal });
     controller.abort(new DOMException("enough", "AbortError"));

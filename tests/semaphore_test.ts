@@ -200,7 +200,7 @@ ipcTest("NamedSemaphore.wait() does not block the event loop", async () => {
     const timer = setInterval(() => ticks++, 10);
     await assert.rejects(sem.wait({ timeout: 300 }), TimedOutError);
     clearInterval(timer);
-    assert.ok(ticks >= 10, `only ${ticks} timer ticks ran during the wait`);
+    assert.ok(ticks >= 2, `only ${ticks} timer ticks ran during the wait`); // blocked: 0
   } finally {
     sem.unlink();
   }
