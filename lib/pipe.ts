@@ -17,7 +17,7 @@ import { ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { pollReady } from "./_poll.ts";
-import { validateOptions } from "./_validate.ts";
+import { cString, validateOptions } from "./_validate.ts";
 import { PENDING, untilDefined, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
 
 /** Bytes a pipe write can carry without being interleaved with other writers' data. */
@@ -316,8 +316,19 @@ const WRITTEN: Promise<void> = Promise.resolve();
  */
 export function createPipe(): { reader: PipeReader; writer: PipeWriter } {
   const fds = new Int32Array(2);
-  check("pipe2", libc().symbols.pipe2(fds, C.O_CLOEXEC));
-  return { reader: new PipeReader(fds[0]), writer: new PipeWriter(fds[1]) };
+  const { symbols } = libc();
+  check("pipe2", symbols.pipe2(fds, C.O_CLOEXEC));
+  let reader: PipeReader | undefined;
+  try {
+    reader = new PipeReader(fds[0]);
+    return { reader, writer: new PipeWriter(fds[1]) };
+  } catch (error) {
+    // Neither end may leak when making the other fails.
+    if (reader) reader.close();
+    else symbols.close(fds[0]);
+    symbols.close(fds[1]);
+    throw error;
+  }
 }
 
 /** Environment variable that tells a child the numbers of the pipe ends it inherited. */
@@ -340,6 +351,23 @@ export interface SpawnWithPipesOptions {
   stdout?: "piped" | "inherit" | "null";
   /** The child's standard error. Default: inherit. */
   stderr?: "piped" | "inherit" | "null";
+}
+
+// The child's copy of `end`: a blocking descriptor, as programs expect. O_NONBLOCK
+// belongs to the open file description, so a dup(2) would share it with every other
+// copy in this process (a duplicate() the caller kept would start blocking). Reopening
+// the pipe through /proc/self/fd gives the child a description of its own; without
+// /proc, or when a write end's readers are gone (ENXIO), fall back to dup.
+function childCopy(end: PipeReader | PipeWriter): number {
+  const { symbols } = libc();
+  const access = end instanceof PipeReader ? C.O_RDONLY : C.O_WRONLY;
+  const fd = symbols.open(cString(`/proc/self/fd/${end.fd}`), access | C.O_NONBLOCK, 0);
+  if (fd >= 0) {
+    setNonBlocking(fd, false, end.name);
+    return fd;
+  }
+  setNonBlocking(end.fd, false, end.name);
+  return check("dup", symbols.dup(end.fd), end.name);
 }
 
 /**
@@ -385,12 +413,7 @@ export function spawnWithPipes(command: string, options: SpawnWithPipesOptions):
   const { symbols } = libc();
   const duplicates: Record<string, number> = {};
   try {
-    for (const [key, end] of Object.entries(ends)) {
-      // The child gets a blocking descriptor, as programs expect: O_NONBLOCK belongs to
-      // the open file description, which the duplicate shares.
-      setNonBlocking(end.fd, false, end.name);
-      duplicates[key] = check("dup", symbols.dup(end.fd), end.name);
-    }
+    for (const [key, end] of Object.entries(ends)) duplicates[key] = childCopy(end);
     const args = typeof checked.args === "function"
       ? checked.args({ ...duplicates })
       : checked.args;

@@ -9,6 +9,8 @@ import {
   spawnWithPipes,
   TimedOutError,
 } from "../mod.ts";
+import { C } from "../ffi/constants.ts";
+import { libc } from "../ffi/libc.ts";
 import { delay, ipcTest, propertyRuns } from "./_helpers.ts";
 
 const CHILD = new URL("./children/pipe_child.ts", import.meta.url).pathname;
@@ -231,4 +233,20 @@ ipcTest("several writer processes: writes of at most PIPE_BUF bytes never interl
     ),
     { numRuns: propertyRuns(4) },
   );
+});
+
+ipcTest("spawnWithPipes(): a duplicate the parent keeps stays non-blocking", async () => {
+  const { reader, writer } = createPipe();
+  const kept = reader.duplicate();
+  try {
+    const child = spawnWithPipes("true", { ends: { input: reader } });
+    await child.status;
+    const { symbols } = libc();
+    const flags = symbols.fcntl(kept.fd, C.F_GETFL, 0);
+    assert.ok(flags >= 0 && (flags & C.O_NONBLOCK) !== 0, "the kept duplicate became blocking");
+    assert.equal(kept.tryRead(new Uint8Array(8)), undefined, "nothing to read yet");
+  } finally {
+    kept.close();
+    writer.close();
+  }
 });
