@@ -278,6 +278,8 @@ export class MailboxStore {
   #sentWhenSeen = 0;
   #takenRead = false;
   #prepared: Uint8Array | undefined;
+  #lastSegmentIndex = NaN;
+  #lastSegment: MessageRing | undefined;
   /** Called after every message this handle publishes. */
   onPublish: (() => void) | undefined;
 
@@ -638,6 +640,7 @@ export class MailboxStore {
   }
 
   #segment(index: number): MessageRing {
+    if (index === this.#lastSegmentIndex && !this.#lastSegment!.closed) return this.#lastSegment!;
     let ring = this.#segments.get(index);
     if (ring === undefined) {
       ring = MessageRing.open({ name: segmentName(this.#control.name, index) });
@@ -651,6 +654,8 @@ export class MailboxStore {
         }
       }
     }
+    this.#lastSegmentIndex = index;
+    this.#lastSegment = ring;
     return ring;
   }
 
@@ -681,7 +686,7 @@ export class MailboxStore {
     try {
       if (words[I_DELETED] !== 0) this.#throwIfDeleted("send");
       if (!this.#hasRoomLocked()) return undefined;
-      const current = Atomics.load(words, I_WRITE_SEGMENT);
+      const current = words[I_WRITE_SEGMENT]; // written only under the send lock
       if (!this.#segment(current).trySend(record)) {
         // Bounded rings are sized for `capacity` messages, so only an unbounded mailbox
         // gets here: chain a new segment. A full /dev/shm makes this throw ENOSPC, and
@@ -739,7 +744,7 @@ export class MailboxStore {
   #takeRecord(): Uint8Array | undefined {
     const words = this.#words;
     while (true) {
-      const current = Atomics.load(words, I_READ_SEGMENT);
+      const current = words[I_READ_SEGMENT]; // written only under the receive lock
       const ring = this.#segment(current);
       const record = ring.tryReceive();
       if (record) return record;
