@@ -116,7 +116,7 @@ export class MailboxMessage {
 }
 
 const MAGIC = 0x4d_42_4f_58; // "MBOX"
-const VERSION = 1;
+const VERSION = 2;
 
 // Control block layout (Int32 indices). Words written by different sides sit on
 // separate 64-byte cache lines.
@@ -127,6 +127,7 @@ const I_MAX_MESSAGE = 3;
 const I_SEGMENT_BYTES = 4;
 const I_MODE = 5;
 const I_DELETED = 6;
+const I_TOKEN = 7; // random: segment names are <name>.<token>.<index>
 const I_SEND_LOCK = 16;
 const I_WRITE_SEGMENT = 17;
 const I_SENT = 18;
@@ -149,8 +150,8 @@ const RING_RECORD_OVERHEAD = 8; // MessageRing's own per-message header
 const MAX_RING_BYTES = 2 ** 30;
 const DEFAULT_MAX_MESSAGE = 4096;
 const MIN_SEGMENT_BYTES = 64 * 1024;
-/** Suffix room for segment names: "." and up to 10 digits. */
-export const SEGMENT_SUFFIX_MAX = 11;
+/** Suffix room for segment names: ".", 8 hex digits of token, ".", up to 10 digits. */
+export const SEGMENT_SUFFIX_MAX = 20;
 
 // A lock is held only while one message is copied; a holder that stays longer is
 // preempted or stopped. After this many spins a try form gives up ("busy").
@@ -328,7 +329,9 @@ export class MailboxStore {
       words[I_MAX_MESSAGE] = maxMessageSize;
       words[I_SEGMENT_BYTES] = ringBytes;
       words[I_MODE] = mode;
-      MessageRing.create(ringOptions(segmentName(name, 0), ringBytes, mode)).close();
+      words[I_TOKEN] = crypto.getRandomValues(new Int32Array(1))[0];
+      MessageRing.create(ringOptions(segmentName(name, words[I_TOKEN], 0), ringBytes, mode))
+        .close();
       Atomics.store(words, I_MAGIC, MAGIC); // last: openers check it
     } catch (error) {
       control.close();
@@ -470,31 +473,47 @@ export class MailboxStore {
     this.#assertOpen("send");
     validateWaitOptions(options);
     const started = performance.now();
-    let sequence: number | undefined;
-    for (let i = 0; i < QUICK_RETRIES && sequence === undefined; i++) {
-      sequence = this.#attemptSend(record);
+    const rendezvous = this.#capacity === 0;
+    // Pinned from the start at capacity 0: taking the message back after a timeout or
+    // close() must find the memory mapped.
+    if (rendezvous) this.#lifetime.pin();
+    try {
+      let sequence: number | undefined;
+      for (let i = 0; i < QUICK_RETRIES && sequence === undefined; i++) {
+        sequence = this.#attemptSend(record);
+      }
+      if (sequence === undefined) {
+        // `record` is this handle's reusable buffer: another send on the handle would
+        // overwrite it while this one waits.
+        const own = record.slice();
+        sequence = await waitFor(
+          this.#waitable(
+            "send",
+            untilDefined(() => this.#attemptSend(own)),
+            this.#sendWaiting,
+            () => this.#isDeleted() || this.#hasRoom(),
+          ),
+          options,
+        );
+      }
+      if (rendezvous) await this.#awaitTaken(sequence, started, options);
+    } finally {
+      if (rendezvous) this.#lifetime.unpin();
     }
-    if (sequence === undefined) {
-      sequence = await waitFor(
-        this.#waitable(
-          "send",
-          untilDefined(() => this.#attemptSend(record)),
-          this.#sendWaiting,
-          () => this.#isDeleted() || this.#hasRoom(),
-        ),
-        options,
-      );
-    }
-    if (this.#capacity !== 0) return;
-    // Rendezvous: the send completes when a receiver has taken this message. The
-    // handle stays pinned so that taking it back after a timeout or close is safe.
-    const mine = sequence;
+  }
+
+  // Rendezvous: the send completes when a receiver has taken message `mine`; giving up
+  // (timeout, abort, close, deletion) takes it back unless it was taken meanwhile.
+  async #awaitTaken(mine: number, started: number, options?: WaitOptions): Promise<void> {
     const timeout = options?.timeout;
-    this.#lifetime.pin();
     try {
       const waitable = this.#waitable(
         "send",
-        () => this.#takenSince(mine) ? true : PENDING,
+        () => {
+          if (this.#takenSince(mine)) return true;
+          this.#throwIfDeleted("send");
+          return PENDING;
+        },
         this.#takenWaiting,
         () => this.#isDeleted() || this.#takenSince(mine),
       );
@@ -510,15 +529,13 @@ export class MailboxStore {
     } catch (error) {
       if (this.#retract(mine)) throw error;
       // Taken while we were giving up: the send did complete.
-    } finally {
-      this.#lifetime.unpin();
     }
   }
 
   /** Receives the next message if one is there. */
   tryReceive(): MailboxMessage | undefined {
     this.#assertOpen("receive");
-    return this.#attemptReceive();
+    return this.#attemptReceive(undefined);
   }
 
   /** Receives the next message, waiting for one. */
@@ -526,40 +543,55 @@ export class MailboxStore {
     this.#assertOpen("receive");
     validateWaitOptions(options);
     for (let i = 0; i < QUICK_RETRIES; i++) {
-      const message = this.#attemptReceive();
+      const message = this.#attemptReceive(undefined);
       if (message !== undefined) return message;
     }
-    const waitable = this.#waitable(
-      "receive",
-      untilDefined(() => this.#attemptReceive()),
-      this.#receiveWaiting,
-      () => this.#isDeleted() || this.#queued() > 0,
-    );
-    if (this.#capacity !== 0) return waitFor(waitable, options);
-    // Zero capacity: offer to take a message, so that a trySend can hand one over.
+    if (this.#capacity !== 0) {
+      return waitFor(
+        this.#waitable(
+          "receive",
+          untilDefined(() => this.#attemptReceive(undefined)),
+          this.#receiveWaiting,
+          () => this.#isDeleted() || this.#queued() > 0,
+        ),
+        options,
+      );
+    }
+    // Zero capacity: offer to take a message, so that a trySend can hand one over. The
+    // attempt that takes a message withdraws the offer under the receive lock.
+    const offer = { held: true };
     this.#lifetime.pin();
     Atomics.add(this.#words, I_OFFERS, 1);
-    let offering = true;
     try {
-      return await waitFor(waitable, options);
+      return await waitFor(
+        this.#waitable(
+          "receive",
+          untilDefined(() => this.#attemptReceive(offer)),
+          this.#receiveWaiting,
+          () => this.#isDeleted() || this.#queued() > 0,
+        ),
+        options,
+      );
     } catch (error) {
-      offering = false;
-      if (!this.#withdrawOffer()) {
-        // A trySend claimed this receiver after publishing its message: take it, unless
-        // another receiver already did.
-        const message = this.#attemptReceive();
-        if (message !== undefined) return message;
+      if (offer.held) {
+        offer.held = false;
+        if (!this.#withdrawOffer()) {
+          // A trySend claimed this receiver after publishing its message: take it,
+          // unless another receiver already did.
+          const message = this.#attemptReceive(undefined);
+          if (message !== undefined) return message;
+        }
       }
       throw error;
     } finally {
-      if (offering) this.#withdrawOffer();
+      if (offer.held) this.#withdrawOffer();
       this.#lifetime.unpin();
     }
   }
 
   /** Any message waiting (for receivers that wait on several stores at once). */
   hasMessage(): boolean {
-    return this.#queued() > 0 || this.#isDeleted();
+    return !this.#isDeleted() && this.#queued() > 0;
   }
 
   /**
@@ -578,7 +610,7 @@ export class MailboxStore {
     const first = Atomics.load(words, I_READ_SEGMENT);
     const last = Atomics.load(words, I_WRITE_SEGMENT);
     for (let k = first; ((k - last) | 0) <= 0; k = (k + 1) | 0) {
-      ignoreNotFound(() => MessageRing.unlink(segmentName(name, k)));
+      ignoreNotFound(() => MessageRing.unlink(segmentName(name, words[I_TOKEN], k)));
     }
   }
 
@@ -639,20 +671,28 @@ export class MailboxStore {
     return ((Atomics.load(this.#words, I_TAKEN) - sequence) | 0) >= 0;
   }
 
+  #segmentName(index: number): string {
+    return segmentName(this.#control.name, this.#words[I_TOKEN], index);
+  }
+
+  // Closes this handle's segments that receivers have moved past (drained, unlinked).
+  #releaseDrainedSegments(): void {
+    const readSegment = Atomics.load(this.#words, I_READ_SEGMENT);
+    for (const [k, old] of this.#segments) {
+      if (((k - readSegment) | 0) < 0) {
+        old.close();
+        this.#segments.delete(k);
+      }
+    }
+  }
+
   #segment(index: number): MessageRing {
     if (index === this.#lastSegmentIndex && !this.#lastSegment!.closed) return this.#lastSegment!;
     let ring = this.#segments.get(index);
     if (ring === undefined) {
-      ring = MessageRing.open({ name: segmentName(this.#control.name, index) });
+      ring = MessageRing.open({ name: this.#segmentName(index) });
       this.#segments.set(index, ring);
-      // Segments before the read segment are drained and unlinked: let them go.
-      const readSegment = Atomics.load(this.#words, I_READ_SEGMENT);
-      for (const [k, old] of this.#segments) {
-        if (((k - readSegment) | 0) < 0) {
-          old.close();
-          this.#segments.delete(k);
-        }
-      }
+      this.#releaseDrainedSegments();
     }
     this.#lastSegmentIndex = index;
     this.#lastSegment = ring;
@@ -697,6 +737,13 @@ export class MailboxStore {
         ring.trySend(record);
         this.#segments.set(next, ring);
         Atomics.store(words, I_WRITE_SEGMENT, next);
+        // delete() sets DELETED, then reads WRITE_SEGMENT: one of the two sides sees the
+        // other's store, so the new segment's name is removed either way.
+        if (Atomics.load(words, I_DELETED) !== 0) {
+          ignoreNotFound(() => MessageRing.unlink(this.#segmentName(next)));
+          this.#throwIfDeleted("send");
+        }
+        this.#releaseDrainedSegments(); // a handle that only sends would keep them all
       }
       // Plain write under the lock: releasing it (a sequentially consistent store)
       // publishes it.
@@ -711,7 +758,7 @@ export class MailboxStore {
   }
 
   #createSegment(index: number): MessageRing {
-    const name = segmentName(this.#control.name, index);
+    const name = this.#segmentName(index);
     const options = ringOptions(name, this.#words[I_SEGMENT_BYTES], this.#words[I_MODE]);
     try {
       return MessageRing.create(options);
@@ -723,12 +770,18 @@ export class MailboxStore {
     }
   }
 
-  #attemptReceive(): MailboxMessage | undefined {
+  // `offer`: this receiver's zero-capacity offer, withdrawn here when it takes a
+  // message, before TAKEN makes room for the next send.
+  #attemptReceive(offer: { held: boolean } | undefined): MailboxMessage | undefined {
     if (!acquire(this.#receiveLock)) return undefined;
     let record: Uint8Array | undefined;
     try {
       if (this.#words[I_DELETED] !== 0) this.#throwIfDeleted("receive");
       record = this.#takeRecord();
+      if (record !== undefined && offer?.held) {
+        offer.held = false;
+        this.#withdrawOffer(); // false: claimed by a trySend, whose message this may be
+      }
       if (record !== undefined) this.#words[I_TAKEN] = (this.#words[I_TAKEN] + 1) | 0; // as SENT
     } finally {
       this.#receiveLock.release();
@@ -755,7 +808,7 @@ export class MailboxStore {
       Atomics.store(words, I_READ_SEGMENT, (current + 1) | 0);
       this.#segments.delete(current);
       ring.close();
-      ignoreNotFound(() => MessageRing.unlink(segmentName(this.#control.name, current)));
+      ignoreNotFound(() => MessageRing.unlink(this.#segmentName(current)));
     }
   }
 
@@ -847,7 +900,10 @@ function ringOptions(name: string, capacity: number, mode: number) {
   return { name, capacity, mode };
 }
 
-/** The name of segment `index` of the store `name`. */
-export function segmentName(name: string, index: number): string {
-  return `${name}.${index >>> 0}`;
+/**
+ * The name of segment `index` of the store `name`. The store's random token keeps it
+ * apart from any other object's name (a user's "/jobs.1" is never a segment of "/jobs").
+ */
+function segmentName(name: string, token: number, index: number): string {
+  return `${name}.${(token >>> 0).toString(16).padStart(8, "0")}.${index >>> 0}`;
 }

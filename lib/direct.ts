@@ -441,7 +441,11 @@ export class DirectEndpoint implements Disposable {
   // process in the peer's table, so that its receive() from anyone sees the link.
   #outgoingTo(peer: string): MailboxStore {
     let store = this.#outgoing.get(peer);
-    if (store !== undefined) return store;
+    if (store !== undefined && !store.deleted) return store;
+    if (store !== undefined) {
+      // The peer removed its endpoint and links; it may have opened its name again since.
+      this.#forget(peer);
+    }
     let registry = this.#peerRegistries.get(peer);
     if (registry === undefined) {
       try {
@@ -471,6 +475,10 @@ export class DirectEndpoint implements Disposable {
 
   #incomingFrom(peer: string): MailboxStore {
     let store = this.#incoming.get(peer);
+    if (store !== undefined && store.deleted) {
+      this.#forget(peer);
+      store = undefined;
+    }
     if (store === undefined) {
       store = MailboxStore.openOrCreate(
         { name: linkName(this.#namespace, peer, this.#name), ...this.#linkOptions },
@@ -483,6 +491,16 @@ export class DirectEndpoint implements Disposable {
       this.#registry.register(peer);
     }
     return store;
+  }
+
+  // Drops this process's handles on a link the peer deleted (and on its old registry).
+  #forget(peer: string): void {
+    for (const map of [this.#outgoing, this.#incoming]) {
+      map.get(peer)?.close();
+      map.delete(peer);
+    }
+    this.#peerRegistries.get(peer)?.shm.close();
+    this.#peerRegistries.delete(peer);
   }
 
   #refreshPeers(): void {
@@ -499,8 +517,8 @@ export class DirectEndpoint implements Disposable {
     const known = this.#known;
     for (let j = 0; j < known.length; j++) {
       const index = (this.#next + j) % known.length;
-      const store = this.#incoming.get(known[index])!;
-      if (store.closed || !store.hasMessage() || store.deleted) continue;
+      const store = this.#incoming.get(known[index]);
+      if (store === undefined || store.closed || !store.hasMessage()) continue;
       const message = store.tryReceive();
       if (message !== undefined) {
         this.#next = index + 1;

@@ -169,6 +169,7 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
   readonly #label: string;
   #nextId = 1;
   #lost: ConnectionLostError | undefined;
+  #closedByUser = false;
   /** Each procedure of the server as a local async function. */
   readonly stub: Stub<T>;
 
@@ -235,7 +236,11 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
       wait = validateWaitOptions({ timeout: this.#callTimeout, ...options });
       wait.signal?.throwIfAborted();
       if (this.#lost) throw this.#lost;
-      if (this.#connection.closed) throw this.#closedError();
+      if (this.#connection.closed) {
+        throw this.#closedByUser ? this.#closedError() : new ConnectionLostError(
+          `Cannot call ${procedure}: the connection to ${this.#label} dropped`,
+        );
+      }
       const request = [REQUEST, id, procedure, args];
       frame = marshal(request);
       this.#onFrame?.("request", request, frame.length);
@@ -278,6 +283,7 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
 
   /** Closes the connection; calls in flight get `ConnectionLostError`. Idempotent. */
   close(): void {
+    this.#closedByUser = true;
     this.#connection.close();
   }
 
@@ -455,7 +461,9 @@ export class RpcServer implements AsyncDisposable {
         for await (const frame of connection) {
           const task = this.#handle(connection, frame).catch((error) => {
             connection.close();
-            this.#options.onClientError?.(error);
+            try {
+              this.#options.onClientError?.(error);
+            } catch { /* a failing error handler must not take the server down */ }
           });
           running.add(task);
           task.finally(() => running.delete(task));

@@ -315,12 +315,21 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
       return Promise.reject(error);
     }
     const queued = Promise.withResolvers<void>();
-    this.#queue.push({ frame, resolve: queued.resolve, reject: queued.reject });
+    const entry = { frame, resolve: queued.resolve, reject: queued.reject };
+    this.#queue.push(entry);
     if (!this.#flushing) this.#writing = this.#flush();
-    return within(queued.promise, wait, (ms) => {
-      // A frame may be half written: the stream cannot go on.
-      this.close();
-      return timedOutError("send", "connection", this.#name, ms);
+    if (wait.timeout === undefined && wait.signal === undefined) return queued.promise;
+    return within(
+      queued.promise,
+      wait,
+      (ms) => timedOutError("send", "connection", this.#name, ms),
+    ).catch((error) => {
+      // Given up: a frame still queued is dropped; one being written may be half sent,
+      // and then the stream cannot go on.
+      const index = this.#queue.indexOf(entry);
+      if (index >= 0) this.#queue.splice(index, 1);
+      else this.close();
+      throw error;
     });
   }
 
@@ -358,8 +367,10 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     const turn = Promise.withResolvers<void>();
     this.#receiveTurn = turn.promise;
     const onTimeout = (ms: number) => timedOutError("receive", "connection", this.#name, ms);
+    let myTurn = false;
     try {
       await within(previous, wait, onTimeout);
+      myTurn = true;
       if (this.#failure !== undefined) throw this.#failure;
       if (this.#reading === undefined) {
         this.#reading = this.#readFrame();
@@ -370,7 +381,10 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
       return message;
     } finally {
       this.#receivers--;
-      turn.resolve();
+      // A caller that gave up before its turn passes the turn on only when the one
+      // before it is done: else the next caller would share that caller's frame.
+      if (myTurn) turn.resolve();
+      else previous.finally(turn.resolve);
     }
   }
 
@@ -430,6 +444,8 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
         try {
           await this.#writeAll(data);
         } catch (error) {
+          // Part of a frame may be on the wire: nothing more may follow it.
+          this.close();
           for (const entry of [...batch, ...this.#queue.splice(0)]) entry.reject(error);
           return;
         }
@@ -577,8 +593,10 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     const turn = Promise.withResolvers<void>();
     this.#acceptTurn = turn.promise;
     const onTimeout = (ms: number) => timedOutError("accept", "server", name, ms);
+    let myTurn = false;
     try {
       await within(previous, wait, onTimeout);
+      myTurn = true;
       if (this.#accepting === undefined) {
         this.#accepting = this.#listener.accept();
         this.#accepting.catch(() => {});
@@ -590,7 +608,8 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
       if (this.#closed) throw closedConnection("accept on", name);
       throw error;
     } finally {
-      turn.resolve();
+      if (myTurn) turn.resolve();
+      else previous.finally(turn.resolve);
     }
   }
 
@@ -622,7 +641,9 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
         try {
           await handler(connection);
         } catch (error) {
-          onError(error, connection);
+          try {
+            onError(error, connection);
+          } catch { /* a failing error handler must not take the server down */ }
         } finally {
           connection.close();
         }
@@ -725,6 +746,7 @@ export class DatagramSocket implements Disposable {
   readonly #membership: Deno.MulticastV4Membership | undefined;
   readonly #defaultTarget: DatagramAddress | undefined;
   #receiving: Promise<[Uint8Array, Deno.Addr]> | undefined;
+  #receiveTurn: Promise<void> = Promise.resolve();
   #closed = false;
 
   private constructor(
@@ -834,11 +856,33 @@ export class DatagramSocket implements Disposable {
     await this.#socket.send(bytes, { transport: "udp", hostname, port });
   }
 
-  /** Receives the next datagram. A receive that times out loses nothing. */
+  /**
+   * Receives the next datagram. Concurrent calls get one datagram each, in turn; one
+   * that times out loses nothing.
+   */
   async receive(options?: WaitOptions): Promise<Datagram> {
     const name = "udp " + describeAddress(this.#socket.addr);
     if (this.#closed) throw closedConnection("receive", name);
     const wait = validateWaitOptions(options);
+    const previous = this.#receiveTurn;
+    const turn = Promise.withResolvers<void>();
+    this.#receiveTurn = turn.promise;
+    let myTurn = false;
+    try {
+      await within(
+        previous,
+        wait,
+        (ms) => timedOutError("receive", "datagram socket", name, ms),
+      );
+      myTurn = true;
+      return await this.#receiveInTurn(name, wait);
+    } finally {
+      if (myTurn) turn.resolve();
+      else previous.finally(turn.resolve);
+    }
+  }
+
+  async #receiveInTurn(name: string, wait: WaitOptions): Promise<Datagram> {
     if (this.#receiving === undefined) {
       this.#receiving = this.#socket.receive();
       this.#receiving.catch(() => {});

@@ -4,7 +4,6 @@ import {
   ClosedError,
   DirectEndpoint,
   NotFoundError,
-  QueueRemovedError,
   TimedOutError,
 } from "../mod.ts";
 import { Child, delay, ipcTest } from "./_helpers.ts";
@@ -46,6 +45,10 @@ ipcTest(
 
       const reportR = JSON.parse(fromR) as { received: string[]; stray: string | null };
       assert.deepEqual(reportR, { received: [], stray: null }, "R read something of P's");
+      // Everything P sent went to Q: none of it is reachable through R's endpoint.
+      using endpointR = DirectEndpoint.open({ name: "R", namespace: ns });
+      assert.equal(endpointR.tryReceive(), undefined, "a message of P's reached R");
+      assert.equal(endpointR.tryReceiveFrom("P"), undefined);
     } finally {
       for (const child of children) await child[Symbol.asyncDispose]();
       removeEndpoints(ns, ["P", "Q", "R"]);
@@ -153,15 +156,27 @@ ipcTest("unknown peers, self links and bad names are clear errors", async () => 
   }
 });
 
-ipcTest("unlink deletes the endpoint's links; the peer gets QueueRemovedError", async () => {
-  const ns = namespace();
-  using p = DirectEndpoint.open({ name: "P", namespace: ns });
-  using q = DirectEndpoint.open({ name: "Q", namespace: ns });
-  try {
-    await p.send("Q", "hello");
-    q.unlink();
-    await assert.rejects(p.send("Q", "anyone?"), QueueRemovedError);
-  } finally {
-    p.unlink();
-  }
-});
+ipcTest(
+  "unlink deletes the endpoint and its links; the peer learns it, and can meet a new Q",
+  async () => {
+    const ns = namespace();
+    using p = DirectEndpoint.open({ name: "P", namespace: ns });
+    const q = DirectEndpoint.open({ name: "Q", namespace: ns });
+    try {
+      await p.send("Q", "hello");
+      const waiting = q.receiveFrom("P", { timeout: 5000 });
+      assert.equal((await waiting).text(), "hello");
+      const pending = p.receive({ timeout: 200 });
+      q.unlink();
+      q.close();
+      await assert.rejects(pending, TimedOutError, "receive() from anyone broke on a deleted link");
+      await assert.rejects(p.send("Q", "anyone?"), NotFoundError);
+      using q2 = DirectEndpoint.open({ name: "Q", namespace: ns });
+      await p.send("Q", "hello again");
+      assert.equal((await q2.receiveFrom("P", { timeout: 1000 })).text(), "hello again");
+      q2.unlink();
+    } finally {
+      p.unlink();
+    }
+  },
+);

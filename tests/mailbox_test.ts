@@ -249,8 +249,89 @@ ipcTest("created mailboxes have mode 0600", () => {
   using box = Mailbox.create({ name, capacity: 1 });
   try {
     assert.equal(Deno.statSync(`/dev/shm${name}`).mode! & 0o777, 0o600);
-    assert.equal(Deno.statSync(`/dev/shm${name}.0`).mode! & 0o777, 0o600);
+    const segment = Array.from(Deno.readDirSync("/dev/shm"), (entry) => entry.name)
+      .find((entry) => entry.startsWith(`${name.slice(1)}.`) && entry.endsWith(".0"));
+    assert.ok(segment, "no first segment");
+    assert.equal(Deno.statSync(`/dev/shm/${segment}`).mode! & 0o777, 0o600);
   } finally {
     box.delete();
+  }
+});
+
+ipcTest("concurrent sends on one handle each deliver their own message, in order", async () => {
+  using box = Mailbox.create({ name: testName("mb"), capacity: 1 });
+  try {
+    const texts = ["first", "second", "third!", "fourth"];
+    const sending = Promise.all(texts.map((text) => box.send(text, { timeout: 5000 })));
+    const received: string[] = [];
+    for (let i = 0; i < texts.length; i++) {
+      received.push((await box.receive({ timeout: 5000 })).text());
+    }
+    await sending;
+    assert.deepEqual(received, texts);
+  } finally {
+    box.delete();
+  }
+});
+
+ipcTest("capacity 0: deleting the mailbox ends a waiting send with QueueRemovedError", async () => {
+  const box = Mailbox.create({ name: testName("mb"), capacity: 0 });
+  try {
+    const sending = box.send("nobody takes this", { timeout: 5000 });
+    sending.catch(() => {});
+    await delay(20);
+    Mailbox.delete(box.name);
+    await assert.rejects(sending, QueueRemovedError);
+  } finally {
+    box.close();
+  }
+});
+
+ipcTest("unbounded: a handle that only sends lets go of drained segments", async () => {
+  const name = testName("mb");
+  using box = Mailbox.create({
+    name,
+    capacity: "unbounded",
+    maxMessageSize: 100,
+    segmentSize: 1024,
+  });
+  using sender = Mailbox.open({ name });
+  const mappedSegments = () =>
+    Deno.readTextFileSync("/proc/self/maps").split("\n")
+      .filter((line) => line.includes(`${name}.`) && line.includes("(deleted)")).length;
+  try {
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 100; i++) assert.equal(sender.trySend("x".repeat(90)), true);
+      for (let i = 0; i < 100; i++) await box.receive({ timeout: 1000 });
+    }
+    // The sender lets go when it next chains a segment.
+    for (let i = 0; i < 20; i++) assert.equal(sender.trySend("x".repeat(90)), true);
+    assert.ok(mappedSegments() <= 6, `${mappedSegments()} segments still mapped`);
+  } finally {
+    box.delete();
+  }
+});
+
+ipcTest("segments never touch another object named like them", async () => {
+  const name = testName("mb");
+  using other = (await import("../mod.ts")).SharedMemory.create({ name: `${name}.1`, size: 64 });
+  try {
+    other.bytes[0] = 42;
+    using box = Mailbox.create({
+      name,
+      capacity: "unbounded",
+      maxMessageSize: 100,
+      segmentSize: 1024,
+    });
+    try {
+      for (let i = 0; i < 50; i++) box.trySend("y".repeat(90));
+      while (box.tryReceive()) { /* drain */ }
+    } finally {
+      box.delete();
+    }
+    using again = (await import("../mod.ts")).SharedMemory.open({ name: `${name}.1` });
+    assert.equal(again.bytes[0], 42, "a segment replaced an unrelated object");
+  } finally {
+    other.unlink();
   }
 });

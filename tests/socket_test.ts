@@ -260,3 +260,33 @@ ipcTest(
     for (const connection of accepted) connection.close();
   },
 );
+
+ipcTest("a receive that gives up in the queue does not let two callers share a frame", async () => {
+  using server = FramedServer.listen({ transport: "tcp", port: 0 });
+  using client = await FramedConnection.connect(server.address);
+  using peer = await server.accept();
+  const first = client.receive({ timeout: 5000 });
+  const second = client.receive({ timeout: 10 });
+  const third = client.receive({ timeout: 5000 });
+  await assert.rejects(second, TimedOutError);
+  await peer.send("one");
+  assert.equal(new TextDecoder().decode((await first)!), "one");
+  await peer.send("two");
+  assert.equal(new TextDecoder().decode((await third)!), "two");
+});
+
+ipcTest("concurrent datagram receives get one datagram each", async () => {
+  {
+    using receiver = DatagramSocket.bind();
+    using sender = DatagramSocket.bind();
+    const both = Promise.all([
+      receiver.receive({ timeout: 5000 }),
+      receiver.receive({ timeout: 5000 }),
+    ]);
+    await sender.send("a", receiver.address);
+    await sender.send("b", receiver.address);
+    const texts = (await both).map(({ data }) => new TextDecoder().decode(data));
+    assert.deepEqual(texts.sort(), ["a", "b"]);
+  }
+  await delay(50);
+});

@@ -1,6 +1,6 @@
 // Child process for mailbox and direct-communication tests.
 //   sender ID COUNT BOX...        sends COUNT messages "ID:SEQ", message SEQ to BOX[(SEQ * 7 + ID) % n],
-//                                 alternating trySend and send; prints {maxQueued}
+//                                 alternating trySend and send; prints {maxQueued: per mailbox}
 //   receiver BOX                  receives until a "stop" message; prints {keys, maxQueued}
 //   direct NAMESPACE NAME ...     see the direct tests
 import { DirectEndpoint, Mailbox, NotFoundError } from "../../mod.ts";
@@ -15,15 +15,16 @@ function observe(box: Mailbox, seen: { maxQueued: number }): void {
 if (action === "sender") {
   const [id, count, ...names] = rest;
   const boxes = names.map((name) => Mailbox.open({ name, senderName: `s${id}` }));
-  const seen = { maxQueued: 0 };
+  const maxQueued = boxes.map(() => 0); // per mailbox, against its own capacity
   for (let sequence = 0; sequence < Number(count); sequence++) {
-    const box = boxes[(sequence * 7 + Number(id)) % boxes.length];
+    const index = (sequence * 7 + Number(id)) % boxes.length;
+    const box = boxes[index];
     const message = `${id}:${sequence}`;
     if (sequence % 2 === 1 || !box.trySend(message)) await box.send(message, { timeout: TIMEOUT });
-    observe(box, seen);
+    maxQueued[index] = Math.max(maxQueued[index], box.queued);
   }
   for (const box of boxes) box.close();
-  console.log(JSON.stringify(seen));
+  console.log(JSON.stringify({ maxQueued }));
 } else if (action === "receiver") {
   using box = Mailbox.open({ name: rest[0] });
   const seen = { maxQueued: 0 };
