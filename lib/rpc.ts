@@ -380,6 +380,7 @@ export class RpcServer implements AsyncDisposable {
   readonly #options: RpcServerOptions;
   readonly #connections = new Set<FramedConnection>();
   #registration: { registry: SocketAddress; name: string } | undefined;
+  readonly #closing = Promise.withResolvers<void>();
   #closed = false;
 
   private constructor(server: FramedServer, procedures: Procedures, options: RpcServerOptions) {
@@ -443,6 +444,7 @@ export class RpcServer implements AsyncDisposable {
         await client.stub.unregister(name, this.address);
       } catch { /* the matchmaker is gone: nothing to undo */ }
     }
+    this.#closing.resolve();
     this.#server.close();
     for (const connection of this.#connections) connection.close();
     await this.#serving.catch(() => {});
@@ -469,7 +471,9 @@ export class RpcServer implements AsyncDisposable {
           task.finally(() => running.delete(task));
         }
       } finally {
-        await Promise.allSettled(running);
+        // Replies still being computed go out before the connection closes, unless the
+        // server is closing: a procedure that never settles must not hold close() up.
+        await Promise.race([Promise.allSettled(running), this.#closing.promise]);
       }
     } catch (error) {
       if (!(error instanceof ClosedError)) throw error;

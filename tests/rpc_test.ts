@@ -7,6 +7,7 @@ import {
   Matchmaker,
   RemoteError,
   RpcClient,
+  RpcServer,
   ServiceNotFoundError,
   type SocketAddress,
   TimedOutError,
@@ -210,4 +211,16 @@ ipcTest("malformed input from a raw socket does not take the server down", async
   } finally {
     await stop(child);
   }
+});
+
+ipcTest("RpcServer.close() does not wait for a procedure that never settles", async () => {
+  const server = RpcServer.listen({ transport: "tcp", port: 0 }, {
+    forever: () => new Promise(() => {}),
+  });
+  using client = await RpcClient.connect(server.address);
+  const call = client.call("forever");
+  call.catch(() => {});
+  await delay(20);
+  await server.close();
+  await assert.rejects(call, ConnectionLostError);
 });
