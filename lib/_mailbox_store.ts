@@ -21,7 +21,6 @@ import {
   QueueRemovedError,
   timedOutError,
 } from "../ffi/errno.ts";
-import { libc } from "../ffi/libc.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
@@ -237,11 +236,7 @@ export function validateStoreName(name: unknown, what: string): string {
 }
 
 function acquire(lock: PidLock): boolean {
-  for (let i = 1; !lock.tryAcquire(); i++) {
-    if (i >= LOCK_SPINS) return false;
-    if ((i & 63) === 0 && !lock.recoverFromDeadHolder()) libc().symbols.sched_yield();
-  }
-  return true;
+  return lock.acquireSpinning(LOCK_SPINS);
 }
 
 function ignoreNotFound(action: () => void): void {
@@ -546,32 +541,20 @@ export class MailboxStore {
       const message = this.#attemptReceive(undefined);
       if (message !== undefined) return message;
     }
-    if (this.#capacity !== 0) {
-      return waitFor(
-        this.#waitable(
-          "receive",
-          untilDefined(() => this.#attemptReceive(undefined)),
-          this.#receiveWaiting,
-          () => this.#isDeleted() || this.#queued() > 0,
-        ),
-        options,
-      );
-    }
+    const offer = this.#capacity === 0 ? { held: true } : undefined;
+    const waitable = this.#waitable(
+      "receive",
+      untilDefined(() => this.#attemptReceive(offer)),
+      this.#receiveWaiting,
+      () => this.#isDeleted() || this.#queued() > 0,
+    );
+    if (offer === undefined) return waitFor(waitable, options);
     // Zero capacity: offer to take a message, so that a trySend can hand one over. The
     // attempt that takes a message withdraws the offer under the receive lock.
-    const offer = { held: true };
     this.#lifetime.pin();
     Atomics.add(this.#words, I_OFFERS, 1);
     try {
-      return await waitFor(
-        this.#waitable(
-          "receive",
-          untilDefined(() => this.#attemptReceive(offer)),
-          this.#receiveWaiting,
-          () => this.#isDeleted() || this.#queued() > 0,
-        ),
-        options,
-      );
+      return await waitFor(waitable, options);
     } catch (error) {
       if (offer.held) {
         offer.held = false;

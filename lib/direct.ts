@@ -143,9 +143,7 @@ class Registry {
     };
     if (has()) return;
     const lock = new PidLock(this.words, I_LOCK);
-    for (let i = 1; !lock.tryAcquire(); i++) {
-      if ((i & 63) === 0 && !lock.recoverFromDeadHolder()) sleepSync(0.05);
-    }
+    while (!lock.acquireSpinning(100_000)) { /* a live holder is writing one slot */ }
     try {
       if (has()) return;
       const count = this.peerCount;

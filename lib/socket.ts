@@ -777,45 +777,36 @@ export class DatagramSocket implements Disposable {
    * Joins a multicast group as a receiver, on the loopback interface. Several sockets
    * (in any processes) may join the same group and port; each gets every datagram.
    */
-  static async joinGroup(options: MulticastOptions): Promise<DatagramSocket> {
-    const checked = validateOptions<MulticastOptions>(options, "multicast");
-    const group = validateGroup(checked.group);
-    const port = validatePort(checked.port, false);
-    const maxSize = validateMaxDatagram(checked.maxDatagramSize);
+  static joinGroup(options: MulticastOptions): Promise<DatagramSocket> {
     // Bound to the group address: only that group's datagrams arrive here.
-    const socket = listenDatagram({
-      transport: "udp",
-      hostname: group,
-      port,
-      reuseAddress: true,
-      loopback: true,
-    });
-    try {
-      const membership = await socket.joinMulticastV4(group, "127.0.0.1");
-      return new DatagramSocket(socket, maxSize, membership);
-    } catch (error) {
-      socket.close();
-      throw error;
-    }
+    return DatagramSocket.#inGroup(options, true);
   }
 
   /**
    * A socket that sends to a multicast group (`send(data)` with no address) on the
    * loopback interface, with TTL 0: the datagrams never leave this machine.
    */
-  static async groupSender(options: MulticastOptions): Promise<DatagramSocket> {
+  static groupSender(options: MulticastOptions): Promise<DatagramSocket> {
+    return DatagramSocket.#inGroup(options, false);
+  }
+
+  static async #inGroup(options: MulticastOptions, receiver: boolean): Promise<DatagramSocket> {
     const checked = validateOptions<MulticastOptions>(options, "multicast");
     const group = validateGroup(checked.group);
     const port = validatePort(checked.port, false);
     const maxSize = validateMaxDatagram(checked.maxDatagramSize);
-    const socket = listenDatagram({
-      transport: "udp",
-      hostname: "127.0.0.1",
-      port: 0,
-      loopback: true,
-    });
+    const socket = receiver
+      ? listenDatagram({
+        transport: "udp",
+        hostname: group,
+        port,
+        reuseAddress: true,
+        loopback: true,
+      })
+      : listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0, loopback: true });
     try {
       const membership = await socket.joinMulticastV4(group, "127.0.0.1");
+      if (receiver) return new DatagramSocket(socket, maxSize, membership);
       await membership.setTTL(0);
       await membership.setLoopback(true);
       return new DatagramSocket(socket, maxSize, membership, { hostname: group, port });
