@@ -144,13 +144,13 @@ const UNBOUNDED = -1;
 // A record in a ring: [u32 pid][u16 name length][u16 unused][name][payload].
 const RECORD_HEADER = 8;
 /** Longest sender name, in UTF-8 bytes. */
-export const SENDER_NAME_MAX = 64;
+const SENDER_NAME_MAX = 64;
 const RING_RECORD_OVERHEAD = 8; // MessageRing's own per-message header
 const MAX_RING_BYTES = 2 ** 30;
 const DEFAULT_MAX_MESSAGE = 4096;
 const MIN_SEGMENT_BYTES = 64 * 1024;
 /** Suffix room for segment names: ".", 8 hex digits of token, ".", up to 10 digits. */
-export const SEGMENT_SUFFIX_MAX = 20;
+const SEGMENT_SUFFIX_MAX = 20;
 
 // A lock is held only while one message is copied; a holder that stays longer is
 // preempted or stopped. After this many spins a try form gives up ("busy").
@@ -411,11 +411,6 @@ export class MailboxStore {
   get deleted(): boolean {
     this.#assertOpen("read the state of");
     return Atomics.load(this.#words, I_DELETED) !== 0;
-  }
-
-  /** Sets the sender name written into this handle's messages. */
-  setSender(name: unknown): void {
-    this.#setSender(encodeSenderName(name));
   }
 
   /** Checks a message and builds its record; throws before touching shared state. */
