@@ -35,6 +35,7 @@ import {
 } from "./_validate.ts";
 import {
   PENDING,
+  Turns,
   untilDefined,
   validateWaitOptions,
   type Waitable,
@@ -276,6 +277,7 @@ export class MailboxStore {
   #prepared: Uint8Array | undefined;
   #lastSegmentIndex = NaN;
   #lastSegment: MessageRing | undefined;
+  readonly #sendTurns = new Turns();
   /** Called after every message this handle publishes. */
   onPublish: (() => void) | undefined;
 
@@ -448,6 +450,8 @@ export class MailboxStore {
   /** Sends a prepared record if there is room now. */
   trySend(record: Uint8Array): boolean {
     this.#assertOpen("send");
+    // A send of this handle is waiting: going first would break this sender's order.
+    if (this.#sendTurns.busy) return false;
     if (this.#capacity !== 0) return this.#attemptSend(record) !== undefined;
     // Zero capacity: only a receiver blocked in receive() can take it now. Publish, then
     // claim that receiver; if it left meanwhile, take the message back.
@@ -469,26 +473,44 @@ export class MailboxStore {
     if (rendezvous) this.#lifetime.pin();
     try {
       let sequence: number | undefined;
-      for (let i = 0; i < QUICK_RETRIES && sequence === undefined; i++) {
+      for (let i = 0; i < QUICK_RETRIES && sequence === undefined && !this.#sendTurns.busy; i++) {
         sequence = this.#attemptSend(record);
       }
-      if (sequence === undefined) {
-        // `record` is this handle's reusable buffer: another send on the handle would
-        // overwrite it while this one waits.
-        const own = record.slice();
-        sequence = await waitFor(
-          this.#waitable(
-            "send",
-            untilDefined(() => this.#attemptSend(own)),
-            this.#sendWaiting,
-            () => this.#isDeleted() || this.#hasRoom(),
-          ),
-          options,
-        );
-      }
+      if (sequence === undefined) sequence = await this.#sendInTurn(record.slice(), options);
       if (rendezvous) await this.#awaitTaken(sequence, started, options);
     } finally {
       if (rendezvous) this.#lifetime.unpin();
+    }
+  }
+
+  // Waits for room behind this handle's earlier waiting sends (messages of one sender
+  // keep their order). `own` is a copy: the handle's record buffer is reused by the next
+  // send while this one waits.
+  async #sendInTurn(own: Uint8Array, options?: WaitOptions): Promise<number> {
+    const started = performance.now();
+    const endTurn = await this.#sendTurns.take(
+      options ?? {},
+      (ms) => timedOutError("send", this.#what, this.#label, ms),
+    );
+    try {
+      const timeout = options?.timeout;
+      const waitable = this.#waitable(
+        "send",
+        untilDefined(() => this.#attemptSend(own)),
+        this.#sendWaiting,
+        () => this.#isDeleted() || this.#hasRoom(),
+      );
+      if (timeout !== undefined) {
+        waitable.timedOutError = () => timedOutError("send", this.#what, this.#label, timeout);
+      }
+      return await waitFor(waitable, {
+        signal: options?.signal,
+        timeout: timeout === undefined
+          ? undefined
+          : Math.max(0, timeout - (performance.now() - started)),
+      });
+    } finally {
+      endTurn();
     }
   }
 

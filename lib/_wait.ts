@@ -196,3 +196,68 @@ export async function waitFor<T>(waitable: Waitable<T>, options: WaitOptions = {
     lifetime.closing.removeEventListener("abort", onClose);
   }
 }
+
+/** Races `promise` against the options' timeout and signal; the promise keeps running. */
+export async function within<T>(
+  promise: Promise<T>,
+  options: WaitOptions,
+  onTimeout: (ms: number) => Error,
+): Promise<T> {
+  const { timeout, signal } = options;
+  if (timeout === undefined && signal === undefined) return await promise;
+  signal?.throwIfAborted();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  const stop = new Promise<never>((_, reject) => {
+    if (timeout !== undefined && timeout <= 2 ** 31 - 1) {
+      timer = setTimeout(() => reject(onTimeout(timeout)), timeout);
+    }
+    if (signal) {
+      onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+    }
+  });
+  try {
+    return await Promise.race([promise, stop]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal!.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Callers served one at a time, in call order (receives on one connection, sends on one
+ * handle). A caller that gives up while waiting passes its turn on only once the caller
+ * before it is done, so the one after it never overtakes that one.
+ */
+export class Turns {
+  #last: Promise<void> = Promise.resolve();
+  #inLine = 0;
+
+  /** Whether a caller holds a turn or waits for one. */
+  get busy(): boolean {
+    return this.#inLine > 0;
+  }
+
+  /** Waits for this caller's turn; returns the function that ends it. */
+  async take(options: WaitOptions, onTimeout: (ms: number) => Error): Promise<() => void> {
+    const previous = this.#last;
+    const turn = Promise.withResolvers<void>();
+    this.#last = turn.promise;
+    this.#inLine++;
+    try {
+      await within(previous, options, onTimeout);
+    } catch (error) {
+      this.#inLine--;
+      previous.finally(turn.resolve);
+      throw error;
+    }
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.#inLine--;
+      turn.resolve();
+    };
+  }
+}

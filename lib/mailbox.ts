@@ -56,7 +56,8 @@ const WHAT = "mailbox";
  * A mailbox: a named queue of messages in shared memory that any process may open,
  * send to and receive from. Several processes may send and several may receive; each
  * message is received exactly once, carries its sender's pid (and name, if the sender
- * set one), and messages from one sender arrive in the order sent.
+ * set one), and messages from one handle arrive in the order its sends were called,
+ * concurrent ones included.
  *
  * Capacity (fixed at creation):
  * - **0 (rendezvous):** `send` resolves only once a receiver has taken the message; a
@@ -207,7 +208,8 @@ export class Mailbox implements Disposable {
   /**
    * Sends `message` (bytes, or a string sent as UTF-8) if that needs no waiting;
    * returns `false` when the mailbox is full (at capacity 0: when no receiver is
-   * blocked in `receive()`).
+   * blocked in `receive()`), and while an earlier `send` of this handle still waits, so
+   * that one sender's messages keep their order.
    */
   trySend(message: Uint8Array | string): boolean {
     return this.#store.trySend(this.#store.prepare(message));

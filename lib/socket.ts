@@ -8,7 +8,7 @@
 import { ERRNO } from "../ffi/constants.ts";
 import { ClosedError, timedOutError } from "../ffi/errno.ts";
 import { describe, validateInteger, validateOptions } from "./_validate.ts";
-import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
+import { Turns, validateWaitOptions, type WaitOptions, within } from "./_wait.ts";
 
 /** Where a stream socket listens or connects: TCP host and port, or a Unix socket path. */
 export type SocketAddress =
@@ -143,34 +143,6 @@ function toSocketAddress(address: Deno.Addr): SocketAddress {
     : { transport: "unix", path: (address as Deno.UnixAddr).path };
 }
 
-// Races `promise` against the options' timeout and signal. The promise keeps running.
-async function within<T>(
-  promise: Promise<T>,
-  options: WaitOptions,
-  onTimeout: (ms: number) => Error,
-): Promise<T> {
-  const { timeout, signal } = options;
-  if (timeout === undefined && signal === undefined) return await promise;
-  signal?.throwIfAborted();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
-  const stop = new Promise<never>((_, reject) => {
-    if (timeout !== undefined && timeout <= 2 ** 31 - 1) {
-      timer = setTimeout(() => reject(onTimeout(timeout)), timeout);
-    }
-    if (signal) {
-      onAbort = () => reject(signal.reason);
-      signal.addEventListener("abort", onAbort, { once: true });
-    }
-  });
-  try {
-    return await Promise.race([promise, stop]);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) signal!.removeEventListener("abort", onAbort);
-  }
-}
-
 function closedConnection(operation: string, name: string): ClosedError {
   return new ClosedError(ERRNO.EBADF, operation, {
     objectName: name,
@@ -220,8 +192,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
   #start = 0;
   #end = 0;
   #reading: Promise<Uint8Array | null> | undefined;
-  #receiveTurn: Promise<void> = Promise.resolve();
-  #receivers = 0;
+  readonly #receiveTurns = new Turns();
   #writing: Promise<void> = Promise.resolve();
   #queue: { frame: Uint8Array; resolve: () => void; reject: (error: unknown) => void }[] = [];
   #flushing = false;
@@ -336,7 +307,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
   /** Receives the next message; `null` once the peer closed its side. */
   receive(options?: WaitOptions): Promise<Uint8Array | null> {
     // Fast path: nobody else is receiving and a whole frame is already buffered.
-    if (this.#receivers === 0 && this.#reading === undefined && !this.#closed) {
+    if (!this.#receiveTurns.busy && this.#reading === undefined && !this.#closed) {
       try {
         validateWaitOptions(options);
       } catch (error) {
@@ -362,15 +333,9 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
   async #receiveWaiting(options?: WaitOptions): Promise<Uint8Array | null> {
     if (this.#closed && this.#failure === undefined) throw closedConnection("receive", this.#name);
     const wait = validateWaitOptions(options);
-    this.#receivers++;
-    const previous = this.#receiveTurn;
-    const turn = Promise.withResolvers<void>();
-    this.#receiveTurn = turn.promise;
     const onTimeout = (ms: number) => timedOutError("receive", "connection", this.#name, ms);
-    let myTurn = false;
+    const endTurn = await this.#receiveTurns.take(wait, onTimeout);
     try {
-      await within(previous, wait, onTimeout);
-      myTurn = true;
       if (this.#failure !== undefined) throw this.#failure;
       if (this.#reading === undefined) {
         this.#reading = this.#readFrame();
@@ -380,11 +345,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
       this.#reading = undefined;
       return message;
     } finally {
-      this.#receivers--;
-      // A caller that gave up before its turn passes the turn on only when the one
-      // before it is done: else the next caller would share that caller's frame.
-      if (myTurn) turn.resolve();
-      else previous.finally(turn.resolve);
+      endTurn();
     }
   }
 
@@ -551,7 +512,7 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
   readonly #options: FramingOptions;
   readonly #unixPath: string | undefined;
   #accepting: Promise<Deno.Conn> | undefined;
-  #acceptTurn: Promise<void> = Promise.resolve();
+  readonly #acceptTurns = new Turns();
   #closed = false;
 
   private constructor(listener: Deno.Listener, options: FramingOptions, unixPath?: string) {
@@ -589,14 +550,10 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     const name = describeAddress(this.#listener.addr);
     if (this.#closed) throw closedConnection("accept on", name);
     const wait = validateWaitOptions(options);
-    const previous = this.#acceptTurn;
-    const turn = Promise.withResolvers<void>();
-    this.#acceptTurn = turn.promise;
     const onTimeout = (ms: number) => timedOutError("accept", "server", name, ms);
-    let myTurn = false;
+    let endTurn: (() => void) | undefined;
     try {
-      await within(previous, wait, onTimeout);
-      myTurn = true;
+      endTurn = await this.#acceptTurns.take(wait, onTimeout);
       if (this.#accepting === undefined) {
         this.#accepting = this.#listener.accept();
         this.#accepting.catch(() => {});
@@ -608,8 +565,7 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
       if (this.#closed) throw closedConnection("accept on", name);
       throw error;
     } finally {
-      if (myTurn) turn.resolve();
-      else previous.finally(turn.resolve);
+      endTurn?.();
     }
   }
 
@@ -746,7 +702,7 @@ export class DatagramSocket implements Disposable {
   readonly #membership: Deno.MulticastV4Membership | undefined;
   readonly #defaultTarget: DatagramAddress | undefined;
   #receiving: Promise<[Uint8Array, Deno.Addr]> | undefined;
-  #receiveTurn: Promise<void> = Promise.resolve();
+  readonly #receiveTurns = new Turns();
   #closed = false;
 
   private constructor(
@@ -855,21 +811,14 @@ export class DatagramSocket implements Disposable {
     const name = "udp " + describeAddress(this.#socket.addr);
     if (this.#closed) throw closedConnection("receive", name);
     const wait = validateWaitOptions(options);
-    const previous = this.#receiveTurn;
-    const turn = Promise.withResolvers<void>();
-    this.#receiveTurn = turn.promise;
-    let myTurn = false;
+    const endTurn = await this.#receiveTurns.take(
+      wait,
+      (ms) => timedOutError("receive", "datagram socket", name, ms),
+    );
     try {
-      await within(
-        previous,
-        wait,
-        (ms) => timedOutError("receive", "datagram socket", name, ms),
-      );
-      myTurn = true;
       return await this.#receiveInTurn(name, wait);
     } finally {
-      if (myTurn) turn.resolve();
-      else previous.finally(turn.resolve);
+      endTurn();
     }
   }
 
