@@ -16,15 +16,14 @@ import { ERRNO } from "../ffi/constants.ts";
 import {
   AlreadyExistsError,
   closedError,
-  ErrnoError,
   NotFoundError,
   QueueRemovedError,
   timedOutError,
 } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
-import { openLayout } from "./_layout.ts";
+import { openLayout, retryWhileInitializing } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
-import { currentPid, PidLock, sleepSync } from "./_process.ts";
+import { currentPid, PidLock } from "./_process.ts";
 import {
   DEFAULT_MODE,
   SHM_NAME_MAX,
@@ -358,21 +357,14 @@ export class MailboxStore {
     identity: StoreIdentity,
     senderName: Uint8Array,
   ): MailboxStore {
-    for (let attempt = 0;; attempt++) {
+    return retryWhileInitializing(() => {
       try {
         return MailboxStore.create(options, identity, senderName);
       } catch (error) {
         if (!(error instanceof AlreadyExistsError)) throw error;
       }
-      try {
-        return MailboxStore.open(options.name, identity, senderName);
-      } catch (error) {
-        const racing = error instanceof NotFoundError ||
-          (error instanceof ErrnoError && error.errno === ERRNO.EINVAL);
-        if (!racing || attempt >= 1000) throw error;
-        sleepSync(1);
-      }
-    }
+      return MailboxStore.open(options.name, identity, senderName);
+    }, (error) => error instanceof NotFoundError); // its creator gave up meanwhile
   }
 
   /** The control block's name. */
@@ -458,7 +450,7 @@ export class MailboxStore {
     if (Atomics.load(this.#words, I_OFFERS) <= 0) return false;
     const sequence = this.#attemptSend(record);
     if (sequence === undefined) return false;
-    if (this.#claimOffer()) return true;
+    if (this.#takeOffer()) return true;
     return !this.#retract(sequence);
   }
 
@@ -575,7 +567,7 @@ export class MailboxStore {
     } catch (error) {
       if (offer.held) {
         offer.held = false;
-        if (!this.#withdrawOffer()) {
+        if (!this.#takeOffer()) {
           // A trySend claimed this receiver after publishing its message: take it,
           // unless another receiver already did.
           const message = this.#attemptReceive(undefined);
@@ -584,7 +576,7 @@ export class MailboxStore {
       }
       throw error;
     } finally {
-      if (offer.held) this.#withdrawOffer();
+      if (offer.held) this.#takeOffer();
       this.#lifetime.unpin();
     }
   }
@@ -780,7 +772,7 @@ export class MailboxStore {
       record = this.#takeRecord();
       if (record !== undefined && offer?.held) {
         offer.held = false;
-        this.#withdrawOffer(); // false: claimed by a trySend, whose message this may be
+        this.#takeOffer(); // false: claimed by a trySend, whose message this may be
       }
       if (record !== undefined) this.#words[I_TAKEN] = (this.#words[I_TAKEN] + 1) | 0; // as SENT
     } finally {
@@ -857,7 +849,9 @@ export class MailboxStore {
     return true;
   }
 
-  #claimOffer(): boolean {
+  // Takes one offer if any is left. A trySend takes one to claim a waiting receiver; a
+  // receiver takes one to withdraw its own (false: a trySend claimed it first).
+  #takeOffer(): boolean {
     const words = this.#words;
     for (let offers = Atomics.load(words, I_OFFERS); offers > 0;) {
       const seen = Atomics.compareExchange(words, I_OFFERS, offers, offers - 1);
@@ -865,10 +859,6 @@ export class MailboxStore {
       offers = seen;
     }
     return false;
-  }
-
-  #withdrawOffer(): boolean {
-    return this.#claimOffer();
   }
 
   #waitable<T>(

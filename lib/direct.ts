@@ -6,9 +6,9 @@
  * @module
  */
 import { ERRNO } from "../ffi/constants.ts";
-import { AlreadyExistsError, closedError, ErrnoError, NotFoundError } from "../ffi/errno.ts";
+import { AlreadyExistsError, closedError, NotFoundError } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
-import { openLayout } from "./_layout.ts";
+import { openLayout, retryWhileInitializing } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import {
   encodeSenderName,
@@ -18,7 +18,7 @@ import {
   type StoreCreateOptions,
   validateStoreOptions,
 } from "./_mailbox_store.ts";
-import { currentPid, PidLock, processExists, sleepSync } from "./_process.ts";
+import { currentPid, PidLock, processExists } from "./_process.ts";
 import { validateOptions } from "./_validate.ts";
 import { untilDefined, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
 import { SharedMemory } from "./shared_memory.ts";
@@ -99,18 +99,12 @@ class Registry {
   }
 
   static openExisting(name: string): Registry {
-    for (let attempt = 0;; attempt++) {
-      try {
-        return new Registry(openLayout({ name }, WHAT, (shm) =>
-          shm.size >= REGISTRY_BYTES &&
-          Atomics.load(shm.view(Int32Array, 0, 4), I_MAGIC) === MAGIC &&
-          shm.view(Int32Array, 0, 4)[I_VERSION] === VERSION));
-      } catch (error) {
-        const initializing = error instanceof ErrnoError && error.errno === ERRNO.EINVAL;
-        if (!initializing || attempt >= 1000) throw error;
-        sleepSync(1);
-      }
-    }
+    return retryWhileInitializing(() =>
+      new Registry(openLayout({ name }, WHAT, (shm) =>
+        shm.size >= REGISTRY_BYTES &&
+        Atomics.load(shm.view(Int32Array, 0, 4), I_MAGIC) === MAGIC &&
+        shm.view(Int32Array, 0, 4)[I_VERSION] === VERSION))
+    );
   }
 
   static openOrCreate(name: string, mode: number): Registry {
