@@ -1,10 +1,25 @@
-// Process identity and liveness, for locks that must survive a holder's death.
-import { ERRNO } from "../ffi/constants.ts";
+// Process identity and liveness, for locks and records that must survive a holder's
+// death and must not be fooled by a reused pid or a zombie.
+//
+// A pid alone names a process only while it lives: once it dies, the system may give the
+// same number to another process. A process is therefore identified by its pid AND its
+// start time (field 22 of /proc/PID/stat, clock ticks since boot), which no later process
+// with that pid can share. Liveness is read from /proc with open/read through FFI (no
+// Deno read permission needed): a pid that is missing, a zombie (state Z or X), or whose
+// start time differs is dead.
+import { C, ERRNO } from "../ffi/constants.ts";
 import { lastErrno } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 
 let pid: number | undefined;
+let startTime: number | undefined;
+let token: bigint | undefined;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+const STAT_BUFFER_BYTES = 1024n;
+const statBuffer = new Uint8Array(Number(STAT_BUFFER_BYTES));
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const statPaths = new Map<number, Uint8Array<ArrayBuffer>>();
 
 /** Blocks this thread for `ms` milliseconds (for short, rare waits only). */
 export function sleepSync(ms: number): void {
@@ -16,20 +31,114 @@ export function currentPid(): number {
   return pid ??= libc().symbols.getpid();
 }
 
+/** This process's start time in clock ticks since boot (cached). */
+export function currentStartTime(): number {
+  return startTime ??= readStat(currentPid())?.startTime ?? 0;
+}
+
 /**
- * Whether a process with this id exists: kill(pid, 0) succeeds, or fails with EPERM
- * (it exists but is not ours). A zombie (exited, not yet reaped) still counts.
+ * This process as one 64-bit value: the pid in the low 32 bits, the low 32 bits of the
+ * start time in the high ones. Never 0. Lock words hold it, so that a holder is known by
+ * both.
+ */
+export function currentProcessToken(): bigint {
+  return token ??= processToken(currentPid(), currentStartTime());
+}
+
+/** The 64-bit token of a process (see {@link currentProcessToken}). */
+export function processToken(processId: number, start: number): bigint {
+  return BigInt.asIntN(64, (BigInt(start >>> 0) << 32n) | BigInt(processId >>> 0));
+}
+
+/** The pid and start time inside a token. */
+export function tokenParts(value: bigint): { pid: number; startTime: number } {
+  return {
+    pid: Number(BigInt.asUintN(32, value)),
+    startTime: Number(BigInt.asUintN(32, value >> 32n)),
+  };
+}
+
+interface ProcessStat {
+  state: string;
+  startTime: number;
+}
+
+// Reads /proc/PID/stat; undefined when there is no such process. The command name (field
+// 2) may hold spaces and parentheses, so fields are counted after its last ')'.
+function readStat(processId: number): ProcessStat | undefined {
+  let path = statPaths.get(processId);
+  if (path === undefined) {
+    if (statPaths.size > 256) statPaths.clear();
+    path = encoder.encode(`/proc/${processId}/stat\0`);
+    statPaths.set(processId, path);
+  }
+  const { open, read, close } = libc().symbols;
+  const fd = open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
+  if (fd < 0) return undefined;
+  let length: number;
+  try {
+    length = read(fd, statBuffer, STAT_BUFFER_BYTES);
+  } finally {
+    close(fd);
+  }
+  if (length <= 0) return undefined;
+  const text = decoder.decode(statBuffer.subarray(0, length));
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
+  const start = Number(fields[19]);
+  if (fields[0] === undefined || !Number.isFinite(start)) return undefined;
+  return { state: fields[0], startTime: start };
+}
+
+/**
+ * Whether a process with this id exists and is not a zombie. Ids <= 0 name no process
+ * (for kill(2) they mean groups or everyone) and are never alive.
  */
 export function processExists(processId: number): boolean {
-  if (libc().symbols.kill(processId, 0) === 0) return true;
-  return lastErrno() === ERRNO.EPERM;
+  if (!Number.isInteger(processId) || processId <= 0 || processId > 2 ** 22) return false;
+  if (processId === currentPid()) return true;
+  const stat = readStat(processId);
+  if (stat === undefined) {
+    // No /proc entry we can read: fall back to kill(pid, 0) (EPERM: exists, not ours).
+    if (libc().symbols.kill(processId, 0) === 0) return true;
+    return lastErrno() === ERRNO.EPERM;
+  }
+  return stat.state !== "Z" && stat.state !== "X";
+}
+
+/**
+ * Whether the process that `startTime` and `processId` identify is alive: it exists, is
+ * not a zombie, and started at that time (so a reused pid is not mistaken for it). Only
+ * the low 32 bits of the start time are compared, as tokens keep them.
+ */
+export function processAlive(processId: number, start: number): boolean {
+  if (!Number.isInteger(processId) || processId <= 0 || processId > 2 ** 22) return false;
+  if (processId === currentPid()) return (start >>> 0) === (currentStartTime() >>> 0);
+  const stat = readStat(processId);
+  if (stat === undefined) return false;
+  if (stat.state === "Z" || stat.state === "X") return false;
+  return (stat.startTime >>> 0) === (start >>> 0);
+}
+
+/** The start time of a live process, or undefined when it is dead or a zombie. */
+export function processStartTime(processId: number): number | undefined {
+  if (!Number.isInteger(processId) || processId <= 0 || processId > 2 ** 22) return undefined;
+  const stat = readStat(processId);
+  if (stat === undefined || stat.state === "Z" || stat.state === "X") return undefined;
+  return stat.startTime;
+}
+
+/** Whether the process a token names is alive (see {@link processAlive}). */
+export function tokenAlive(value: bigint): boolean {
+  const { pid: processId, startTime: start } = tokenParts(value);
+  return processAlive(processId, start);
 }
 
 /**
  * A lock word in shared memory holding its owner's pid (0 when free). It is taken and
  * released only inside synchronous code, so within one process it is never contended;
  * across processes, a holder killed while holding it is detected by pid and the lock is
- * taken over (pid reuse within that window is the accepted risk).
+ * taken over.
  */
 export class PidLock {
   readonly #words: Int32Array;
