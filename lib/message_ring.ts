@@ -47,7 +47,7 @@ export interface MessageRingOpenOptions {
 
 const WHAT = "message ring";
 const MAGIC = 0x52_50_49_44; // "DIPR"
-const VERSION = 1;
+const VERSION = 2;
 
 // Layout. Words that different processes write sit on separate 64-byte cache lines.
 const I_MAGIC = 0;
@@ -57,8 +57,8 @@ const I_FLAGS = 3;
 const I_PRODUCERS = 4;
 const I_HEAD = 16; // byte 64: where the next record goes (bytes sent, mod 2^32)
 const I_TAIL = 32; // byte 128: where the next unread record is (bytes received, mod 2^32)
-const I_SEND_LOCK = 48; // byte 192: pid of the sending process (multi-producer only)
-const I_RECEIVE_LOCK = 64; // byte 256: pid of the receiving process (multi-consumer only)
+const I_SEND_LOCK = 48; // byte 192: 64-bit token of the sending process (multi-producer only)
+const I_RECEIVE_LOCK = 64; // byte 256: 64-bit token of the receiving process (multi-consumer)
 const I_SEND_WAITING = 80; // byte 320: futex flag: a sender sleeps until room is made
 const I_RECEIVE_WAITING = 96; // byte 384: futex flag: a receiver sleeps until a message
 const I_ENDED = 112; // byte 448: how many producers have called end()
@@ -156,9 +156,12 @@ export class MessageRing extends Channel {
     this.#data = shm.view(Uint8Array, HEADER_BYTES, this.#capacity);
     this.#dataWords = shm.view(Int32Array, HEADER_BYTES, this.#capacity / 4);
     const flags = words[I_FLAGS];
-    this.#sendLock = flags & FLAG_MULTI_PRODUCER ? new PidLock(words, I_SEND_LOCK) : undefined;
+    const lockWords = shm.view(BigInt64Array, 0, HEADER_BYTES / 8);
+    this.#sendLock = flags & FLAG_MULTI_PRODUCER
+      ? new PidLock(lockWords, I_SEND_LOCK / 2)
+      : undefined;
     this.#receiveLock = flags & FLAG_MULTI_CONSUMER
-      ? new PidLock(words, I_RECEIVE_LOCK)
+      ? new PidLock(lockWords, I_RECEIVE_LOCK / 2)
       : undefined;
     const flag = (index: number) => new FutexFlag(words, index, shm.unsafePointer(index * 4));
     this.#sendWaiting = flag(I_SEND_WAITING);
