@@ -888,7 +888,7 @@ export class MailboxStore {
 // one receiver in at a time. (Different handles take turns; a ring handle trusts its
 // cached positions only while no other handle has moved its side since.)
 function ringOptions(name: string, capacity: number, mode: number) {
-  return { name, capacity, mode };
+  return { name, capacity, mode, producers: 0 };
 }
 
 /**
