@@ -7,4 +7,9 @@ export const testing: {
    * 2^31, a test reaches the positions' wrap-around with a few messages.
    */
   ringStartPosition: number;
-} = { ringStartPosition: 0 };
+  /**
+   * Attempts made before a blocking operation parks (its quick retries, spin and yields),
+   * or undefined for the defaults. 0 makes a test's step-by-step schedule short.
+   */
+  spin: number | undefined;
+} = { ringStartPosition: 0, spin: undefined };

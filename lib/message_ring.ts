@@ -333,7 +333,8 @@ export class MessageRing extends Channel {
     try {
       this.#assertOpen("send");
       this.#validateMessage(message);
-      for (let i = 0; i < QUICK_RETRIES; i++) if (this.#attemptSend(message)) return SENT;
+      const retries = testing.spin ?? QUICK_RETRIES;
+      for (let i = 0; i < retries; i++) if (this.#attemptSend(message)) return SENT;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -370,7 +371,8 @@ export class MessageRing extends Channel {
     } catch (error) {
       return Promise.reject(error);
     }
-    for (let i = 0; i < QUICK_RETRIES; i++) {
+    const retries = testing.spin ?? QUICK_RETRIES;
+    for (let i = 0; i < retries; i++) {
       const received = this.#attemptReceive();
       if (received !== undefined) return Promise.resolve(received);
     }
@@ -418,7 +420,8 @@ export class MessageRing extends Channel {
     try {
       this.#assertOpen("receive");
       this.#validateTarget(buffer);
-      for (let i = 0; i < QUICK_RETRIES; i++) {
+      const retries = testing.spin ?? QUICK_RETRIES;
+      for (let i = 0; i < retries; i++) {
         const length = this.#attemptTake(buffer);
         if (length !== undefined) return Promise.resolve(length);
       }
@@ -546,16 +549,22 @@ export class MessageRing extends Channel {
     return this.#capacity - ((head - tail) >>> 0) >= need && !this.#sendLock?.held();
   }
 
+  // While another receiver holds the lock, this one sleeps (its release wakes): even at
+  // the end of the stream, the holder may be taking the last message.
   #hasMessageOrEnd(): boolean {
-    return (Atomics.load(this.#words, I_HEAD) !== Atomics.load(this.#words, I_TAIL) &&
-      !this.#receiveLock?.held()) || this.#streamEnded();
+    if (this.#receiveLock?.held()) return false;
+    return Atomics.load(this.#words, I_HEAD) !== Atomics.load(this.#words, I_TAIL) ||
+      this.#streamEnded();
   }
 
   #attemptSend(message: Uint8Array): boolean {
     if (this.#ended || this.#streamEnded()) throw streamEndedError(WHAT, this.name);
     if (this.#slot < 0 && this.#producers > 0) this.#claimProducerSlot(currentProcessToken());
     const lock = this.#sendLock;
-    if (lock && !lock.tryAcquire()) return false;
+    if (lock && !lock.tryAcquire()) {
+      step("ring.send.busy");
+      return false;
+    }
     let sent = false;
     try {
       step("ring.send.locked");
@@ -619,7 +628,10 @@ export class MessageRing extends Channel {
 
   #take(target: Uint8Array | undefined): number | null | undefined {
     const lock = this.#receiveLock;
-    if (lock && !lock.tryAcquire()) return undefined;
+    if (lock && !lock.tryAcquire()) {
+      step("ring.receive.busy");
+      return undefined;
+    }
     let length: number | null | undefined;
     let taken = false;
     try {
