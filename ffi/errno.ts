@@ -190,6 +190,7 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   clock_gettime: "minus-one",
   shm_open: "minus-one",
   shm_unlink: "minus-one",
+  link: "minus-one",
   mmap: "map-failed",
   munmap: "minus-one",
   sem_open: "sem-failed",

@@ -37,6 +37,8 @@ export const LIBC_SYMBOLS = {
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   // int unlink(const char *pathname);
   unlink: { parameters: ["buffer"], result: "i32" },
+  // int link(const char *oldpath, const char *newpath);
+  link: { parameters: ["buffer", "buffer"], result: "i32" },
   // int stat(const char *pathname, struct stat *statbuf);  (exported since glibc 2.33)
   stat: { parameters: ["buffer", "buffer"], result: "i32" },
   // int pipe2(int pipefd[2], int flags);

@@ -189,11 +189,13 @@ export class BoundedBuffer extends Channel {
       name: shape.name,
       size: TEXTBOOK_HEADER + shape.bufferSize * shape.itemSize,
       mode: shape.mode,
+      initialize: (shm) => {
+        const words = shm.view(Int32Array, 0, TEXTBOOK_HEADER / 4);
+        words[I_BUFFER_SIZE] = shape.bufferSize;
+        words[I_ITEM_SIZE] = shape.itemSize;
+        words[I_MAGIC] = TEXTBOOK_MAGIC;
+      },
     });
-    const words = shm.view(Int32Array, 0, TEXTBOOK_HEADER / 4);
-    words[I_BUFFER_SIZE] = shape.bufferSize;
-    words[I_ITEM_SIZE] = shape.itemSize;
-    Atomics.store(words, I_MAGIC, TEXTBOOK_MAGIC);
     return new BoundedBuffer(shm);
   }
 
@@ -493,21 +495,24 @@ export class SemaphoreBoundedBuffer extends Channel {
    */
   static create(options: BoundedBufferCreateOptions): SemaphoreBoundedBuffer {
     const shape = validateShape(options, SEMAPHORE_FORM, 1);
+    let semaphores: [UnnamedSemaphore, UnnamedSemaphore, UnnamedSemaphore] | undefined;
     const shm = SharedMemory.create({
       name: shape.name,
       size: SEMAPHORE_HEADER + shape.bufferSize * shape.itemSize,
       mode: shape.mode,
+      initialize: (shm) => {
+        semaphores = [
+          UnnamedSemaphore.init(shm, { byteOffset: SEM_EMPTY, value: shape.bufferSize }),
+          UnnamedSemaphore.init(shm, { byteOffset: SEM_FULL, value: 0 }),
+          UnnamedSemaphore.init(shm, { byteOffset: SEM_MUTEX, value: 1 }),
+        ];
+        const words = shm.view(Int32Array, WORDS_AT, 8);
+        words[J_BUFFER_SIZE] = shape.bufferSize;
+        words[J_ITEM_SIZE] = shape.itemSize;
+        words[J_MAGIC] = SEMAPHORE_MAGIC;
+      },
     });
-    const semaphores: [UnnamedSemaphore, UnnamedSemaphore, UnnamedSemaphore] = [
-      UnnamedSemaphore.init(shm, { byteOffset: SEM_EMPTY, value: shape.bufferSize }),
-      UnnamedSemaphore.init(shm, { byteOffset: SEM_FULL, value: 0 }),
-      UnnamedSemaphore.init(shm, { byteOffset: SEM_MUTEX, value: 1 }),
-    ];
-    const words = shm.view(Int32Array, WORDS_AT, 8);
-    words[J_BUFFER_SIZE] = shape.bufferSize;
-    words[J_ITEM_SIZE] = shape.itemSize;
-    Atomics.store(words, J_MAGIC, SEMAPHORE_MAGIC);
-    return new SemaphoreBoundedBuffer(shm, semaphores);
+    return new SemaphoreBoundedBuffer(shm, semaphores!);
   }
 
   /**

@@ -240,17 +240,23 @@ export class MessageRing extends Channel {
       }
     }
     const size = HEADER_BYTES + slotTableBytes(producers) + capacity;
-    const shm = SharedMemory.create({ name: checked.name, size, mode });
-    const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
-    words[I_VERSION] = VERSION;
-    const start = testing.ringStartPosition & ~7; // records stay 8-aligned
-    words[I_HEAD] = start;
-    words[I_TAIL] = start;
-    words[I_CAPACITY] = capacity;
-    words[I_FLAGS] = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
-      (checked.multiConsumer ? FLAG_MULTI_CONSUMER : 0);
-    words[I_PRODUCERS] = producers;
-    Atomics.store(words, I_MAGIC, MAGIC); // last: openers check it
+    const shm = SharedMemory.create({
+      name: checked.name,
+      size,
+      mode,
+      initialize: (shm) => {
+        const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
+        words[I_MAGIC] = MAGIC;
+        words[I_VERSION] = VERSION;
+        const start = testing.ringStartPosition & ~7; // records stay 8-aligned
+        words[I_HEAD] = start;
+        words[I_TAIL] = start;
+        words[I_CAPACITY] = capacity;
+        words[I_FLAGS] = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
+          (checked.multiConsumer ? FLAG_MULTI_CONSUMER : 0);
+        words[I_PRODUCERS] = producers;
+      },
+    });
     return new MessageRing(shm);
   }
 

@@ -10,7 +10,7 @@ import {
   StreamEndedError,
   TimedOutError,
 } from "../mod.ts";
-import { delay, ipcTest, testName } from "./_helpers.ts";
+import { Child, delay, ipcTest, testName } from "./_helpers.ts";
 
 ipcTest("MessageRing.create() rounds the capacity up to a power of two, at least 64", () => {
   for (const [requested, capacity] of [[1, 64], [64, 64], [65, 128], [4096, 4096], [5000, 8192]]) {
@@ -383,3 +383,29 @@ ipcTest("a received message's buffer may be transferred; later receives still wo
     ring.unlink();
   }
 });
+
+ipcTest(
+  "a creator killed after initializing, before publishing, leaves no ring under the name; the next create takes the name and removes its temporary",
+  async () => {
+    const name = testName("mr");
+    const child = new Child("channel_child.ts", ["create-ring", name], ["-A"], {
+      DENO_IPC_CRASH_AT: "shm.create.initialized",
+    });
+    assert.equal(await child.line(), "creating");
+    assert.equal((await child.status()).signal, "SIGKILL");
+    const temporaries = () =>
+      [...Deno.readDirSync("/dev/shm")].filter((entry) =>
+        entry.name.startsWith(`.deno-ipc-init.${child.process.pid}.`)
+      );
+    assert.equal(temporaries().length, 1, "the dead creator's temporary is there");
+    // Nothing half-made is visible: the name does not exist (no wait, no EINVAL).
+    assert.throws(() => MessageRing.open({ name }), NotFoundError);
+    using ring = MessageRing.create({ name, capacity: 1024 });
+    try {
+      assert.deepEqual(temporaries(), []);
+      assert.equal(ring.trySend(new Uint8Array([1])), true);
+    } finally {
+      ring.unlink();
+    }
+  },
+);

@@ -56,6 +56,10 @@ if (action === "producer") {
   console.log("sending");
   ring.trySend(message);
   console.log("sent");
+} else if (action === "create-ring") {
+  console.log("creating");
+  MessageRing.create({ name: Deno.args[1], capacity: 1024 }).close();
+  console.log("created");
 } else if (action === "try-send") {
   using ring = MessageRing.open({ name: Deno.args[1] });
   console.log("trying");
