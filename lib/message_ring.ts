@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { closedError, streamEndedError } from "../ffi/errno.ts";
+import { closedError, CorruptedError, streamEndedError } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
@@ -107,6 +107,40 @@ function recordSize(length: number): number {
   return (RECORD_HEADER + length + 7) & ~7;
 }
 
+// What a handle takes from the header once, when it opens: later changes by another
+// process never resize or reshape this handle's view.
+interface Shape {
+  capacity: number;
+  flags: number;
+  producers: number;
+}
+
+// Reads and checks the header of a region that carries the ring's magic and version.
+function readShape(shm: SharedMemory): Shape {
+  const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
+  const capacity = words[I_CAPACITY];
+  const flags = words[I_FLAGS];
+  const producers = words[I_PRODUCERS];
+  const corrupted = (field: string, detail: string) =>
+    new CorruptedError(WHAT, shm.name, field, detail);
+  if (
+    !(capacity >= MIN_CAPACITY && capacity <= MAX_CAPACITY && (capacity & (capacity - 1)) === 0)
+  ) {
+    throw corrupted("capacity", `${capacity} is not a power of two from 64 to 2^30`);
+  }
+  if ((flags & ~(FLAG_MULTI_PRODUCER | FLAG_MULTI_CONSUMER)) !== 0) {
+    throw corrupted("flags", `0x${(flags >>> 0).toString(16)} has unknown bits`);
+  }
+  if (!(producers >= 0 && producers <= MAX_PRODUCERS)) {
+    throw corrupted("producers", `${producers} is not from 0 to ${MAX_PRODUCERS}`);
+  }
+  const size = HEADER_BYTES + slotTableBytes(producers) + capacity;
+  if (shm.size < size) {
+    throw corrupted("size", `${shm.size} bytes, the header says ${size}`);
+  }
+  return { capacity, flags, producers };
+}
+
 /**
  * A ring buffer of variable-length messages in POSIX shared memory.
  *
@@ -173,15 +207,15 @@ export class MessageRing extends Channel {
   #lastScan = -Infinity;
   #ended = false;
 
-  private constructor(shm: SharedMemory) {
+  private constructor(shm: SharedMemory, shape: Shape) {
     super();
     this.#shm = shm;
     this.#lifetime = new Lifetime(() => shm.close());
     const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
     this.#words = words;
-    this.#capacity = words[I_CAPACITY];
+    this.#capacity = shape.capacity;
     this.#mask = this.#capacity - 1;
-    this.#producers = words[I_PRODUCERS];
+    this.#producers = shape.producers;
     const tableBytes = slotTableBytes(this.#producers);
     this.#slots = shm.view(BigInt64Array, HEADER_BYTES, this.#producers);
     this.#data = shm.view(Uint8Array, HEADER_BYTES + tableBytes, this.#capacity);
@@ -190,7 +224,7 @@ export class MessageRing extends Channel {
     let id = (Atomics.add(words, I_HANDLES, 1) + 1) | 0;
     if (id === 0) id = (Atomics.add(words, I_HANDLES, 1) + 1) | 0;
     this.#id = id;
-    const flags = words[I_FLAGS];
+    const flags = shape.flags;
     const lockWords = shm.view(BigInt64Array, 0, HEADER_BYTES / 8);
     this.#sendLock = flags & FLAG_MULTI_PRODUCER
       ? new PidLock(lockWords, I_SEND_LOCK / 2)
@@ -257,7 +291,9 @@ export class MessageRing extends Channel {
         words[I_PRODUCERS] = producers;
       },
     });
-    return new MessageRing(shm);
+    const flags = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
+      (checked.multiConsumer ? FLAG_MULTI_CONSUMER : 0);
+    return new MessageRing(shm, { capacity, flags, producers });
   }
 
   /**
@@ -281,12 +317,16 @@ export class MessageRing extends Channel {
     const shm = openLayout(options, WHAT, (shm) => {
       if (shm.size < HEADER_BYTES) return false;
       const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
-      const producers = words[I_PRODUCERS];
-      return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION &&
-        producers >= 0 && producers <= MAX_PRODUCERS &&
-        shm.size >= HEADER_BYTES + slotTableBytes(producers) + words[I_CAPACITY];
+      return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION;
     });
-    return new MessageRing(shm);
+    let shape: Shape;
+    try {
+      shape = readShape(shm);
+    } catch (error) {
+      shm.close();
+      throw error;
+    }
+    return new MessageRing(shm, shape);
   }
 
   /** Removes the ring's name; handles that have it open keep working. */
@@ -317,7 +357,9 @@ export class MessageRing extends Channel {
   /** Bytes taken by messages not yet received (each costs 8 + length, rounded to 8). */
   get usedBytes(): number {
     this.#assertOpen("read the state of");
-    return (Atomics.load(this.#words, I_HEAD) - Atomics.load(this.#words, I_TAIL)) >>> 0;
+    const used = (Atomics.load(this.#words, I_HEAD) - Atomics.load(this.#words, I_TAIL)) >>> 0;
+    if (used > this.#capacity) throw this.#corruptPositions();
+    return used;
   }
 
   /**
@@ -505,6 +547,17 @@ export class MessageRing extends Channel {
     this.#shm.unlink();
   }
 
+  #corruptPositions(): CorruptedError {
+    const head = Atomics.load(this.#words, I_HEAD) >>> 0;
+    const tail = Atomics.load(this.#words, I_TAIL) >>> 0;
+    return new CorruptedError(
+      WHAT,
+      this.name,
+      "positions",
+      `head ${head} and tail ${tail} (capacity ${this.#capacity}, 8-aligned)`,
+    );
+  }
+
   #assertOpen(operation: string): void {
     if (this.#lifetime.closed) throw closedError(operation, WHAT, this.#shm.name);
   }
@@ -576,6 +629,7 @@ export class MessageRing extends Channel {
       step("ring.send.locked");
       const words = this.#words;
       const head = Atomics.load(words, I_HEAD) >>> 0;
+      if ((head & 7) !== 0) throw this.#corruptPositions();
       const need = recordSize(message.length);
       // The cached tail is trusted only while this handle was the last to move the
       // head: then the tail has only moved on since it was read. Comparing positions
@@ -585,6 +639,7 @@ export class MessageRing extends Channel {
         this.#capacity - ((head - this.#cachedTail) >>> 0) < need
       ) {
         this.#cachedTail = Atomics.load(words, I_TAIL) >>> 0;
+        if (((head - this.#cachedTail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
           step("ring.send.full");
           return false;
@@ -644,6 +699,7 @@ export class MessageRing extends Channel {
       step("ring.receive.locked");
       const words = this.#words;
       const tail = Atomics.load(words, I_TAIL) >>> 0;
+      if ((tail & 7) !== 0) throw this.#corruptPositions();
       // The cached head proves a message only while it is ahead of the tail, and only
       // while this handle was the last to move the tail: then the head has only moved
       // on since it was read. Comparing positions instead would be fooled by other
@@ -655,6 +711,7 @@ export class MessageRing extends Channel {
         // The end is checked before the head: a producer ends after its last publish.
         const ended = this.#streamEnded();
         this.#cachedHead = Atomics.load(words, I_HEAD) >>> 0;
+        if (((this.#cachedHead - tail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#cachedHead === tail) {
           step("ring.receive.empty");
           return ended ? null : undefined;
@@ -662,6 +719,19 @@ export class MessageRing extends Channel {
       }
       const at = tail & this.#mask;
       length = this.#dataWords[at >> 2];
+      // Checked against what was published before anything is allocated or copied: a
+      // length another process wrote must not size an array or move the message pool.
+      const published = (this.#cachedHead - tail) >>> 0;
+      if (published > this.#capacity) throw this.#corruptPositions();
+      if (!(length >= 0 && length <= this.#capacity - RECORD_HEADER)) length = -1;
+      if (length < 0 || recordSize(length) > published) {
+        throw new CorruptedError(
+          WHAT,
+          this.name,
+          "record length",
+          `${this.#dataWords[at >> 2]} at position ${tail}, with ${published} bytes published`,
+        );
+      }
       let targetWords: Int32Array | undefined;
       let wordOffset = 0;
       if (target === undefined) {
