@@ -253,6 +253,8 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   setpgid: "minus-one",
   getpgid: "minus-one",
   futex_wake: "minus-one",
+  pidfd_open: "minus-one",
+  pidfd_send_signal: "minus-one",
 };
 
 /**

@@ -11,6 +11,8 @@ export const LIBC_SYMBOLS = {
   strerrorname_np: { parameters: ["i32"], result: "pointer", optional: true },
   // pid_t getpid(void);
   getpid: { parameters: [], result: "i32" },
+  // uid_t geteuid(void);
+  geteuid: { parameters: [], result: "u32" },
   // int kill(pid_t pid, int sig);
   kill: { parameters: ["i32", "i32"], result: "i32" },
   // int raise(int sig);
@@ -136,6 +138,15 @@ export const LIBC_SYMBOLS = {
   futex_wake: {
     name: "syscall",
     parameters: ["i64", "pointer", "i32", "i32", "pointer", "pointer", "i32"],
+    result: "i32",
+  },
+  // long syscall(SYS_pidfd_open, pid_t pid, unsigned int flags);  a descriptor that
+  // names one process: it never refers to a later process that reuses the pid.
+  pidfd_open: { name: "syscall", parameters: ["i64", "i32", "u32"], result: "i32" },
+  // long syscall(SYS_pidfd_send_signal, int pidfd, int sig, siginfo_t *info, unsigned int flags);
+  pidfd_send_signal: {
+    name: "syscall",
+    parameters: ["i64", "i32", "i32", "pointer", "u32"],
     result: "i32",
   },
   // The same call with FUTEX_WAIT, on Deno's thread pool: errno of this call is lost.

@@ -128,6 +128,26 @@ export function processStartTime(processId: number): number | undefined {
   return stat.startTime;
 }
 
+const statusBuffer = new Uint8Array(4096);
+
+/** The real uid of a live process, read from /proc/PID/status; undefined if gone. */
+export function processUid(processId: number): number | undefined {
+  if (!Number.isInteger(processId) || processId <= 0 || processId > 2 ** 22) return undefined;
+  const { open, read, close } = libc().symbols;
+  const fd = open(encoder.encode(`/proc/${processId}/status\0`), C.O_RDONLY | C.O_CLOEXEC, 0);
+  if (fd < 0) return undefined;
+  let length: number;
+  try {
+    length = read(fd, statusBuffer, BigInt(statusBuffer.length));
+  } finally {
+    close(fd);
+  }
+  const match = /\nUid:\s+(\d+)/.exec(
+    decoder.decode(statusBuffer.subarray(0, Math.max(0, length))),
+  );
+  return match === null ? undefined : Number(match[1]);
+}
+
 /** Whether the process a token names is alive (see {@link processAlive}). */
 export function tokenAlive(value: bigint): boolean {
   const { pid: processId, startTime: start } = tokenParts(value);
