@@ -59,9 +59,10 @@ export interface RunResult {
   stuck: string | undefined;
 }
 
-/** Runs the participants on `ring` under `schedule`. */
+/** Runs the participants on the object `objectName` (a `kind`) under `schedule`. */
 export async function runSchedule(
-  ringName: string,
+  kind: "ring" | "textbook",
+  objectName: string,
   participants: ParticipantSpec[],
   schedule: Schedule,
   options: { settleMs?: number; deadlineMs?: number } = {},
@@ -89,7 +90,8 @@ export async function runSchedule(
           control.name,
           String(index),
           spec.role,
-          ringName,
+          kind,
+          objectName,
           String(spec.count),
         ],
         // Without kills, a lost wake-up must not be covered up by the end of a slice.

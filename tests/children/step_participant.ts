@@ -2,17 +2,19 @@
 // of a protocol operation (lib/_steps.ts) it tells the scheduler where it is and waits
 // until the scheduler lets it take that step: the scheduler decides the interleaving of
 // all participants' shared-memory steps, and may kill one that waits at a step.
-//   step_participant.ts CONTROL INDEX ROLE RING COUNT
+//   step_participant.ts CONTROL INDEX ROLE KIND NAME COUNT
 //     ROLE producer: sends COUNT messages [INDEX, seq, ...] then end()
 //     ROLE consumer: receives until the end of the stream
+//     KIND ring (MessageRing) | textbook (BoundedBuffer, messages of 48 bytes)
 // Prints one JSON line per event: {"e":"inv"|"ok"|"fail", "op", "v", "t"}.
 import { sleepSync } from "../../lib/_process.ts";
 import { setStepHook } from "../../lib/_steps.ts";
 import { testing } from "../../lib/_testing.ts";
-import { MessageRing, SharedMemory } from "../../mod.ts";
+import { BoundedBuffer, type Channel, MessageRing, SharedMemory } from "../../mod.ts";
 import { SLOT_WORDS, STATE_AT_STEP, STATE_DONE, STATE_RUNNING } from "../_step_scheduler.ts";
 
-const [controlName, indexText, role, ringName, countText] = Deno.args;
+const [controlName, indexText, role, kind, objectName, countText] = Deno.args;
+const FIXED = 48; // the textbook buffer's item size: every message is padded to it
 const index = Number(indexText);
 const control = SharedMemory.open({ name: controlName });
 const words = control.view(Int32Array, 0, control.size / 4);
@@ -36,11 +38,15 @@ setStepHook((step) => {
   Atomics.store(words, base, STATE_RUNNING);
 });
 
-const ring = MessageRing.open({ name: ringName });
+const ring: Channel = kind === "ring"
+  ? MessageRing.open({ name: objectName })
+  : BoundedBuffer.open({ name: objectName });
+const length = (sequence: number) =>
+  kind === "ring" ? 8 + ((sequence * 13 + index * 7) % 40) : FIXED;
 const timeout = 120_000;
 if (role === "producer") {
   for (let sequence = 0; sequence < Number(countText); sequence++) {
-    const message = new Uint8Array(8 + ((sequence * 13 + index * 7) % 40)).fill(sequence & 0xff);
+    const message = new Uint8Array(length(sequence)).fill(sequence & 0xff);
     new DataView(message.buffer).setUint32(0, index, true);
     new DataView(message.buffer).setUint32(4, sequence, true);
     const v = `${index}:${sequence}`;
@@ -60,7 +66,8 @@ if (role === "producer") {
     const view = new DataView(message.buffer, message.byteOffset, message.length);
     const producer = view.getUint32(0, true);
     const sequence = view.getUint32(4, true);
-    const intact = message.length === 8 + ((sequence * 13 + producer * 7) % 40) &&
+    const expected = kind === "ring" ? 8 + ((sequence * 13 + producer * 7) % 40) : FIXED;
+    const intact = message.length === expected &&
       message.subarray(8).every((byte) => byte === (sequence & 0xff));
     log({ e: "ok", op: "receive", v: intact ? `${producer}:${sequence}` : "CORRUPT" });
   }
