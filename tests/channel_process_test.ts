@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MessageRing } from "../mod.ts";
 import { FIXTURES } from "./_channel_harness.ts";
-import { Child, ipcTest, propertyRuns } from "./_helpers.ts";
+import { Child, delay, ipcTest, propertyRuns, testName } from "./_helpers.ts";
 
 const CHILD = new URL("./children/channel_child.ts", import.meta.url).pathname;
 const KINDS: Record<string, string> = {
@@ -209,3 +209,75 @@ ipcTest("MessageRing with producers: 0 never ends, whoever dies", async () => {
     ring.unlink();
   }
 });
+
+ipcTest(
+  "MessageRing with 3 producer and 3 consumer processes, paused and resumed at random (SIGSTOP/SIGCONT) with a 60 s wait slice: every item once, in order, and no lost wake-up",
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ who: fc.nat({ max: 5 }), ms: fc.integer({ min: 0, max: 15 }) }), {
+          minLength: 5,
+          maxLength: 30,
+        }),
+        fc.constantFrom(0, 2 ** 31 - 64, 2 ** 32 - 64),
+        async (pauses, start) => {
+          const ring = MessageRing.create({
+            name: testName("stop"),
+            capacity: 256,
+            multiProducer: true,
+            multiConsumer: true,
+            producers: 3,
+          });
+          const env = { DENO_IPC_WAIT_SLICE_MS: "60000", DENO_IPC_RING_START: String(start) };
+          const spawn = (args: string[]) =>
+            new Deno.Command(Deno.execPath(), {
+              args: ["run", "-A", CHILD, ...args],
+              env,
+              stdout: "piped",
+              stderr: "inherit",
+            }).spawn();
+          const children = [
+            ...[0, 1, 2].map((id) =>
+              spawn(["producer", "ring", ring.name, String(id), "150", "24", "1"])
+            ),
+            ...[0, 1, 2].map(() => spawn(["consumer", "ring", ring.name])),
+          ];
+          const outputs = children.map((child) => new Response(child.stdout).text());
+          try {
+            for (const { who, ms } of pauses) {
+              children[who].kill("SIGSTOP");
+              await delay(ms);
+              children[who].kill("SIGCONT");
+            }
+            // With a 60 s slice, a lost wake-up shows as a child still waiting here.
+            const finished = Promise.all(children.map((child) => child.status));
+            const timer = delay(20_000).then(() => "stuck");
+            assert.notEqual(await Promise.race([finished, timer]), "stuck", "a child never woke");
+            const seen = new Set<string>();
+            for (const output of (await Promise.all(outputs)).slice(3)) {
+              const last = new Map<number, number>();
+              for (const [producer, sequence] of JSON.parse(output) as [number, number][]) {
+                assert.ok(sequence > (last.get(producer) ?? -1), "a producer's order broken");
+                last.set(producer, sequence);
+                assert.ok(!seen.has(`${producer}:${sequence}`), "an item delivered twice");
+                seen.add(`${producer}:${sequence}`);
+              }
+            }
+            assert.equal(seen.size, 450, "items lost");
+          } finally {
+            for (const child of children) {
+              try {
+                child.kill("SIGKILL");
+              } catch { /* exited */ }
+            }
+            await Promise.all(children.map((child) => child.status));
+            await Promise.all(outputs);
+            ring.close();
+            ring.unlink();
+          }
+        },
+      ),
+      { numRuns: propertyRuns(2) },
+    );
+  },
+);
