@@ -7,8 +7,12 @@
  */
 import { ERRNO } from "../ffi/constants.ts";
 import { ClosedError, timedOutError } from "../ffi/errno.ts";
-import { describe, validateInteger, validateOptions } from "./_validate.ts";
+import { type OwnershipOptions, validateOwnership } from "./_owner.ts";
+import { type PeerCredentials, UnixListener, UnixStream } from "./_unix_socket.ts";
+import { describe, validateInteger, validateMode, validateOptions } from "./_validate.ts";
 import { Turns, validateWaitOptions, type WaitOptions, within } from "./_wait.ts";
+
+export type { PeerCredentials } from "./_unix_socket.ts";
 
 /** Where a stream socket listens or connects: TCP host and port, or a Unix socket path. */
 export type SocketAddress =
@@ -25,9 +29,43 @@ export interface DatagramAddress {
 
 /** Options of framed connections and servers. */
 export interface FramingOptions {
-  /** Largest message, in bytes, sent or accepted. Default: 16 MiB. */
+  /**
+   * Largest message, in bytes, sent or accepted. Default: 16 MiB. A receiver does not
+   * reserve this much when a frame is announced: its buffer grows as the bytes arrive.
+   */
   maxFrameSize?: number;
 }
+
+/**
+ * Options of {@link FramedConnection.connect}. For a Unix socket, the socket file must
+ * belong to this process's effective uid and give no group or other access, unless
+ * `allowOtherOwners` / `allowModes` say otherwise (`PermissionDeniedError`); a symbolic
+ * link at the path is refused too.
+ */
+export interface FramedConnectOptions extends FramingOptions, WaitOptions, OwnershipOptions {}
+
+/** Options of {@link FramedServer.listen}. */
+export interface FramedServerOptions extends FramingOptions {
+  /**
+   * Most connections open at once: a client arriving while this many accepted
+   * connections are open (not yet closed) is refused: it gets `refusalMessage` (if any)
+   * as one frame and its connection is closed at once. Default: 1024.
+   */
+  maxConnections?: number;
+  /** Sent as one frame to each refused client before its connection is closed. */
+  refusalMessage?: Uint8Array | string;
+  /**
+   * Permission bits of a Unix socket's file, set before the socket accepts anyone
+   * (connecting needs write permission). Default: `0o600`, only this user.
+   */
+  mode?: number;
+}
+
+// What the framing needs of a stream: Deno's own TCP connections, or our Unix sockets.
+type Stream = Pick<Deno.Conn, "read" | "write" | "closeWrite" | "close"> & {
+  readonly localAddr: Deno.Addr;
+  readonly remoteAddr: Deno.Addr;
+};
 
 /** A frame larger than the connection's `maxFrameSize` (to send, or announced by the peer). */
 export class FrameTooLargeError extends RangeError {
@@ -70,6 +108,11 @@ export class DatagramTooLargeError extends RangeError {
 
 const HEADER = 4;
 const DEFAULT_MAX_FRAME = 16 * 2 ** 20;
+const DEFAULT_MAX_CONNECTIONS = 1024;
+const DEFAULT_SOCKET_MODE = 0o600;
+const REFUSAL_TIMEOUT_MS = 1000;
+// A receive buffer grown past this for a large frame is let go once the frame is out.
+const KEEP_BUFFER = 4 * 64 * 1024;
 const MAX_FRAME = 2 ** 31 - 1;
 /** Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header). */
 export const MAX_UDP_PAYLOAD = 65_507;
@@ -131,6 +174,9 @@ export function validateSocketAddress(address: unknown, listening: boolean): Soc
   throw new TypeError(`Invalid socket transport ${describe(transport)}: expected "tcp" or "unix"`);
 }
 
+// Called when a connection closes (its server counts the open ones).
+const closeListeners = new WeakMap<FramedConnection, () => void>();
+
 function describeAddress(address: Deno.Addr): string {
   return address.transport === "tcp" || address.transport === "udp"
     ? `${address.hostname}:${address.port}`
@@ -185,7 +231,7 @@ function closedConnection(operation: string, name: string): ClosedError {
  * ```
  */
 export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
-  readonly #conn: Deno.Conn;
+  readonly #conn: Stream;
   readonly #maxFrame: number;
   readonly #name: string;
   #buffer = new Uint8Array(READ_CHUNK);
@@ -197,12 +243,13 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
   #queue: { frame: Uint8Array; resolve: () => void; reject: (error: unknown) => void }[] = [];
   #flushing = false;
   #failure: unknown;
+  #writeFailure: unknown;
   #closed = false;
 
   /** Wraps an open connection (from `Deno.connect` / `accept`); it now owns it. */
   constructor(conn: Deno.Conn, options?: FramingOptions) {
     this.#maxFrame = validateMaxFrame(options);
-    this.#conn = conn;
+    this.#conn = conn as Stream;
     // Each frame is written whole; waiting to coalesce small writes (Nagle) would only
     // add latency to request-reply traffic.
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
@@ -225,17 +272,18 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
    */
   static async connect(
     address: SocketAddress,
-    options?: FramingOptions & WaitOptions,
+    options?: FramedConnectOptions,
   ): Promise<FramedConnection> {
     const checked = validateSocketAddress(address, false);
     const wait = validateWaitOptions({ timeout: options?.timeout, signal: options?.signal });
     validateMaxFrame(options);
+    const ownership = validateOwnership(validateOptions<FramedConnectOptions>(options, "connect"));
     const label = checked.transport === "tcp"
       ? `${checked.hostname}:${checked.port}`
       : checked.path;
-    const connecting: Promise<Deno.Conn> = checked.transport === "tcp"
+    const connecting: Promise<Stream> = checked.transport === "tcp"
       ? Deno.connect({ transport: "tcp", hostname: checked.hostname!, port: checked.port })
-      : Deno.connect({ transport: "unix", path: checked.path });
+      : UnixStream.connect(checked.path, ownership, { signal: wait.signal });
     connecting.then((conn) => {
       if (abandoned) conn.close();
     }, () => {});
@@ -246,7 +294,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
         wait,
         (ms) => timedOutError("connect", "socket", label, ms),
       );
-      return new FramedConnection(conn, { maxFrameSize: options?.maxFrameSize });
+      return new FramedConnection(conn as Deno.Conn, { maxFrameSize: options?.maxFrameSize });
     } catch (error) {
       abandoned = true;
       throw error;
@@ -268,12 +316,22 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     return this.#closed;
   }
 
+  /**
+   * The peer's process id, user id and group id as the kernel recorded them when the
+   * connection was made (SO_PEERCRED): for Unix sockets only, `undefined` over TCP. A
+   * server learns who connected; a client learns who listens. No peer can forge them.
+   */
+  get peerCredentials(): PeerCredentials | undefined {
+    return this.#conn instanceof UnixStream ? this.#conn.peerCredentials : undefined;
+  }
+
   /** Sends `message` (bytes, or a string as UTF-8) as one frame. */
   send(message: Uint8Array | string, options?: WaitOptions): Promise<void> {
     let frame: Uint8Array;
     let wait: WaitOptions;
     try {
       if (this.#closed) throw closedConnection("send", this.#name);
+      if (this.#writeFailure !== undefined) throw this.#writeFailure;
       const bytes = toBytes(message);
       wait = validateWaitOptions(options);
       if (bytes.length > this.#maxFrame) {
@@ -325,9 +383,24 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + this.#start);
     const length = view.getUint32(0);
     if (length > this.#maxFrame || this.#end - this.#start < HEADER + length) return undefined;
+    return this.#take(length);
+  }
+
+  // The buffered frame of `length` bytes at #start; a buffer grown for a large frame is
+  // let go once nothing much is left in it.
+  #take(length: number): Uint8Array {
     const from = this.#start + HEADER;
     this.#start = from + length;
-    return this.#buffer.slice(from, from + length);
+    const frame = this.#buffer.slice(from, from + length);
+    const left = this.#end - this.#start;
+    if (this.#buffer.length > KEEP_BUFFER && left <= READ_CHUNK) {
+      const smaller = new Uint8Array(READ_CHUNK * 2);
+      smaller.set(this.#buffer.subarray(this.#start, this.#end));
+      this.#buffer = smaller;
+      this.#start = 0;
+      this.#end = left;
+    }
+    return frame;
   }
 
   async #receiveWaiting(options?: WaitOptions): Promise<Uint8Array | null> {
@@ -372,6 +445,9 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     try {
       this.#conn.close();
     } catch { /* already closed by the runtime */ }
+    const listener = closeListeners.get(this);
+    closeListeners.delete(this);
+    listener?.();
   }
 
   /** Same as `close()`. */
@@ -405,8 +481,10 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
         try {
           await this.#writeAll(data);
         } catch (error) {
-          // Part of a frame may be on the wire: nothing more may follow it.
-          this.close();
+          // Part of a frame may be on the wire: nothing more may follow it. Receiving
+          // goes on: a peer that went away may have said why before it did (a server's
+          // refusal), and its last frames are still to be read.
+          this.#writeFailure ??= error;
           for (const entry of [...batch, ...this.#queue.splice(0)]) entry.reject(error);
           return;
         }
@@ -436,11 +514,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
           const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + this.#start);
           const length = view.getUint32(0);
           if (length > this.#maxFrame) throw new FrameTooLargeError(length, this.#maxFrame, true);
-          if (available >= HEADER + length) {
-            const from = this.#start + HEADER;
-            this.#start = from + length;
-            return this.#buffer.slice(from, from + length);
-          }
+          if (available >= HEADER + length) return this.#take(length);
           this.#reserve(HEADER + length);
         } else {
           this.#reserve(HEADER);
@@ -465,17 +539,21 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     }
   }
 
-  // Makes room for a frame of `total` bytes from #start, plus a read's worth.
+  // Makes room to read more of a frame of `total` bytes from #start. The buffer grows
+  // with what has arrived (doubling, never past the frame plus one read), not with what
+  // the header announced: a peer that announces 2 GiB and sends nothing costs one read's
+  // worth of memory.
   #reserve(total: number): void {
     const used = this.#end - this.#start;
-    const wanted = Math.max(total, used) + READ_CHUNK;
+    const wanted = total + READ_CHUNK;
     if (this.#start > 0 && (this.#buffer.length - this.#end < READ_CHUNK || used === 0)) {
       this.#buffer.copyWithin(0, this.#start, this.#end);
       this.#end = used;
       this.#start = 0;
     }
     if (this.#buffer.length < wanted && this.#buffer.length - this.#end < READ_CHUNK) {
-      const grown = new Uint8Array(Math.max(wanted, this.#buffer.length * 2));
+      const size = Math.min(wanted, Math.max(this.#buffer.length * 2, used + READ_CHUNK));
+      const grown = new Uint8Array(size);
       grown.set(this.#buffer.subarray(this.#start, this.#end));
       this.#buffer = grown;
       this.#end = used;
@@ -486,8 +564,17 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
 
 /**
  * A listening stream socket that hands out {@link FramedConnection}s. TCP servers bind
- * to the loopback address unless `hostname` says otherwise; a Unix socket's file is
- * created (it must not exist) and removed again by `close()`.
+ * to the loopback address unless `hostname` says otherwise.
+ *
+ * A Unix socket's file is created (nothing may exist at the path: `AlreadyExistsError`)
+ * with mode `0o600` (option `mode`), set before the socket accepts anyone, whatever the
+ * umask; `close()` removes it only if the path still names that same file (device and
+ * inode), never a file or link someone put there since. Each accepted connection's
+ * `peerCredentials` says which process and user connected.
+ *
+ * At most `maxConnections` (default 1024) accepted connections are open at once; a
+ * client beyond that is refused (it receives `refusalMessage`, if set, then the end of
+ * the stream) and the server goes on serving the others.
  *
  * @example Serving every client
  * ```ts
@@ -508,33 +595,51 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
  * ```
  */
 export class FramedServer implements Disposable, AsyncIterable<FramedConnection> {
-  readonly #listener: Deno.Listener;
+  readonly #listener: Listener;
   readonly #options: FramingOptions;
-  readonly #unixPath: string | undefined;
-  #accepting: Promise<Deno.Conn> | undefined;
+  readonly #maxConnections: number;
+  readonly #refusal: Uint8Array | undefined;
+  readonly #open = new Set<FramedConnection>();
+  #accepting: Promise<Stream> | undefined;
   readonly #acceptTurns = new Turns();
   #closed = false;
 
-  private constructor(listener: Deno.Listener, options: FramingOptions, unixPath?: string) {
+  private constructor(
+    listener: Listener,
+    options: FramingOptions,
+    maxConnections: number,
+    refusal: Uint8Array | undefined,
+  ) {
     this.#listener = listener;
     this.#options = options;
-    this.#unixPath = unixPath;
+    this.#maxConnections = maxConnections;
+    this.#refusal = refusal;
   }
 
   /** Starts listening. Port 0 picks a free port (see `address`). */
-  static listen(address: SocketAddress, options?: FramingOptions): FramedServer {
+  static listen(address: SocketAddress, options?: FramedServerOptions): FramedServer {
     const checked = validateSocketAddress(address, true);
-    const maxFrameSize = validateMaxFrame(options);
-    if (checked.transport === "tcp") {
-      const listener = Deno.listen({
-        transport: "tcp",
-        hostname: checked.hostname,
-        port: checked.port,
-      });
-      return new FramedServer(listener, { maxFrameSize });
+    const opts = validateOptions<FramedServerOptions>(options, "server");
+    const maxFrameSize = validateMaxFrame(opts);
+    const maxConnections = validateInteger(
+      opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      "maxConnections",
+      1,
+    );
+    const refusal = opts.refusalMessage === undefined ? undefined : toBytes(opts.refusalMessage);
+    if (refusal !== undefined && refusal.length > maxFrameSize) {
+      throw new FrameTooLargeError(refusal.length, maxFrameSize, false);
     }
-    const listener = Deno.listen({ transport: "unix", path: checked.path });
-    return new FramedServer(listener, { maxFrameSize }, checked.path);
+    const mode = validateMode(opts.mode ?? DEFAULT_SOCKET_MODE, "Unix socket");
+    const listener: Listener = checked.transport === "tcp"
+      ? Deno.listen({ transport: "tcp", hostname: checked.hostname, port: checked.port })
+      : UnixListener.listen(checked.path, mode);
+    return new FramedServer(listener, { maxFrameSize }, maxConnections, refusal);
+  }
+
+  /** How many accepted connections are open (not yet closed). */
+  get openConnections(): number {
+    return this.#open.size;
   }
 
   /** The address clients connect to (with the port actually bound). */
@@ -544,7 +649,8 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
 
   /**
    * Waits for the next client. Concurrent calls are served in turn; one that times out
-   * or is aborted loses no client (the next call gets it).
+   * or is aborted loses no client (the next call gets it). Clients beyond
+   * `maxConnections` are refused here and never returned.
    */
   async accept(options?: WaitOptions): Promise<FramedConnection> {
     const name = describeAddress(this.#listener.addr);
@@ -554,13 +660,30 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     let endTurn: (() => void) | undefined;
     try {
       endTurn = await this.#acceptTurns.take(wait, onTimeout);
-      if (this.#accepting === undefined) {
-        this.#accepting = this.#listener.accept();
-        this.#accepting.catch(() => {});
+      const deadline = wait.timeout === undefined ? undefined : performance.now() + wait.timeout;
+      while (true) {
+        if (this.#accepting === undefined) {
+          this.#accepting = this.#listener.accept();
+          this.#accepting.catch(() => {});
+        }
+        const remaining = deadline === undefined
+          ? undefined
+          : Math.max(0, deadline - performance.now());
+        const conn = await within(
+          this.#accepting,
+          { timeout: remaining, signal: wait.signal },
+          () => onTimeout(wait.timeout!),
+        );
+        this.#accepting = undefined;
+        const connection = new FramedConnection(conn as Deno.Conn, this.#options);
+        if (this.#open.size >= this.#maxConnections) {
+          this.#refuse(connection);
+          continue;
+        }
+        this.#open.add(connection);
+        closeListeners.set(connection, () => this.#open.delete(connection));
+        return connection;
       }
-      const conn = await within(this.#accepting, wait, onTimeout);
-      this.#accepting = undefined;
-      return new FramedConnection(conn, this.#options);
     } catch (error) {
       if (this.#closed) throw closedConnection("accept on", name);
       throw error;
@@ -610,7 +733,23 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     await Promise.all(running);
   }
 
-  /** Stops listening (removing a Unix socket file). Idempotent. */
+  // Over the limit: the client gets the refusal (if any) and the end of the stream. The
+  // write goes into an empty socket buffer, so it does not wait; the bound is for a
+  // refusal larger than that buffer.
+  #refuse(connection: FramedConnection): void {
+    if (this.#refusal === undefined) {
+      connection.close();
+      return;
+    }
+    connection.send(this.#refusal, { timeout: REFUSAL_TIMEOUT_MS })
+      .catch(() => {})
+      .finally(() => connection.close());
+  }
+
+  /**
+   * Stops listening (removing a Unix socket file if it is still this server's).
+   * Connections already accepted stay open. Idempotent.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -619,11 +758,6 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     } catch { /* already closed */ }
     // A client accepted for a call that gave up is nobody's: close it.
     this.#accepting?.then((conn) => conn.close(), () => {});
-    if (this.#unixPath !== undefined) {
-      try {
-        Deno.removeSync(this.#unixPath);
-      } catch { /* already gone */ }
-    }
   }
 
   /** Same as `close()`. */
@@ -857,6 +991,13 @@ export class DatagramSocket implements Disposable {
     this.close();
   }
 }
+
+// Deno's TCP listener, or our Unix one.
+type Listener = {
+  readonly addr: Deno.Addr;
+  accept(): Promise<Stream>;
+  close(): void;
+};
 
 // Deno's UDP API is unstable: without --unstable-net it does not exist.
 function listenDatagram(options: Deno.UdpListenOptions & { transport: "udp" }): Deno.DatagramConn {

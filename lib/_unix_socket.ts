@@ -1,0 +1,374 @@
+// Unix domain stream sockets through libc, for what Deno's own Unix sockets cannot do:
+// a Deno.UnixConn hides its descriptor, so the kernel's word on the peer (SO_PEERCRED)
+// is out of reach; Deno.listen gives the socket file the umask's mode, and its close
+// removes whatever is at the path by then. Here the socket file gets its mode before
+// anyone can connect, is removed only while it is still ours, and connecting checks the
+// file's owner and mode on a descriptor (no path is looked up twice).
+//
+// Descriptors are non-blocking; waits are poll(2) on Deno's thread pool through the one
+// wait loop (_wait.ts), in bounded slices.
+import { C, ERRNO } from "../ffi/constants.ts";
+import {
+  AlreadyExistsError,
+  check,
+  closedError,
+  errnoError,
+  lastErrno,
+  NotASocketError,
+  PermissionDeniedError,
+  timedOutError,
+} from "../ffi/errno.ts";
+import { libc } from "../ffi/libc.ts";
+import { Lifetime } from "./_lifetime.ts";
+import { checkOwnership, effectiveUid, fileStatus, type Ownership } from "./_owner.ts";
+import { pollReady } from "./_poll.ts";
+import { cString } from "./_validate.ts";
+import { PENDING, waitFor, type WaitOptions } from "./_wait.ts";
+
+/**
+ * Who is at the other end of a Unix socket, as the kernel recorded it when the
+ * connection was made (SO_PEERCRED): the peer's process id, effective user id and
+ * effective group id at connect (client) or listen (server) time. No process can forge
+ * these; a process that has since exited, or passed the descriptor on, is not followed.
+ */
+export interface PeerCredentials {
+  /** Process id of the peer. */
+  readonly pid: number;
+  /** Its effective user id. */
+  readonly uid: number;
+  /** Its effective group id. */
+  readonly gid: number;
+}
+
+const WHAT = "Unix socket";
+// One read(2) or send(2) moves at most this much (keeps results within an int).
+const MAX_TRANSFER = 2 ** 30;
+const BACKLOG = 511;
+const CONNECT_RETRY_MS = 2;
+const encoder = new TextEncoder();
+
+function socketAddress(path: string): [Uint8Array<ArrayBuffer>, number] {
+  const bytes = encoder.encode(path);
+  if (bytes.length > C.SUN_PATH_MAX) {
+    throw new RangeError(`Invalid Unix socket path "${path.slice(0, 30)}...": too long`);
+  }
+  const address = new Uint8Array(C.SIZEOF_SOCKADDR_UN);
+  new DataView(address.buffer).setUint16(0, C.AF_UNIX, true);
+  address.set(bytes, 2);
+  return [address, 2 + bytes.length + 1];
+}
+
+function newSocket(path: string): number {
+  return check(
+    "socket",
+    libc().symbols.socket(C.AF_UNIX, C.SOCK_STREAM | C.SOCK_NONBLOCK | C.SOCK_CLOEXEC, 0),
+    path,
+  );
+}
+
+function peerCredentialsOf(fd: number, path: string): PeerCredentials {
+  const credentials = new Uint8Array(C.SIZEOF_UCRED);
+  const length = new Uint32Array([C.SIZEOF_UCRED]);
+  check(
+    "getsockopt",
+    libc().symbols.getsockopt(
+      fd,
+      C.SOL_SOCKET,
+      C.SO_PEERCRED,
+      credentials,
+      new Uint8Array(length.buffer),
+    ),
+    path,
+  );
+  const view = new DataView(credentials.buffer);
+  return Object.freeze({
+    pid: view.getInt32(0, true),
+    uid: view.getUint32(4, true),
+    gid: view.getUint32(8, true),
+  });
+}
+
+// Opens `path` itself, never a symbolic link there (O_NOFOLLOW), as an O_PATH descriptor:
+// what is checked through it is what is used through /proc/self/fd/N.
+function openPathOnly(path: string, syscall: string): number {
+  const fd = libc().symbols.open(cString(path), C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  if (fd >= 0) return fd;
+  const errno = lastErrno();
+  if (errno === ERRNO.ELOOP) {
+    throw new PermissionDeniedError(errno, syscall, {
+      objectName: path,
+      message: `Refusing ${WHAT} "${path}": it is a symbolic link (deno-ipc never follows ` +
+        `a link planted where a socket should be)`,
+    });
+  }
+  throw errnoError(errno, syscall, { objectName: path });
+}
+
+function assertSocket(mode: number, path: string, syscall: string): void {
+  if ((mode & C.S_IFMT) !== C.S_IFSOCK) {
+    throw new NotASocketError(ERRNO.ENOTSOCK, syscall, {
+      objectName: path,
+      message: `Cannot use "${path}" as a ${WHAT}: it is not a socket`,
+    });
+  }
+}
+
+/** A connected Unix stream socket (the subset of `Deno.Conn` the framing uses). */
+export class UnixStream {
+  readonly #fd: number;
+  readonly #lifetime: Lifetime;
+  readonly #path: string;
+  readonly #local: Deno.UnixAddr;
+  readonly #remote: Deno.UnixAddr;
+  /** The kernel's record of the peer. */
+  readonly peerCredentials: PeerCredentials;
+
+  constructor(fd: number, path: string, accepted: boolean) {
+    this.#fd = fd;
+    this.#path = path;
+    this.#lifetime = new Lifetime(() => {});
+    const named: Deno.UnixAddr = { transport: "unix", path };
+    const unnamed: Deno.UnixAddr = { transport: "unix", path: "" };
+    this.#local = accepted ? named : unnamed;
+    this.#remote = accepted ? unnamed : named;
+    try {
+      this.peerCredentials = peerCredentialsOf(fd, path);
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  /** Connects to the socket at `path` after checking its file's owner and mode. */
+  static async connect(
+    path: string,
+    ownership: Ownership,
+    options: WaitOptions,
+  ): Promise<UnixStream> {
+    const { symbols } = libc();
+    const pathFd = openPathOnly(path, "connect");
+    let fd = -1;
+    try {
+      const status = fileStatus(pathFd, path);
+      assertSocket(status.mode, path, "connect");
+      checkOwnership([status.uid], status.mode, ownership, WHAT, path, "connect");
+      fd = newSocket(path);
+      const [address, length] = socketAddress(`/proc/self/fd/${pathFd}`);
+      const lifetime = new Lifetime(() => {});
+      await waitFor({
+        lifetime,
+        attempt: () => {
+          if (symbols.connect(fd, address, length) === 0) return true;
+          const errno = lastErrno();
+          // EAGAIN: the listener's backlog is full; try again shortly.
+          if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return PENDING;
+          throw errnoError(errno, "connect", { objectName: path });
+        },
+        park: async (ms) => {
+          await new Promise((resolve) => setTimeout(resolve, Math.min(ms, CONNECT_RETRY_MS)));
+          return PENDING;
+        },
+        closedError: () => closedError("connect", WHAT, path),
+        timedOutError: (ms) => timedOutError("connect", WHAT, path, ms),
+        spin: 0,
+      }, options);
+      const stream = new UnixStream(fd, path, false);
+      fd = -1;
+      return stream;
+    } finally {
+      if (fd >= 0) symbols.close(fd);
+      symbols.close(pathFd);
+    }
+  }
+
+  get localAddr(): Deno.UnixAddr {
+    return this.#local;
+  }
+
+  get remoteAddr(): Deno.UnixAddr {
+    return this.#remote;
+  }
+
+  /** Reads what is there (at least one byte); `null` at the end of the stream. */
+  read(buffer: Uint8Array): Promise<number | null> {
+    const { symbols } = libc();
+    const length = Math.min(buffer.length, MAX_TRANSFER);
+    const count = BigInt(length);
+    return this.#wait("read", C.POLLIN, () => {
+      const read = symbols.read(this.#fd, buffer, count);
+      if (read > 0) return read;
+      if (read === 0) return length === 0 ? 0 : null;
+      const errno = lastErrno();
+      if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return PENDING;
+      throw errnoError(errno, "read", { objectName: this.#path });
+    });
+  }
+
+  /** Writes some of `bytes` (at least one), waiting while the socket buffer is full. */
+  write(bytes: Uint8Array): Promise<number> {
+    const { symbols } = libc();
+    const count = BigInt(Math.min(bytes.length, MAX_TRANSFER));
+    return this.#wait("write", C.POLLOUT, () => {
+      // MSG_NOSIGNAL: a peer that went away is EPIPE here, never a SIGPIPE.
+      const sent = symbols.send(this.#fd, bytes, count, C.MSG_NOSIGNAL);
+      if (sent >= 0) return sent;
+      const errno = lastErrno();
+      if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return PENDING;
+      throw errnoError(errno, "send", { objectName: this.#path });
+    });
+  }
+
+  /** Ends this side: the peer reads the end of the stream after what was sent. */
+  closeWrite(): Promise<void> {
+    if (this.#lifetime.closed) return Promise.reject(closedError("shutdown", WHAT, this.#path));
+    check("shutdown", libc().symbols.shutdown(this.#fd, C.SHUT_WR), this.#path);
+    return Promise.resolve();
+  }
+
+  /**
+   * Closes the socket; a read or write waiting here rejects. The descriptor is closed at
+   * once: a poll still running on the thread pool holds its own reference to the socket
+   * (poll(2) takes one), and its result is ignored, since the wait loop makes no attempt
+   * on a closed handle.
+   */
+  close(): void {
+    if (!this.#lifetime.close()) return;
+    libc().symbols.close(this.#fd);
+  }
+
+  #wait<T>(operation: string, events: number, attempt: () => T | typeof PENDING): Promise<T> {
+    return waitFor({
+      lifetime: this.#lifetime,
+      attempt,
+      park: async (ms) => {
+        await pollReady(this.#fd, events, ms);
+        return PENDING;
+      },
+      closedError: () => closedError(operation, WHAT, this.#path),
+      timedOutError: (ms) => timedOutError(operation, WHAT, this.#path, ms),
+      spin: 0, // the peer is a syscall away: spinning on read(2) costs more than poll
+    });
+  }
+}
+
+/**
+ * A listening Unix stream socket whose file has mode `mode` (not the umask's) before
+ * anyone can connect, and which `close()` removes only while it is still this socket.
+ */
+export class UnixListener {
+  readonly #fd: number;
+  readonly #lifetime: Lifetime;
+  readonly #path: string;
+  readonly #device: bigint;
+  readonly #inode: bigint;
+
+  private constructor(fd: number, path: string, device: bigint, inode: bigint) {
+    this.#fd = fd;
+    this.#path = path;
+    this.#device = device;
+    this.#inode = inode;
+    this.#lifetime = new Lifetime(() => {});
+  }
+
+  /**
+   * Binds `path` (nothing may exist there: `AlreadyExistsError`), gives the new file
+   * `mode`, then listens. Between bind and listen a connect is refused by the kernel,
+   * so nobody connects through the umask's mode.
+   */
+  static listen(path: string, mode: number): UnixListener {
+    const { symbols } = libc();
+    const [address, length] = socketAddress(path);
+    const fd = newSocket(path);
+    let bound: { device: bigint; inode: bigint } | undefined;
+    try {
+      if (symbols.bind(fd, address, length) !== 0) {
+        const errno = lastErrno();
+        if (errno === ERRNO.EADDRINUSE) {
+          throw new AlreadyExistsError(errno, "bind", {
+            objectName: path,
+            message: `Cannot listen at "${path}": something already exists there`,
+          });
+        }
+        throw errnoError(errno, "bind", { objectName: path });
+      }
+      // The file bind made, opened without following links: if someone swapped the
+      // path meanwhile (possible only in a directory they can write), it is not ours.
+      const pathFd = openPathOnly(path, "bind");
+      try {
+        const status = fileStatus(pathFd, path);
+        assertSocket(status.mode, path, "bind");
+        if (status.uid !== effectiveUid()) {
+          throw new PermissionDeniedError(ERRNO.EACCES, "bind", {
+            objectName: path,
+            message: `Refusing to listen at "${path}": the socket file there now belongs to ` +
+              `uid ${status.uid}, not to this process (the path was replaced after bind)`,
+          });
+        }
+        bound = { device: status.device, inode: status.inode };
+        check("chmod", symbols.chmod(cString(`/proc/self/fd/${pathFd}`), mode), path);
+      } finally {
+        symbols.close(pathFd);
+      }
+      check("listen", symbols.listen(fd, BACKLOG), path);
+      return new UnixListener(fd, path, bound.device, bound.inode);
+    } catch (error) {
+      symbols.close(fd);
+      if (bound) removeIfSame(path, bound.device, bound.inode);
+      throw error;
+    }
+  }
+
+  get addr(): Deno.UnixAddr {
+    return { transport: "unix", path: this.#path };
+  }
+
+  /** Waits for the next client. */
+  accept(): Promise<UnixStream> {
+    const { symbols } = libc();
+    const flags = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
+    return waitFor({
+      lifetime: this.#lifetime,
+      attempt: () => {
+        const fd = symbols.accept4(this.#fd, null, null, flags);
+        if (fd >= 0) return new UnixStream(fd, this.#path, true);
+        const errno = lastErrno();
+        // ECONNABORTED and the like: that client gave up; wait for the next one.
+        if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR || errno === ERRNO.ECONNABORTED) {
+          return PENDING;
+        }
+        throw errnoError(errno, "accept4", { objectName: this.#path });
+      },
+      park: async (ms) => {
+        await pollReady(this.#fd, C.POLLIN, ms);
+        return PENDING;
+      },
+      closedError: () => closedError("accept on", WHAT, this.#path),
+      timedOutError: (ms) => timedOutError("accept on", WHAT, this.#path, ms),
+      spin: 0,
+    });
+  }
+
+  /**
+   * Stops listening, and removes the socket file if the path still names the file this
+   * socket was bound to (same device and inode): never another process's socket or a
+   * link put there since.
+   */
+  close(): void {
+    if (!this.#lifetime.close()) return;
+    libc().symbols.close(this.#fd); // (as UnixStream.close)
+    removeIfSame(this.#path, this.#device, this.#inode);
+  }
+}
+
+// lstat(2) (fstatat without following a link), compare, then unlink(2), which never
+// follows a link in the last component either.
+function removeIfSame(path: string, device: bigint, inode: bigint): void {
+  const { symbols } = libc();
+  const stat = new Uint8Array(C.SIZEOF_STAT);
+  if (symbols.fstatat(C.AT_FDCWD, cString(path), stat, C.AT_SYMLINK_NOFOLLOW) !== 0) return;
+  const view = new DataView(stat.buffer);
+  const same = view.getBigUint64(C.STAT_OFFSET_DEV, true) === device &&
+    view.getBigUint64(C.STAT_OFFSET_INO, true) === inode &&
+    (view.getUint32(C.STAT_OFFSET_MODE, true) & C.S_IFMT) === C.S_IFSOCK;
+  if (same) symbols.unlink(cString(path));
+}
