@@ -107,7 +107,12 @@ export {
   spawnWithPipes,
   type SpawnWithPipesOptions,
 } from "./lib/pipe.ts";
-export { Fifo, type FifoCreateOptions } from "./lib/fifo.ts";
+export {
+  Fifo,
+  type FifoCreateOptions,
+  type FifoOpenOptions,
+  type FifoUnlinkOptions,
+} from "./lib/fifo.ts";
 export {
   MessageQueue,
   type MessageQueueCreateOptions,
