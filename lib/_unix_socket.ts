@@ -92,19 +92,19 @@ function peerCredentialsOf(fd: number, path: string): PeerCredentials {
 // what is checked through it is what is used through /proc/self/fd/N.
 function openPathOnly(path: string, syscall: string): number {
   const fd = libc().symbols.open(cString(path), C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
-  if (fd >= 0) return fd;
-  const errno = lastErrno();
-  if (errno === ERRNO.ELOOP) {
-    throw new PermissionDeniedError(errno, syscall, {
+  if (fd < 0) throw errnoError(lastErrno(), syscall, { objectName: path });
+  return fd;
+}
+
+// O_PATH|O_NOFOLLOW opens a link itself rather than failing: its type tells.
+function assertSocket(mode: number, path: string, syscall: string): void {
+  if ((mode & C.S_IFMT) === C.S_IFLNK) {
+    throw new PermissionDeniedError(ERRNO.ELOOP, syscall, {
       objectName: path,
       message: `Refusing ${WHAT} "${path}": it is a symbolic link (deno-ipc never follows ` +
         `a link planted where a socket should be)`,
     });
   }
-  throw errnoError(errno, syscall, { objectName: path });
-}
-
-function assertSocket(mode: number, path: string, syscall: string): void {
   if ((mode & C.S_IFMT) !== C.S_IFSOCK) {
     throw new NotASocketError(ERRNO.ENOTSOCK, syscall, {
       objectName: path,

@@ -254,9 +254,10 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     // Each frame is written whole; waiting to coalesce small writes (Nagle) would only
     // add latency to request-reply traffic.
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    this.#name = describeAddress(
-      conn.remoteAddr.transport === "unix" ? conn.localAddr : conn.remoteAddr,
-    );
+    // A Unix socket's name is its path, whichever end has it.
+    this.#name = conn.remoteAddr.transport === "unix"
+      ? (conn.localAddr as Deno.UnixAddr).path || (conn.remoteAddr as Deno.UnixAddr).path
+      : describeAddress(conn.remoteAddr);
   }
 
   /**
