@@ -229,11 +229,14 @@ export class UnixStream {
    * Closes the socket; a read or write waiting here rejects. The descriptor is closed at
    * once: a poll still running on the thread pool holds its own reference to the socket
    * (poll(2) takes one), and its result is ignored, since the wait loop makes no attempt
-   * on a closed handle.
+   * on a closed handle. Because of that reference, shutdown(2) first: the peer sees the
+   * end of the stream now, not when the poll's slice ends.
    */
   close(): void {
     if (!this.#lifetime.close()) return;
-    libc().symbols.close(this.#fd);
+    const { symbols } = libc();
+    symbols.shutdown(this.#fd, C.SHUT_RDWR);
+    symbols.close(this.#fd);
   }
 
   #wait<T>(operation: string, events: number, attempt: () => T | typeof PENDING): Promise<T> {
@@ -355,7 +358,10 @@ export class UnixListener {
    */
   close(): void {
     if (!this.#lifetime.close()) return;
-    libc().symbols.close(this.#fd); // (as UnixStream.close)
+    // (as UnixStream.close) A shut-down listener refuses new clients at once.
+    const { symbols } = libc();
+    symbols.shutdown(this.#fd, C.SHUT_RDWR);
+    symbols.close(this.#fd);
     removeIfSame(this.#path, this.#device, this.#inode);
   }
 }

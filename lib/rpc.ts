@@ -832,7 +832,7 @@ export class Matchmaker implements AsyncDisposable {
         this: CallContext,
         name: string,
         serviceAddress: SocketAddress,
-        token?: string,
+        token: unknown = undefined, // (a default: not counted as a required argument)
       ): Promise<string> {
         validateServiceName(name);
         const checked = validateSocketAddress(serviceAddress, false);
@@ -856,7 +856,12 @@ export class Matchmaker implements AsyncDisposable {
         registrations.set(name, registration);
         return registration.token;
       },
-      unregister(this: CallContext, name: string, _address: SocketAddress, token?: string) {
+      unregister(
+        this: CallContext,
+        name: string,
+        _address: SocketAddress,
+        token: unknown = undefined,
+      ) {
         const current = registrations.get(name);
         if (current && !current.local && ownedBy(current, token, this.peerCredentials)) {
           return registrations.delete(name);
