@@ -1,7 +1,9 @@
 /**
  * Sockets: framed message streams over TCP and Unix domain sockets, UDP datagrams with
- * size checks, and multicast groups on the loopback interface. Built on Deno's own
- * networking (UDP needs `--unstable-net`).
+ * size checks, and multicast groups on the loopback interface. TCP and UDP use Deno's
+ * own networking (UDP needs `--unstable-net`); Unix sockets are libc sockets, so that
+ * the kernel's word on the peer (`peerCredentials`) and the socket file's mode and
+ * ownership are in reach.
  *
  * @module
  */
