@@ -287,7 +287,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
       : checked.path;
     const connecting: Promise<Stream> = checked.transport === "tcp"
       ? Deno.connect({ transport: "tcp", hostname: checked.hostname!, port: checked.port })
-      : UnixStream.connect(checked.path, ownership, { signal: wait.signal });
+      : UnixStream.connect(checked.path, ownership, wait);
     connecting.then((conn) => {
       if (abandoned) conn.close();
     }, () => {});
