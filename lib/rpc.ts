@@ -956,6 +956,8 @@ export async function lookupService(
   using client = await RpcClient.connect<MatchmakerProcedures>(registry, {
     callTimeout: options.callTimeout ?? 10_000,
     connectTimeout: options.connectTimeout,
+    allowModes: options.allowModes,
+    allowOtherOwners: options.allowOtherOwners,
   });
   const address = await client.stub.lookup(name);
   if (address === null) throw new ServiceNotFoundError(name);
