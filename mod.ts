@@ -144,14 +144,16 @@ export {
   type DatagramBindOptions,
   DatagramSocket,
   DatagramTooLargeError,
+  MAX_UDP_PAYLOAD,
+  type MulticastOptions,
+} from "./lib/datagram.ts";
+export {
   FramedConnection,
   type FramedConnectOptions,
   FramedServer,
   type FramedServerOptions,
   FrameTooLargeError,
   type FramingOptions,
-  MAX_UDP_PAYLOAD,
-  type MulticastOptions,
   type OwnershipOptions,
   type PeerCredentials,
   type SocketAddress,
@@ -164,7 +166,6 @@ export {
   type LookupOptions,
   lookupService,
   marshal,
-  Matchmaker,
   type MatchmakerProcedures,
   type Procedures,
   RemoteError,
@@ -179,3 +180,4 @@ export {
   UnknownProcedureError,
   unmarshal,
 } from "./lib/rpc.ts";
+export { Matchmaker } from "./lib/matchmaker.ts";
