@@ -181,7 +181,20 @@ export class UnixStream {
     try {
       const status = fileStatus(pathFd, path);
       assertSocket(status.mode, path, "connect");
-      checkOwnership([status.uid], status.mode, ownership, WHAT, path, "connect");
+      checkOwnership([status.uid], status.mode & ~0o077, ownership, WHAT, path, "connect");
+      // Connecting takes write permission on the file: read and execute bits grant
+      // nobody anything, so only group/other write bits count as access.
+      const writers = status.mode & 0o022 & ~ownership.allowModes;
+      if (writers !== 0) {
+        const octal = (bits: number) => `0o${bits.toString(8).padStart(3, "0")}`;
+        throw new PermissionDeniedError(ERRNO.EACCES, "connect", {
+          objectName: path,
+          message: `Refusing ${WHAT} "${path}": its mode ${octal(status.mode & 0o777)} lets ` +
+            `group/other connect (${octal(writers)}) beyond allowModes ` +
+            `${octal(ownership.allowModes)} (another user could be the server; pass ` +
+            `allowModes to accept it)`,
+        });
+      }
       fd = newSocket(path);
       const [address, length] = socketAddress(`/proc/self/fd/${pathFd}`);
       const lifetime = new Lifetime(() => {});

@@ -38,9 +38,10 @@ export interface FramingOptions {
 
 /**
  * Options of {@link FramedConnection.connect}. For a Unix socket, the socket file must
- * belong to this process's effective uid and give no group or other access, unless
- * `allowOtherOwners` / `allowModes` say otherwise (`PermissionDeniedError`); a symbolic
- * link at the path is refused too.
+ * belong to this process's effective uid and give group and other users no write
+ * permission (which is what connecting takes; read and execute bits grant nothing),
+ * unless `allowOtherOwners` / `allowModes` say otherwise (`PermissionDeniedError`); a
+ * symbolic link at the path is refused too.
  */
 export interface FramedConnectOptions extends FramingOptions, WaitOptions, OwnershipOptions {}
 
@@ -276,6 +277,19 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
    * The peer's process id, user id and group id as the kernel recorded them when the
    * connection was made (SO_PEERCRED): for Unix sockets only, `undefined` over TCP. A
    * server learns who connected; a client learns who listens. No peer can forge them.
+   *
+   * @example Who connected
+   * ```ts
+   * import { FramedConnection, FramedServer } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * const path = `${Deno.makeTempDirSync()}/server.sock`;
+   * using server = FramedServer.listen({ transport: "unix", path });
+   * using client = await FramedConnection.connect({ transport: "unix", path });
+   * using accepted = await server.accept({ timeout: 1000 });
+   * assert.equal(accepted.peerCredentials?.pid, Deno.pid);
+   * assert.equal(client.peerCredentials?.uid, Deno.uid());
+   * ```
    */
   get peerCredentials(): PeerCredentials | undefined {
     return this.#conn instanceof UnixStream ? this.#conn.peerCredentials : undefined;
