@@ -103,6 +103,7 @@ const DEFAULT_MAX_FRAME = 16 * 2 ** 20;
 const DEFAULT_MAX_CONNECTIONS = 1024;
 const DEFAULT_SOCKET_MODE = 0o600;
 const REFUSAL_TIMEOUT_MS = 1000;
+const STARVED_RETRY_MS = 10;
 // A receive buffer grown past this for a large frame is let go once the frame is out.
 const KEEP_BUFFER = 4 * 64 * 1024;
 const MAX_FRAME = 2 ** 31 - 1;
@@ -639,11 +640,21 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
         const remaining = deadline === undefined
           ? undefined
           : Math.max(0, deadline - performance.now());
-        const conn = await within(
-          this.#accepting,
-          { timeout: remaining, signal: wait.signal },
-          () => onTimeout(wait.timeout!),
-        );
+        let conn: Stream;
+        try {
+          conn = await within(
+            this.#accepting,
+            { timeout: remaining, signal: wait.signal },
+            () => onTimeout(wait.timeout!),
+          );
+        } catch (error) {
+          if (this.#closed || !outOfDescriptors(error)) throw error;
+          // A flood of clients took every descriptor: they wait in the backlog while
+          // connections close. Try again shortly rather than stop serving.
+          this.#accepting = undefined;
+          await new Promise((resolve) => setTimeout(resolve, STARVED_RETRY_MS));
+          continue;
+        }
         this.#accepting = undefined;
         const connection = new FramedConnection(conn as Deno.Conn, this.#options);
         if (this.#open.size >= this.#maxConnections) {
@@ -734,6 +745,11 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+// Deno reports accept(2)'s EMFILE / ENFILE as an Error naming the OS error.
+function outOfDescriptors(error: unknown): boolean {
+  return error instanceof Error && /\(os error 2[34]\)/.test(error.message);
 }
 
 // Deno's TCP listener, or our Unix one.

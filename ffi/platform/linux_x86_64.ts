@@ -111,6 +111,7 @@ export const LINUX_X86_64 = {
   SO_PEERCRED: 17,
   SHUT_WR: 1,
   SHUT_RDWR: 2,
+  MSG_DONTWAIT: 0x40,
   MSG_NOSIGNAL: 0x4000,
   /** struct sockaddr_un: sa_family_t (u16) then sun_path[108]. */
   SIZEOF_SOCKADDR_UN: 110,
@@ -216,6 +217,7 @@ export const LINUX_ERRNO = {
   ENOTSOCK: 88,
   ECONNABORTED: 103,
   ECONNRESET: 104,
+  ENOBUFS: 105,
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
   EINPROGRESS: 115,

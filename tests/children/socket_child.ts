@@ -5,8 +5,9 @@
 //   group-receiver GROUP PORT COUNT  joins the group, prints "ready", then COUNT datagrams (JSON)
 //   rpc-server ADDRESS [REGISTRY] [NAME]  serves the test procedures at ADDRESS (JSON), prints
 //                                 its address (JSON); registers as NAME with REGISTRY if given
-//   limited-rpc-server ADDRESS OPTIONS  serves add, slow and memory at ADDRESS with the
-//                                 RpcServerOptions OPTIONS (JSON), prints its address (JSON)
+//   limited-rpc-server ADDRESS OPTIONS [NOFILE]  serves add, slow and memory at ADDRESS with
+//                                 the RpcServerOptions OPTIONS (JSON), prints its address
+//                                 (JSON); with NOFILE, first lowers its open-file limit to that
 //   unix-client PATH              connects to the framed server at PATH, prints the peer
 //                                 credentials it sees (JSON), echoes one message, exits
 //   register ADDRESS NAME REGISTRY  registers ADDRESS as NAME with the matchmaker REGISTRY
@@ -83,7 +84,19 @@ if (action === "raw-writer") {
     Deno.exit(0);
   });
 } else if (action === "limited-rpc-server") {
-  const [address, options] = rest;
+  const [address, options, nofile] = rest;
+  if (nofile !== undefined) {
+    // setrlimit(RLIMIT_NOFILE, { soft, hard }): struct rlimit is two 64-bit counts.
+    const RLIMIT_NOFILE = 7;
+    const limit = new BigUint64Array([BigInt(nofile), BigInt(nofile)]);
+    const c = Deno.dlopen("libc.so.6", {
+      setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+    });
+    if (c.symbols.setrlimit(RLIMIT_NOFILE, new Uint8Array(limit.buffer)) !== 0) {
+      throw new Error("setrlimit failed");
+    }
+    c.close();
+  }
   const server = RpcServer.listen(JSON.parse(address) as SocketAddress, {
     add: (a: number, b: number) => a + b,
     slow: async (ms: number) => {
