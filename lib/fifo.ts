@@ -101,7 +101,8 @@ function openChecked(path: string, ownership: Ownership): number {
  * import { Fifo } from "@deno-ipc/ipc";
  * import assert from "node:assert/strict";
  *
- * const path = `${Deno.makeTempDirSync()}/requests`;
+ * const directory = Deno.makeTempDirSync();
+ * const path = `${directory}/requests`;
  * Fifo.create(path);
  * try {
  *   const [reader, writer] = await Promise.all([
@@ -116,6 +117,7 @@ function openChecked(path: string, ownership: Ownership): number {
  *   assert.equal(new TextDecoder().decode(buffer.subarray(0, n!)), "hello");
  * } finally {
  *   Fifo.unlink(path);
+ *   Deno.removeSync(directory);
  * }
  * ```
  */

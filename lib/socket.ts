@@ -284,12 +284,17 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
    * import { FramedConnection, FramedServer } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/server.sock`;
-   * using server = FramedServer.listen({ transport: "unix", path });
-   * using client = await FramedConnection.connect({ transport: "unix", path });
-   * using accepted = await server.accept({ timeout: 1000 });
-   * assert.equal(accepted.peerCredentials?.pid, Deno.pid);
-   * assert.equal(client.peerCredentials?.uid, Deno.uid());
+   * const directory = Deno.makeTempDirSync();
+   * try {
+   *   const path = `${directory}/server.sock`;
+   *   using server = FramedServer.listen({ transport: "unix", path });
+   *   using client = await FramedConnection.connect({ transport: "unix", path });
+   *   using accepted = await server.accept({ timeout: 1000 });
+   *   assert.equal(accepted.peerCredentials?.pid, Deno.pid);
+   *   assert.equal(client.peerCredentials?.uid, Deno.uid());
+   * } finally {
+   *   Deno.removeSync(directory, { recursive: true });
+   * }
    * ```
    */
   get peerCredentials(): PeerCredentials | undefined {
