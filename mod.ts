@@ -41,6 +41,7 @@ export {
   WouldBlockError,
 } from "./ffi/errno.ts";
 export { UnsupportedPlatformError } from "./ffi/libc.ts";
+export type { OwnershipOptions } from "./lib/_owner.ts";
 export {
   SharedMemory,
   type SharedMemoryCreateOptions,
@@ -154,7 +155,6 @@ export {
   type FramedServerOptions,
   FrameTooLargeError,
   type FramingOptions,
-  type OwnershipOptions,
   type PeerCredentials,
   type SocketAddress,
   TruncatedFrameError,

@@ -107,14 +107,14 @@ export class ClosedError extends ErrnoError {}
 export class BrokenPipeError extends ErrnoError {}
 /** The path exists but is not a FIFO (EINVAL). */
 export class NotAFifoError extends ErrnoError {}
-/** The message queue was removed (EIDRM), by this process or another. */
-export class QueueRemovedError extends ErrnoError {}
-/** The stream was ended by its producers (EPIPE): nothing more may be sent. */
-export class StreamEndedError extends ErrnoError {}
 /** Nobody listens at the socket address (ECONNREFUSED). */
 export class ConnectionRefusedError extends ErrnoError {}
 /** The path exists but is not a socket (ENOTSOCK). */
 export class NotASocketError extends ErrnoError {}
+/** The message queue was removed (EIDRM), by this process or another. */
+export class QueueRemovedError extends ErrnoError {}
+/** The stream was ended by its producers (EPIPE): nothing more may be sent. */
+export class StreamEndedError extends ErrnoError {}
 
 const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EEXIST, AlreadyExistsError],

@@ -20,7 +20,6 @@ import { describe, validateInteger, validateMode, validateOptions } from "./_val
 import { Turns, validateWaitOptions, type WaitOptions, within } from "./_wait.ts";
 
 export type { PeerCredentials } from "./_unix_socket.ts";
-export type { OwnershipOptions } from "./_owner.ts";
 
 /** Where a stream socket listens or connects: TCP host and port, or a Unix socket path. */
 export type SocketAddress =
