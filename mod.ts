@@ -28,6 +28,7 @@ export {
   BrokenPipeError,
   ClosedError,
   ConnectionRefusedError,
+  CorruptedError,
   ErrnoError,
   type ErrnoErrorOptions,
   InterruptedError,

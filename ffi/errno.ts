@@ -116,6 +116,42 @@ export class QueueRemovedError extends ErrnoError {}
 /** The stream was ended by its producers (EPIPE): nothing more may be sent. */
 export class StreamEndedError extends ErrnoError {}
 
+/**
+ * An object in shared memory (or a file or frame another process wrote) holds values its
+ * format does not allow: another process wrote over it. Names the object and the field.
+ * The handle stays usable for `close()` and `unlink()`.
+ *
+ * @example What a corrupted ring reports
+ * ```ts
+ * import { CorruptedError } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new CorruptedError("message ring", "/jobs", "record length", "-8");
+ * assert.equal(error.field, "record length");
+ * assert.match(error.message, /message ring "\/jobs" is corrupted: record length -8/);
+ * ```
+ */
+export class CorruptedError extends Error {
+  /** What kind of object, e.g. `"message ring"`. */
+  readonly what: string;
+  /** The object's name. */
+  readonly objectName: string;
+  /** The field found corrupted, e.g. `"record length"`. */
+  readonly field: string;
+
+  /** Creates the error for `field` of the object `objectName`, a `what`. */
+  constructor(what: string, objectName: string, field: string, detail?: string) {
+    super(
+      `The ${what} "${objectName}" is corrupted: ${field}` +
+        (detail === undefined ? "" : ` ${detail}`),
+    );
+    this.name = "CorruptedError";
+    this.what = what;
+    this.objectName = objectName;
+    this.field = field;
+  }
+}
+
 const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EEXIST, AlreadyExistsError],
   [ERRNO.ENOENT, NotFoundError],
@@ -207,6 +243,7 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   clock_gettime: "minus-one",
   shm_open: "minus-one",
   shm_unlink: "minus-one",
+  link: "minus-one",
   mmap: "map-failed",
   munmap: "minus-one",
   sem_open: "sem-failed",
@@ -233,6 +270,8 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   setpgid: "minus-one",
   getpgid: "minus-one",
   futex_wake: "minus-one",
+  pidfd_open: "minus-one",
+  pidfd_send_signal: "minus-one",
 };
 
 /**

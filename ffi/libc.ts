@@ -39,6 +39,8 @@ export const LIBC_SYMBOLS = {
   mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
   // int unlink(const char *pathname);
   unlink: { parameters: ["buffer"], result: "i32" },
+  // int link(const char *oldpath, const char *newpath);
+  link: { parameters: ["buffer", "buffer"], result: "i32" },
   // int stat(const char *pathname, struct stat *statbuf);  (exported since glibc 2.33)
   stat: { parameters: ["buffer", "buffer"], result: "i32" },
   // int fstatat(int dirfd, const char *pathname, struct stat *statbuf, int flags);
@@ -159,6 +161,15 @@ export const LIBC_SYMBOLS = {
   futex_wake: {
     name: "syscall",
     parameters: ["i64", "pointer", "i32", "i32", "pointer", "pointer", "i32"],
+    result: "i32",
+  },
+  // long syscall(SYS_pidfd_open, pid_t pid, unsigned int flags);  a descriptor that
+  // names one process: it never refers to a later process that reuses the pid.
+  pidfd_open: { name: "syscall", parameters: ["i64", "i32", "u32"], result: "i32" },
+  // long syscall(SYS_pidfd_send_signal, int pidfd, int sig, siginfo_t *info, unsigned int flags);
+  pidfd_send_signal: {
+    name: "syscall",
+    parameters: ["i64", "i32", "i32", "pointer", "u32"],
     result: "i32",
   },
   // The same call with FUTEX_WAIT, on Deno's thread pool: errno of this call is lost.

@@ -9,6 +9,7 @@
 import { C } from "../ffi/constants.ts";
 import { check, closedError, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
+import { step } from "./_steps.ts";
 import { PENDING, type Pinnable, type Waitable } from "./_wait.ts";
 
 /** A flag word in shared memory that waiters sleep on and wakers clear. */
@@ -102,7 +103,10 @@ export function futexWaitable<T>(options: FutexWaitableOptions<T>): Waitable<T> 
     park: async (ms) => {
       flag.announce();
       beforeCheck?.();
-      if (!ready()) await flag.sleep(ms);
+      if (!ready()) {
+        step("wait.sleep");
+        await flag.sleep(ms);
+      }
       return PENDING;
     },
     closedError: () => closedError(operation, what, name),

@@ -123,7 +123,7 @@ export class MailboxMessage {
 }
 
 const MAGIC = 0x4d_42_4f_58; // "MBOX"
-const VERSION = 2;
+const VERSION = 3;
 
 // Control block layout (Int32 indices). Words written by different sides sit on
 // separate 64-byte cache lines.
@@ -135,12 +135,12 @@ const I_SEGMENT_BYTES = 4;
 const I_MODE = 5;
 const I_DELETED = 6;
 const I_TOKEN = 7; // random: segment names are <name>.<token>.<index>
-const I_SEND_LOCK = 16;
-const I_WRITE_SEGMENT = 17;
-const I_SENT = 18;
-const I_RECEIVE_LOCK = 32;
-const I_READ_SEGMENT = 33;
-const I_TAKEN = 34;
+const I_SEND_LOCK = 16; // 64-bit: the token of the process holding it
+const I_WRITE_SEGMENT = 18;
+const I_SENT = 19;
+const I_RECEIVE_LOCK = 32; // 64-bit
+const I_READ_SEGMENT = 34;
+const I_TAKEN = 35;
 const I_SEND_WAITING = 48; // futex flag: senders wait for room
 const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message
 const I_TAKEN_WAITING = 80; // futex flag: rendezvous senders wait for their message to go
@@ -296,8 +296,9 @@ export class MailboxStore {
     this.#words = words;
     this.#capacity = words[I_CAPACITY];
     this.#maxMessage = words[I_MAX_MESSAGE];
-    this.#sendLock = new PidLock(words, I_SEND_LOCK);
-    this.#receiveLock = new PidLock(words, I_RECEIVE_LOCK);
+    const lockWords = control.view(BigInt64Array, 0, CONTROL_BYTES / 8);
+    this.#sendLock = new PidLock(lockWords, I_SEND_LOCK / 2);
+    this.#receiveLock = new PidLock(lockWords, I_RECEIVE_LOCK / 2);
     const flag = (index: number) => new FutexFlag(words, index, control.unsafePointer(index * 4));
     this.#sendWaiting = flag(I_SEND_WAITING);
     this.#receiveWaiting = flag(I_RECEIVE_WAITING);
@@ -895,7 +896,7 @@ export class MailboxStore {
 // one receiver in at a time. (Different handles take turns; a ring handle trusts its
 // cached positions only while no other handle has moved its side since.)
 function ringOptions(name: string, capacity: number, mode: number) {
-  return { name, capacity, mode };
+  return { name, capacity, mode, producers: 0 };
 }
 
 /**

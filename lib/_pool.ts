@@ -14,6 +14,8 @@ let poolOffset = 0;
 
 /** A Uint8Array of `length` bytes: from the pool when small, else its own buffer. */
 export function allocateMessage(length: number): Uint8Array {
+  // Callers validate lengths read from shared memory; this keeps the pool itself safe.
+  if (!(length >= 0 && length <= 2 ** 30)) throw new RangeError(`Invalid message length ${length}`);
   if (length > POOL_MESSAGE_MAX) return new Uint8Array(length);
   // A user may transfer a pooled message's buffer (postMessage, transfer()), which
   // detaches the whole chunk: start a new one.

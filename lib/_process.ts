@@ -128,6 +128,26 @@ export function processStartTime(processId: number): number | undefined {
   return stat.startTime;
 }
 
+const statusBuffer = new Uint8Array(4096);
+
+/** The real uid of a live process, read from /proc/PID/status; undefined if gone. */
+export function processUid(processId: number): number | undefined {
+  if (!Number.isInteger(processId) || processId <= 0 || processId > 2 ** 22) return undefined;
+  const { open, read, close } = libc().symbols;
+  const fd = open(encoder.encode(`/proc/${processId}/status\0`), C.O_RDONLY | C.O_CLOEXEC, 0);
+  if (fd < 0) return undefined;
+  let length: number;
+  try {
+    length = read(fd, statusBuffer, BigInt(statusBuffer.length));
+  } finally {
+    close(fd);
+  }
+  const match = /\nUid:\s+(\d+)/.exec(
+    decoder.decode(statusBuffer.subarray(0, Math.max(0, length))),
+  );
+  return match === null ? undefined : Number(match[1]);
+}
+
 /** Whether the process a token names is alive (see {@link processAlive}). */
 export function tokenAlive(value: bigint): boolean {
   const { pid: processId, startTime: start } = tokenParts(value);
@@ -135,24 +155,25 @@ export function tokenAlive(value: bigint): boolean {
 }
 
 /**
- * A lock word in shared memory holding its owner's pid (0 when free). It is taken and
- * released only inside synchronous code, so within one process it is never contended;
- * across processes, a holder killed while holding it is detected by pid and the lock is
- * taken over.
+ * A lock word in shared memory holding its owner's process token (0 when free): a 64-bit
+ * word, so the pid and start time are taken and released in one atomic step. It is taken
+ * and released only inside synchronous code, so within one process it is never contended;
+ * across processes, a holder that died (or is a zombie) while holding it is detected by
+ * pid and start time and the lock is taken over.
  */
 export class PidLock {
-  readonly #words: Int32Array;
+  readonly #words: BigInt64Array;
   readonly #index: number;
 
-  /** The lock is `words[index]`. */
-  constructor(words: Int32Array, index: number) {
+  /** The lock is `words[index]`, a 64-bit word. */
+  constructor(words: BigInt64Array, index: number) {
     this.#words = words;
     this.#index = index;
   }
 
   /** Takes the lock if it is free. */
   tryAcquire(): boolean {
-    return Atomics.compareExchange(this.#words, this.#index, 0, currentPid()) === 0;
+    return Atomics.compareExchange(this.#words, this.#index, 0n, currentProcessToken()) === 0n;
   }
 
   /**
@@ -169,18 +190,23 @@ export class PidLock {
 
   /** Releases the lock. */
   release(): void {
-    Atomics.store(this.#words, this.#index, 0);
+    Atomics.store(this.#words, this.#index, 0n);
   }
 
   /** Whether any process holds the lock. */
   held(): boolean {
-    return Atomics.load(this.#words, this.#index) !== 0;
+    return Atomics.load(this.#words, this.#index) !== 0n;
   }
 
-  /** Frees the lock if its holder no longer exists; returns whether it did. */
+  /** The pid of the holder, or 0 when free. */
+  holder(): number {
+    return tokenParts(Atomics.load(this.#words, this.#index)).pid;
+  }
+
+  /** Frees the lock if its holder is dead; returns whether it did. */
   recoverFromDeadHolder(): boolean {
     const holder = Atomics.load(this.#words, this.#index);
-    if (holder === 0 || holder === currentPid() || processExists(holder)) return false;
-    return Atomics.compareExchange(this.#words, this.#index, holder, 0) === holder;
+    if (holder === 0n || holder === currentProcessToken() || tokenAlive(holder)) return false;
+    return Atomics.compareExchange(this.#words, this.#index, holder, 0n) === holder;
   }
 }

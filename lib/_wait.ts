@@ -7,6 +7,7 @@
 // Bounded slices keep the event loop free and mean a forgotten wait never keeps the
 // process alive longer than one slice after it was abandoned.
 import { libc } from "../ffi/libc.ts";
+import { testing } from "./_testing.ts";
 import { validateOptions } from "./_validate.ts";
 
 /** Options accepted by every blocking operation. */
@@ -117,13 +118,13 @@ export async function waitFor<T>(waitable: Waitable<T>, options: WaitOptions = {
   let result = waitable.attempt();
   if (result !== PENDING) return result;
   if (timeout > 0) {
-    for (let i = waitable.spin ?? DEFAULT_SPIN; i > 0; i--) {
+    for (let i = testing.spin ?? waitable.spin ?? DEFAULT_SPIN; i > 0; i--) {
       result = waitable.attempt();
       if (result !== PENDING) return result;
     }
     // When both processes share one CPU the peer cannot run while we spin; yielding
     // lets it (about 0.5 µs each when nobody else wants the CPU).
-    for (let i = YIELDING_ATTEMPTS; i > 0; i--) {
+    for (let i = testing.spin ?? YIELDING_ATTEMPTS; i > 0; i--) {
       libc().symbols.sched_yield();
       result = waitable.attempt();
       if (result !== PENDING) return result;

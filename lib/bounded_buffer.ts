@@ -12,10 +12,11 @@
  *
  * @module
  */
-import { closedError, streamEndedError } from "../ffi/errno.ts";
+import { closedError, CorruptedError, streamEndedError } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
+import { step } from "./_steps.ts";
 import {
   DEFAULT_MODE,
   SHM_NAME_MAX,
@@ -74,6 +75,28 @@ function validateShape(options: unknown, what: string, minimumSlots: number): Sh
     throw new RangeError(`Invalid ${what}: ${bufferSize} x ${itemSize} bytes is over 2 GiB`);
   }
   return { name, bufferSize, itemSize, mode: validateMode(checked.mode ?? DEFAULT_MODE, what) };
+}
+
+// Checks the shape read from a header (once, on open) against the limits of create.
+function checkShape(
+  shm: SharedMemory,
+  what: string,
+  header: number,
+  bufferSize: number,
+  itemSize: number,
+  minimumSlots: number,
+): void {
+  const corrupted = (field: string, detail: string) =>
+    new CorruptedError(what, shm.name, field, detail);
+  if (!(bufferSize >= minimumSlots && bufferSize <= MAX_BUFFER_SIZE)) {
+    throw corrupted("buffer size", `${bufferSize}`);
+  }
+  if (!(itemSize >= 1 && itemSize <= MAX_ITEM_SIZE)) {
+    throw corrupted("item size", `${itemSize}`);
+  }
+  if (shm.size < header + bufferSize * itemSize) {
+    throw corrupted("size", `${shm.size} bytes for ${bufferSize} slots of ${itemSize} bytes`);
+  }
 }
 
 function validateItem(item: Uint8Array, itemSize: number, what: string, name: string): void {
@@ -153,14 +176,14 @@ export class BoundedBuffer extends Channel {
   readonly #producerWaiting: FutexFlag;
   readonly #consumerWaiting: FutexFlag;
 
-  private constructor(shm: SharedMemory) {
+  private constructor(shm: SharedMemory, bufferSize: number, itemSize: number) {
     super();
     this.#shm = shm;
     this.#lifetime = new Lifetime(() => shm.close());
     const words = shm.view(Int32Array, 0, TEXTBOOK_HEADER / 4);
     this.#words = words;
-    this.#bufferSize = words[I_BUFFER_SIZE];
-    this.#itemSize = words[I_ITEM_SIZE];
+    this.#bufferSize = bufferSize;
+    this.#itemSize = itemSize;
     this.#slots = shm.view(Uint8Array, TEXTBOOK_HEADER, this.#bufferSize * this.#itemSize);
     const flag = (index: number) => new FutexFlag(words, index, shm.unsafePointer(index * 4));
     this.#producerWaiting = flag(I_PRODUCER_WAITING);
@@ -189,12 +212,14 @@ export class BoundedBuffer extends Channel {
       name: shape.name,
       size: TEXTBOOK_HEADER + shape.bufferSize * shape.itemSize,
       mode: shape.mode,
+      initialize: (shm) => {
+        const words = shm.view(Int32Array, 0, TEXTBOOK_HEADER / 4);
+        words[I_BUFFER_SIZE] = shape.bufferSize;
+        words[I_ITEM_SIZE] = shape.itemSize;
+        words[I_MAGIC] = TEXTBOOK_MAGIC;
+      },
     });
-    const words = shm.view(Int32Array, 0, TEXTBOOK_HEADER / 4);
-    words[I_BUFFER_SIZE] = shape.bufferSize;
-    words[I_ITEM_SIZE] = shape.itemSize;
-    Atomics.store(words, I_MAGIC, TEXTBOOK_MAGIC);
-    return new BoundedBuffer(shm);
+    return new BoundedBuffer(shm, shape.bufferSize, shape.itemSize);
   }
 
   /**
@@ -219,10 +244,18 @@ export class BoundedBuffer extends Channel {
     const shm = openLayout(options, TEXTBOOK, (shm) => {
       if (shm.size < TEXTBOOK_HEADER) return false;
       const words = shm.view(Int32Array, 0, TEXTBOOK_HEADER / 4);
-      return Atomics.load(words, I_MAGIC) === TEXTBOOK_MAGIC &&
-        shm.size >= TEXTBOOK_HEADER + words[I_BUFFER_SIZE] * words[I_ITEM_SIZE];
+      return Atomics.load(words, I_MAGIC) === TEXTBOOK_MAGIC;
     });
-    return new BoundedBuffer(shm);
+    try {
+      // Read once: later changes by another process never reshape this handle.
+      const words = shm.view(Int32Array, 0, TEXTBOOK_HEADER / 4);
+      const [bufferSize, itemSize] = [words[I_BUFFER_SIZE], words[I_ITEM_SIZE]];
+      checkShape(shm, TEXTBOOK, TEXTBOOK_HEADER, bufferSize, itemSize, 2);
+      return new BoundedBuffer(shm, bufferSize, itemSize);
+    } catch (error) {
+      shm.close();
+      throw error;
+    }
   }
 
   /** Removes the buffer's name; open handles keep working. */
@@ -360,6 +393,20 @@ export class BoundedBuffer extends Channel {
     return next !== Atomics.load(this.#words, I_OUT);
   }
 
+  // An index another process can write, checked before it indexes the slots.
+  #index(at: number, field: "in" | "out"): number {
+    const value = Atomics.load(this.#words, at);
+    if (!(value >= 0 && value < this.#bufferSize)) {
+      throw new CorruptedError(
+        TEXTBOOK,
+        this.name,
+        field,
+        `${value} is not a slot index from 0 to ${this.#bufferSize - 1}`,
+      );
+    }
+    return value;
+  }
+
   #notEmpty(): boolean {
     return Atomics.load(this.#words, I_IN) !== Atomics.load(this.#words, I_OUT);
   }
@@ -367,11 +414,16 @@ export class BoundedBuffer extends Channel {
   #attemptSend(item: Uint8Array): boolean {
     if (this.#isEnded()) throw streamEndedError(TEXTBOOK, this.name);
     const words = this.#words;
-    const inIndex = Atomics.load(words, I_IN);
+    const inIndex = this.#index(I_IN, "in");
     const next = (inIndex + 1) % this.#bufferSize;
-    if (next === Atomics.load(words, I_OUT)) return false; // full
+    if (next === this.#index(I_OUT, "out")) {
+      step("buffer.send.full");
+      return false; // full
+    }
     this.#slots.set(item, inIndex * this.#itemSize); // buffer[in] = next_produced
+    step("buffer.send.copied");
     Atomics.store(words, I_IN, next); // in = (in + 1) % BUFFER_SIZE
+    step("buffer.send.published");
     this.#consumerWaiting.wake();
     return true;
   }
@@ -380,11 +432,16 @@ export class BoundedBuffer extends Channel {
   #attemptReceive(): Uint8Array | null | undefined {
     const words = this.#words;
     const ended = this.#isEnded(); // before `in`: the producer ends after its last item
-    const outIndex = Atomics.load(words, I_OUT);
-    if (Atomics.load(words, I_IN) === outIndex) return ended ? null : undefined; // empty
+    const outIndex = this.#index(I_OUT, "out");
+    if (this.#index(I_IN, "in") === outIndex) {
+      step("buffer.receive.empty");
+      return ended ? null : undefined; // empty
+    }
     const start = outIndex * this.#itemSize;
     const item = this.#slots.slice(start, start + this.#itemSize); // next_consumed
+    step("buffer.receive.copied");
     Atomics.store(words, I_OUT, (outIndex + 1) % this.#bufferSize);
+    step("buffer.receive.taken");
     this.#producerWaiting.wake();
     return item;
   }
@@ -493,21 +550,24 @@ export class SemaphoreBoundedBuffer extends Channel {
    */
   static create(options: BoundedBufferCreateOptions): SemaphoreBoundedBuffer {
     const shape = validateShape(options, SEMAPHORE_FORM, 1);
+    let semaphores: [UnnamedSemaphore, UnnamedSemaphore, UnnamedSemaphore] | undefined;
     const shm = SharedMemory.create({
       name: shape.name,
       size: SEMAPHORE_HEADER + shape.bufferSize * shape.itemSize,
       mode: shape.mode,
+      initialize: (shm) => {
+        semaphores = [
+          UnnamedSemaphore.init(shm, { byteOffset: SEM_EMPTY, value: shape.bufferSize }),
+          UnnamedSemaphore.init(shm, { byteOffset: SEM_FULL, value: 0 }),
+          UnnamedSemaphore.init(shm, { byteOffset: SEM_MUTEX, value: 1 }),
+        ];
+        const words = shm.view(Int32Array, WORDS_AT, 8);
+        words[J_BUFFER_SIZE] = shape.bufferSize;
+        words[J_ITEM_SIZE] = shape.itemSize;
+        words[J_MAGIC] = SEMAPHORE_MAGIC;
+      },
     });
-    const semaphores: [UnnamedSemaphore, UnnamedSemaphore, UnnamedSemaphore] = [
-      UnnamedSemaphore.init(shm, { byteOffset: SEM_EMPTY, value: shape.bufferSize }),
-      UnnamedSemaphore.init(shm, { byteOffset: SEM_FULL, value: 0 }),
-      UnnamedSemaphore.init(shm, { byteOffset: SEM_MUTEX, value: 1 }),
-    ];
-    const words = shm.view(Int32Array, WORDS_AT, 8);
-    words[J_BUFFER_SIZE] = shape.bufferSize;
-    words[J_ITEM_SIZE] = shape.itemSize;
-    Atomics.store(words, J_MAGIC, SEMAPHORE_MAGIC);
-    return new SemaphoreBoundedBuffer(shm, semaphores);
+    return new SemaphoreBoundedBuffer(shm, semaphores!);
   }
 
   /**

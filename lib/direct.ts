@@ -45,12 +45,12 @@ const NAME_PATTERN = /^[A-Za-z0-9_-]{1,40}$/;
 const PREFIX = "/deno-ipc-dc";
 
 const MAGIC = 0x44_49_52_43; // "DIRC"
-const VERSION = 1;
+const VERSION = 2;
 const I_MAGIC = 0;
 const I_VERSION = 1;
 const I_OWNER = 2; // pid of the process that has the endpoint open; 0 when none
-const I_LOCK = 16; // guards appending to the peer table
-const I_PEER_COUNT = 17;
+const I_LOCK = 16; // 64-bit process token: guards appending to the peer table
+const I_PEER_COUNT = 18;
 const I_ANY_WAITING = 32; // futex flag: the owner waits in receive() from anyone
 const I_ARRIVALS = 48; // bumped on every message sent to the owner, and on new peers
 const TABLE_OFFSET = 256;
@@ -136,7 +136,7 @@ class Registry {
       return false;
     };
     if (has()) return;
-    const lock = new PidLock(this.words, I_LOCK);
+    const lock = new PidLock(this.shm.view(BigInt64Array, 0, TABLE_OFFSET / 8), I_LOCK / 2);
     while (!lock.acquireSpinning(100_000)) { /* a live holder is writing one slot */ }
     try {
       if (has()) return;

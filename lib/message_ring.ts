@@ -5,12 +5,14 @@
  *
  * @module
  */
-import { closedError, streamEndedError } from "../ffi/errno.ts";
+import { closedError, CorruptedError, streamEndedError } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { allocateMessage, POOL_MESSAGE_MAX, poolWords } from "./_pool.ts";
-import { PidLock } from "./_process.ts";
+import { currentProcessToken, PidLock, tokenAlive } from "./_process.ts";
+import { step } from "./_steps.ts";
+import { testing } from "./_testing.ts";
 import {
   DEFAULT_MODE,
   SHM_NAME_MAX,
@@ -33,7 +35,11 @@ export interface MessageRingCreateOptions {
   multiProducer?: boolean;
   /** Allow several processes (or handles) to receive at once. Default: false. */
   multiConsumer?: boolean;
-  /** How many producers call `end()` before the stream ends. Default: 1. */
+  /**
+   * How many producers end the stream: it ends once that many have called `end()` or
+   * died (see {@link MessageRing}). `0`: the stream never ends and no producer is
+   * tracked. Default: 1, at most 4096.
+   */
   producers?: number;
   /** Permission bits, subject to the umask. Default: `0o600`. */
   mode?: number;
@@ -47,7 +53,7 @@ export interface MessageRingOpenOptions {
 
 const WHAT = "message ring";
 const MAGIC = 0x52_50_49_44; // "DIPR"
-const VERSION = 1;
+const VERSION = 3;
 
 // Layout. Words that different processes write sit on separate 64-byte cache lines.
 const I_MAGIC = 0;
@@ -55,14 +61,27 @@ const I_VERSION = 1;
 const I_CAPACITY = 2;
 const I_FLAGS = 3;
 const I_PRODUCERS = 4;
+const I_HANDLES = 5; // handles opened so far: each takes the next number as its id
 const I_HEAD = 16; // byte 64: where the next record goes (bytes sent, mod 2^32)
+const I_LAST_SENDER = 17; // id of the handle that moved the head last
 const I_TAIL = 32; // byte 128: where the next unread record is (bytes received, mod 2^32)
-const I_SEND_LOCK = 48; // byte 192: pid of the sending process (multi-producer only)
-const I_RECEIVE_LOCK = 64; // byte 256: pid of the receiving process (multi-consumer only)
+const I_LAST_RECEIVER = 33; // id of the handle that moved the tail last
+const I_SEND_LOCK = 48; // byte 192: 64-bit token of the sending process (multi-producer only)
+const I_RECEIVE_LOCK = 64; // byte 256: 64-bit token of the receiving process (multi-consumer)
 const I_SEND_WAITING = 80; // byte 320: futex flag: a sender sleeps until room is made
 const I_RECEIVE_WAITING = 96; // byte 384: futex flag: a receiver sleeps until a message
-const I_ENDED = 112; // byte 448: how many producers have called end()
+const I_ENDED = 112; // byte 448: producer slots that ended (by end() or by death)
 const HEADER_BYTES = 512;
+// After the header: one 64-bit slot per producer (see #claimProducerSlot), then the data.
+const SLOT_FREE = 0n;
+const SLOT_ENDED = -1n;
+const MAX_PRODUCERS = 4096;
+// A receiver that finds the ring empty looks for dead producers at most this often.
+const DEAD_PRODUCER_SCAN_MS = 10;
+
+function slotTableBytes(producers: number): number {
+  return Math.ceil((producers * 8) / 64) * 64;
+}
 
 const FLAG_MULTI_PRODUCER = 1;
 const FLAG_MULTI_CONSUMER = 2;
@@ -88,6 +107,40 @@ function recordSize(length: number): number {
   return (RECORD_HEADER + length + 7) & ~7;
 }
 
+// What a handle takes from the header once, when it opens: later changes by another
+// process never resize or reshape this handle's view.
+interface Shape {
+  capacity: number;
+  flags: number;
+  producers: number;
+}
+
+// Reads and checks the header of a region that carries the ring's magic and version.
+function readShape(shm: SharedMemory): Shape {
+  const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
+  const capacity = words[I_CAPACITY];
+  const flags = words[I_FLAGS];
+  const producers = words[I_PRODUCERS];
+  const corrupted = (field: string, detail: string) =>
+    new CorruptedError(WHAT, shm.name, field, detail);
+  if (
+    !(capacity >= MIN_CAPACITY && capacity <= MAX_CAPACITY && (capacity & (capacity - 1)) === 0)
+  ) {
+    throw corrupted("capacity", `${capacity} is not a power of two from 64 to 2^30`);
+  }
+  if ((flags & ~(FLAG_MULTI_PRODUCER | FLAG_MULTI_CONSUMER)) !== 0) {
+    throw corrupted("flags", `0x${(flags >>> 0).toString(16)} has unknown bits`);
+  }
+  if (!(producers >= 0 && producers <= MAX_PRODUCERS)) {
+    throw corrupted("producers", `${producers} is not from 0 to ${MAX_PRODUCERS}`);
+  }
+  const size = HEADER_BYTES + slotTableBytes(producers) + capacity;
+  if (shm.size < size) {
+    throw corrupted("size", `${shm.size} bytes, the header says ${size}`);
+  }
+  return { capacity, flags, producers };
+}
+
 /**
  * A ring buffer of variable-length messages in POSIX shared memory.
  *
@@ -98,8 +151,16 @@ function recordSize(length: number): number {
  *
  * By default there is one sender and one receiver at a time (lock-free). With
  * `multiProducer` / `multiConsumer`, each side takes a short lock held only while
- * copying one message; a process killed holding it is detected by pid and the lock is
- * taken over.
+ * copying one message; a process killed holding it is detected by pid and start time
+ * (so neither a zombie nor a reused pid keeps it) and the lock is taken over.
+ *
+ * Crashes: a sender killed at any moment loses at most the message it was sending,
+ * which no receiver ever sees in part. A receiver killed after taking a message from
+ * the ring and before its caller got it loses that message; no other message is lost
+ * or received twice. The stream ends once `producers` producers have called `end()` or
+ * died: a producer is a handle that sent or ended (the first `producers` such handles
+ * are tracked, by pid and start time), and a receiver that finds the ring empty notices
+ * a dead one within about 10 ms, or within one wait slice while it sleeps.
  *
  * Waiting: a short spin on this thread, a few `sched_yield()`, then futex(2) sleeps on
  * Deno's thread pool in slices of at most 100 ms.
@@ -138,27 +199,38 @@ export class MessageRing extends Channel {
   #taken: Uint8Array | undefined;
   #targetBytes: Uint8Array | undefined;
   #targetWords: Int32Array | undefined;
+  readonly #slots: BigInt64Array;
+  readonly #id: number;
   #cachedTail = 0;
   #cachedHead = 0;
-  #lastHead = -1; // no send yet: the first one reads the tail
-  #lastTail = -1; // no receive yet: the first one reads the head
+  #slot = -1; // this handle's producer slot, once it sent or ended
+  #lastScan = -Infinity;
   #ended = false;
 
-  private constructor(shm: SharedMemory) {
+  private constructor(shm: SharedMemory, shape: Shape) {
     super();
     this.#shm = shm;
     this.#lifetime = new Lifetime(() => shm.close());
     const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
     this.#words = words;
-    this.#capacity = words[I_CAPACITY];
+    this.#capacity = shape.capacity;
     this.#mask = this.#capacity - 1;
-    this.#producers = words[I_PRODUCERS];
-    this.#data = shm.view(Uint8Array, HEADER_BYTES, this.#capacity);
-    this.#dataWords = shm.view(Int32Array, HEADER_BYTES, this.#capacity / 4);
-    const flags = words[I_FLAGS];
-    this.#sendLock = flags & FLAG_MULTI_PRODUCER ? new PidLock(words, I_SEND_LOCK) : undefined;
+    this.#producers = shape.producers;
+    const tableBytes = slotTableBytes(this.#producers);
+    this.#slots = shm.view(BigInt64Array, HEADER_BYTES, this.#producers);
+    this.#data = shm.view(Uint8Array, HEADER_BYTES + tableBytes, this.#capacity);
+    this.#dataWords = shm.view(Int32Array, HEADER_BYTES + tableBytes, this.#capacity / 4);
+    // Ids start at 1 (0 means no handle yet); after 2^32 opens they would repeat.
+    let id = (Atomics.add(words, I_HANDLES, 1) + 1) | 0;
+    if (id === 0) id = (Atomics.add(words, I_HANDLES, 1) + 1) | 0;
+    this.#id = id;
+    const flags = shape.flags;
+    const lockWords = shm.view(BigInt64Array, 0, HEADER_BYTES / 8);
+    this.#sendLock = flags & FLAG_MULTI_PRODUCER
+      ? new PidLock(lockWords, I_SEND_LOCK / 2)
+      : undefined;
     this.#receiveLock = flags & FLAG_MULTI_CONSUMER
-      ? new PidLock(words, I_RECEIVE_LOCK)
+      ? new PidLock(lockWords, I_RECEIVE_LOCK / 2)
       : undefined;
     const flag = (index: number) => new FutexFlag(words, index, shm.unsafePointer(index * 4));
     this.#sendWaiting = flag(I_SEND_WAITING);
@@ -189,22 +261,39 @@ export class MessageRing extends Channel {
     if (checked.name !== undefined) validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
     const requested = validateInteger(checked.capacity, `${WHAT} capacity`, 1, MAX_CAPACITY);
     const capacity = Math.max(MIN_CAPACITY, 2 ** Math.ceil(Math.log2(requested)));
-    const producers = validateInteger(checked.producers ?? 1, "number of producers", 1, 2 ** 20);
+    const producers = validateInteger(
+      checked.producers ?? 1,
+      "number of producers",
+      0,
+      MAX_PRODUCERS,
+    );
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
     for (const key of ["multiProducer", "multiConsumer"] as const) {
       if (checked[key] !== undefined && typeof checked[key] !== "boolean") {
         throw new TypeError(`Invalid ${WHAT} option ${key}: expected a boolean`);
       }
     }
-    const shm = SharedMemory.create({ name: checked.name, size: HEADER_BYTES + capacity, mode });
-    const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
-    words[I_VERSION] = VERSION;
-    words[I_CAPACITY] = capacity;
-    words[I_FLAGS] = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
+    const size = HEADER_BYTES + slotTableBytes(producers) + capacity;
+    const shm = SharedMemory.create({
+      name: checked.name,
+      size,
+      mode,
+      initialize: (shm) => {
+        const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
+        words[I_MAGIC] = MAGIC;
+        words[I_VERSION] = VERSION;
+        const start = testing.ringStartPosition & ~7; // records stay 8-aligned
+        words[I_HEAD] = start;
+        words[I_TAIL] = start;
+        words[I_CAPACITY] = capacity;
+        words[I_FLAGS] = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
+          (checked.multiConsumer ? FLAG_MULTI_CONSUMER : 0);
+        words[I_PRODUCERS] = producers;
+      },
+    });
+    const flags = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
       (checked.multiConsumer ? FLAG_MULTI_CONSUMER : 0);
-    words[I_PRODUCERS] = producers;
-    Atomics.store(words, I_MAGIC, MAGIC); // last: openers check it
-    return new MessageRing(shm);
+    return new MessageRing(shm, { capacity, flags, producers });
   }
 
   /**
@@ -228,10 +317,16 @@ export class MessageRing extends Channel {
     const shm = openLayout(options, WHAT, (shm) => {
       if (shm.size < HEADER_BYTES) return false;
       const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
-      return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION &&
-        shm.size >= HEADER_BYTES + words[I_CAPACITY];
+      return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION;
     });
-    return new MessageRing(shm);
+    let shape: Shape;
+    try {
+      shape = readShape(shm);
+    } catch (error) {
+      shm.close();
+      throw error;
+    }
+    return new MessageRing(shm, shape);
   }
 
   /** Removes the ring's name; handles that have it open keep working. */
@@ -262,7 +357,9 @@ export class MessageRing extends Channel {
   /** Bytes taken by messages not yet received (each costs 8 + length, rounded to 8). */
   get usedBytes(): number {
     this.#assertOpen("read the state of");
-    return (Atomics.load(this.#words, I_HEAD) - Atomics.load(this.#words, I_TAIL)) >>> 0;
+    const used = (Atomics.load(this.#words, I_HEAD) - Atomics.load(this.#words, I_TAIL)) >>> 0;
+    if (used > this.#capacity) throw this.#corruptPositions();
+    return used;
   }
 
   /**
@@ -284,7 +381,8 @@ export class MessageRing extends Channel {
     try {
       this.#assertOpen("send");
       this.#validateMessage(message);
-      for (let i = 0; i < QUICK_RETRIES; i++) if (this.#attemptSend(message)) return SENT;
+      const retries = testing.spin ?? QUICK_RETRIES;
+      for (let i = 0; i < retries; i++) if (this.#attemptSend(message)) return SENT;
     } catch (error) {
       return Promise.reject(error);
     }
@@ -321,7 +419,8 @@ export class MessageRing extends Channel {
     } catch (error) {
       return Promise.reject(error);
     }
-    for (let i = 0; i < QUICK_RETRIES; i++) {
+    const retries = testing.spin ?? QUICK_RETRIES;
+    for (let i = 0; i < retries; i++) {
       const received = this.#attemptReceive();
       if (received !== undefined) return Promise.resolve(received);
     }
@@ -369,7 +468,8 @@ export class MessageRing extends Channel {
     try {
       this.#assertOpen("receive");
       this.#validateTarget(buffer);
-      for (let i = 0; i < QUICK_RETRIES; i++) {
+      const retries = testing.spin ?? QUICK_RETRIES;
+      for (let i = 0; i < retries; i++) {
         const length = this.#attemptTake(buffer);
         if (length !== undefined) return Promise.resolve(length);
       }
@@ -397,8 +497,44 @@ export class MessageRing extends Channel {
     this.#assertOpen("end");
     if (this.#ended) return;
     this.#ended = true;
-    Atomics.add(this.#words, I_ENDED, 1);
+    if (this.#producers === 0) return;
+    if (this.#slot < 0) this.#claimProducerSlot(SLOT_ENDED);
+    else if (Atomics.exchange(this.#slots, this.#slot, SLOT_ENDED) !== SLOT_ENDED) {
+      Atomics.add(this.#words, I_ENDED, 1);
+    }
     this.#receiveWaiting.wake();
+  }
+
+  // Takes the first free producer slot with `value` (this process's token, or ENDED);
+  // a handle beyond the first `producers` is not tracked. Ending counts once either way.
+  #claimProducerSlot(value: bigint): void {
+    const slots = this.#slots;
+    for (let i = 0; i < slots.length; i++) {
+      if (Atomics.compareExchange(slots, i, SLOT_FREE, value) === SLOT_FREE) {
+        this.#slot = i;
+        if (value === SLOT_ENDED) Atomics.add(this.#words, I_ENDED, 1);
+        return;
+      }
+    }
+    this.#slot = slots.length; // untracked
+    if (value === SLOT_ENDED) Atomics.add(this.#words, I_ENDED, 1);
+  }
+
+  // Marks the slots of producers that died without ending as ended. Rate-limited: it
+  // reads /proc once per tracked producer.
+  #endDeadProducers(): void {
+    const now = performance.now();
+    if (now - this.#lastScan < DEAD_PRODUCER_SCAN_MS) return;
+    this.#lastScan = now;
+    const slots = this.#slots;
+    for (let i = 0; i < slots.length; i++) {
+      const value = Atomics.load(slots, i);
+      if (value === SLOT_FREE || value === SLOT_ENDED || tokenAlive(value)) continue;
+      if (Atomics.compareExchange(slots, i, value, SLOT_ENDED) === value) {
+        Atomics.add(this.#words, I_ENDED, 1);
+        this.#receiveWaiting.wake();
+      }
+    }
   }
 
   /** Releases this handle (the ring stays: see `unlink`). Idempotent. */
@@ -409,6 +545,17 @@ export class MessageRing extends Channel {
   /** Removes the ring's name (see {@link MessageRing.unlink}). */
   unlink(): void {
     this.#shm.unlink();
+  }
+
+  #corruptPositions(): CorruptedError {
+    const head = Atomics.load(this.#words, I_HEAD) >>> 0;
+    const tail = Atomics.load(this.#words, I_TAIL) >>> 0;
+    return new CorruptedError(
+      WHAT,
+      this.name,
+      "positions",
+      `head ${head} and tail ${tail} (capacity ${this.#capacity}, 8-aligned)`,
+    );
   }
 
   #assertOpen(operation: string): void {
@@ -452,7 +599,7 @@ export class MessageRing extends Channel {
   }
 
   #streamEnded(): boolean {
-    return Atomics.load(this.#words, I_ENDED) >= this.#producers;
+    return this.#producers > 0 && Atomics.load(this.#words, I_ENDED) >= this.#producers;
   }
 
   #hasRoom(need: number): boolean {
@@ -461,25 +608,42 @@ export class MessageRing extends Channel {
     return this.#capacity - ((head - tail) >>> 0) >= need && !this.#sendLock?.held();
   }
 
+  // While another receiver holds the lock, this one sleeps (its release wakes): even at
+  // the end of the stream, the holder may be taking the last message.
   #hasMessageOrEnd(): boolean {
-    return (Atomics.load(this.#words, I_HEAD) !== Atomics.load(this.#words, I_TAIL) &&
-      !this.#receiveLock?.held()) || this.#streamEnded();
+    if (this.#receiveLock?.held()) return false;
+    return Atomics.load(this.#words, I_HEAD) !== Atomics.load(this.#words, I_TAIL) ||
+      this.#streamEnded();
   }
 
   #attemptSend(message: Uint8Array): boolean {
     if (this.#ended || this.#streamEnded()) throw streamEndedError(WHAT, this.name);
+    if (this.#slot < 0 && this.#producers > 0) this.#claimProducerSlot(currentProcessToken());
     const lock = this.#sendLock;
-    if (lock && !lock.tryAcquire()) return false;
+    if (lock && !lock.tryAcquire()) {
+      step("ring.send.busy");
+      return false;
+    }
+    let sent = false;
     try {
+      step("ring.send.locked");
       const words = this.#words;
       const head = Atomics.load(words, I_HEAD) >>> 0;
+      if ((head & 7) !== 0) throw this.#corruptPositions();
       const need = recordSize(message.length);
-      // The cached tail is trusted only while no other handle has sent since this one
-      // (the head is where this handle left it): other producers' traffic could put it
-      // 2^32 bytes behind, where it would look close again.
-      if (head !== this.#lastHead || this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
+      // The cached tail is trusted only while this handle was the last to move the
+      // head: then the tail has only moved on since it was read. Comparing positions
+      // instead would be fooled by other handles moving the head 2^32 bytes.
+      if (
+        Atomics.load(words, I_LAST_SENDER) !== this.#id ||
+        this.#capacity - ((head - this.#cachedTail) >>> 0) < need
+      ) {
         this.#cachedTail = Atomics.load(words, I_TAIL) >>> 0;
-        if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) return false;
+        if (((head - this.#cachedTail) >>> 0) > this.#capacity) throw this.#corruptPositions();
+        if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
+          step("ring.send.full");
+          return false;
+        }
       }
       const at = head & this.#mask;
       this.#dataWords[at >> 2] = message.length;
@@ -491,15 +655,21 @@ export class MessageRing extends Channel {
         this.#data.set(message.subarray(0, first), start);
         this.#data.set(message.subarray(first), 0);
       }
+      step("ring.send.copied");
+      if (Atomics.load(words, I_LAST_SENDER) !== this.#id) {
+        Atomics.store(words, I_LAST_SENDER, this.#id);
+      }
       // Publishing: everything written above becomes visible with this store.
       Atomics.store(words, I_HEAD, (head + need) | 0);
-      this.#lastHead = (head + need) >>> 0;
+      sent = true;
+      step("ring.send.published");
     } finally {
       lock?.release();
+      // Senders may sleep on the lock whatever this attempt did.
+      if (lock) this.#sendWaiting.wake();
     }
-    this.#receiveWaiting.wake();
-    if (lock) this.#sendWaiting.wake(); // others may sleep on the lock
-    return true;
+    if (sent) this.#receiveWaiting.wake();
+    return sent;
   }
 
   #attemptReceive(): Uint8Array | null | undefined {
@@ -511,24 +681,57 @@ export class MessageRing extends Channel {
   // message in the ring), or, without a target, into a new array left in #taken.
   // Returns its length, undefined when there is none now, null at the end.
   #attemptTake(target: Uint8Array | undefined): number | null | undefined {
+    const length = this.#take(target);
+    // Outside the lock: looking for dead producers reads /proc.
+    if (length === undefined && this.#producers > 0) this.#endDeadProducers();
+    return length;
+  }
+
+  #take(target: Uint8Array | undefined): number | null | undefined {
     const lock = this.#receiveLock;
-    if (lock && !lock.tryAcquire()) return undefined;
-    let length: number;
+    if (lock && !lock.tryAcquire()) {
+      step("ring.receive.busy");
+      return undefined;
+    }
+    let length: number | null | undefined;
+    let taken = false;
     try {
+      step("ring.receive.locked");
       const words = this.#words;
       const tail = Atomics.load(words, I_TAIL) >>> 0;
+      if ((tail & 7) !== 0) throw this.#corruptPositions();
       // The cached head proves a message only while it is ahead of the tail, and only
-      // while no other handle has received since this one (the tail is where this handle
-      // left it): other consumers' traffic could put it 2^31 bytes behind, where it
-      // would look ahead again.
-      if (tail !== this.#lastTail || ((this.#cachedHead - tail) | 0) <= 0) {
+      // while this handle was the last to move the tail: then the head has only moved
+      // on since it was read. Comparing positions instead would be fooled by other
+      // handles moving the tail 2^32 bytes.
+      if (
+        Atomics.load(words, I_LAST_RECEIVER) !== this.#id ||
+        ((this.#cachedHead - tail) | 0) <= 0
+      ) {
         // The end is checked before the head: a producer ends after its last publish.
         const ended = this.#streamEnded();
         this.#cachedHead = Atomics.load(words, I_HEAD) >>> 0;
-        if (this.#cachedHead === tail) return ended ? null : undefined;
+        if (((this.#cachedHead - tail) >>> 0) > this.#capacity) throw this.#corruptPositions();
+        if (this.#cachedHead === tail) {
+          step("ring.receive.empty");
+          return ended ? null : undefined;
+        }
       }
       const at = tail & this.#mask;
       length = this.#dataWords[at >> 2];
+      // Checked against what was published before anything is allocated or copied: a
+      // length another process wrote must not size an array or move the message pool.
+      const published = (this.#cachedHead - tail) >>> 0;
+      if (published > this.#capacity) throw this.#corruptPositions();
+      if (!(length >= 0 && length <= this.#capacity - RECORD_HEADER)) length = -1;
+      if (length < 0 || recordSize(length) > published) {
+        throw new CorruptedError(
+          WHAT,
+          this.name,
+          "record length",
+          `${this.#dataWords[at >> 2]} at position ${tail}, with ${published} bytes published`,
+        );
+      }
       let targetWords: Int32Array | undefined;
       let wordOffset = 0;
       if (target === undefined) {
@@ -563,13 +766,20 @@ export class MessageRing extends Channel {
         target.set(data.subarray(start, start + first));
       }
       if (first < length) target.set(data.subarray(0, length - first), first);
+      step("ring.receive.copied");
+      if (Atomics.load(words, I_LAST_RECEIVER) !== this.#id) {
+        Atomics.store(words, I_LAST_RECEIVER, this.#id);
+      }
       Atomics.store(words, I_TAIL, (tail + recordSize(length)) | 0);
-      this.#lastTail = (tail + recordSize(length)) >>> 0;
+      taken = true;
+      step("ring.receive.taken");
     } finally {
       lock?.release();
+      // Receivers may sleep on the lock whatever this attempt did (found nothing, or
+      // a message too large for the buffer).
+      if (lock) this.#receiveWaiting.wake();
     }
-    this.#sendWaiting.wake();
-    if (lock) this.#receiveWaiting.wake();
+    if (taken) this.#sendWaiting.wake();
     return length;
   }
 
@@ -588,9 +798,10 @@ export class MessageRing extends Channel {
       attempt,
       flag,
       ready,
-      beforeCheck: lock && (() => {
-        if (lock.held()) lock.recoverFromDeadHolder();
-      }),
+      beforeCheck: () => {
+        if (lock?.held()) lock.recoverFromDeadHolder();
+        if (operation === "receive" && this.#producers > 0) this.#endDeadProducers();
+      },
     });
   }
 }

@@ -8,7 +8,8 @@ import { C, ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { check, closedError, ErrnoError } from "../ffi/errno.ts";
 import { Lifetime } from "./_lifetime.ts";
-import { sleepSync } from "./_process.ts";
+import { currentPid, currentStartTime, processAlive, sleepSync } from "./_process.ts";
+import { step } from "./_steps.ts";
 import {
   cString,
   DEFAULT_MODE,
@@ -28,6 +29,12 @@ export interface SharedMemoryCreateOptions {
   size: number;
   /** Permission bits, subject to the umask. Default: `0o600`. */
   mode?: number;
+  /**
+   * Writes the object's first contents (a header, say) before its name appears: no
+   * process can open it half-initialized, and a creator that dies before this returns
+   * leaves no object under `name`. If it throws, nothing is created.
+   */
+  initialize?: (shm: SharedMemory) => void;
 }
 
 /** Options of {@link SharedMemory.open}. */
@@ -134,7 +141,10 @@ export class SharedMemory implements Disposable {
       : validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
     const size = validateInteger(checked.size, `${WHAT} size`, 1, MAX_SIZE);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
-    return SharedMemory.#create(name, size, mode);
+    if (checked.initialize !== undefined && typeof checked.initialize !== "function") {
+      throw new TypeError(`Invalid ${WHAT} option initialize: expected a function`);
+    }
+    return SharedMemory.#create(name, size, mode, checked.initialize);
   }
 
   /**
@@ -220,25 +230,49 @@ export class SharedMemory implements Disposable {
     check("shm_unlink", libc().symbols.shm_unlink(cString(name)), name);
   }
 
-  static #create(name: string, size: number, mode: number): SharedMemory {
+  // The object is made whole under a private temporary name, then linked to `name` in one
+  // step (link(2) fails with EEXIST if the name is taken: the exclusive create), so no
+  // process ever opens it before it is sized, reserved and initialized. A creator killed
+  // before the link leaves only its temporary, which names its pid and start time:
+  // the next create removes it once that process is dead.
+  static #create(
+    name: string,
+    size: number,
+    mode: number,
+    initialize?: (shm: SharedMemory) => void,
+  ): SharedMemory {
     const { symbols } = libc();
-    const path = cString(name);
+    removeDeadTemporaries();
+    const temporary = temporaryName();
+    const temporaryPath = cString(temporary);
     const fd = check(
       "shm_open",
-      symbols.shm_open(path, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_CLOEXEC, mode),
+      symbols.shm_open(temporaryPath, C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_CLOEXEC, mode),
       name,
     );
     try {
-      // posix_fallocate both reserves the memory and sets the size, and sets it only if
-      // the reservation succeeded: the object never looks larger than its memory (an
-      // ftruncate first would let an opener map pages that do not exist yet: SIGBUS).
-      // Until then its size is 0, which openers take as "not ready".
+      // posix_fallocate both reserves the memory and sets the size: a full /dev/shm is
+      // ENOSPC here, never a SIGBUS on a later write.
       check("posix_fallocate", symbols.posix_fallocate(fd, 0n, BigInt(size)), name);
-      return new SharedMemory(name, size, mapShared(fd, size, name), true);
-    } catch (error) {
-      symbols.shm_unlink(path);
-      throw error;
+      const shm = new SharedMemory(name, size, mapShared(fd, size, name), true);
+      try {
+        initialize?.(shm);
+        step("shm.create.initialized");
+        check(
+          "link",
+          symbols.link(
+            cString(`${C.shmDirectory}${temporary}`),
+            cString(`${C.shmDirectory}${name}`),
+          ),
+          name,
+        );
+      } catch (error) {
+        shm.close();
+        throw error;
+      }
+      return shm;
     } finally {
+      symbols.shm_unlink(temporaryPath);
       symbols.close(fd);
     }
   }
@@ -429,4 +463,33 @@ function mapShared(fd: number, size: number, name: string): Deno.PointerObject {
     0n,
   );
   return check("mmap", mapped, name);
+}
+
+// Temporary names: "/.deno-ipc-init.PID.START.RANDOM" (hidden, and never a valid name of
+// the library's own objects, which start with a letter).
+const TEMPORARY_PREFIX = ".deno-ipc-init.";
+const TEMPORARY_PATTERN = /^\.deno-ipc-init\.(\d+)\.(\d+)\.[0-9a-f]{16}$/;
+
+function temporaryName(): string {
+  const random = Array.from(
+    crypto.getRandomValues(new Uint8Array(8)),
+    (byte) => byte.toString(16).padStart(2, "0"),
+  ).join("");
+  return `/${TEMPORARY_PREFIX}${currentPid()}.${currentStartTime()}.${random}`;
+}
+
+// Removes the temporaries of creators that died between making and publishing an object.
+function removeDeadTemporaries(): void {
+  let entries: Iterable<Deno.DirEntry>;
+  try {
+    entries = Deno.readDirSync(C.shmDirectory);
+  } catch {
+    return; // no read permission: the leftovers stay until a permitted create
+  }
+  for (const entry of entries) {
+    if (!entry.name.startsWith(TEMPORARY_PREFIX)) continue;
+    const match = TEMPORARY_PATTERN.exec(entry.name);
+    if (match === null || processAlive(Number(match[1]), Number(match[2]))) continue;
+    libc().symbols.shm_unlink(cString(`/${entry.name}`));
+  }
 }

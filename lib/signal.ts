@@ -23,13 +23,20 @@
  *
  * @module
  */
-import { type SignalName, SIGNALS } from "../ffi/constants.ts";
+import { C, type SignalName, SIGNALS } from "../ffi/constants.ts";
 import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
 import { ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
-import { currentPid, processExists, sleepSync } from "./_process.ts";
+import {
+  currentPid,
+  currentProcessToken,
+  processAlive,
+  processUid,
+  sleepSync,
+  tokenParts,
+} from "./_process.ts";
 import { describe, validateInteger, validateOptions, validatePosixName } from "./_validate.ts";
 import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
 import { SharedMemory } from "./shared_memory.ts";
@@ -384,14 +391,23 @@ export interface DoorbellCreateOptions {
 export interface DoorbellOpenOptions {
   /** Name of an existing doorbell. */
   name: string;
+  /**
+   * The signal this handle rings with and listens on: it is never read from the shared
+   * memory. A ring is refused (an error) when the listener listens on another signal.
+   * Default: `"SIGUSR2"`.
+   */
+  signal?: SignalName;
 }
 
 const DOORBELL = "doorbell";
 const DOORBELL_MAGIC = 0x4c_42_49_44; // "DIBL"
+const DOORBELL_VERSION = 2;
 const D_MAGIC = 0;
-const D_SIGNAL = 1;
-const D_RECEIVER = 2; // pid of the listening process, 0 when none
-const D_IN_FLIGHT = 3; // rings between reading D_RECEIVER and their kill() returning
+const D_VERSION = 1;
+const D_IN_FLIGHT = 3; // rings between reading the receiver and their signal returning
+// 64-bit word 2 (bytes 16 to 23): the listener, as its process token (pid and start
+// time) with the number of the signal it listens on in bits 24 to 30; 0 when none.
+const D_RECEIVER_WORD = 2;
 const D_RUNG = 16; // byte 64: events rung so far (mod 2^32)
 const D_DELIVERED = 32; // byte 128: events handed to a listener so far (mod 2^32)
 const DOORBELL_SIZE = 192;
@@ -439,19 +455,26 @@ const DELIVERY_GRACE_MS = 2;
 export class Doorbell implements Disposable {
   readonly #shm: SharedMemory;
   readonly #words: Int32Array;
+  readonly #receiver: BigInt64Array;
   readonly #signal: SignalName;
   readonly #lifetime: Lifetime;
+  // The listener this handle last rang: its receiver word and a pidfd naming exactly
+  // that process (so a pid the system gives to another process is never signalled).
+  #target: { word: bigint; pidfd: number } | undefined;
   #listening: Disposable | undefined;
   #handlers = new Set<(events: number) => void>();
   #waiters = new Set<(events: number) => void>();
   #closeWaiters = new Set<() => void>();
 
-  private constructor(shm: SharedMemory) {
+  private constructor(shm: SharedMemory, signal: SignalName) {
     this.#shm = shm;
     this.#words = shm.view(Int32Array, 0, DOORBELL_SIZE / 4);
-    const number = this.#words[D_SIGNAL];
-    this.#signal = (Object.keys(SIGNALS) as SignalName[]).find((name) => SIGNALS[name] === number)!;
-    this.#lifetime = new Lifetime(() => shm.close());
+    this.#receiver = shm.view(BigInt64Array, 0, 4);
+    this.#signal = signal;
+    this.#lifetime = new Lifetime(() => {
+      this.#forgetTarget();
+      shm.close();
+    });
   }
 
   /**
@@ -474,11 +497,16 @@ export class Doorbell implements Disposable {
     const checked = validateOptions<DoorbellCreateOptions>(options, DOORBELL);
     const signal = validateListenable(checked.signal ?? "SIGUSR2");
     if (checked.name !== undefined) validatePosixName(checked.name, DOORBELL, 255);
-    const shm = SharedMemory.create({ name: checked.name, size: DOORBELL_SIZE });
-    const words = shm.view(Int32Array, 0, DOORBELL_SIZE / 4);
-    words[D_SIGNAL] = SIGNALS[signal];
-    Atomics.store(words, D_MAGIC, DOORBELL_MAGIC);
-    return new Doorbell(shm);
+    const shm = SharedMemory.create({
+      name: checked.name,
+      size: DOORBELL_SIZE,
+      initialize: (shm) => {
+        const words = shm.view(Int32Array, 0, DOORBELL_SIZE / 4);
+        words[D_MAGIC] = DOORBELL_MAGIC;
+        words[D_VERSION] = DOORBELL_VERSION;
+      },
+    });
+    return new Doorbell(shm, signal);
   }
 
   /**
@@ -499,10 +527,13 @@ export class Doorbell implements Disposable {
    * ```
    */
   static open(options: DoorbellOpenOptions): Doorbell {
-    const shm = openLayout(options, DOORBELL, (shm) =>
+    const checked = validateOptions<DoorbellOpenOptions>(options, DOORBELL);
+    const signal = validateListenable(checked.signal ?? "SIGUSR2");
+    const shm = openLayout({ name: checked.name }, DOORBELL, (shm) =>
       shm.size >= DOORBELL_SIZE &&
-      Atomics.load(shm.view(Int32Array, 0, 1), D_MAGIC) === DOORBELL_MAGIC);
-    return new Doorbell(shm);
+      Atomics.load(shm.view(Int32Array, 0, 2), D_MAGIC) === DOORBELL_MAGIC &&
+      shm.view(Int32Array, 0, 2)[D_VERSION] === DOORBELL_VERSION);
+    return new Doorbell(shm, signal);
   }
 
   /** Removes a doorbell's name. */
@@ -529,7 +560,7 @@ export class Doorbell implements Disposable {
   /** Pid of the process listening now, or 0. */
   get receiver(): number {
     this.#assertOpen("read");
-    return Atomics.load(this.#words, D_RECEIVER);
+    return receiverParts(Atomics.load(this.#receiver, D_RECEIVER_WORD)).pid;
   }
 
   /** Whether `close()` was called. */
@@ -541,26 +572,72 @@ export class Doorbell implements Disposable {
    * Counts `events` (default 1) and, if a process listens, rings its signal. Returns
    * whether a signal was sent. A listener that died without stopping is cleared (the
    * events stay counted for the next listener) and this returns `false`.
+   *
+   * The listener is read from shared memory, so it is verified before it is signalled:
+   * it must be alive with the pid AND start time it recorded (a pid the system gave to
+   * another process is never signalled), belong to this process's user, and listen on
+   * this handle's own signal; the signal is sent through a pidfd. Otherwise nothing is
+   * sent (and a listener on another signal is an error).
    */
   ring(events = 1): boolean {
     this.#assertOpen("ring");
     validateInteger(events, "number of events", 1, 2 ** 31 - 1);
     const words = this.#words;
     Atomics.add(words, D_RUNG, events);
-    Atomics.add(words, D_IN_FLIGHT, 1); // before reading the pid: see #stopListening
+    Atomics.add(words, D_IN_FLIGHT, 1); // before reading the receiver: see #stopListening
     try {
-      const receiver = Atomics.load(words, D_RECEIVER);
-      if (receiver === 0) return false;
-      if (libc().symbols.kill(receiver, SIGNALS[this.#signal]) === 0) return true;
+      const word = Atomics.load(this.#receiver, D_RECEIVER_WORD);
+      if (word === 0n) return false;
+      const { signal } = receiverParts(word);
+      if (signal !== SIGNALS[this.#signal]) {
+        throw new TypeError(
+          `Doorbell "${this.name}" is rung with ${this.#signal}, but its listener listens on ` +
+            `signal ${signal}: open it with the listener's signal`,
+        );
+      }
+      const pidfd = this.#pidfdOf(word);
+      if (pidfd === undefined) return false;
+      const { symbols } = libc();
+      if (symbols.pidfd_send_signal(C.SYS_pidfd_send_signal, pidfd, signal, null, 0) === 0) {
+        return true;
+      }
       const errno = lastErrno();
       if (errno !== ERRNO.ESRCH) {
-        throw errnoError(errno, "kill", { objectName: `process ${receiver}` });
+        throw errnoError(errno, "pidfd_send_signal", { objectName: this.name });
       }
-      Atomics.compareExchange(words, D_RECEIVER, receiver, 0);
+      this.#forgetTarget();
+      Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, word, 0n);
       return false;
     } finally {
       Atomics.sub(words, D_IN_FLIGHT, 1);
     }
+  }
+
+  // A pidfd for the listener `word` names, opened once per listener; undefined when that
+  // process is dead (the word is then cleared) or not one this process may signal.
+  #pidfdOf(word: bigint): number | undefined {
+    if (this.#target?.word === word) return this.#target.pidfd;
+    this.#forgetTarget();
+    const { pid, startTime } = receiverParts(word);
+    const { symbols } = libc();
+    const pidfd = pid > 0 ? symbols.pidfd_open(C.SYS_pidfd_open, pid, 0) : -1;
+    // Checked after opening: if the process has that start time now, the pidfd names it.
+    if (pidfd < 0 || !processAlive(pid, startTime)) {
+      if (pidfd >= 0) symbols.close(pidfd);
+      Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, word, 0n);
+      return undefined;
+    }
+    if (processUid(pid) !== symbols.geteuid()) {
+      symbols.close(pidfd);
+      return undefined; // another user's process: never signalled
+    }
+    this.#target = { word, pidfd };
+    return pidfd;
+  }
+
+  #forgetTarget(): void {
+    if (this.#target) libc().symbols.close(this.#target.pidfd);
+    this.#target = undefined;
   }
 
   /**
@@ -574,19 +651,24 @@ export class Doorbell implements Disposable {
       throw new TypeError("Invalid handler: expected a function");
     }
     if (!this.#listening) {
-      const me = currentPid();
-      let other = Atomics.compareExchange(this.#words, D_RECEIVER, 0, me);
+      const me = this.#receiverWord();
+      const receiver = this.#receiver;
+      let other = Atomics.compareExchange(receiver, D_RECEIVER_WORD, 0n, me);
       // A listener that died without stopping is replaced.
-      if (other !== 0 && other !== me && !processExists(other)) {
-        other = Atomics.compareExchange(this.#words, D_RECEIVER, other, me) === other ? 0 : other;
+      if (other !== 0n && other !== me && !receiverAlive(other)) {
+        other = Atomics.compareExchange(receiver, D_RECEIVER_WORD, other, me) === other
+          ? 0n
+          : other;
       }
-      if (other === me) {
+      if (other !== 0n && receiverParts(other).pid === currentPid()) {
         throw new TypeError(
           `Doorbell "${this.name}" already has a listener in this process (another handle)`,
         );
       }
-      if (other !== 0) {
-        throw new TypeError(`Doorbell "${this.name}" already has a listener: process ${other}`);
+      if (other !== 0n) {
+        throw new TypeError(
+          `Doorbell "${this.name}" already has a listener: process ${receiverParts(other).pid}`,
+        );
       }
       this.#listening = onSignal(this.#signal, () => this.#deliver());
     }
@@ -661,6 +743,10 @@ export class Doorbell implements Disposable {
     if (this.#lifetime.closed) throw closedError(operation, DOORBELL, this.#shm.name);
   }
 
+  #receiverWord(): bigint {
+    return currentProcessToken() | (BigInt(SIGNALS[this.#signal]) << 24n);
+  }
+
   // Only the one listening process takes events, so the delivered count needs no lock;
   // keeping it in shared memory hands every event to exactly one listener, even across
   // listeners that come and go.
@@ -685,7 +771,7 @@ export class Doorbell implements Disposable {
   #stopListening(): void {
     if (!this.#listening) return;
     const words = this.#words;
-    Atomics.compareExchange(words, D_RECEIVER, currentPid(), 0);
+    Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, this.#receiverWord(), 0n);
     // A ringer counts itself in before it reads the pid, so once the count is 0 no ring
     // can still signal us; then the kernel gets a moment to deliver the last signals.
     const deadline = performance.now() + IN_FLIGHT_WAIT_MS;
@@ -697,4 +783,15 @@ export class Doorbell implements Disposable {
     this.#listening[Symbol.dispose]();
     this.#listening = undefined;
   }
+}
+
+// The parts of a doorbell's receiver word (see D_RECEIVER_WORD).
+function receiverParts(word: bigint): { pid: number; startTime: number; signal: number } {
+  const { pid: low, startTime } = tokenParts(word);
+  return { pid: low & 0xff_ffff, startTime, signal: (low >>> 24) & 0x7f };
+}
+
+function receiverAlive(word: bigint): boolean {
+  const { pid, startTime } = receiverParts(word);
+  return processAlive(pid, startTime);
 }

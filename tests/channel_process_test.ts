@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MessageRing } from "../mod.ts";
 import { FIXTURES } from "./_channel_harness.ts";
-import { Child, delay, ipcTest, propertyRuns } from "./_helpers.ts";
+import { Child, ipcTest, propertyRuns } from "./_helpers.ts";
 
 const CHILD = new URL("./children/channel_child.ts", import.meta.url).pathname;
 const KINDS: Record<string, string> = {
@@ -87,36 +87,29 @@ for (const fixture of FIXTURES) {
   );
 }
 
-for (const multiProducer of [false, true]) {
+for (
+  const [multiProducer, crashAt] of [
+    [false, "ring.send.copied"],
+    [true, "ring.send.copied"],
+    [true, "ring.send.locked"],
+  ] as const
+) {
   const mode = multiProducer ? "multi-producer" : "single-producer";
   ipcTest(
-    `MessageRing (${mode}): a producer killed during a write exposes no partial message`,
+    `MessageRing (${mode}): a producer killed at ${crashAt} exposes no partial message`,
     async () => {
-      const size = 192 * 2 ** 20;
-      using ring = MessageRing.create({ capacity: size + 8, multiProducer });
+      const size = 8 * 2 ** 20;
+      // Two producers: the killed child and this process, which sends afterwards.
+      using ring = MessageRing.create({ capacity: size + 8, multiProducer, producers: 2 });
       try {
-        let killedMidWrite = false;
-        for (let attempt = 0; attempt < 5 && !killedMidWrite; attempt++) {
-          const child = new Child("channel_child.ts", ["big", ring.name, String(size)]);
-          assert.equal(await child.line(), "sending");
-          await delay(5);
-          child.process.kill("SIGKILL");
-          await child.status();
-          let completed = false;
-          try {
-            completed = (await child.line()) === "sent";
-          } catch { /* no more output: killed before "sent" */ }
-          const message = ring.tryReceive();
-          if (completed) {
-            assert.ok(message instanceof Uint8Array && message.length === size);
-            assert.ok(message.every((byte) => byte === 0xab));
-          } else {
-            killedMidWrite = true;
-            assert.equal(message, undefined, "a partial message became visible");
-            assert.equal(ring.usedBytes, 0);
-          }
-        }
-        assert.ok(killedMidWrite, "no kill landed during the write in 5 attempts");
+        const child = new Child("channel_child.ts", ["big", ring.name, String(size)], ["-A"], {
+          DENO_IPC_CRASH_AT: crashAt,
+        });
+        assert.equal(await child.line(), "sending");
+        const status = await child.status();
+        assert.equal(status.signal, "SIGKILL", "the child did not die inside the send");
+        assert.equal(ring.tryReceive(), undefined, "a partial message became visible");
+        assert.equal(ring.usedBytes, 0);
         // The ring keeps working (in multi-producer mode: the dead writer's lock is taken over).
         await ring.send(new Uint8Array([1, 2, 3]), { timeout: 2000 });
         assert.deepEqual(await ring.receive({ timeout: 2000 }), new Uint8Array([1, 2, 3]));
@@ -156,3 +149,63 @@ ipcTest(
     }
   },
 );
+
+ipcTest(
+  "MessageRing: producers that died without end() end the stream after their last message",
+  async () => {
+    using ring = MessageRing.create({ capacity: 4096, multiProducer: true, producers: 2 });
+    try {
+      // One producer exits normally without end(); the other is killed inside a send.
+      await run(["producer", "ring", ring.name, "1", "3", "16", "0"]);
+      const killed = new Child("channel_child.ts", [
+        "producer",
+        "ring",
+        ring.name,
+        "2",
+        "5",
+        "16",
+        "0",
+      ], [
+        "-A",
+      ], { DENO_IPC_CRASH_AT: "ring.send.copied", DENO_IPC_CRASH_AFTER: "3" });
+      assert.equal((await killed.status()).signal, "SIGKILL");
+      const received: Uint8Array[] = [];
+      for (;;) {
+        const message = await ring.receive({ timeout: 5000 });
+        if (message === null) break;
+        received.push(message.slice());
+      }
+      // All 3 of the first, the 2 the second published before dying; not its third.
+      assert.equal(received.length, 5);
+      assert.throws(() => ring.trySend(new Uint8Array(1)), { name: "StreamEndedError" });
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+ipcTest("MessageRing: a live producer that has not ended keeps the stream open", async () => {
+  using ring = MessageRing.create({ capacity: 4096 });
+  try {
+    using producer = MessageRing.open({ name: ring.name });
+    producer.trySend(new Uint8Array([1]));
+    assert.deepEqual(await ring.receive({ timeout: 1000 }), new Uint8Array([1]));
+    await assert.rejects(ring.receive({ timeout: 50 }), { name: "TimedOutError" });
+    producer.end();
+    assert.equal(await ring.receive({ timeout: 1000 }), null);
+  } finally {
+    ring.unlink();
+  }
+});
+
+ipcTest("MessageRing with producers: 0 never ends, whoever dies", async () => {
+  using ring = MessageRing.create({ capacity: 4096, producers: 0 });
+  try {
+    await run(["producer", "ring", ring.name, "1", "2", "16", "1"]);
+    assert.equal((await ring.receive({ timeout: 1000 }))?.length, 16);
+    assert.equal((await ring.receive({ timeout: 1000 }))?.length, 16);
+    await assert.rejects(ring.receive({ timeout: 50 }), { name: "TimedOutError" });
+  } finally {
+    ring.unlink();
+  }
+});

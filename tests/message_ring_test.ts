@@ -10,7 +10,7 @@ import {
   StreamEndedError,
   TimedOutError,
 } from "../mod.ts";
-import { delay, ipcTest, testName } from "./_helpers.ts";
+import { Child, delay, ipcTest, testName } from "./_helpers.ts";
 
 ipcTest("MessageRing.create() rounds the capacity up to a power of two, at least 64", () => {
   for (const [requested, capacity] of [[1, 64], [64, 64], [65, 128], [4096, 4096], [5000, 8192]]) {
@@ -206,7 +206,8 @@ const badRingOptions: [string, unknown, typeof TypeError | typeof RangeError][] 
   ["a capacity over 2^30", { capacity: 2 ** 30 + 1 }, RangeError],
   ["a NaN capacity", { capacity: NaN }, TypeError],
   ["a fractional capacity", { capacity: 100.5 }, RangeError],
-  ["zero producers", { capacity: 64, producers: 0 }, RangeError],
+  ["negative producers", { capacity: 64, producers: -1 }, RangeError],
+  ["more than 4096 producers", { capacity: 64, producers: 4097 }, RangeError],
   ["a non-boolean multiProducer", { capacity: 64, multiProducer: "yes" }, TypeError],
   ["a bad name", { capacity: 64, name: "ring" }, TypeError],
   ["a bad mode", { capacity: 64, mode: 0o1000 }, RangeError],
@@ -303,23 +304,41 @@ function drain(ring: MessageRing): Uint8Array[] {
   return messages;
 }
 
+// Moves `bytes` through `ring` with real traffic: `sender` sends records of at most half
+// the ring and `receiver` takes each, so the positions travel that far (mod 2^32).
+function moveThrough(sender: MessageRing, receiver: MessageRing, bytes: number): void {
+  const half = sender.capacity / 2;
+  const message = new Uint8Array(half - 8);
+  const buffer = new Uint8Array(half);
+  for (let left = bytes; left > 0;) {
+    const record = Math.min(half, left);
+    assert.equal(sender.trySend(message.subarray(0, record - 8)), true);
+    assert.equal(receiver.tryReceiveInto(buffer), record - 8);
+    left -= record;
+  }
+}
+
 ipcTest(
-  "several consumers: a handle whose cached head is 2^31 bytes stale sees no phantom message",
+  "several producers: after others moved the head exactly 2^32 bytes, a producer does not overwrite unread messages",
   () => {
-    using ring = MessageRing.create({ name: testName("mr"), capacity: 1024, multiConsumer: true });
+    const capacity = 2 ** 20;
+    using ring = MessageRing.create({ name: testName("mr"), capacity, multiProducer: true });
     try {
-      using consumer = MessageRing.open({ name: ring.name });
-      ring.trySend(new Uint8Array([1]));
-      assert.deepEqual(consumer.tryReceive(), new Uint8Array([1])); // caches the head
-      // As if other consumers had moved 2 GiB through the ring since.
-      using shm = SharedMemory.open({ name: ring.name });
-      const words = shm.view(Int32Array, 0, 128);
-      const far = (Atomics.load(words, 16) + 2 ** 31 + 64) | 0;
-      Atomics.store(words, 16, far); // head
-      Atomics.store(words, 32, far); // tail: empty
-      assert.equal(consumer.tryReceive(), undefined, "a phantom message was read");
-      ring.trySend(new Uint8Array([2]));
-      assert.deepEqual(consumer.tryReceive(), new Uint8Array([2]));
+      using producer = MessageRing.open({ name: ring.name });
+      using other = MessageRing.open({ name: ring.name });
+      assert.equal(producer.trySend(new Uint8Array([1])), true); // caches the tail; head 16
+      assert.deepEqual(ring.tryReceive(), new Uint8Array([1]));
+      // Other producers move 2^32 - 2^20 bytes, then fill the ring with two unread
+      // records: the head is back at 16 (mod 2^32), where this producer left it.
+      moveThrough(other, ring, 2 ** 32 - capacity);
+      const fill = new Uint8Array(capacity / 2 - 8).fill(7);
+      assert.equal(other.trySend(fill), true);
+      assert.equal(other.trySend(fill), true);
+      assert.equal(ring.usedBytes, capacity);
+      assert.equal(producer.trySend(new Uint8Array([2])), false, "wrote into a full ring");
+      assert.deepEqual(ring.tryReceive(), fill);
+      assert.deepEqual(ring.tryReceive(), fill);
+      assert.equal(ring.tryReceive(), undefined);
     } finally {
       ring.unlink();
     }
@@ -327,19 +346,25 @@ ipcTest(
 );
 
 ipcTest(
-  "several producers: a handle whose cached tail is 2^32 bytes stale does not overwrite",
+  "several consumers: after others moved the tail exactly 2^32 bytes, a consumer reads no phantom message",
   () => {
-    using ring = MessageRing.create({ name: testName("mr"), capacity: 1024, multiProducer: true });
+    const capacity = 2 ** 20;
+    using ring = MessageRing.create({ name: testName("mr"), capacity, multiConsumer: true });
     try {
-      using producer = MessageRing.open({ name: ring.name });
-      assert.equal(producer.trySend(new Uint8Array([1])), true); // caches tail 0
-      assert.deepEqual(ring.tryReceive(), new Uint8Array([1]));
-      // As if other producers had moved 4 GiB: the ring is full, head = 2^32 + 8.
-      using shm = SharedMemory.open({ name: ring.name });
-      const words = shm.view(Int32Array, 0, 128);
-      Atomics.store(words, 16, 8);
-      Atomics.store(words, 32, (8 - 1024) | 0);
-      assert.equal(producer.trySend(new Uint8Array([2])), false, "wrote into a full ring");
+      using consumer = MessageRing.open({ name: ring.name });
+      using other = MessageRing.open({ name: ring.name });
+      ring.trySend(new Uint8Array([1]));
+      ring.trySend(new Uint8Array([2]));
+      // This consumer takes the first and caches the head (32); another takes the second.
+      assert.deepEqual(consumer.tryReceive(), new Uint8Array([1]));
+      assert.deepEqual(other.tryReceive(), new Uint8Array([2]));
+      // Others move the tail 2^32 - 16 bytes more: it is back at 16 (mod 2^32), where
+      // this consumer left it, and the ring is empty.
+      moveThrough(ring, other, 2 ** 32 - 16);
+      assert.equal(ring.usedBytes, 0);
+      assert.equal(consumer.tryReceive(), undefined, "a phantom message was read");
+      ring.trySend(new Uint8Array([3]));
+      assert.deepEqual(consumer.tryReceive(), new Uint8Array([3]));
     } finally {
       ring.unlink();
     }
@@ -358,3 +383,29 @@ ipcTest("a received message's buffer may be transferred; later receives still wo
     ring.unlink();
   }
 });
+
+ipcTest(
+  "a creator killed after initializing, before publishing, leaves no ring under the name; the next create takes the name and removes its temporary",
+  async () => {
+    const name = testName("mr");
+    const child = new Child("channel_child.ts", ["create-ring", name], ["-A"], {
+      DENO_IPC_CRASH_AT: "shm.create.initialized",
+    });
+    assert.equal(await child.line(), "creating");
+    assert.equal((await child.status()).signal, "SIGKILL");
+    const temporaries = () =>
+      [...Deno.readDirSync("/dev/shm")].filter((entry) =>
+        entry.name.startsWith(`.deno-ipc-init.${child.process.pid}.`)
+      );
+    assert.equal(temporaries().length, 1, "the dead creator's temporary is there");
+    // Nothing half-made is visible: the name does not exist (no wait, no EINVAL).
+    assert.throws(() => MessageRing.open({ name }), NotFoundError);
+    using ring = MessageRing.create({ name, capacity: 1024 });
+    try {
+      assert.deepEqual(temporaries(), []);
+      assert.equal(ring.trySend(new Uint8Array([1])), true);
+    } finally {
+      ring.unlink();
+    }
+  },
+);

@@ -59,7 +59,7 @@ ipcTest("SharedMemory.create() is exclusive: an existing name is AlreadyExistsEr
       assert.ok(e instanceof ErrnoError);
       assert.equal(e.code, "EEXIST");
       assert.equal(e.errno, 17);
-      assert.equal(e.syscall, "shm_open");
+      assert.equal(e.syscall, "link");
       assert.equal(e.objectName, shm.name);
       assert.match(e.message, /EEXIST/);
       assert.ok(e.message.includes(shm.name));

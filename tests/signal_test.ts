@@ -18,6 +18,7 @@ import {
   UnlistenableSignalError,
   waitForSignal,
 } from "../mod.ts";
+import { processStartTime, processToken } from "../lib/_process.ts";
 import { Child, delay, ipcTest, propertyRuns, testName } from "./_helpers.ts";
 
 ipcTest("sendSignal() reaches a listener in another process", async () => {
@@ -278,3 +279,71 @@ ipcTest(
     assert.ok(coalesced, "no run had signals coalesce: the property did not test what it claims");
   },
 );
+
+// A process that must not be signalled: `sleep` dies of SIGUSR2 or SIGKILL.
+async function bystander(
+  uid?: number,
+): Promise<{ process: Deno.ChildProcess; exited: () => boolean }> {
+  const process = new Deno.Command("sleep", { args: ["30"], ...(uid === undefined ? {} : { uid }) })
+    .spawn();
+  let done = false;
+  process.status.then(() => done = true);
+  for (let i = 0; i < 100 && processStartTime(process.pid) === undefined; i++) await delay(5);
+  return { process, exited: () => done };
+}
+
+// The doorbell's receiver word: pid and signal in the low 32 bits, start time in the high.
+function writeReceiver(name: string, pid: number, start: number, signal: number): void {
+  using shm = SharedMemory.open({ name });
+  const word = processToken(pid, start) | (BigInt(signal) << 24n);
+  Atomics.store(shm.view(BigInt64Array, 0, 4), 2, word);
+}
+
+ipcTest(
+  "Doorbell.ring() never signals what shared memory names: another signal, a reused pid, pid 0, another user",
+  async () => {
+    using bell = Doorbell.create();
+    const victim = await bystander();
+    const foreign = await bystander(65534);
+    try {
+      const start = processStartTime(victim.process.pid)!;
+      // SIGKILL written as the listener's signal: refused, nothing sent.
+      writeReceiver(bell.name, victim.process.pid, start, 9);
+      assert.throws(() => bell.ring(), TypeError);
+      // A live process with another start time: a pid the system reused.
+      writeReceiver(bell.name, victim.process.pid, start + 1, 12);
+      assert.equal(bell.ring(), false);
+      // pid 0 (kill(0, sig) would signal our whole group) and pid -1 bits.
+      writeReceiver(bell.name, 0, 0, 12);
+      assert.equal(bell.ring(), false);
+      writeReceiver(bell.name, 0xff_ffff, 0, 12);
+      assert.equal(bell.ring(), false);
+      // Another user's live process, with its true start time.
+      writeReceiver(bell.name, foreign.process.pid, processStartTime(foreign.process.pid)!, 12);
+      assert.equal(bell.ring(), false);
+      await delay(100);
+      assert.equal(victim.exited(), false, "the victim was signalled");
+      assert.equal(foreign.exited(), false, "the other user's process was signalled");
+      assert.equal(bell.rung, 5, "every ring is still counted");
+    } finally {
+      victim.process.kill("SIGKILL");
+      foreign.process.kill("SIGKILL");
+      await victim.process.status;
+      await foreign.process.status;
+      bell.unlink();
+    }
+  },
+);
+
+ipcTest("Doorbell: a ringer opened with another signal than the listener's is refused", () => {
+  using bell = Doorbell.create({ signal: "SIGURG" });
+  try {
+    using _listening = bell.listen();
+    using wrong = Doorbell.open({ name: bell.name });
+    assert.throws(() => wrong.ring(), /listens on signal 23/);
+    using right = Doorbell.open({ name: bell.name, signal: "SIGURG" });
+    assert.equal(right.ring(), true);
+  } finally {
+    bell.unlink();
+  }
+});

@@ -71,3 +71,81 @@ ipcTest("receive() from anyone on a direct endpoint is woken by a peer's send", 
     q.unlink();
   }
 });
+
+// A lock holder whose attempt fails (full, empty) must still wake those who slept because
+// it held the lock. The holder stops itself (SIGSTOP) inside its failing attempt; a child
+// with a 60 s slice then sleeps on the held lock; the holder continues and releases it.
+async function sleepOnFailingHolder(
+  holderArgs: string[],
+  holderStep: string,
+  waiterArgs: string[],
+  makeReady: () => void,
+): Promise<string> {
+  const holder = new Child("channel_child.ts", holderArgs, ["-A"], {
+    DENO_IPC_CRASH_AT: holderStep,
+    DENO_IPC_CRASH_SIGNAL: "STOP",
+  });
+  let waiter: Child | undefined;
+  try {
+    assert.equal(await holder.line(), "trying");
+    await waitUntilStopped(holder.process.pid);
+    makeReady(); // the waiter's condition holds, but for the lock
+    waiter = new Child("wakeup_child.ts", waiterArgs, ["-A"], LONG_SLICE);
+    assert.equal(await waiter.line(), "waiting");
+    await delay(300); // past the spin: the waiter sleeps on the futex now
+    Deno.kill(holder.process.pid, "SIGCONT");
+    await holder.line(); // its attempt failed and it released the lock
+    const result = await waiter.line();
+    assert.equal(await waiter.line(), "woken");
+    return result;
+  } finally {
+    await holder[Symbol.asyncDispose]();
+    await waiter?.[Symbol.asyncDispose]();
+  }
+}
+
+async function waitUntilStopped(pid: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("T")) return;
+    await delay(10);
+  }
+  throw new Error(`process ${pid} did not stop`);
+}
+
+ipcTest(
+  "a sender sleeping on a held send lock is woken when the holder's attempt finds the ring full",
+  async () => {
+    using ring = MessageRing.create({ name: testName("wk"), capacity: 64, multiProducer: true });
+    try {
+      assert.equal(ring.trySend(new Uint8Array(56)), true); // full
+      const got = await sleepOnFailingHolder(
+        ["try-send", ring.name, "8"],
+        "ring.send.full",
+        ["ring-send", ring.name, "8"],
+        () => assert.equal(ring.tryReceive()?.length, 56),
+      );
+      assert.equal(got, '"sent"');
+    } finally {
+      ring.unlink();
+    }
+  },
+);
+
+ipcTest(
+  "a receiver sleeping on a held receive lock is woken when the holder's attempt finds the ring empty",
+  async () => {
+    using ring = MessageRing.create({ name: testName("wk"), capacity: 64, multiConsumer: true });
+    try {
+      const got = await sleepOnFailingHolder(
+        ["try-receive", ring.name],
+        "ring.receive.empty",
+        ["ring", ring.name],
+        () => assert.equal(ring.trySend(Uint8Array.of(5)), true),
+      );
+      assert.equal(got, "[5]");
+    } finally {
+      ring.unlink();
+    }
+  },
+);

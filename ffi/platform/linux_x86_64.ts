@@ -126,6 +126,8 @@ export const LINUX_X86_64 = {
 
   // <sys/syscall.h>, <linux/futex.h>
   SYS_futex: 202n,
+  SYS_pidfd_open: 434n,
+  SYS_pidfd_send_signal: 424n,
   FUTEX_WAIT: 0,
   FUTEX_WAKE: 1,
   INT_MAX: 0x7fff_ffff,

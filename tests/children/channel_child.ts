@@ -3,7 +3,10 @@
 //   consumer KIND NAME                          receives until the end; prints the keys as JSON
 //   flood NAME                                  sends 256 KiB messages [seq, fill] forever
 //   big NAME BYTES                              prints "sending", sends one BYTES message, prints "sent"
+//   try-send NAME BYTES | try-receive NAME      prints "trying", makes one attempt, prints its result
 // KIND: textbook | semaphore | ring
+// Crash points: see _crash.ts.
+import "./_crash.ts";
 import { BoundedBuffer, type Channel, MessageRing, SemaphoreBoundedBuffer } from "../../mod.ts";
 import { makeItem, readItem } from "../_channel_harness.ts";
 
@@ -53,6 +56,18 @@ if (action === "producer") {
   console.log("sending");
   ring.trySend(message);
   console.log("sent");
+} else if (action === "create-ring") {
+  console.log("creating");
+  MessageRing.create({ name: Deno.args[1], capacity: 1024 }).close();
+  console.log("created");
+} else if (action === "try-send") {
+  using ring = MessageRing.open({ name: Deno.args[1] });
+  console.log("trying");
+  console.log(ring.trySend(new Uint8Array(Number(Deno.args[2]))));
+} else if (action === "try-receive") {
+  using ring = MessageRing.open({ name: Deno.args[1] });
+  console.log("trying");
+  console.log(String(ring.tryReceive()));
 } else {
   throw new Error(`unknown action ${action}`);
 }

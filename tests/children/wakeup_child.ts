@@ -1,7 +1,9 @@
 // Child process for the lost-wake-up tests: waits once on a structure the parent made,
 // printing "waiting" first and then what it got. Run with DENO_IPC_WAIT_SLICE_MS set
 // very long, so that only a wake-up (not the end of a slice) can end the wait in time.
-//   ring NAME | textbook NAME | mailbox NAME | rendezvous NAME | direct NAMESPACE
+//   ring NAME | ring-send NAME BYTES | textbook NAME | mailbox NAME | rendezvous NAME |
+//   direct NAMESPACE
+import "./_crash.ts";
 import { BoundedBuffer, DirectEndpoint, Mailbox, MessageRing } from "../../mod.ts";
 
 const [kind, name] = Deno.args;
@@ -22,6 +24,14 @@ switch (kind) {
   case "ring": {
     using ring = MessageRing.open({ name });
     await report(() => ring.receive(options));
+    break;
+  }
+  case "ring-send": {
+    using ring = MessageRing.open({ name });
+    await report(async () => {
+      await ring.send(new Uint8Array(Number(Deno.args[2])), options);
+      return "sent";
+    });
     break;
   }
   case "textbook": {
