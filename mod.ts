@@ -27,11 +27,13 @@ export {
   AlreadyExistsError,
   BrokenPipeError,
   ClosedError,
+  ConnectionRefusedError,
   CorruptedError,
   ErrnoError,
   type ErrnoErrorOptions,
   InterruptedError,
   NotAFifoError,
+  NotASocketError,
   NotFoundError,
   PermissionDeniedError,
   QueueRemovedError,
@@ -40,6 +42,7 @@ export {
   WouldBlockError,
 } from "./ffi/errno.ts";
 export { UnsupportedPlatformError } from "./ffi/libc.ts";
+export type { OwnershipOptions } from "./lib/_owner.ts";
 export {
   SharedMemory,
   type SharedMemoryCreateOptions,
@@ -106,7 +109,12 @@ export {
   spawnWithPipes,
   type SpawnWithPipesOptions,
 } from "./lib/pipe.ts";
-export { Fifo, type FifoCreateOptions } from "./lib/fifo.ts";
+export {
+  Fifo,
+  type FifoCreateOptions,
+  type FifoOpenOptions,
+  type FifoUnlinkOptions,
+} from "./lib/fifo.ts";
 export {
   MessageQueue,
   type MessageQueueCreateOptions,
@@ -138,22 +146,27 @@ export {
   type DatagramBindOptions,
   DatagramSocket,
   DatagramTooLargeError,
-  FramedConnection,
-  FramedServer,
-  FrameTooLargeError,
-  type FramingOptions,
   MAX_UDP_PAYLOAD,
   type MulticastOptions,
+} from "./lib/datagram.ts";
+export {
+  FramedConnection,
+  type FramedConnectOptions,
+  FramedServer,
+  type FramedServerOptions,
+  FrameTooLargeError,
+  type FramingOptions,
+  type PeerCredentials,
   type SocketAddress,
   TruncatedFrameError,
 } from "./lib/socket.ts";
 export {
   BadArgumentsError,
+  type CallContext,
   ConnectionLostError,
   type LookupOptions,
   lookupService,
   marshal,
-  Matchmaker,
   type MatchmakerProcedures,
   type Procedures,
   RemoteError,
@@ -161,8 +174,11 @@ export {
   type RpcClientOptions,
   RpcServer,
   type RpcServerOptions,
+  ServerBusyError,
+  ServiceNameTakenError,
   ServiceNotFoundError,
   type Stub,
   UnknownProcedureError,
   unmarshal,
 } from "./lib/rpc.ts";
+export { Matchmaker } from "./lib/matchmaker.ts";

@@ -107,6 +107,10 @@ export class ClosedError extends ErrnoError {}
 export class BrokenPipeError extends ErrnoError {}
 /** The path exists but is not a FIFO (EINVAL). */
 export class NotAFifoError extends ErrnoError {}
+/** Nobody listens at the socket address (ECONNREFUSED). */
+export class ConnectionRefusedError extends ErrnoError {}
+/** The path exists but is not a socket (ENOTSOCK). */
+export class NotASocketError extends ErrnoError {}
 /** The message queue was removed (EIDRM), by this process or another. */
 export class QueueRemovedError extends ErrnoError {}
 /** The stream was ended by its producers (EPIPE): nothing more may be sent. */
@@ -160,6 +164,8 @@ const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EBADF, ClosedError],
   [ERRNO.EPIPE, BrokenPipeError],
   [ERRNO.EIDRM, QueueRemovedError],
+  [ERRNO.ECONNREFUSED, ConnectionRefusedError],
+  [ERRNO.ENOTSOCK, NotASocketError],
 ]);
 
 /** Builds the most specific {@link ErrnoError} subclass for `errno`. */
@@ -222,6 +228,17 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   read: "minus-one",
   write: "minus-one",
   fstat: "minus-one",
+  fstatat: "minus-one",
+  unlinkat: "minus-one",
+  chmod: "minus-one",
+  socket: "minus-one",
+  bind: "minus-one",
+  listen: "minus-one",
+  accept4: "minus-one",
+  connect: "minus-one",
+  shutdown: "minus-one",
+  getsockopt: "minus-one",
+  send: "minus-one",
   posix_fallocate: "returns-errno",
   clock_gettime: "minus-one",
   shm_open: "minus-one",

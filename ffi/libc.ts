@@ -43,6 +43,12 @@ export const LIBC_SYMBOLS = {
   link: { parameters: ["buffer", "buffer"], result: "i32" },
   // int stat(const char *pathname, struct stat *statbuf);  (exported since glibc 2.33)
   stat: { parameters: ["buffer", "buffer"], result: "i32" },
+  // int fstatat(int dirfd, const char *pathname, struct stat *statbuf, int flags);
+  fstatat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
+  // int unlinkat(int dirfd, const char *pathname, int flags);
+  unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int chmod(const char *pathname, mode_t mode);
+  chmod: { parameters: ["buffer", "u32"], result: "i32" },
   // int pipe2(int pipefd[2], int flags);
   pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   // int dup(int oldfd);
@@ -69,6 +75,23 @@ export const LIBC_SYMBOLS = {
   posix_fallocate: { parameters: ["i32", "i64", "i64"], result: "i32" },
   // int clock_gettime(clockid_t clockid, struct timespec *tp);
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
+
+  // int socket(int domain, int type, int protocol);
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  // int bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen);
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int listen(int sockfd, int backlog);
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  // int accept4(int sockfd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
+  // int connect(int sockfd, const struct sockaddr *addr, socklen_t addrlen);
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // int shutdown(int sockfd, int how);
+  shutdown: { parameters: ["i32", "i32"], result: "i32" },
+  // int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen);
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  // ssize_t send(int sockfd, const void *buf, size_t len, int flags);  (declared int, as write)
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "i32" },
 
   // int shm_open(const char *name, int oflag, mode_t mode);  (in libc.so.6 since glibc 2.34)
   shm_open: { parameters: ["buffer", "i32", "u32"], result: "i32" },

@@ -47,9 +47,12 @@ import { SharedMemory } from "./shared_memory.ts";
 /** How many messages a mailbox or link holds: 0 (rendezvous), n, or `"unbounded"`. */
 export type MailboxCapacity = number | "unbounded";
 
-/** Who sent a message. */
+/**
+ * Who sent a message, as the sender itself wrote it into the record: self-reported,
+ * verified by nobody. Any process that can open the mailbox can write any pid and name.
+ */
 export interface MessageSender {
-  /** The sending process's id. */
+  /** The sending process's id, as the sender wrote it (not checked by the kernel). */
   readonly pid: number;
   /** The name the sender gave itself (`senderName`, or its endpoint name), if any. */
   readonly name: string | undefined;
@@ -91,7 +94,12 @@ const encoder = new TextEncoder();
 export class MailboxMessage {
   /** The message's bytes. */
   readonly data: Uint8Array;
-  /** Who sent it. */
+  /**
+   * Who sent it, as the sender claims: the pid and name are written by the sending
+   * process and nobody verifies them, so a process that can open the mailbox can
+   * claim to be anyone. A label, not proof: for an identity the kernel vouches for,
+   * use a Unix socket's `peerCredentials`.
+   */
   readonly sender: MessageSender;
   /** The mailbox (or link) it came through. */
   readonly source: string;

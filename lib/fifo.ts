@@ -6,8 +6,23 @@
  * @module
  */
 import { C, ERRNO } from "../ffi/constants.ts";
-import { check, errnoError, lastErrno, NotAFifoError, timedOutError } from "../ffi/errno.ts";
+import {
+  check,
+  errnoError,
+  lastErrno,
+  NotAFifoError,
+  PermissionDeniedError,
+  timedOutError,
+} from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
+import {
+  checkOwnership,
+  effectiveUid,
+  fileStatus,
+  type Ownership,
+  type OwnershipOptions,
+  validateOwnership,
+} from "./_owner.ts";
 import { cString, DEFAULT_MODE, describe, validateMode, validateOptions } from "./_validate.ts";
 import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
 import { PipeReader, PipeWriter } from "./pipe.ts";
@@ -17,6 +32,18 @@ export interface FifoCreateOptions {
   /** Permission bits, subject to the umask. Default: `0o600`. */
   mode?: number;
 }
+
+/**
+ * Options of {@link Fifo.openReader} and {@link Fifo.openWriter}: how long to wait for
+ * the peer, and what to accept of the FIFO's owner and mode. By default the FIFO must
+ * belong to this process's effective uid and give no group or other access
+ * (`PermissionDeniedError` otherwise): whoever else can open it can read our messages
+ * or forge theirs.
+ */
+export interface FifoOpenOptions extends WaitOptions, OwnershipOptions {}
+
+/** Options of {@link Fifo.unlink}: by default only a FIFO of this user is removed. */
+export type FifoUnlinkOptions = Pick<OwnershipOptions, "allowOtherOwners">;
 
 const WHAT = "FIFO";
 
@@ -32,18 +59,37 @@ function validatePath(path: unknown): string {
   return path;
 }
 
-// Checks that `path` names a FIFO: NotFoundError (also for a missing directory),
-// NotAFifoError for anything else that exists.
-function assertFifo(path: string): void {
-  const stat = new Uint8Array(C.SIZEOF_STAT);
-  check("stat", libc().symbols.stat(cString(path), stat), path);
-  const mode = new DataView(stat.buffer).getUint32(C.STAT_OFFSET_MODE, true);
+// NotAFifoError unless `mode` (st_mode) is a FIFO's.
+function assertFifo(mode: number, path: string, syscall: string): void {
   if ((mode & C.S_IFMT) !== C.S_IFIFO) {
-    const kind = (mode & C.S_IFMT) === C.S_IFREG ? "a regular file" : "not a FIFO";
-    throw new NotAFifoError(ERRNO.EINVAL, "open", {
+    const kind = (mode & C.S_IFMT) === C.S_IFREG
+      ? "a regular file"
+      : (mode & C.S_IFMT) === C.S_IFLNK
+      ? "a symbolic link (never followed)"
+      : "not a FIFO";
+    throw new NotAFifoError(ERRNO.EINVAL, syscall, {
       objectName: path,
-      message: `Cannot open "${path}" as a FIFO: it is ${kind}`,
+      message: `Cannot ${syscall} "${path}" as a FIFO: it is ${kind}`,
     });
+  }
+}
+
+// Opens what is at `path` itself (a link there is refused, not followed) as an O_PATH
+// descriptor, and checks through it that it is a FIFO with an owner and mode we accept.
+// Everything after goes through this descriptor: the path is looked up once.
+function openChecked(path: string, ownership: Ownership): number {
+  const { symbols } = libc();
+  const fd = symbols.open(cString(path), C.O_PATH | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  if (fd < 0) throw errnoError(lastErrno(), "open", { objectName: path });
+  try {
+    // O_PATH|O_NOFOLLOW opens a link itself rather than failing: its type tells.
+    const status = fileStatus(fd, path);
+    assertFifo(status.mode, path, "open");
+    checkOwnership([status.uid], status.mode, ownership, WHAT, path, "open");
+    return fd;
+  } catch (error) {
+    symbols.close(fd);
+    throw error;
   }
 }
 
@@ -55,7 +101,8 @@ function assertFifo(path: string): void {
  * import { Fifo } from "@deno-ipc/ipc";
  * import assert from "node:assert/strict";
  *
- * const path = `${Deno.makeTempDirSync()}/requests`;
+ * const directory = Deno.makeTempDirSync();
+ * const path = `${directory}/requests`;
  * Fifo.create(path);
  * try {
  *   const [reader, writer] = await Promise.all([
@@ -70,6 +117,7 @@ function assertFifo(path: string): void {
  *   assert.equal(new TextDecoder().decode(buffer.subarray(0, n!)), "hello");
  * } finally {
  *   Fifo.unlink(path);
+ *   Deno.removeSync(directory);
  * }
  * ```
  */
@@ -87,25 +135,59 @@ export class Fifo {
     check("mkfifo", libc().symbols.mkfifo(cString(path), mode), path);
   }
 
-  /** Removes the FIFO at `path` (after checking it is one). */
-  static unlink(path: string): void {
+  /**
+   * Removes the FIFO at `path`: only a FIFO (never a link or anything else put there,
+   * `NotAFifoError`), and only one this user owns unless `allowOtherOwners`
+   * (`PermissionDeniedError`). The entry is checked and removed relative to its opened
+   * directory, so a path component swapped meanwhile cannot redirect the removal.
+   */
+  static unlink(path: string, options: FifoUnlinkOptions = {}): void {
     validatePath(path);
-    assertFifo(path);
-    check("unlink", libc().symbols.unlink(cString(path)), path);
+    const { allowOtherOwners } = validateOwnership(
+      validateOptions<FifoUnlinkOptions>(options, WHAT),
+    );
+    const { symbols } = libc();
+    const slash = path.lastIndexOf("/");
+    const directory = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+    const entry = cString(path.slice(slash + 1));
+    const directoryFd = check(
+      "open",
+      symbols.open(cString(directory), C.O_PATH | C.O_DIRECTORY | C.O_CLOEXEC, 0),
+      path,
+    );
+    try {
+      const stat = new Uint8Array(C.SIZEOF_STAT);
+      check("fstatat", symbols.fstatat(directoryFd, entry, stat, C.AT_SYMLINK_NOFOLLOW), path);
+      const view = new DataView(stat.buffer);
+      assertFifo(view.getUint32(C.STAT_OFFSET_MODE, true), path, "unlink");
+      const owner = view.getUint32(C.STAT_OFFSET_UID, true);
+      if (owner !== effectiveUid() && !allowOtherOwners) {
+        throw new PermissionDeniedError(ERRNO.EACCES, "unlink", {
+          objectName: path,
+          message: `Refusing to remove FIFO "${path}": it belongs to uid ${owner}, not to ` +
+            `this process's uid ${effectiveUid()} (pass allowOtherOwners: true to remove it)`,
+        });
+      }
+      check("unlinkat", symbols.unlinkat(directoryFd, entry, 0), path);
+    } finally {
+      symbols.close(directoryFd);
+    }
   }
 
   /**
    * Opens the read end, waiting until some process opens the write end. Rejects with
    * `TimedOutError` after `timeout` ms, with the abort reason on abort, `NotFoundError`
-   * when there is nothing at `path`, and `NotAFifoError` when it is not a FIFO.
+   * when there is nothing at `path`, `NotAFifoError` when it is not a FIFO (a symbolic
+   * link there is not followed), and `PermissionDeniedError` when another user owns it
+   * or its mode gives group/other access beyond `allowModes` (see {@link FifoOpenOptions}).
    */
-  static async openReader(path: string, options: WaitOptions = {}): Promise<PipeReader> {
+  static async openReader(path: string, options: FifoOpenOptions = {}): Promise<PipeReader> {
     const fd = await openEnd(path, C.O_RDONLY, options);
     return new PipeReader(fd, path, WHAT);
   }
 
   /** Opens the write end, waiting until some process opens the read end (as above). */
-  static async openWriter(path: string, options: WaitOptions = {}): Promise<PipeWriter> {
+  static async openWriter(path: string, options: FifoOpenOptions = {}): Promise<PipeWriter> {
     const fd = await openEnd(path, C.O_WRONLY, options);
     return new PipeWriter(fd, path, WHAT);
   }
@@ -117,13 +199,17 @@ export class Fifo {
 // descriptor (/proc/self/fd/N), so they reach the same FIFO even if its path is
 // unlinked or replaced meanwhile; a cancellation through the path could then never
 // finish.
-async function openEnd(path: string, direction: number, options: WaitOptions): Promise<number> {
+async function openEnd(
+  path: string,
+  direction: number,
+  options: FifoOpenOptions,
+): Promise<number> {
   validatePath(path);
   const { timeout, signal } = validateWaitOptions(options);
+  const ownership = validateOwnership(validateOptions<FifoOpenOptions>(options, WHAT));
   signal?.throwIfAborted();
-  assertFifo(path);
   const { symbols } = libc();
-  const pathFd = check("open", symbols.open(cString(path), C.O_PATH | C.O_CLOEXEC, 0), path);
+  const pathFd = openChecked(path, ownership);
   try {
     return await openThrough(pathFd, path, direction, timeout, signal);
   } finally {
@@ -171,9 +257,13 @@ async function openThrough(
     }
     const fd = await opening;
     if (fd < 0) {
-      // errno of the pool-thread open is lost: find the cause again on this thread.
-      assertFifo(path);
-      throw errnoError(ERRNO.EIO, "open", { objectName: path });
+      // errno of the pool-thread open is lost: try again without waiting on this thread.
+      const retry = symbols.open(name, flags | C.O_NONBLOCK, 0);
+      if (retry >= 0) {
+        symbols.close(retry);
+        throw errnoError(ERRNO.EIO, "open", { objectName: path });
+      }
+      throw errnoError(lastErrno(), "open", { objectName: path });
     }
     return fd;
   } finally {

@@ -15,12 +15,14 @@
 import { decode, encode, ExtensionCodec } from "npm:@msgpack/msgpack@^3.1.3";
 import { ERRNO } from "../ffi/constants.ts";
 import { ClosedError, ErrnoError, timedOutError } from "../ffi/errno.ts";
-import { describe, validateOptions } from "./_validate.ts";
+import { type OwnershipOptions } from "./_owner.ts";
+import { describe, validateInteger, validateOptions } from "./_validate.ts";
 import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
 import {
   FramedConnection,
   FramedServer,
   type FramingOptions,
+  type PeerCredentials,
   type SocketAddress,
   validateSocketAddress,
 } from "./socket.ts";
@@ -71,6 +73,52 @@ export class BadArgumentsError extends Error {
   }
 }
 
+/**
+ * The server refused: it already serves `maxConnections` clients (`limit` is
+ * `"connections"`: the connection was closed, every call on it fails), or this
+ * connection already has `maxConcurrentCalls` calls running (`"calls"`: only this call
+ * failed; try again later).
+ */
+export class ServerBusyError extends Error {
+  /** Which of the server's limits was reached. */
+  readonly limit: "connections" | "calls";
+
+  /** Creates the error. */
+  constructor(limit: "connections" | "calls", message: string) {
+    super(message);
+    this.name = "ServerBusyError";
+    this.limit = limit;
+  }
+}
+
+/**
+ * Another live server holds the service name at the matchmaker: a registration is
+ * replaced only by its owner (the same server, or the same process as the kernel
+ * reports it), or once its server no longer answers.
+ */
+export class ServiceNameTakenError extends Error {
+  /** Creates the error. */
+  constructor(name: string, message?: string) {
+    super(
+      message ??
+        `The service name "${name}" is registered by another server that still answers`,
+    );
+    this.name = "ServiceNameTakenError";
+  }
+}
+
+/**
+ * What a procedure written as a method or `function` (not an arrow function) gets as
+ * `this`: facts about the call that the kernel vouches for.
+ */
+export interface CallContext {
+  /**
+   * The calling process's pid, uid and gid as the kernel recorded them when it
+   * connected (SO_PEERCRED): over Unix sockets only, `undefined` over TCP.
+   */
+  readonly peerCredentials: PeerCredentials | undefined;
+}
+
 /** The connection to the server dropped before the reply came (or before the call). */
 export class ConnectionLostError extends Error {
   /** Creates the error. */
@@ -88,6 +136,14 @@ const KIND_REMOTE = "remote";
 const KIND_UNKNOWN = "unknown-procedure";
 const KIND_BAD_ARGUMENTS = "bad-arguments";
 const KIND_BAD_REQUEST = "bad-request";
+const KIND_BUSY = "server-busy";
+// The request id of the server's refusal of a whole connection (calls start at 1).
+const REFUSAL_ID = 0;
+// How long a call whose request could not be written waits for the server's last words
+// (a refusal) before failing as a lost connection.
+const LAST_WORDS_MS = 1000;
+const DEFAULT_MAX_CONNECTIONS = 1024;
+const DEFAULT_MAX_CALLS = 256;
 
 const EXT_ERROR = 0;
 const EXT_BIGINT = 1;
@@ -118,8 +174,11 @@ export function unmarshal(bytes: Uint8Array): unknown {
   return decode(bytes, { extensionCodec: codec });
 }
 
-/** Options of {@link RpcClient.connect}. */
-export interface RpcClientOptions extends FramingOptions {
+/**
+ * Options of {@link RpcClient.connect}. Over a Unix socket, its file must belong to this
+ * user and give no group/other access unless the {@link OwnershipOptions} allow it.
+ */
+export interface RpcClientOptions extends FramingOptions, OwnershipOptions {
   /** Timeout of each call made through the stub, in ms. Default: none. */
   callTimeout?: number;
   /** Timeout of the connection attempt, in ms. Default: none. */
@@ -140,7 +199,8 @@ export interface LookupOptions extends RpcClientOptions {
  *
  * Errors, each its own class: `RemoteError` (the procedure threw; remote name and
  * message), `UnknownProcedureError`, `BadArgumentsError`, `ConnectionLostError` (the
- * connection dropped; every call in flight gets it), `TimedOutError`.
+ * connection dropped; every call in flight gets it), `ServerBusyError` (the server
+ * refused the connection or the call: see its `limit`), `TimedOutError`.
  *
  * @example A typed stub
  * ```ts
@@ -168,7 +228,8 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
   readonly #onFrame: RpcClientOptions["onFrame"];
   readonly #label: string;
   #nextId = 1;
-  #lost: ConnectionLostError | undefined;
+  #lost: ConnectionLostError | ServerBusyError | undefined;
+  readonly #readerDone: Promise<void>;
   #closedByUser = false;
   /** Each procedure of the server as a local async function. */
   readonly stub: Stub<T>;
@@ -185,7 +246,7 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
         return (...args: unknown[]) => this.call(property, args);
       },
     }) as Stub<T>;
-    this.#readReplies();
+    this.#readerDone = this.#readReplies();
   }
 
   /** Connects to a server by address. */
@@ -199,6 +260,8 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
     const connection = await FramedConnection.connect(checked, {
       maxFrameSize: opts.maxFrameSize,
       timeout: opts.connectTimeout,
+      allowModes: opts.allowModes,
+      allowOtherOwners: opts.allowOtherOwners,
     });
     const label = checked.transport === "tcp"
       ? `${checked.hostname}:${checked.port}`
@@ -266,7 +329,15 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
       }, wait.timeout);
     }
     wait.signal?.addEventListener("abort", onAbort, { once: true });
-    this.#connection.send(frame).catch((error) => {
+    this.#connection.send(frame).catch(async (error) => {
+      // The server may have refused this connection and closed it: its refusal is on
+      // the way to the reader. Give it a moment to arrive before calling this a loss.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#readerDone,
+        new Promise((resolve) => timer = setTimeout(resolve, LAST_WORDS_MS)),
+      ]);
+      clearTimeout(timer);
       const entry = this.#pending.get(id);
       if (entry) {
         settle();
@@ -307,6 +378,12 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
         this.#onFrame?.("reply", reply, frame.length);
         if (!Array.isArray(reply) || reply[0] !== REPLY) continue;
         const [, id, status, value] = reply as [number, number, number, unknown];
+        if (id === REFUSAL_ID && status === FAILED) {
+          this.#lost = replyError("", value) as ServerBusyError;
+          for (const entry of this.#pending.values()) entry.reject(this.#lost);
+          this.#pending.clear();
+          continue;
+        }
         const entry = this.#pending.get(id);
         if (!entry) continue; // timed out or aborted meanwhile
         if (status === OK) entry.resolve(value);
@@ -318,7 +395,7 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
     const reason = this.#connection.closed && cause instanceof ErrnoError && cause.code === "EBADF"
       ? "it was closed"
       : "the server closed it or went away";
-    this.#lost = new ConnectionLostError(
+    this.#lost ??= new ConnectionLostError(
       `Connection to RPC server ${this.#label} lost: ${reason}`,
       { cause },
     );
@@ -341,6 +418,15 @@ function replyError(procedure: string, value: unknown): Error {
       return new BadArgumentsError(`Bad arguments for ${procedure}: ${message}`);
     case KIND_BAD_REQUEST:
       return new TypeError(`The server could not read the call to ${procedure}: ${message}`);
+    case KIND_BUSY: {
+      const { limit } = value as { limit?: unknown };
+      return new ServerBusyError(
+        limit === "connections" ? "connections" : "calls",
+        procedure === ""
+          ? `The RPC server refused the connection: ${message}`
+          : `The RPC server refused the call to ${procedure}: ${message}`,
+      );
+    }
     default:
       return new RemoteError(procedure, String(name ?? "Error"), String(message ?? ""));
   }
@@ -348,6 +434,20 @@ function replyError(procedure: string, value: unknown): Error {
 
 /** Options of {@link RpcServer.listen}. */
 export interface RpcServerOptions extends FramingOptions {
+  /**
+   * Most clients connected at once; one more is refused: its calls fail with
+   * `ServerBusyError` (`limit: "connections"`). Default: 1024.
+   */
+  maxConnections?: number;
+  /**
+   * Most calls of one connection running at once (a call counts until its reply is
+   * written); one more fails at once with `ServerBusyError` (`limit: "calls"`), and a
+   * client that keeps calling without reading its replies is no longer read from until
+   * it does. Default: 256.
+   */
+  maxConcurrentCalls?: number;
+  /** Permission bits of a Unix socket's file. Default: `0o600`. */
+  mode?: number;
   /** Called with every frame received and sent (for tracing). */
   onFrame?: (direction: "request" | "reply", message: unknown, bytes: number) => void;
   /** Called when a client sends something unreadable (its connection is closed). */
@@ -357,7 +457,14 @@ export interface RpcServerOptions extends FramingOptions {
 /**
  * Serves `procedures` to {@link RpcClient}s. Each request runs as soon as it arrives
  * (calls from one client run concurrently). A client that sends a corrupt frame or
- * garbage loses its connection; the server keeps serving the others.
+ * garbage loses its connection; the server keeps serving the others. Clients beyond
+ * `maxConnections`, and calls beyond `maxConcurrentCalls` on one connection, are
+ * refused with `ServerBusyError`.
+ *
+ * A procedure written as a method or `function` gets a {@link CallContext} as `this`:
+ * over a Unix socket, `this.peerCredentials` names the calling process and user as the
+ * kernel saw them, which the caller cannot forge. Arguments are whatever the client
+ * sent: nothing in them is verified.
  *
  * @example Registering with the matchmaker
  * ```ts
@@ -379,13 +486,20 @@ export class RpcServer implements AsyncDisposable {
   readonly #serving: Promise<void>;
   readonly #options: RpcServerOptions;
   readonly #connections = new Set<FramedConnection>();
-  #registration: { registry: SocketAddress; name: string } | undefined;
+  readonly #maxCalls: number;
+  #registration: { registry: SocketAddress; name: string; token: string } | undefined;
   readonly #closing = Promise.withResolvers<void>();
   #closed = false;
 
-  private constructor(server: FramedServer, procedures: Procedures, options: RpcServerOptions) {
+  private constructor(
+    server: FramedServer,
+    procedures: Procedures,
+    options: RpcServerOptions,
+    maxCalls: number,
+  ) {
     this.#server = server;
     this.#options = options;
+    this.#maxCalls = maxCalls;
     this.#procedures = new Map(Object.entries(procedures));
     this.#serving = server.serve(
       (connection) => this.#serveClient(connection),
@@ -411,8 +525,27 @@ export class RpcServer implements AsyncDisposable {
       }
     }
     const opts = validateOptions<RpcServerOptions>(options, "RPC server");
-    const server = FramedServer.listen(address, { maxFrameSize: opts.maxFrameSize });
-    return new RpcServer(server, procedures, opts);
+    const maxCalls = validateInteger(
+      opts.maxConcurrentCalls ?? DEFAULT_MAX_CALLS,
+      "maxConcurrentCalls",
+      1,
+    );
+    const maxConnections = validateInteger(
+      opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      "maxConnections",
+      1,
+    );
+    const server = FramedServer.listen(address, {
+      maxFrameSize: opts.maxFrameSize,
+      maxConnections,
+      mode: opts.mode,
+      refusalMessage: marshal([REPLY, REFUSAL_ID, FAILED, {
+        kind: KIND_BUSY,
+        limit: "connections",
+        message: `it already serves ${maxConnections} clients (maxConnections)`,
+      }]),
+    });
+    return new RpcServer(server, procedures, opts, maxCalls);
   }
 
   /** The address clients connect to. */
@@ -420,11 +553,30 @@ export class RpcServer implements AsyncDisposable {
     return this.#server.address;
   }
 
-  /** Registers this server under `name` with the matchmaker at `registry`. */
-  async registerWith(registry: SocketAddress, name: string): Promise<void> {
-    using client = await RpcClient.connect<MatchmakerProcedures>(registry, { callTimeout: 10_000 });
-    await client.stub.register(name, this.address);
-    this.#registration = { registry, name };
+  /**
+   * Registers this server under `name` with the matchmaker at `registry`.
+   * `ServiceNameTakenError` when another server that still answers holds the name.
+   */
+  async registerWith(
+    registry: SocketAddress,
+    name: string,
+    options: OwnershipOptions = {},
+  ): Promise<void> {
+    using client = await RpcClient.connect<MatchmakerProcedures>(registry, {
+      callTimeout: 10_000,
+      ...validateOptions<OwnershipOptions>(options, "registration"),
+    });
+    const previous = this.#registration?.name === name ? this.#registration.token : undefined;
+    let token: string;
+    try {
+      token = await client.stub.register(name, this.address, previous);
+    } catch (error) {
+      if (error instanceof RemoteError && error.remoteName === "ServiceNameTakenError") {
+        throw new ServiceNameTakenError(name, error.message);
+      }
+      throw error;
+    }
+    this.#registration = { registry, name, token };
   }
 
   /**
@@ -435,13 +587,15 @@ export class RpcServer implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#registration) {
-      const { registry, name } = this.#registration;
+      const { registry, name, token } = this.#registration;
       try {
         using client = await RpcClient.connect<MatchmakerProcedures>(registry, {
           callTimeout: 2000,
           connectTimeout: 2000,
+          allowModes: 0o077,
+          allowOtherOwners: true,
         });
-        await client.stub.unregister(name, this.address);
+        await client.stub.unregister(name, this.address, token);
       } catch { /* the matchmaker is gone: nothing to undo */ }
     }
     this.#closing.resolve();
@@ -457,11 +611,25 @@ export class RpcServer implements AsyncDisposable {
 
   async #serveClient(connection: FramedConnection): Promise<void> {
     this.#connections.add(connection);
+    const context: CallContext = Object.freeze({
+      peerCredentials: connection.peerCredentials,
+    });
     try {
+      // Calls running or whose replies are still being written, and refusals being
+      // written: a client that does not read its replies stops being read (below), so
+      // neither grows past twice the limit.
       const running = new Set<Promise<void>>();
+      let calls = 0;
       try {
         for await (const frame of connection) {
-          const task = this.#handle(connection, frame).catch((error) => {
+          let task: Promise<void>;
+          if (calls >= this.#maxCalls) {
+            task = this.#refuseCall(connection, frame);
+          } else {
+            calls++;
+            task = this.#handle(connection, frame, context).finally(() => calls--);
+          }
+          task = task.catch((error) => {
             connection.close();
             try {
               this.#options.onClientError?.(error);
@@ -469,6 +637,7 @@ export class RpcServer implements AsyncDisposable {
           });
           running.add(task);
           task.finally(() => running.delete(task));
+          if (running.size >= 2 * this.#maxCalls) await Promise.race(running);
         }
       } finally {
         // Replies still being computed go out before the connection closes, unless the
@@ -482,7 +651,11 @@ export class RpcServer implements AsyncDisposable {
     }
   }
 
-  async #handle(connection: FramedConnection, frame: Uint8Array): Promise<void> {
+  // The call as [id, procedure, args], or undefined once the client was told off.
+  #readCall(
+    connection: FramedConnection,
+    frame: Uint8Array,
+  ): [number, unknown, unknown] | undefined {
     let request: unknown;
     try {
       request = unmarshal(frame);
@@ -494,9 +667,30 @@ export class RpcServer implements AsyncDisposable {
       // Nothing to reply to: the client does not speak this protocol.
       connection.close();
       this.#options.onClientError?.(new TypeError("A client sent something that is not a call"));
-      return;
+      return undefined;
     }
-    const [, id, procedure, args] = request as [number, number, unknown, unknown];
+    return [request[1], request[2], request[3]];
+  }
+
+  async #refuseCall(connection: FramedConnection, frame: Uint8Array): Promise<void> {
+    const call = this.#readCall(connection, frame);
+    if (call === undefined) return;
+    await this.#reply(connection, [REPLY, call[0], FAILED, {
+      kind: KIND_BUSY,
+      limit: "calls",
+      message: `this connection already has ${this.#maxCalls} calls running ` +
+        `(maxConcurrentCalls)`,
+    }]);
+  }
+
+  async #handle(
+    connection: FramedConnection,
+    frame: Uint8Array,
+    context: CallContext,
+  ): Promise<void> {
+    const call = this.#readCall(connection, frame);
+    if (call === undefined) return;
+    const [id, procedure, args] = call;
     let reply: unknown[];
     const fn = typeof procedure === "string" ? this.#procedures.get(procedure) : undefined;
     if (typeof procedure !== "string" || !Array.isArray(args)) {
@@ -510,7 +704,7 @@ export class RpcServer implements AsyncDisposable {
       }];
     } else {
       try {
-        reply = [REPLY, id, OK, await fn(...args)];
+        reply = [REPLY, id, OK, await fn.apply(context, args)];
       } catch (error) {
         const name = error instanceof Error ? error.name : "Error";
         const message = error instanceof Error ? error.message : String(error);
@@ -518,6 +712,11 @@ export class RpcServer implements AsyncDisposable {
         reply = [REPLY, id, FAILED, { kind, name, message }];
       }
     }
+    await this.#reply(connection, reply);
+  }
+
+  async #reply(connection: FramedConnection, reply: unknown[]): Promise<void> {
+    const id = reply[1];
     let bytes: Uint8Array;
     try {
       bytes = marshal(reply);
@@ -538,90 +737,21 @@ export class RpcServer implements AsyncDisposable {
 
 /** The matchmaker's procedures. */
 export type MatchmakerProcedures = {
-  register(name: string, address: SocketAddress): void;
-  unregister(name: string, address: SocketAddress): boolean;
+  /**
+   * Registers `address` under `name` and returns the registration's token (keep it: it
+   * proves ownership to `unregister` and to a later `register`). A name held by a
+   * server that still answers is refused (`ServiceNameTakenError` remotely) unless
+   * `token` is that registration's, or the caller is the process that registered it.
+   */
+  register(name: string, address: SocketAddress, token?: string): string;
+  /** Removes the registration of `name` if `token` is its token. */
+  unregister(name: string, address: SocketAddress, token?: string): boolean;
   lookup(name: string): SocketAddress | null;
   list(): string[];
 };
 
-/**
- * The matchmaker: a registry that maps service names to addresses, itself an RPC
- * server at a well-known address. Servers register with
- * {@link RpcServer.registerWith}; clients find them with
- * {@link RpcClient.connectByName}.
- *
- * @example
- * ```ts
- * import { Matchmaker, lookupService } from "@deno-ipc/ipc";
- * import assert from "node:assert/strict";
- *
- * await using registry = Matchmaker.listen({ transport: "tcp", port: 0 });
- * registry.register("clock", { transport: "tcp", hostname: "127.0.0.1", port: 4000 });
- * assert.deepEqual(await lookupService("clock", registry.address), {
- *   transport: "tcp",
- *   hostname: "127.0.0.1",
- *   port: 4000,
- * });
- * ```
- */
-export class Matchmaker implements AsyncDisposable {
-  readonly #server: RpcServer;
-  readonly #services: Map<string, SocketAddress>;
-
-  private constructor(server: RpcServer, services: Map<string, SocketAddress>) {
-    this.#server = server;
-    this.#services = services;
-  }
-
-  /** Starts the registry at `address` (loopback TCP, or a Unix socket). */
-  static listen(address: SocketAddress, options: RpcServerOptions = {}): Matchmaker {
-    const services = new Map<string, SocketAddress>();
-    const procedures: MatchmakerProcedures = {
-      register(name, serviceAddress) {
-        validateServiceName(name);
-        services.set(name, validateSocketAddress(serviceAddress, false));
-      },
-      unregister(name, serviceAddress) {
-        const current = services.get(name);
-        if (current && JSON.stringify(current) === JSON.stringify(serviceAddress)) {
-          return services.delete(name);
-        }
-        return false;
-      },
-      lookup: (name) => services.get(name) ?? null,
-      list: () => [...services.keys()],
-    };
-    return new Matchmaker(RpcServer.listen(address, procedures, options), services);
-  }
-
-  /** The registry's address. */
-  get address(): SocketAddress {
-    return this.#server.address;
-  }
-
-  /** Registers a service directly (for the process that runs the registry). */
-  register(name: string, address: SocketAddress): void {
-    validateServiceName(name);
-    this.#services.set(name, validateSocketAddress(address, false));
-  }
-
-  /** The services registered now. */
-  get services(): ReadonlyMap<string, SocketAddress> {
-    return this.#services;
-  }
-
-  /** Stops the registry. */
-  close(): Promise<void> {
-    return this.#server.close();
-  }
-
-  /** Same as `close()`. */
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close();
-  }
-}
-
-function validateServiceName(name: unknown): string {
+/** Checks a service name (a BadArgumentsError, which a procedure may throw). */
+export function validateServiceName(name: unknown): string {
   if (typeof name !== "string" || name.length === 0 || name.length > 200) {
     throw new BadArgumentsError(`a service name is a non-empty string, got ${describe(name)}`);
   }
@@ -650,6 +780,8 @@ export async function lookupService(
   using client = await RpcClient.connect<MatchmakerProcedures>(registry, {
     callTimeout: options.callTimeout ?? 10_000,
     connectTimeout: options.connectTimeout,
+    allowModes: options.allowModes,
+    allowOtherOwners: options.allowOtherOwners,
   });
   const address = await client.stub.lookup(name);
   if (address === null) throw new ServiceNotFoundError(name);

@@ -1,33 +1,71 @@
 /**
- * Sockets: framed message streams over TCP and Unix domain sockets, UDP datagrams with
- * size checks, and multicast groups on the loopback interface. Built on Deno's own
- * networking (UDP needs `--unstable-net`).
+ * Sockets: framed message streams over TCP and Unix domain sockets (datagrams are in
+ * datagram.ts). TCP uses Deno's own networking; Unix sockets are libc sockets, so that
+ * the kernel's word on the peer (`peerCredentials`) and the socket file's mode and
+ * ownership are in reach.
  *
  * @module
  */
-import { ERRNO } from "../ffi/constants.ts";
-import { ClosedError, timedOutError } from "../ffi/errno.ts";
-import { describe, validateInteger, validateOptions } from "./_validate.ts";
+import { timedOutError } from "../ffi/errno.ts";
+import {
+  closedConnection,
+  describeAddress,
+  toBytes,
+  validateHostname,
+  validatePort,
+} from "./_net.ts";
+import { type OwnershipOptions, validateOwnership } from "./_owner.ts";
+import { type PeerCredentials, UnixListener, UnixStream } from "./_unix_socket.ts";
+import { describe, validateInteger, validateMode, validateOptions } from "./_validate.ts";
 import { Turns, validateWaitOptions, type WaitOptions, within } from "./_wait.ts";
+
+export type { PeerCredentials } from "./_unix_socket.ts";
 
 /** Where a stream socket listens or connects: TCP host and port, or a Unix socket path. */
 export type SocketAddress =
   | { transport: "tcp"; hostname?: string; port: number }
   | { transport: "unix"; path: string };
 
-/** Where a datagram goes or came from. */
-export interface DatagramAddress {
-  /** IPv4 address or host name. */
-  hostname: string;
-  /** UDP port. */
-  port: number;
-}
-
 /** Options of framed connections and servers. */
 export interface FramingOptions {
-  /** Largest message, in bytes, sent or accepted. Default: 16 MiB. */
+  /**
+   * Largest message, in bytes, sent or accepted. Default: 16 MiB. A receiver does not
+   * reserve this much when a frame is announced: its buffer grows as the bytes arrive.
+   */
   maxFrameSize?: number;
 }
+
+/**
+ * Options of {@link FramedConnection.connect}. For a Unix socket, the socket file must
+ * belong to this process's effective uid and give group and other users no write
+ * permission (which is what connecting takes; read and execute bits grant nothing),
+ * unless `allowOtherOwners` / `allowModes` say otherwise (`PermissionDeniedError`); a
+ * symbolic link at the path is refused too.
+ */
+export interface FramedConnectOptions extends FramingOptions, WaitOptions, OwnershipOptions {}
+
+/** Options of {@link FramedServer.listen}. */
+export interface FramedServerOptions extends FramingOptions {
+  /**
+   * Most connections open at once: a client arriving while this many accepted
+   * connections are open (not yet closed) is refused: it gets `refusalMessage` (if any)
+   * as one frame and its connection is closed at once. Default: 1024.
+   */
+  maxConnections?: number;
+  /** Sent as one frame to each refused client before its connection is closed. */
+  refusalMessage?: Uint8Array | string;
+  /**
+   * Permission bits of a Unix socket's file, set before the socket accepts anyone
+   * (connecting needs write permission). Default: `0o600`, only this user.
+   */
+  mode?: number;
+}
+
+// What the framing needs of a stream: Deno's own TCP connections, or our Unix sockets.
+type Stream = Pick<Deno.Conn, "read" | "write" | "closeWrite" | "close"> & {
+  readonly localAddr: Deno.Addr;
+  readonly remoteAddr: Deno.Addr;
+};
 
 /** A frame larger than the connection's `maxFrameSize` (to send, or announced by the peer). */
 export class FrameTooLargeError extends RangeError {
@@ -59,45 +97,19 @@ export class TruncatedFrameError extends Error {
   }
 }
 
-/** A datagram larger than the socket allows; nothing was sent. */
-export class DatagramTooLargeError extends RangeError {
-  /** Creates the error. */
-  constructor(size: number, limit: number) {
-    super(`Datagram of ${size} bytes is over the limit of ${limit} bytes; nothing was sent`);
-    this.name = "DatagramTooLargeError";
-  }
-}
-
 const HEADER = 4;
 const DEFAULT_MAX_FRAME = 16 * 2 ** 20;
+const DEFAULT_MAX_CONNECTIONS = 1024;
+const DEFAULT_SOCKET_MODE = 0o600;
+const REFUSAL_TIMEOUT_MS = 1000;
+const STARVED_RETRY_MS = 10;
+// A receive buffer grown past this for a large frame is let go once the frame is out.
+const KEEP_BUFFER = 4 * 64 * 1024;
 const MAX_FRAME = 2 ** 31 - 1;
-/** Largest UDP payload over IPv4: 65535 - 20 (IP header) - 8 (UDP header). */
-export const MAX_UDP_PAYLOAD = 65_507;
 const READ_CHUNK = 64 * 1024;
 const COALESCE_BYTES = 64 * 1024;
 const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
 const encoder = new TextEncoder();
-
-function toBytes(message: unknown): Uint8Array {
-  if (message instanceof Uint8Array) return message;
-  if (typeof message === "string") return encoder.encode(message);
-  throw new TypeError(
-    `Invalid message: expected a Uint8Array or a string, got ${describe(message)}`,
-  );
-}
-
-function validateHostname(hostname: unknown): string {
-  if (typeof hostname !== "string" || hostname.length === 0 || /[\s/]/.test(hostname)) {
-    throw new TypeError(
-      `Invalid hostname: expected a host name or IP address, got ${describe(hostname)}`,
-    );
-  }
-  return hostname;
-}
-
-function validatePort(port: unknown, allowZero: boolean): number {
-  return validateInteger(port, "port", allowZero ? 0 : 1, 65_535);
-}
 
 function validateMaxFrame(options: FramingOptions | undefined): number {
   const checked = validateOptions<FramingOptions>(options, "framing");
@@ -131,23 +143,13 @@ export function validateSocketAddress(address: unknown, listening: boolean): Soc
   throw new TypeError(`Invalid socket transport ${describe(transport)}: expected "tcp" or "unix"`);
 }
 
-function describeAddress(address: Deno.Addr): string {
-  return address.transport === "tcp" || address.transport === "udp"
-    ? `${address.hostname}:${address.port}`
-    : (address as Deno.UnixAddr).path;
-}
+// Called when a connection closes (its server counts the open ones).
+const closeListeners = new WeakMap<FramedConnection, () => void>();
 
 function toSocketAddress(address: Deno.Addr): SocketAddress {
   return address.transport === "tcp"
     ? { transport: "tcp", hostname: address.hostname, port: address.port }
     : { transport: "unix", path: (address as Deno.UnixAddr).path };
-}
-
-function closedConnection(operation: string, name: string): ClosedError {
-  return new ClosedError(ERRNO.EBADF, operation, {
-    objectName: name,
-    message: `Cannot ${operation}: connection ${name} is closed`,
-  });
 }
 
 /**
@@ -185,7 +187,7 @@ function closedConnection(operation: string, name: string): ClosedError {
  * ```
  */
 export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
-  readonly #conn: Deno.Conn;
+  readonly #conn: Stream;
   readonly #maxFrame: number;
   readonly #name: string;
   #buffer = new Uint8Array(READ_CHUNK);
@@ -197,18 +199,20 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
   #queue: { frame: Uint8Array; resolve: () => void; reject: (error: unknown) => void }[] = [];
   #flushing = false;
   #failure: unknown;
+  #writeFailure: unknown;
   #closed = false;
 
   /** Wraps an open connection (from `Deno.connect` / `accept`); it now owns it. */
   constructor(conn: Deno.Conn, options?: FramingOptions) {
     this.#maxFrame = validateMaxFrame(options);
-    this.#conn = conn;
+    this.#conn = conn as Stream;
     // Each frame is written whole; waiting to coalesce small writes (Nagle) would only
     // add latency to request-reply traffic.
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    this.#name = describeAddress(
-      conn.remoteAddr.transport === "unix" ? conn.localAddr : conn.remoteAddr,
-    );
+    // A Unix socket's name is its path, whichever end has it.
+    this.#name = conn.remoteAddr.transport === "unix"
+      ? (conn.localAddr as Deno.UnixAddr).path || (conn.remoteAddr as Deno.UnixAddr).path
+      : describeAddress(conn.remoteAddr);
   }
 
   /**
@@ -225,17 +229,18 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
    */
   static async connect(
     address: SocketAddress,
-    options?: FramingOptions & WaitOptions,
+    options?: FramedConnectOptions,
   ): Promise<FramedConnection> {
     const checked = validateSocketAddress(address, false);
     const wait = validateWaitOptions({ timeout: options?.timeout, signal: options?.signal });
     validateMaxFrame(options);
+    const ownership = validateOwnership(validateOptions<FramedConnectOptions>(options, "connect"));
     const label = checked.transport === "tcp"
       ? `${checked.hostname}:${checked.port}`
       : checked.path;
-    const connecting: Promise<Deno.Conn> = checked.transport === "tcp"
+    const connecting: Promise<Stream> = checked.transport === "tcp"
       ? Deno.connect({ transport: "tcp", hostname: checked.hostname!, port: checked.port })
-      : Deno.connect({ transport: "unix", path: checked.path });
+      : UnixStream.connect(checked.path, ownership, wait);
     connecting.then((conn) => {
       if (abandoned) conn.close();
     }, () => {});
@@ -246,7 +251,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
         wait,
         (ms) => timedOutError("connect", "socket", label, ms),
       );
-      return new FramedConnection(conn, { maxFrameSize: options?.maxFrameSize });
+      return new FramedConnection(conn as Deno.Conn, { maxFrameSize: options?.maxFrameSize });
     } catch (error) {
       abandoned = true;
       throw error;
@@ -268,12 +273,40 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     return this.#closed;
   }
 
+  /**
+   * The peer's process id, user id and group id as the kernel recorded them when the
+   * connection was made (SO_PEERCRED): for Unix sockets only, `undefined` over TCP. A
+   * server learns who connected; a client learns who listens. No peer can forge them.
+   *
+   * @example Who connected
+   * ```ts
+   * import { FramedConnection, FramedServer } from "@deno-ipc/ipc";
+   * import assert from "node:assert/strict";
+   *
+   * const directory = Deno.makeTempDirSync();
+   * try {
+   *   const path = `${directory}/server.sock`;
+   *   using server = FramedServer.listen({ transport: "unix", path });
+   *   using client = await FramedConnection.connect({ transport: "unix", path });
+   *   using accepted = await server.accept({ timeout: 1000 });
+   *   assert.equal(accepted.peerCredentials?.pid, Deno.pid);
+   *   assert.equal(client.peerCredentials?.uid, Deno.uid());
+   * } finally {
+   *   Deno.removeSync(directory, { recursive: true });
+   * }
+   * ```
+   */
+  get peerCredentials(): PeerCredentials | undefined {
+    return this.#conn instanceof UnixStream ? this.#conn.peerCredentials : undefined;
+  }
+
   /** Sends `message` (bytes, or a string as UTF-8) as one frame. */
   send(message: Uint8Array | string, options?: WaitOptions): Promise<void> {
     let frame: Uint8Array;
     let wait: WaitOptions;
     try {
       if (this.#closed) throw closedConnection("send", this.#name);
+      if (this.#writeFailure !== undefined) throw this.#writeFailure;
       const bytes = toBytes(message);
       wait = validateWaitOptions(options);
       if (bytes.length > this.#maxFrame) {
@@ -325,9 +358,24 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + this.#start);
     const length = view.getUint32(0);
     if (length > this.#maxFrame || this.#end - this.#start < HEADER + length) return undefined;
+    return this.#take(length);
+  }
+
+  // The buffered frame of `length` bytes at #start; a buffer grown for a large frame is
+  // let go once nothing much is left in it.
+  #take(length: number): Uint8Array {
     const from = this.#start + HEADER;
     this.#start = from + length;
-    return this.#buffer.slice(from, from + length);
+    const frame = this.#buffer.slice(from, from + length);
+    const left = this.#end - this.#start;
+    if (this.#buffer.length > KEEP_BUFFER && left <= READ_CHUNK) {
+      const smaller = new Uint8Array(READ_CHUNK * 2);
+      smaller.set(this.#buffer.subarray(this.#start, this.#end));
+      this.#buffer = smaller;
+      this.#start = 0;
+      this.#end = left;
+    }
+    return frame;
   }
 
   async #receiveWaiting(options?: WaitOptions): Promise<Uint8Array | null> {
@@ -372,6 +420,9 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     try {
       this.#conn.close();
     } catch { /* already closed by the runtime */ }
+    const listener = closeListeners.get(this);
+    closeListeners.delete(this);
+    listener?.();
   }
 
   /** Same as `close()`. */
@@ -405,8 +456,10 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
         try {
           await this.#writeAll(data);
         } catch (error) {
-          // Part of a frame may be on the wire: nothing more may follow it.
-          this.close();
+          // Part of a frame may be on the wire: nothing more may follow it. Receiving
+          // goes on: a peer that went away may have said why before it did (a server's
+          // refusal), and its last frames are still to be read.
+          this.#writeFailure ??= error;
           for (const entry of [...batch, ...this.#queue.splice(0)]) entry.reject(error);
           return;
         }
@@ -436,11 +489,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
           const view = new DataView(this.#buffer.buffer, this.#buffer.byteOffset + this.#start);
           const length = view.getUint32(0);
           if (length > this.#maxFrame) throw new FrameTooLargeError(length, this.#maxFrame, true);
-          if (available >= HEADER + length) {
-            const from = this.#start + HEADER;
-            this.#start = from + length;
-            return this.#buffer.slice(from, from + length);
-          }
+          if (available >= HEADER + length) return this.#take(length);
           this.#reserve(HEADER + length);
         } else {
           this.#reserve(HEADER);
@@ -465,17 +514,21 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     }
   }
 
-  // Makes room for a frame of `total` bytes from #start, plus a read's worth.
+  // Makes room to read more of a frame of `total` bytes from #start. The buffer grows
+  // with what has arrived (doubling, never past the frame plus one read), not with what
+  // the header announced: a peer that announces 2 GiB and sends nothing costs one read's
+  // worth of memory.
   #reserve(total: number): void {
     const used = this.#end - this.#start;
-    const wanted = Math.max(total, used) + READ_CHUNK;
+    const wanted = total + READ_CHUNK;
     if (this.#start > 0 && (this.#buffer.length - this.#end < READ_CHUNK || used === 0)) {
       this.#buffer.copyWithin(0, this.#start, this.#end);
       this.#end = used;
       this.#start = 0;
     }
     if (this.#buffer.length < wanted && this.#buffer.length - this.#end < READ_CHUNK) {
-      const grown = new Uint8Array(Math.max(wanted, this.#buffer.length * 2));
+      const size = Math.min(wanted, Math.max(this.#buffer.length * 2, used + READ_CHUNK));
+      const grown = new Uint8Array(size);
       grown.set(this.#buffer.subarray(this.#start, this.#end));
       this.#buffer = grown;
       this.#end = used;
@@ -486,8 +539,17 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
 
 /**
  * A listening stream socket that hands out {@link FramedConnection}s. TCP servers bind
- * to the loopback address unless `hostname` says otherwise; a Unix socket's file is
- * created (it must not exist) and removed again by `close()`.
+ * to the loopback address unless `hostname` says otherwise.
+ *
+ * A Unix socket's file is created (nothing may exist at the path: `AlreadyExistsError`)
+ * with mode `0o600` (option `mode`), set before the socket accepts anyone, whatever the
+ * umask; `close()` removes it only if the path still names that same file (device and
+ * inode), never a file or link someone put there since. Each accepted connection's
+ * `peerCredentials` says which process and user connected.
+ *
+ * At most `maxConnections` (default 1024) accepted connections are open at once; a
+ * client beyond that is refused (it receives `refusalMessage`, if set, then the end of
+ * the stream) and the server goes on serving the others.
  *
  * @example Serving every client
  * ```ts
@@ -508,33 +570,51 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
  * ```
  */
 export class FramedServer implements Disposable, AsyncIterable<FramedConnection> {
-  readonly #listener: Deno.Listener;
+  readonly #listener: Listener;
   readonly #options: FramingOptions;
-  readonly #unixPath: string | undefined;
-  #accepting: Promise<Deno.Conn> | undefined;
+  readonly #maxConnections: number;
+  readonly #refusal: Uint8Array | undefined;
+  readonly #open = new Set<FramedConnection>();
+  #accepting: Promise<Stream> | undefined;
   readonly #acceptTurns = new Turns();
   #closed = false;
 
-  private constructor(listener: Deno.Listener, options: FramingOptions, unixPath?: string) {
+  private constructor(
+    listener: Listener,
+    options: FramingOptions,
+    maxConnections: number,
+    refusal: Uint8Array | undefined,
+  ) {
     this.#listener = listener;
     this.#options = options;
-    this.#unixPath = unixPath;
+    this.#maxConnections = maxConnections;
+    this.#refusal = refusal;
   }
 
   /** Starts listening. Port 0 picks a free port (see `address`). */
-  static listen(address: SocketAddress, options?: FramingOptions): FramedServer {
+  static listen(address: SocketAddress, options?: FramedServerOptions): FramedServer {
     const checked = validateSocketAddress(address, true);
-    const maxFrameSize = validateMaxFrame(options);
-    if (checked.transport === "tcp") {
-      const listener = Deno.listen({
-        transport: "tcp",
-        hostname: checked.hostname,
-        port: checked.port,
-      });
-      return new FramedServer(listener, { maxFrameSize });
+    const opts = validateOptions<FramedServerOptions>(options, "server");
+    const maxFrameSize = validateMaxFrame(opts);
+    const maxConnections = validateInteger(
+      opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+      "maxConnections",
+      1,
+    );
+    const refusal = opts.refusalMessage === undefined ? undefined : toBytes(opts.refusalMessage);
+    if (refusal !== undefined && refusal.length > maxFrameSize) {
+      throw new FrameTooLargeError(refusal.length, maxFrameSize, false);
     }
-    const listener = Deno.listen({ transport: "unix", path: checked.path });
-    return new FramedServer(listener, { maxFrameSize }, checked.path);
+    const mode = validateMode(opts.mode ?? DEFAULT_SOCKET_MODE, "Unix socket");
+    const listener: Listener = checked.transport === "tcp"
+      ? Deno.listen({ transport: "tcp", hostname: checked.hostname, port: checked.port })
+      : UnixListener.listen(checked.path, mode);
+    return new FramedServer(listener, { maxFrameSize }, maxConnections, refusal);
+  }
+
+  /** How many accepted connections are open (not yet closed). */
+  get openConnections(): number {
+    return this.#open.size;
   }
 
   /** The address clients connect to (with the port actually bound). */
@@ -544,7 +624,8 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
 
   /**
    * Waits for the next client. Concurrent calls are served in turn; one that times out
-   * or is aborted loses no client (the next call gets it).
+   * or is aborted loses no client (the next call gets it). Clients beyond
+   * `maxConnections` are refused here and never returned.
    */
   async accept(options?: WaitOptions): Promise<FramedConnection> {
     const name = describeAddress(this.#listener.addr);
@@ -554,13 +635,40 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     let endTurn: (() => void) | undefined;
     try {
       endTurn = await this.#acceptTurns.take(wait, onTimeout);
-      if (this.#accepting === undefined) {
-        this.#accepting = this.#listener.accept();
-        this.#accepting.catch(() => {});
+      const deadline = wait.timeout === undefined ? undefined : performance.now() + wait.timeout;
+      while (true) {
+        if (this.#accepting === undefined) {
+          this.#accepting = this.#listener.accept();
+          this.#accepting.catch(() => {});
+        }
+        const remaining = deadline === undefined
+          ? undefined
+          : Math.max(0, deadline - performance.now());
+        let conn: Stream;
+        try {
+          conn = await within(
+            this.#accepting,
+            { timeout: remaining, signal: wait.signal },
+            () => onTimeout(wait.timeout!),
+          );
+        } catch (error) {
+          if (this.#closed || !outOfDescriptors(error)) throw error;
+          // A flood of clients took every descriptor: they wait in the backlog while
+          // connections close. Try again shortly rather than stop serving.
+          this.#accepting = undefined;
+          await new Promise((resolve) => setTimeout(resolve, STARVED_RETRY_MS));
+          continue;
+        }
+        this.#accepting = undefined;
+        const connection = new FramedConnection(conn as Deno.Conn, this.#options);
+        if (this.#open.size >= this.#maxConnections) {
+          this.#refuse(connection);
+          continue;
+        }
+        this.#open.add(connection);
+        closeListeners.set(connection, () => this.#open.delete(connection));
+        return connection;
       }
-      const conn = await within(this.#accepting, wait, onTimeout);
-      this.#accepting = undefined;
-      return new FramedConnection(conn, this.#options);
     } catch (error) {
       if (this.#closed) throw closedConnection("accept on", name);
       throw error;
@@ -610,7 +718,23 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     await Promise.all(running);
   }
 
-  /** Stops listening (removing a Unix socket file). Idempotent. */
+  // Over the limit: the client gets the refusal (if any) and the end of the stream. The
+  // write goes into an empty socket buffer, so it does not wait; the bound is for a
+  // refusal larger than that buffer.
+  #refuse(connection: FramedConnection): void {
+    if (this.#refusal === undefined) {
+      connection.close();
+      return;
+    }
+    connection.send(this.#refusal, { timeout: REFUSAL_TIMEOUT_MS })
+      .catch(() => {})
+      .finally(() => connection.close());
+  }
+
+  /**
+   * Stops listening (removing a Unix socket file if it is still this server's).
+   * Connections already accepted stay open. Idempotent.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -619,11 +743,6 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     } catch { /* already closed */ }
     // A client accepted for a call that gave up is nobody's: close it.
     this.#accepting?.then((conn) => conn.close(), () => {});
-    if (this.#unixPath !== undefined) {
-      try {
-        Deno.removeSync(this.#unixPath);
-      } catch { /* already gone */ }
-    }
   }
 
   /** Same as `close()`. */
@@ -632,240 +751,14 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
   }
 }
 
-/** Options of {@link DatagramSocket.bind}. */
-export interface DatagramBindOptions {
-  /** Address to bind. Default: `"127.0.0.1"` (loopback only). */
-  hostname?: string;
-  /** Port. Default: 0 (any free port). */
-  port?: number;
-  /** Largest datagram sent or expected, at most 65507. Default: 65507. */
-  maxDatagramSize?: number;
+// Deno reports accept(2)'s EMFILE / ENFILE as an Error naming the OS error.
+function outOfDescriptors(error: unknown): boolean {
+  return error instanceof Error && /\(os error 2[34]\)/.test(error.message);
 }
 
-/** Options of {@link DatagramSocket.joinGroup} and {@link DatagramSocket.groupSender}. */
-export interface MulticastOptions {
-  /** IPv4 multicast group, 224.0.0.0 to 239.255.255.255 (e.g. `"239.255.0.1"`). */
-  group: string;
-  /** The group's UDP port. */
-  port: number;
-  /** Largest datagram, at most 65507. Default: 65507. */
-  maxDatagramSize?: number;
-}
-
-/** A received datagram. */
-export interface Datagram {
-  /** Its bytes. */
-  data: Uint8Array;
-  /** Who sent it. */
-  from: DatagramAddress;
-}
-
-function validateGroup(group: unknown): string {
-  const parts = typeof group === "string" ? group.split(".").map(Number) : [];
-  const valid = parts.length === 4 &&
-    parts.every((p) => Number.isInteger(p) && p >= 0 && p <= 255) &&
-    parts[0] >= 224 && parts[0] <= 239;
-  if (!valid) {
-    throw new TypeError(
-      `Invalid multicast group ${describe(group)}: expected an IPv4 address from 224.0.0.0 to ` +
-        `239.255.255.255`,
-    );
-  }
-  return group as string;
-}
-
-/**
- * A UDP socket: one message per datagram, no connection, no delivery guarantee (on
- * loopback, datagrams are lost only when a receiver's buffer overflows). A datagram over
- * `maxDatagramSize` is a `DatagramTooLargeError` before anything is sent.
- *
- * Multicast stays on this machine: {@link DatagramSocket.joinGroup} receives a group's
- * datagrams on the loopback interface; {@link DatagramSocket.groupSender} sends to the
- * group with TTL 0, so nothing leaves the host.
- *
- * @example A datagram to oneself
- * ```ts
- * import { DatagramSocket } from "@deno-ipc/ipc";
- * import assert from "node:assert/strict";
- *
- * using receiver = DatagramSocket.bind();
- * using sender = DatagramSocket.bind();
- * await sender.send("hello", receiver.address);
- * const { data, from } = await receiver.receive({ timeout: 1000 });
- * assert.equal(new TextDecoder().decode(data), "hello");
- * assert.equal(from.port, sender.address.port);
- * ```
- */
-export class DatagramSocket implements Disposable {
-  readonly #socket: Deno.DatagramConn;
-  readonly #maxSize: number;
-  readonly #membership: Deno.MulticastV4Membership | undefined;
-  readonly #defaultTarget: DatagramAddress | undefined;
-  #receiving: Promise<[Uint8Array, Deno.Addr]> | undefined;
-  readonly #receiveTurns = new Turns();
-  #closed = false;
-
-  private constructor(
-    socket: Deno.DatagramConn,
-    maxSize: number,
-    membership?: Deno.MulticastV4Membership,
-    defaultTarget?: DatagramAddress,
-  ) {
-    this.#socket = socket;
-    this.#maxSize = maxSize;
-    this.#membership = membership;
-    this.#defaultTarget = defaultTarget;
-  }
-
-  /** Binds a socket (loopback, any free port by default). */
-  static bind(options?: DatagramBindOptions): DatagramSocket {
-    const checked = validateOptions<DatagramBindOptions>(options, "datagram socket");
-    const hostname = validateHostname(checked.hostname ?? "127.0.0.1");
-    const port = validatePort(checked.port ?? 0, true);
-    const maxSize = validateMaxDatagram(checked.maxDatagramSize);
-    return new DatagramSocket(
-      listenDatagram({ transport: "udp", hostname, port }),
-      maxSize,
-    );
-  }
-
-  /**
-   * Joins a multicast group as a receiver, on the loopback interface. Several sockets
-   * (in any processes) may join the same group and port; each gets every datagram.
-   */
-  static joinGroup(options: MulticastOptions): Promise<DatagramSocket> {
-    // Bound to the group address: only that group's datagrams arrive here.
-    return DatagramSocket.#inGroup(options, true);
-  }
-
-  /**
-   * A socket that sends to a multicast group (`send(data)` with no address) on the
-   * loopback interface, with TTL 0: the datagrams never leave this machine.
-   */
-  static groupSender(options: MulticastOptions): Promise<DatagramSocket> {
-    return DatagramSocket.#inGroup(options, false);
-  }
-
-  static async #inGroup(options: MulticastOptions, receiver: boolean): Promise<DatagramSocket> {
-    const checked = validateOptions<MulticastOptions>(options, "multicast");
-    const group = validateGroup(checked.group);
-    const port = validatePort(checked.port, false);
-    const maxSize = validateMaxDatagram(checked.maxDatagramSize);
-    const socket = receiver
-      ? listenDatagram({
-        transport: "udp",
-        hostname: group,
-        port,
-        reuseAddress: true,
-        loopback: true,
-      })
-      : listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0, loopback: true });
-    try {
-      const membership = await socket.joinMulticastV4(group, "127.0.0.1");
-      if (receiver) return new DatagramSocket(socket, maxSize, membership);
-      await membership.setTTL(0);
-      await membership.setLoopback(true);
-      return new DatagramSocket(socket, maxSize, membership, { hostname: group, port });
-    } catch (error) {
-      socket.close();
-      throw error;
-    }
-  }
-
-  /** The bound address. */
-  get address(): DatagramAddress {
-    const { hostname, port } = this.#socket.addr as Deno.NetAddr;
-    return { hostname, port };
-  }
-
-  /** Largest datagram this socket sends. */
-  get maxDatagramSize(): number {
-    return this.#maxSize;
-  }
-
-  /** Whether `close()` was called. */
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  /**
-   * Sends one datagram to `to` (for a group sender: to its group by default). Resolves
-   * once the kernel took it, which is no proof of delivery.
-   */
-  async send(data: Uint8Array | string, to?: DatagramAddress): Promise<void> {
-    if (this.#closed) throw closedConnection("send", "udp " + describeAddress(this.#socket.addr));
-    const bytes = toBytes(data);
-    const target = to ?? this.#defaultTarget;
-    if (target === undefined) throw new TypeError("A datagram needs an address to go to");
-    const hostname = validateHostname(target.hostname);
-    const port = validatePort(target.port, false);
-    if (bytes.length > this.#maxSize) throw new DatagramTooLargeError(bytes.length, this.#maxSize);
-    await this.#socket.send(bytes, { transport: "udp", hostname, port });
-  }
-
-  /**
-   * Receives the next datagram. Concurrent calls get one datagram each, in turn; one
-   * that times out loses nothing.
-   */
-  async receive(options?: WaitOptions): Promise<Datagram> {
-    const name = "udp " + describeAddress(this.#socket.addr);
-    if (this.#closed) throw closedConnection("receive", name);
-    const wait = validateWaitOptions(options);
-    const endTurn = await this.#receiveTurns.take(
-      wait,
-      (ms) => timedOutError("receive", "datagram socket", name, ms),
-    );
-    try {
-      return await this.#receiveInTurn(name, wait);
-    } finally {
-      endTurn();
-    }
-  }
-
-  async #receiveInTurn(name: string, wait: WaitOptions): Promise<Datagram> {
-    if (this.#receiving === undefined) {
-      this.#receiving = this.#socket.receive();
-      this.#receiving.catch(() => {});
-    }
-    try {
-      const [data, from] = await within(
-        this.#receiving,
-        wait,
-        (ms) => timedOutError("receive", "datagram socket", name, ms),
-      );
-      this.#receiving = undefined;
-      const { hostname, port } = from as Deno.NetAddr;
-      return { data, from: { hostname, port } };
-    } catch (error) {
-      if (this.#closed) throw closedConnection("receive", name);
-      throw error;
-    }
-  }
-
-  /** Leaves the group (if any) and closes the socket. Idempotent. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#membership?.leave().catch(() => {});
-    try {
-      this.#socket.close();
-    } catch { /* already closed */ }
-  }
-
-  /** Same as `close()`. */
-  [Symbol.dispose](): void {
-    this.close();
-  }
-}
-
-// Deno's UDP API is unstable: without --unstable-net it does not exist.
-function listenDatagram(options: Deno.UdpListenOptions & { transport: "udp" }): Deno.DatagramConn {
-  if (typeof Deno.listenDatagram !== "function") {
-    throw new TypeError("UDP sockets need Deno's --unstable-net flag (Deno.listenDatagram)");
-  }
-  return Deno.listenDatagram(options);
-}
-
-function validateMaxDatagram(value: unknown): number {
-  return validateInteger(value ?? MAX_UDP_PAYLOAD, "maxDatagramSize", 0, MAX_UDP_PAYLOAD);
-}
+// Deno's TCP listener, or our Unix one.
+type Listener = {
+  readonly addr: Deno.Addr;
+  accept(): Promise<Stream>;
+  close(): void;
+};

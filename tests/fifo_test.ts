@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { AlreadyExistsError, Fifo, NotAFifoError, NotFoundError, TimedOutError } from "../mod.ts";
+import {
+  AlreadyExistsError,
+  Fifo,
+  NotAFifoError,
+  NotFoundError,
+  PermissionDeniedError,
+  TimedOutError,
+} from "../mod.ts";
 import { delay, ipcTest } from "./_helpers.ts";
 
 async function withDirectory(fn: (directory: string) => Promise<void> | void): Promise<void> {
@@ -154,4 +161,88 @@ ipcTest(
       } catch { /* already unlinked */ }
     }
   },
+);
+
+ipcTest(
+  "opening a FIFO another user owns, or one open to group/other, is PermissionDeniedError",
+  () =>
+    withDirectory(async (directory) => {
+      const path = `${directory}/fifo`;
+      Fifo.create(path);
+      Deno.chmodSync(path, 0o666);
+      for (const open of [Fifo.openReader, Fifo.openWriter]) {
+        await assert.rejects(
+          open(path, { timeout: 2000 }),
+          (e: unknown) => e instanceof PermissionDeniedError && /0o066/.test(e.message),
+        );
+      }
+      // Allowed: it gets past the check and waits for a peer.
+      await assert.rejects(
+        Fifo.openReader(path, { timeout: 20, allowModes: 0o066 }),
+        TimedOutError,
+      );
+
+      Deno.chmodSync(path, 0o600);
+      Deno.chownSync(path, 65534, 65534);
+      for (const open of [Fifo.openReader, Fifo.openWriter]) {
+        await assert.rejects(
+          open(path, { timeout: 2000 }),
+          (e: unknown) => e instanceof PermissionDeniedError && /uid 65534/.test(e.message),
+        );
+      }
+      await assert.rejects(
+        Fifo.openReader(path, { timeout: 20, allowOtherOwners: true }),
+        TimedOutError,
+      );
+    }),
+);
+
+ipcTest(
+  "opening never follows a symbolic link planted at the FIFO's path",
+  () =>
+    withDirectory(async (directory) => {
+      const target = `${directory}/real`;
+      const link = `${directory}/link`;
+      Fifo.create(target);
+      Deno.symlinkSync(target, link);
+      for (const open of [Fifo.openReader, Fifo.openWriter]) {
+        await assert.rejects(
+          open(link, { timeout: 2000 }),
+          (e: unknown) => e instanceof NotAFifoError && /symbolic link/.test(e.message),
+        );
+      }
+    }),
+);
+
+ipcTest(
+  "unlink removes neither a symbolic link to a FIFO nor another user's FIFO",
+  () =>
+    withDirectory((directory) => {
+      const target = `${directory}/real`;
+      const link = `${directory}/link`;
+      Fifo.create(target);
+      Deno.symlinkSync(target, link);
+      assert.throws(() => Fifo.unlink(link), NotAFifoError);
+      assert.ok(Deno.lstatSync(link).isSymlink, "the link was removed");
+      assert.ok(Deno.lstatSync(target), "the FIFO behind the link was removed");
+
+      Deno.chownSync(target, 65534, 65534);
+      assert.throws(
+        () => Fifo.unlink(target),
+        (e: unknown) => e instanceof PermissionDeniedError && /uid 65534/.test(e.message),
+      );
+      assert.ok(Deno.lstatSync(target));
+      Fifo.unlink(target, { allowOtherOwners: true });
+      assert.throws(() => Deno.lstatSync(target), Deno.errors.NotFound);
+      // A relative path is removed relative to the working directory.
+      const cwd = Deno.cwd();
+      Deno.chdir(directory);
+      try {
+        Fifo.create("relative");
+        Fifo.unlink("relative");
+        assert.throws(() => Deno.lstatSync(`${directory}/relative`), Deno.errors.NotFound);
+      } finally {
+        Deno.chdir(cwd);
+      }
+    }),
 );

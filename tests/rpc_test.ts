@@ -2,12 +2,17 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
   BadArgumentsError,
+  type CallContext,
   ConnectionLostError,
+  lookupService,
   marshal,
   Matchmaker,
+  type MatchmakerProcedures,
   RemoteError,
   RpcClient,
   RpcServer,
+  ServerBusyError,
+  ServiceNameTakenError,
   ServiceNotFoundError,
   type SocketAddress,
   TimedOutError,
@@ -223,4 +228,113 @@ ipcTest("RpcServer.close() does not wait for a procedure that never settles", as
   await delay(20);
   await server.close();
   await assert.rejects(call, ConnectionLostError);
+});
+
+ipcTest(
+  "calls beyond maxConcurrentCalls on one connection fail with ServerBusyError; the rest complete",
+  async () => {
+    await using server = RpcServer.listen({ transport: "tcp", port: 0 }, {
+      slow: async (ms: number) => {
+        await delay(ms);
+        return ms;
+      },
+    }, { maxConcurrentCalls: 2 });
+    using client = await RpcClient.connect(server.address);
+    const results = await Promise.allSettled(
+      [1, 2, 3, 4].map(() => client.call("slow", [100], { timeout: 10_000 })),
+    );
+    assert.deepEqual(results.slice(0, 2).map((r) => r.status), ["fulfilled", "fulfilled"]);
+    for (const result of results.slice(2)) {
+      assert.equal(result.status, "rejected");
+      const error = (result as PromiseRejectedResult).reason;
+      assert.ok(error instanceof ServerBusyError && error.limit === "calls", String(error));
+    }
+    // Room again once the calls are done.
+    assert.equal(await client.call("slow", [1], { timeout: 10_000 }), 1);
+  },
+);
+
+ipcTest(
+  "a client beyond maxConnections gets ServerBusyError; the connected ones are still served",
+  async () => {
+    for (const address of [{ transport: "tcp" as const, port: 0 }, await unixAddress()]) {
+      await using server = RpcServer.listen(address, { add: (a: number, b: number) => a + b }, {
+        maxConnections: 1,
+      });
+      using first = await RpcClient.connect(server.address);
+      assert.equal(await first.call("add", [1, 2], { timeout: 10_000 }), 3);
+      using refused = await RpcClient.connect(server.address);
+      await assert.rejects(
+        refused.call("add", [1, 2], { timeout: 10_000 }),
+        (error) => error instanceof ServerBusyError && error.limit === "connections",
+      );
+      assert.equal(await first.call("add", [2, 3], { timeout: 10_000 }), 5);
+      first.close();
+      await delay(50);
+      using later = await RpcClient.connect(server.address);
+      assert.equal(await later.call("add", [4, 5], { timeout: 10_000 }), 9);
+    }
+  },
+);
+
+ipcTest(
+  "a procedure sees the caller's pid and uid as the kernel reports them (Unix sockets)",
+  async () => {
+    const procedures = {
+      whoCalls(this: CallContext) {
+        return this.peerCredentials ?? null;
+      },
+    };
+    for (const address of [await unixAddress(), { transport: "tcp" as const, port: 0 }]) {
+      await using server = RpcServer.listen(address, procedures);
+      using client = await RpcClient.connect<typeof procedures>(server.address);
+      const expected = address.transport === "unix" ? { pid: Deno.pid, uid: 0, gid: 0 } : null;
+      assert.deepEqual(await client.stub.whoCalls(), expected);
+    }
+  },
+);
+
+ipcTest("the matchmaker does not hand a live server's name to another registrant", async () => {
+  await using registry = Matchmaker.listen({ transport: "tcp", port: 0 });
+  await using owner = RpcServer.listen({ transport: "tcp", port: 0 }, { add: (a: number) => a });
+  await owner.registerWith(registry.address, "svc");
+  await using thief = RpcServer.listen({ transport: "tcp", port: 0 }, { add: () => 666 });
+  await assert.rejects(thief.registerWith(registry.address, "svc"), ServiceNameTakenError);
+  using raw = await RpcClient.connect<MatchmakerProcedures>(registry.address);
+  await assert.rejects(raw.stub.register("svc", thief.address), (error) => {
+    return error instanceof RemoteError && error.remoteName === "ServiceNameTakenError";
+  });
+  assert.equal(await raw.stub.unregister("svc", owner.address), false, "unregistered by anyone");
+  assert.deepEqual(await lookupService("svc", registry.address), owner.address);
+  // The owner may register again (and moves nothing).
+  await owner.registerWith(registry.address, "svc");
+  assert.deepEqual(await lookupService("svc", registry.address), owner.address);
+
+  // A server that no longer answers loses its name.
+  const gone = Deno.listen({ transport: "tcp", hostname: "127.0.0.1", port: 0 });
+  const goneAddress = { transport: "tcp" as const, hostname: "127.0.0.1", port: gone.addr.port };
+  gone.close();
+  await raw.stub.register("stale", goneAddress);
+  await thief.registerWith(registry.address, "stale");
+  assert.deepEqual(await lookupService("stale", registry.address), thief.address);
+});
+
+ipcTest("over a Unix-socket matchmaker, another process cannot take a live name", async () => {
+  const registryAddress = await unixAddress();
+  await using registry = Matchmaker.listen(registryAddress);
+  await using owner = RpcServer.listen({ transport: "tcp", port: 0 }, { add: (a: number) => a });
+  await owner.registerWith(registry.address, "svc");
+  const other = new Child("socket_child.ts", [
+    "register",
+    JSON.stringify({ transport: "tcp", hostname: "127.0.0.1", port: 1 }),
+    "svc",
+    JSON.stringify(registry.address),
+  ], ["-A", "--unstable-net"]);
+  assert.equal(await other.line(), "ServiceNameTakenError");
+  assert.equal((await other.status()).code, 0);
+  assert.deepEqual(await lookupService("svc", registry.address), owner.address);
+  // The same process (as the kernel reports it) may move its own registration.
+  using raw = await RpcClient.connect<MatchmakerProcedures>(registry.address);
+  await raw.stub.register("svc", { transport: "tcp", hostname: "127.0.0.1", port: 2 });
+  assert.equal((await lookupService("svc", registry.address) as { port: number }).port, 2);
 });

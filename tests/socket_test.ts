@@ -8,6 +8,8 @@ import {
   FramedServer,
   FrameTooLargeError,
   MAX_UDP_PAYLOAD,
+  NotASocketError,
+  PermissionDeniedError,
   TimedOutError,
   TruncatedFrameError,
 } from "../mod.ts";
@@ -290,3 +292,169 @@ ipcTest("concurrent datagram receives get one datagram each", async () => {
   }
   await delay(50);
 });
+
+ipcTest("a Unix socket file gets mode 0600 whatever the umask, or the mode asked for", async () => {
+  const previous = Deno.umask(0);
+  try {
+    for (const [options, expected] of [[{}, 0o600], [{ mode: 0o660 }, 0o660]] as const) {
+      const path = await socketPath();
+      using server = FramedServer.listen({ transport: "unix", path }, options);
+      assert.equal(Deno.lstatSync(path).mode! & 0o777, expected, `mode of ${path}`);
+      assert.ok(Deno.lstatSync(path).isSocket);
+      server.close();
+    }
+  } finally {
+    Deno.umask(previous);
+  }
+});
+
+ipcTest("closing a server leaves alone a file that replaced its socket at the path", async () => {
+  const path = await socketPath();
+  const server = FramedServer.listen({ transport: "unix", path });
+  try {
+    Deno.removeSync(path);
+    Deno.writeTextFileSync(path, "someone else's");
+    server.close();
+    assert.equal(Deno.readTextFileSync(path), "someone else's");
+  } finally {
+    server.close();
+    Deno.removeSync(path);
+  }
+  // Still ours at close: removed.
+  const ours = FramedServer.listen({ transport: "unix", path });
+  ours.close();
+  assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
+});
+
+ipcTest(
+  "connecting refuses a Unix socket of another user, one open to group/other, or a link",
+  async () => {
+    const path = await socketPath();
+    const link = path + ".link";
+    using server = FramedServer.listen({ transport: "unix", path }, { mode: 0o666 });
+    try {
+      const address = { transport: "unix" as const, path };
+      await assert.rejects(FramedConnection.connect(address), (error) => {
+        return error instanceof PermissionDeniedError && /0o022/.test(error.message);
+      });
+      (await FramedConnection.connect(address, { allowModes: 0o022 })).close();
+      // Read and execute bits grant nothing on a socket (connecting takes write).
+      Deno.chmodSync(path, 0o755);
+      (await FramedConnection.connect(address)).close();
+
+      Deno.chmodSync(path, 0o600);
+      Deno.chownSync(path, 65534, 65534);
+      await assert.rejects(FramedConnection.connect(address), (error) => {
+        return error instanceof PermissionDeniedError && /uid 65534/.test(error.message);
+      });
+      (await FramedConnection.connect(address, { allowOtherOwners: true })).close();
+
+      Deno.chownSync(path, 0, 0);
+      Deno.symlinkSync(path, link);
+      await assert.rejects(
+        FramedConnection.connect({ transport: "unix", path: link }),
+        (error) => error instanceof PermissionDeniedError && /symbolic link/.test(error.message),
+      );
+      const file = path + ".file";
+      Deno.writeTextFileSync(file, "");
+      try {
+        await assert.rejects(
+          FramedConnection.connect({ transport: "unix", path: file }),
+          NotASocketError,
+        );
+      } finally {
+        Deno.removeSync(file);
+      }
+    } finally {
+      server.close();
+      try {
+        Deno.removeSync(link);
+      } catch { /* not made */ }
+    }
+  },
+);
+
+ipcTest(
+  "peerCredentials name the process at each end of a Unix socket, as the kernel saw it",
+  async () => {
+    const path = await socketPath();
+    using server = FramedServer.listen({ transport: "unix", path });
+    await using client = new Child("socket_child.ts", ["unix-client", path]);
+    using connection = await server.accept({ timeout: 10_000 });
+    assert.deepEqual(connection.peerCredentials, { pid: client.process.pid, uid: 0, gid: 0 });
+    assert.deepEqual(JSON.parse(await client.line()), { pid: Deno.pid, uid: 0, gid: 0 });
+    await connection.send("ok");
+    assert.deepEqual(await connection.receive({ timeout: 10_000 }), new TextEncoder().encode("ok"));
+    assert.equal(await connection.receive({ timeout: 10_000 }), null);
+    assert.equal((await client.status()).code, 0);
+
+    using tcp = FramedServer.listen({ transport: "tcp", port: 0 });
+    using tcpClient = await FramedConnection.connect(tcp.address);
+    assert.equal(tcpClient.peerCredentials, undefined);
+  },
+);
+
+ipcTest("a header announcing a huge frame costs memory only as its bytes arrive", async () => {
+  using server = FramedServer.listen({ transport: "tcp", port: 0 });
+  const raws: Deno.Conn[] = [];
+  const accepted: FramedConnection[] = [];
+  const receives: Promise<unknown>[] = [];
+  try {
+    const before = Deno.memoryUsage().external;
+    for (let i = 0; i < 40; i++) {
+      const raw = await Deno.connect(server.address as Deno.ConnectOptions);
+      raws.push(raw);
+      await raw.write(new Uint8Array([0x00, 0xff, 0xff, 0xff, 1, 2, 3])); // 16 MiB - 1
+      const connection = await server.accept({ timeout: 5000 });
+      accepted.push(connection);
+      const receive = connection.receive();
+      receive.catch(() => {});
+      receives.push(receive);
+    }
+    await delay(50);
+    const grown = Deno.memoryUsage().external - before;
+    // Reserving the announced length would take 40 x 16 MiB = 640 MiB.
+    assert.ok(grown < 40 * 2 ** 20, `external memory grew ${grown} bytes for 40 connections`);
+  } finally {
+    for (const raw of raws) raw.close();
+    for (const connection of accepted) connection.close();
+    await Promise.allSettled(receives);
+  }
+});
+
+ipcTest(
+  "a server at maxConnections refuses the next client and goes on serving the others",
+  async () => {
+    for (
+      const address of [{ transport: "tcp" as const, port: 0 }, {
+        transport: "unix" as const,
+        path: await socketPath(),
+      }]
+    ) {
+      using server = FramedServer.listen(address, { maxConnections: 2, refusalMessage: "busy" });
+      using first = await FramedConnection.connect(server.address);
+      using second = await FramedConnection.connect(server.address);
+      const a = await server.accept({ timeout: 5000 });
+      using b = await server.accept({ timeout: 5000 });
+      assert.equal(server.openConnections, 2);
+      using third = await FramedConnection.connect(server.address);
+      const next = server.accept({ timeout: 5000 });
+      assert.equal(new TextDecoder().decode((await third.receive({ timeout: 5000 }))!), "busy");
+      assert.equal(await third.receive({ timeout: 5000 }), null);
+      await first.send("still served");
+      assert.equal(new TextDecoder().decode((await a.receive({ timeout: 5000 }))!), "still served");
+      a.close();
+      assert.equal(server.openConnections, 1);
+      using fourth = await FramedConnection.connect(server.address);
+      using d = await next;
+      await fourth.send("after one left");
+      assert.equal(
+        new TextDecoder().decode((await d.receive({ timeout: 5000 }))!),
+        "after one left",
+      );
+      await second.send("x");
+      assert.equal(new TextDecoder().decode((await b.receive({ timeout: 5000 }))!), "x");
+      server.close();
+    }
+  },
+);

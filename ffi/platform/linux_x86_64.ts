@@ -17,6 +17,7 @@ export const LINUX_X86_64 = {
   O_TRUNC: 0o1000,
   O_NONBLOCK: 0o4000,
   O_PATH: 0o10000000,
+  O_NOFOLLOW: 0o400000,
   F_SETFD: 2,
   FD_CLOEXEC: 1,
   O_CLOEXEC: 0o2000000,
@@ -87,12 +88,36 @@ export const LINUX_X86_64 = {
 
   // <sys/stat.h>: struct stat layout for x86_64
   SIZEOF_STAT: 144,
+  STAT_OFFSET_DEV: 0, // st_dev: u64
+  STAT_OFFSET_INO: 8, // st_ino: u64
   STAT_OFFSET_MODE: 24, // st_mode: u32
   STAT_OFFSET_UID: 28, // st_uid: u32
   STAT_OFFSET_SIZE: 48, // st_size: i64
   S_IFMT: 0o170000,
   S_IFIFO: 0o010000,
   S_IFREG: 0o100000,
+  S_IFSOCK: 0o140000,
+  S_IFLNK: 0o120000,
+  O_DIRECTORY: 0o200000,
+  AT_FDCWD: -100,
+  AT_SYMLINK_NOFOLLOW: 0x100,
+
+  // <sys/socket.h>, <sys/un.h>
+  AF_UNIX: 1,
+  SOCK_STREAM: 1,
+  SOCK_NONBLOCK: 0o4000,
+  SOCK_CLOEXEC: 0o2000000,
+  SOL_SOCKET: 1,
+  SO_PEERCRED: 17,
+  SHUT_WR: 1,
+  SHUT_RDWR: 2,
+  MSG_DONTWAIT: 0x40,
+  MSG_NOSIGNAL: 0x4000,
+  /** struct sockaddr_un: sa_family_t (u16) then sun_path[108]. */
+  SIZEOF_SOCKADDR_UN: 110,
+  SUN_PATH_MAX: 107,
+  /** struct ucred: pid (i32), uid (u32), gid (u32). */
+  SIZEOF_UCRED: 12,
 
   // <limits.h>
   NAME_MAX: 255,
@@ -191,9 +216,13 @@ export const LINUX_ERRNO = {
   EMSGSIZE: 90,
   EOPNOTSUPP: 95,
   EADDRINUSE: 98,
+  ENOTSOCK: 88,
+  ECONNABORTED: 103,
   ECONNRESET: 104,
+  ENOBUFS: 105,
   ETIMEDOUT: 110,
   ECONNREFUSED: 111,
+  EINPROGRESS: 115,
   ECANCELED: 125,
   EOWNERDEAD: 130,
 } as const;

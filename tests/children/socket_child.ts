@@ -5,7 +5,22 @@
 //   group-receiver GROUP PORT COUNT  joins the group, prints "ready", then COUNT datagrams (JSON)
 //   rpc-server ADDRESS [REGISTRY] [NAME]  serves the test procedures at ADDRESS (JSON), prints
 //                                 its address (JSON); registers as NAME with REGISTRY if given
-import { BadArgumentsError, DatagramSocket, RpcServer, type SocketAddress } from "../../mod.ts";
+//   limited-rpc-server ADDRESS OPTIONS [NOFILE]  serves add, slow and memory at ADDRESS with
+//                                 the RpcServerOptions OPTIONS (JSON), prints its address
+//                                 (JSON); with NOFILE, first lowers its open-file limit to that
+//   unix-client PATH              connects to the framed server at PATH, prints the peer
+//                                 credentials it sees (JSON), echoes one message, exits
+//   register ADDRESS NAME REGISTRY  registers ADDRESS as NAME with the matchmaker REGISTRY
+//                                 (JSON) and prints "registered" or the error's name
+import {
+  BadArgumentsError,
+  DatagramSocket,
+  FramedConnection,
+  type MatchmakerProcedures,
+  RpcClient,
+  RpcServer,
+  type SocketAddress,
+} from "../../mod.ts";
 
 const [action, ...rest] = Deno.args;
 const decoder = new TextDecoder();
@@ -68,6 +83,55 @@ if (action === "raw-writer") {
     await server.close();
     Deno.exit(0);
   });
+} else if (action === "limited-rpc-server") {
+  const [address, options, nofile] = rest;
+  if (nofile !== undefined) {
+    // setrlimit(RLIMIT_NOFILE, { soft, hard }): struct rlimit is two 64-bit counts.
+    const RLIMIT_NOFILE = 7;
+    const limit = new BigUint64Array([BigInt(nofile), BigInt(nofile)]);
+    const c = Deno.dlopen("libc.so.6", {
+      setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+    });
+    if (c.symbols.setrlimit(RLIMIT_NOFILE, new Uint8Array(limit.buffer)) !== 0) {
+      throw new Error("setrlimit failed");
+    }
+    c.close();
+  }
+  const server = RpcServer.listen(JSON.parse(address) as SocketAddress, {
+    add: (a: number, b: number) => a + b,
+    slow: async (ms: number) => {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      return ms;
+    },
+    memory: () => {
+      (globalThis as { gc?: () => void }).gc?.();
+      return Deno.memoryUsage();
+    },
+  }, JSON.parse(options));
+  console.log(JSON.stringify(server.address));
+  Deno.addSignalListener("SIGTERM", async () => {
+    await server.close();
+    Deno.exit(0);
+  });
+} else if (action === "unix-client") {
+  using connection = await FramedConnection.connect({ transport: "unix", path: rest[0] }, {
+    timeout: 10_000,
+  });
+  console.log(JSON.stringify(connection.peerCredentials));
+  const message = await connection.receive({ timeout: 10_000 });
+  await connection.send(message!);
+  await connection.closeWrite();
+} else if (action === "register") {
+  const [address, name, registry] = rest;
+  using client = await RpcClient.connect<MatchmakerProcedures>(JSON.parse(registry), {
+    callTimeout: 10_000,
+  });
+  try {
+    await client.stub.register(name, JSON.parse(address) as SocketAddress);
+    console.log("registered");
+  } catch (error) {
+    console.log((error as { remoteName?: string }).remoteName ?? (error as Error).name);
+  }
 } else {
   throw new Error(`unknown action ${action}`);
 }
