@@ -779,6 +779,11 @@ export class Doorbell implements Disposable {
       libc().symbols.sched_yield();
     }
     sleepSync(DELIVERY_GRACE_MS);
+    // A signal sent to this process but not yet taken by a thread would meet the default
+    // action (death) once the listener is gone: wait until the kernel delivered it.
+    const signal = SIGNALS[this.#signal];
+    const pendingDeadline = performance.now() + IN_FLIGHT_WAIT_MS;
+    while (signalPending(signal) && performance.now() < pendingDeadline) sleepSync(0.1);
     this.#deliver();
     this.#listening[Symbol.dispose]();
     this.#listening = undefined;
@@ -794,4 +799,27 @@ function receiverParts(word: bigint): { pid: number; startTime: number; signal: 
 function receiverAlive(word: bigint): boolean {
   const { pid, startTime } = receiverParts(word);
   return processAlive(pid, startTime);
+}
+
+const statusPath = new TextEncoder().encode("/proc/self/status\0");
+const statusBuffer = new Uint8Array(4096);
+
+// Whether `signal` is pending for this process (ShdPnd) or the calling thread (SigPnd).
+function signalPending(signal: number): boolean {
+  const { open, read, close } = libc().symbols;
+  const fd = open(statusPath, C.O_RDONLY | C.O_CLOEXEC, 0);
+  if (fd < 0) return false;
+  let length: number;
+  try {
+    length = read(fd, statusBuffer, BigInt(statusBuffer.length));
+  } finally {
+    close(fd);
+  }
+  const text = new TextDecoder().decode(statusBuffer.subarray(0, Math.max(0, length)));
+  const bit = 1n << BigInt(signal - 1);
+  for (const field of ["SigPnd", "ShdPnd"]) {
+    const match = new RegExp(`\\n${field}:\\s*([0-9a-f]+)`).exec(text);
+    if (match !== null && (BigInt(`0x${match[1]}`) & bit) !== 0n) return true;
+  }
+  return false;
 }

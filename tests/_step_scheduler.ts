@@ -119,6 +119,14 @@ export async function runSchedule(
     const deadline = performance.now() + deadlineMs;
     const finished = (i: number) => exited[i] || state(i) === STATE_DONE;
 
+    const untilReported = async (i: number): Promise<void> => {
+      const until = Math.min(deadline, performance.now() + 5 * settleMs);
+      while (performance.now() < until) {
+        if (finished(i) || reports(i) > (answered.get(i) ?? 0)) return;
+        await delay(0);
+      }
+    };
+
     while (!children.every((_, i) => finished(i))) {
       if (performance.now() > deadline) {
         const states = children.map((_, i) =>
@@ -168,14 +176,6 @@ export async function runSchedule(
         if (step !== "wait.sleep") await untilReported(picked);
       }
       decision++;
-    }
-
-    async function untilReported(i: number): Promise<void> {
-      const until = Math.min(deadline, performance.now() + 5 * settleMs);
-      while (performance.now() < until) {
-        if (finished(i) || reports(i) > (answered.get(i) ?? 0)) return;
-        await delay(0);
-      }
     }
   } finally {
     for (const child of children) {
