@@ -27,6 +27,7 @@ export {
   AlreadyExistsError,
   BrokenPipeError,
   ClosedError,
+  CorruptedError,
   ErrnoError,
   type ErrnoErrorOptions,
   InterruptedError,
@@ -106,6 +107,28 @@ export {
   type SpawnWithPipesOptions,
 } from "./lib/pipe.ts";
 export { Fifo, type FifoCreateOptions } from "./lib/fifo.ts";
+export {
+  FileLog,
+  type FileLogOpenOptions,
+  FileLogReader,
+  type FileLogReaderOptions,
+  type LogRecord,
+  MAX_RECORD_SIZE_LIMIT,
+  type SyncPolicy,
+} from "./lib/file_log.ts";
+export {
+  FileLock,
+  type FileLockGuard,
+  type FileLockOpenOptions,
+  type FileLockOptions,
+  type LockConflict,
+  type LockRange,
+} from "./lib/file_lock.ts";
+export {
+  MappedFile,
+  type MappedFileCreateOptions,
+  type MappedFileOpenOptions,
+} from "./lib/mapped_file.ts";
 export {
   MessageQueue,
   type MessageQueueCreateOptions,

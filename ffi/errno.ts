@@ -111,6 +111,11 @@ export class NotAFifoError extends ErrnoError {}
 export class QueueRemovedError extends ErrnoError {}
 /** The stream was ended by its producers (EPIPE): nothing more may be sent. */
 export class StreamEndedError extends ErrnoError {}
+/**
+ * Bytes written by another process failed validation (EBADMSG): a bad checksum, magic,
+ * length or sequence number in a file. The bytes are never returned as data.
+ */
+export class CorruptedError extends ErrnoError {}
 
 const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EEXIST, AlreadyExistsError],
@@ -124,6 +129,7 @@ const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EBADF, ClosedError],
   [ERRNO.EPIPE, BrokenPipeError],
   [ERRNO.EIDRM, QueueRemovedError],
+  [ERRNO.EBADMSG, CorruptedError],
 ]);
 
 /** Builds the most specific {@link ErrnoError} subclass for `errno`. */
@@ -188,6 +194,19 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   fstat: "minus-one",
   posix_fallocate: "returns-errno",
   clock_gettime: "minus-one",
+  openat: "minus-one",
+  unlinkat: "minus-one",
+  mkdirat: "minus-one",
+  fstatat: "minus-one",
+  pread: "minus-one",
+  pwrite: "minus-one",
+  ftruncate: "minus-one",
+  fcntl_lock: "minus-one",
+  closedir: "minus-one",
+  msync: "minus-one",
+  inotify_init1: "minus-one",
+  inotify_add_watch: "minus-one",
+  inotify_rm_watch: "minus-one",
   shm_open: "minus-one",
   shm_unlink: "minus-one",
   mmap: "map-failed",
