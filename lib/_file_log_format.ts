@@ -6,8 +6,12 @@
 //   cursors/NAME              named reader cursors
 //
 // A record is a 24-byte header and the payload:
-//   0  u32 magic "LOG1"     8  u64 sequence number     20 u32 zero
-//   4  u32 payload length   16 u32 CRC-32C of bytes 4..16 and the payload
+//   0  u32 magic "LOG1"     8  u64 sequence number     20 u32 CRC-32C of bytes 0..20
+//   4  u32 payload length   16 u32 CRC-32C of the payload
+// The header's own checksum lets a reader trust a length before the payload is all
+// there: a complete header whose record runs past the end of the file is a record being
+// written (or torn by a writer's death), never a corrupted length; that one fails the
+// header checksum.
 // A cursor file is 24 bytes: u32 magic "CUR1", u32 zero, u64 next sequence number,
 // u32 CRC-32C of bytes 0..16, u32 zero. Integers are little-endian.
 import { C, ERRNO } from "../ffi/constants.ts";
@@ -57,10 +61,9 @@ export function encodeRecords(records: readonly Uint8Array[], first: number): Ui
     view.setUint32(at, RECORD_MAGIC, true);
     view.setUint32(at + 4, record.length, true);
     view.setBigUint64(at + 8, BigInt(first + i), true);
-    view.setUint32(at + 20, 0, true);
+    view.setUint32(at + 16, crc32c(record), true);
+    view.setUint32(at + 20, crc32c(bytes.subarray(at, at + 20)), true);
     bytes.set(record, at + HEADER_SIZE);
-    const crc = crc32c(record, crc32c(bytes.subarray(at + 4, at + 16)));
-    view.setUint32(at + 16, crc, true);
     at += HEADER_SIZE + record.length;
   });
   return bytes;
@@ -83,8 +86,8 @@ export function decodeHeader(
   maxRecordSize: number,
 ): Header | string {
   const view = new DataView(header.buffer, header.byteOffset, HEADER_SIZE);
+  if (view.getUint32(20, true) !== crc32c(header.subarray(0, 20))) return "bad header checksum";
   if (view.getUint32(0, true) !== RECORD_MAGIC) return "bad record magic";
-  if (view.getUint32(20, true) !== 0) return "bad reserved header word";
   const length = view.getUint32(4, true);
   if (length > maxRecordSize) {
     return `record length ${length} exceeds the maximum record size ${maxRecordSize}`;
@@ -97,8 +100,8 @@ export function decodeHeader(
 }
 
 /** Whether `payload` matches the header's CRC-32C. */
-export function checksumMatches(header: Uint8Array, payload: Uint8Array, crc: number): boolean {
-  return crc32c(payload, crc32c(header.subarray(4, 16))) === crc;
+export function checksumMatches(payload: Uint8Array, crc: number): boolean {
+  return crc32c(payload) === crc;
 }
 
 /** The 24 bytes of a cursor at `next`. */
@@ -235,7 +238,7 @@ export function readRecordAt(
   if (end > size) return undefined;
   const data = allocateMessage(header.length);
   if (preadFully(fd, data, offset + HEADER_SIZE, name) < header.length) return undefined;
-  if (!checksumMatches(headerBuffer, data, header.crc)) return "CRC-32C mismatch";
+  if (!checksumMatches(data, header.crc)) return "payload checksum mismatch";
   return { data, end };
 }
 
