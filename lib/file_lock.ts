@@ -90,7 +90,8 @@ function validateRange(options: LockRange): Required<LockRange> {
  * import { FileLock } from "@deno-ipc/ipc";
  * import assert from "node:assert/strict";
  *
- * const path = `${Deno.makeTempDirSync()}/lock`;
+ * const dir = Deno.makeTempDirSync();
+ * const path = `${dir}/lock`;
  * using a = FileLock.open(path, { create: true });
  * using b = FileLock.open(path);
  * {
@@ -101,6 +102,7 @@ function validateRange(options: LockRange): Required<LockRange> {
  * using r2 = b.tryLock({ shared: true });
  * assert.ok(r1 && r2); // shared locks coexist
  * FileLock.unlink(path);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class FileLock implements Disposable {
@@ -125,10 +127,12 @@ export class FileLock implements Disposable {
    * import { FileLock } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/lock`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/lock`;
    * using lock = FileLock.open(path, { create: true });
    * assert.equal(lock.path, path);
    * FileLock.unlink(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static open(path: string, options: FileLockOpenOptions = {}): FileLock {
@@ -154,10 +158,12 @@ export class FileLock implements Disposable {
    * import { FileLock, NotFoundError } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/lock`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/lock`;
    * FileLock.open(path, { create: true }).close();
    * FileLock.unlink(path);
    * assert.throws(() => FileLock.unlink(path), NotFoundError);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static unlink(path: string): void {
@@ -184,13 +190,15 @@ export class FileLock implements Disposable {
    * import { FileLock } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/lock`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/lock`;
    * using a = FileLock.open(path, { create: true });
    * using b = FileLock.open(path);
    * using _first = a.tryLock({ start: 0, length: 10 });
    * assert.ok(b.tryLock({ start: 10, length: 10 })); // disjoint ranges do not conflict
    * assert.equal(b.tryLock({ start: 5, length: 10 }), undefined);
    * FileLock.unlink(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   tryLock(range: LockRange = {}): FileLockGuard | undefined {
@@ -209,12 +217,14 @@ export class FileLock implements Disposable {
    * import { FileLock, TimedOutError } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/lock`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/lock`;
    * using a = FileLock.open(path, { create: true });
    * using b = FileLock.open(path);
    * using _held = await a.lock();
    * await assert.rejects(b.lock({ timeout: 20 }), TimedOutError);
    * FileLock.unlink(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   lock(options: FileLockOptions = {}): Promise<FileLockGuard> {
@@ -240,13 +250,15 @@ export class FileLock implements Disposable {
    * import { FileLock } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/lock`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/lock`;
    * using a = FileLock.open(path, { create: true });
    * using b = FileLock.open(path);
    * using _read = a.tryLock({ shared: true });
    * assert.equal(b.conflict({ shared: true }), undefined);
    * assert.equal(b.conflict()?.shared, true);
    * FileLock.unlink(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   conflict(range: LockRange = {}): LockConflict | undefined {

@@ -126,7 +126,8 @@ const SYNC_POLICIES: readonly SyncPolicy[] = ["none", "record", "batch"];
  * import { FileLog } from "@deno-ipc/ipc";
  * import assert from "node:assert/strict";
  *
- * const path = `${Deno.makeTempDirSync()}/log`;
+ * const dir = Deno.makeTempDirSync();
+ * const path = `${dir}/log`;
  * using log = FileLog.open(path);
  * assert.equal(await log.append(new TextEncoder().encode("first")), 0);
  * assert.equal(await log.append(new TextEncoder().encode("second")), 1);
@@ -135,6 +136,7 @@ const SYNC_POLICIES: readonly SyncPolicy[] = ["none", "record", "batch"];
  * assert.equal(record.sequence, 0);
  * assert.equal(new TextDecoder().decode(record.data), "first");
  * FileLog.remove(path);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class FileLog implements Disposable {
@@ -188,10 +190,12 @@ export class FileLog implements Disposable {
    * import { FileLog } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * using log = FileLog.open(path, { sync: "batch", segmentSize: 1 << 20 });
    * assert.equal(log.path, path);
    * FileLog.remove(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static open(path: string, options: FileLogOpenOptions = {}): FileLog {
@@ -263,10 +267,12 @@ export class FileLog implements Disposable {
    * import { FileLog, NotFoundError } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * FileLog.open(path).close();
    * FileLog.remove(path);
    * assert.throws(() => FileLog.open(path, { create: false }), NotFoundError);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static remove(path: string): void {
@@ -320,11 +326,13 @@ export class FileLog implements Disposable {
    * import { FileLog } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * using log = FileLog.open(path);
    * const sequence = await log.append(new Uint8Array([1, 2, 3]), { timeout: 1000 });
    * assert.equal(sequence, 0);
    * FileLog.remove(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   append(data: Uint8Array, options: WaitOptions = {}): Promise<number> {
@@ -340,12 +348,14 @@ export class FileLog implements Disposable {
    * import { FileLog } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * using log = FileLog.open(path);
    * const records = ["a", "b", "c"].map((s) => new TextEncoder().encode(s));
    * assert.equal(await log.appendBatch(records), 0);
    * assert.equal(await log.append(new Uint8Array(1)), 3);
    * FileLog.remove(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   async appendBatch(records: readonly Uint8Array[], options: WaitOptions = {}): Promise<number> {
@@ -388,10 +398,12 @@ export class FileLog implements Disposable {
    * import { FileLog } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * using log = FileLog.open(path);
    * assert.equal(await log.tryAppend(new Uint8Array(8)), 0);
    * FileLog.remove(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   async tryAppend(data: Uint8Array): Promise<number | undefined> {
@@ -422,7 +434,8 @@ export class FileLog implements Disposable {
    * import { FileLog } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * using log = FileLog.open(path);
    * await log.appendBatch([new Uint8Array([1]), new Uint8Array([2])]);
    * {
@@ -432,6 +445,7 @@ export class FileLog implements Disposable {
    * using second = log.reader({ cursor: "worker" });
    * assert.equal((await second.read()).sequence, 1);
    * FileLog.remove(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   reader(options: FileLogReaderOptions = {}): FileLogReader {
@@ -451,13 +465,15 @@ export class FileLog implements Disposable {
    * import { FileLog } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * using log = FileLog.open(path);
    * log.reader({ cursor: "audit" }).close();
    * assert.deepEqual(log.cursors(), ["audit"]);
    * log.removeCursor("audit");
    * assert.deepEqual(log.cursors(), []);
    * FileLog.remove(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   removeCursor(name: string): void {

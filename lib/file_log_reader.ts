@@ -133,13 +133,15 @@ function validateReaderOptions(options: unknown): FileLogReaderOptions {
  * import { FileLog } from "@deno-ipc/ipc";
  * import assert from "node:assert/strict";
  *
- * const path = `${Deno.makeTempDirSync()}/log`;
+ * const dir = Deno.makeTempDirSync();
+ * const path = `${dir}/log`;
  * using log = FileLog.open(path);
  * using reader = log.reader({ from: "end" });
  * const next = reader.read({ timeout: 5000 });
  * await log.append(new TextEncoder().encode("news"));
  * assert.equal(new TextDecoder().decode((await next).data), "news");
  * FileLog.remove(path);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class FileLogReader implements Disposable {
@@ -240,13 +242,15 @@ export class FileLogReader implements Disposable {
    * import { FileLog } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * using log = FileLog.open(path);
    * using reader = log.reader();
    * assert.equal(reader.tryRead(), undefined);
    * await log.append(new Uint8Array([42]));
    * assert.deepEqual(reader.tryRead()?.data, new Uint8Array([42]));
    * FileLog.remove(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   tryRead(): LogRecord | undefined {
@@ -264,11 +268,13 @@ export class FileLogReader implements Disposable {
    * import { FileLog, TimedOutError } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * using log = FileLog.open(path);
    * using reader = log.reader({ notify: "poll", pollInterval: 5 });
    * await assert.rejects(reader.read({ timeout: 20 }), TimedOutError);
    * FileLog.remove(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   read(options: WaitOptions = {}): Promise<LogRecord> {
@@ -292,7 +298,8 @@ export class FileLogReader implements Disposable {
    * import { FileLog } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/log`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/log`;
    * using log = FileLog.open(path);
    * await log.appendBatch([new Uint8Array(1), new Uint8Array(1)]);
    * {
@@ -304,6 +311,7 @@ export class FileLogReader implements Disposable {
    * using again = log.reader({ cursor: "c" });
    * assert.equal(again.position, 1);
    * FileLog.remove(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   commit(): void {

@@ -54,7 +54,8 @@ const MAX_SIZE = Number.MAX_SAFE_INTEGER;
  * import { MappedFile } from "@deno-ipc/ipc";
  * import assert from "node:assert/strict";
  *
- * const path = `${Deno.makeTempDirSync()}/data`;
+ * const dir = Deno.makeTempDirSync();
+ * const path = `${dir}/data`;
  * {
  *   using file = MappedFile.create(path, { size: 4096 });
  *   file.bytes.set(new TextEncoder().encode("Hello"));
@@ -62,6 +63,7 @@ const MAX_SIZE = Number.MAX_SAFE_INTEGER;
  * using again = MappedFile.open(path);
  * assert.equal(new TextDecoder().decode(again.bytes.subarray(0, 5)), "Hello");
  * MappedFile.unlink(path);
+ * Deno.removeSync(dir, { recursive: true });
  * ```
  */
 export class MappedFile implements Disposable {
@@ -92,10 +94,12 @@ export class MappedFile implements Disposable {
    * import { MappedFile } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/data`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/data`;
    * using file = MappedFile.create(path, { size: 64 });
    * assert.equal(file.size, 64);
    * MappedFile.unlink(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static create(path: string, options: MappedFileCreateOptions): MappedFile {
@@ -125,11 +129,13 @@ export class MappedFile implements Disposable {
    * import { MappedFile } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/data`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/data`;
    * MappedFile.create(path, { size: 128 }).close();
    * using file = MappedFile.open(path, { minimumSize: 100 });
    * assert.equal(file.size, 128);
    * MappedFile.unlink(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static open(path: string, options: MappedFileOpenOptions = {}): MappedFile {
@@ -166,10 +172,12 @@ export class MappedFile implements Disposable {
    * import { MappedFile, NotFoundError } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/data`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/data`;
    * MappedFile.create(path, { size: 8 }).close();
    * MappedFile.unlink(path);
    * assert.throws(() => MappedFile.unlink(path), NotFoundError);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   static unlink(path: string): void {
@@ -213,11 +221,13 @@ export class MappedFile implements Disposable {
    * import { MappedFile } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/counter`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/counter`;
    * using file = MappedFile.create(path, { size: 8 });
    * Atomics.add(file.view(Int32Array, 0, 1), 0, 3);
    * assert.equal(file.view(Int32Array)[0], 3);
    * MappedFile.unlink(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   view<T>(type: TypedArrayConstructor<T>, byteOffset = 0, length?: number): T {
@@ -249,13 +259,15 @@ export class MappedFile implements Disposable {
    * import { MappedFile } from "@deno-ipc/ipc";
    * import assert from "node:assert/strict";
    *
-   * const path = `${Deno.makeTempDirSync()}/data`;
+   * const dir = Deno.makeTempDirSync();
+   * const path = `${dir}/data`;
    * using file = MappedFile.create(path, { size: 16 });
    * file.bytes[0] = 7;
    * file.grow(8192);
    * assert.equal(file.size, 8192);
    * assert.equal(file.bytes[0], 7);
    * MappedFile.unlink(path);
+   * Deno.removeSync(dir, { recursive: true });
    * ```
    */
   grow(size: number): void {
