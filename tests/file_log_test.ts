@@ -129,6 +129,50 @@ ipcTest(
 );
 
 ipcTest(
+  "file log: writers SIGKILLed at random moments lose nothing committed: each writer's records are a gap-free prefix, and the log stays appendable",
+  async () => {
+    const workload = fc.record({
+      readsBeforeKill: fc.integer({ min: 1, max: 60 }),
+      size: fc.integer({ min: 8, max: 3000 }),
+    });
+    await fc.assert(
+      fc.asyncProperty(workload, async ({ readsBeforeKill, size }) => {
+        const { path, cleanup } = tempLog();
+        try {
+          using log = FileLog.open(path);
+          using follower = log.reader();
+          const victim = new Child("file_child.ts", ["append", path, "0", "100000", String(size)]);
+          const survivor = new Child("file_child.ts", ["append", path, "1", "80", String(size)]);
+          const seen = [0, 0, 0];
+          const take = async () => {
+            const { writer, index } = identify((await follower.read({ timeout: 30_000 })).data);
+            assert.equal(index, seen[writer], `writer ${writer} has a gap or a duplicate`);
+            seen[writer]++;
+            return writer;
+          };
+          try {
+            while (seen[0] < readsBeforeKill) await take();
+            victim.process.kill("SIGKILL");
+            assert.equal((await victim.status()).signal, "SIGKILL");
+            assert.equal((await survivor.status()).code, 0);
+          } finally {
+            await victim[Symbol.asyncDispose]();
+            await survivor[Symbol.asyncDispose]();
+          }
+          await log.append(payload(2, 0, 8));
+          while (seen[2] === 0) await take();
+          assert.equal(seen[1], 80);
+          assert.equal(follower.tryRead(), undefined);
+        } finally {
+          cleanup();
+        }
+      }),
+      { numRuns: propertyRuns(3) },
+    );
+  },
+);
+
+ipcTest(
   "file log: random byte corruption is detected, never returned as data, and appends refuse to run over it",
   async () => {
     const workload = fc.record({
