@@ -75,8 +75,6 @@ export const LIBC_SYMBOLS = {
   unlinkat: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   // int mkdirat(int dirfd, const char *pathname, mode_t mode);
   mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  // int fstatat(int dirfd, const char *pathname, struct stat *statbuf, int flags);
-  fstatat: { parameters: ["i32", "buffer", "buffer", "i32"], result: "i32" },
   // ssize_t pread(int fd, void *buf, size_t count, off_t offset);  (declared int, as read)
   pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i32" },
   // ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset);  (declared int)
@@ -101,8 +99,6 @@ export const LIBC_SYMBOLS = {
   inotify_init1: { parameters: ["i32"], result: "i32" },
   // int inotify_add_watch(int fd, const char *pathname, uint32_t mask);
   inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  // int inotify_rm_watch(int fd, int wd);
-  inotify_rm_watch: { parameters: ["i32", "i32"], result: "i32" },
 
   // int shm_open(const char *name, int oflag, mode_t mode);  (in libc.so.6 since glibc 2.34)
   shm_open: { parameters: ["buffer", "i32", "u32"], result: "i32" },

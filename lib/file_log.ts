@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { C, ERRNO } from "../ffi/constants.ts";
+import { C, ERRNO, SIGNALS } from "../ffi/constants.ts";
 import {
   check,
   closedError,
@@ -550,7 +550,7 @@ export class FileLog implements Disposable {
     const cut = testHooks.cutAppend?.(bytes.length);
     if (cut !== undefined) {
       pwriteFully(this.#segmentFd, bytes.subarray(0, cut), this.#tail, this.#path);
-      libc().symbols.raise(9 /* SIGKILL */);
+      libc().symbols.raise(SIGNALS.SIGKILL);
     }
     const name = this.#segmentPath();
     try {

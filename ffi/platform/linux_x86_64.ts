@@ -19,9 +19,7 @@ export const LINUX_X86_64 = {
   O_PATH: 0o10000000,
   O_DIRECTORY: 0o200000,
   O_NOFOLLOW: 0o400000,
-  O_APPEND: 0o2000,
   AT_REMOVEDIR: 0x200,
-  AT_SYMLINK_NOFOLLOW: 0x100,
   F_SETFD: 2,
   FD_CLOEXEC: 1,
   O_CLOEXEC: 0o2000000,
@@ -50,13 +48,10 @@ export const LINUX_X86_64 = {
   IN_MODIFY: 0x002,
   IN_MOVED_TO: 0x080,
   IN_CREATE: 0x100,
-  IN_DELETE_SELF: 0x400,
   IN_ONLYDIR: 0x0100_0000,
 
   // <dirent.h>: struct dirent64 (glibc's readdir on x86_64)
-  DIRENT_OFFSET_TYPE: 18, // d_type: u8
   DIRENT_OFFSET_NAME: 19, // d_name: char[256]
-  DT_REG: 8,
 
   // <poll.h>
   POLLIN: 0x001,
