@@ -225,6 +225,87 @@ ipcTest(
 );
 
 ipcTest(
+  "file log: a reader's view equals a model of the log across batches, cursor restarts, new handles and rotation",
+  async () => {
+    type Op =
+      | { kind: "append"; sizes: number[] }
+      | { kind: "read"; count: number }
+      | { kind: "restart" }
+      | { kind: "reopen" }
+      | { kind: "scan" };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      fc.record({
+        kind: fc.constant("append" as const),
+        sizes: fc.array(fc.integer({ min: 0, max: 200 }), { minLength: 1, maxLength: 4 }),
+      }),
+      fc.record({ kind: fc.constant("read" as const), count: fc.integer({ min: 1, max: 6 }) }),
+      fc.record({ kind: fc.constant("restart" as const) }),
+      fc.record({ kind: fc.constant("reopen" as const) }),
+      fc.record({ kind: fc.constant("scan" as const) }),
+    );
+    const { path, cleanup } = tempLog();
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.integer({ min: 40, max: 600 }),
+          fc.array(op, { minLength: 1, maxLength: 30 }),
+          async (segmentSize, ops) => {
+            const model: Uint8Array[] = [];
+            let log = FileLog.open(path, { segmentSize });
+            let reader = log.reader({ cursor: "model" });
+            let position = 0;
+            try {
+              for (const step of ops) {
+                if (step.kind === "append") {
+                  const records = step.sizes.map((size) =>
+                    crypto.getRandomValues(new Uint8Array(size))
+                  );
+                  assert.equal(await log.appendBatch(records), model.length);
+                  model.push(...records);
+                } else if (step.kind === "read") {
+                  for (let i = 0; i < step.count; i++) {
+                    const record = reader.tryRead();
+                    if (position === model.length) {
+                      assert.equal(record, undefined);
+                      break;
+                    }
+                    assert.equal(record?.sequence, position);
+                    assert.deepEqual(record.data, model[position]);
+                    position++;
+                  }
+                } else if (step.kind === "restart") {
+                  reader.close();
+                  reader = log.reader({ cursor: "model" });
+                  assert.equal(reader.position, position);
+                } else if (step.kind === "reopen") {
+                  log.close();
+                  log = FileLog.open(path, { segmentSize });
+                } else {
+                  using everything = log.reader({ from: "start" });
+                  const oldest = everything.position;
+                  assert.ok(oldest <= position, "a segment the cursor needs was removed");
+                  for (let sequence = oldest; sequence < model.length; sequence++) {
+                    assert.deepEqual(everything.tryRead()?.data, model[sequence]);
+                  }
+                  assert.equal(everything.tryRead(), undefined);
+                }
+              }
+            } finally {
+              reader.close();
+              log.close();
+              FileLog.remove(path);
+            }
+          },
+        ),
+        { numRuns: propertyRuns(60) },
+      );
+    } finally {
+      cleanup();
+    }
+  },
+);
+
+ipcTest(
   "file log reader: a named cursor persists, and a restarted reader resumes there",
   async () => {
     const { path, cleanup } = tempLog();
