@@ -34,9 +34,11 @@ ipcTest(
       counts: fc.array(fc.integer({ min: 1, max: 25 }), { minLength: 2, maxLength: 3 }),
       size: fc.oneof(fc.integer({ min: 8, max: 300 }), fc.constant(4096)),
       notify: fc.constantFrom("inotify" as const, "poll" as const),
+      // Small segments make writers rotate while the follower crosses segments.
+      segmentSize: fc.constantFrom(64 * 2 ** 20, 600, 5000),
     });
     await fc.assert(
-      fc.asyncProperty(workload, async ({ counts, size, notify }) => {
+      fc.asyncProperty(workload, async ({ counts, size, notify, segmentSize }) => {
         const { path, cleanup } = tempLog();
         try {
           using log = FileLog.open(path);
@@ -48,6 +50,7 @@ ipcTest(
               String(writer),
               String(count),
               String(size),
+              String(segmentSize),
             ])
           );
           const total = counts.reduce((sum, count) => sum + count, 0);

@@ -1,6 +1,7 @@
 // Child process for file IPC tests. Prints "ready" once its handle is open.
-//   append LOG WRITER COUNT SIZE  appends COUNT records made by payload(WRITER, i, SIZE)
-//                            (see file_payload.ts), then prints "done". With CUT=K:F in
+//   append LOG WRITER COUNT SIZE [SEGMENT_SIZE]  appends COUNT records made by
+//                            payload(WRITER, i, SIZE) (see file_payload.ts), starting a
+//                            new segment past SEGMENT_SIZE bytes, then prints "done". With CUT=K:F in
 //                            the environment, append number K writes only the fraction F
 //                            of its bytes and the process SIGKILLs itself, inside the
 //                            append, holding the lock.
@@ -14,7 +15,7 @@ import { FileLock, FileLog, MappedFile } from "../../mod.ts";
 import { testHooks } from "../../lib/_file_log_format.ts";
 import { payload } from "./file_payload.ts";
 
-const [action, path, a, b, c] = Deno.args;
+const [action, path, a, b, c, d] = Deno.args;
 switch (action) {
   case "append": {
     const writer = Number(a);
@@ -27,7 +28,7 @@ switch (action) {
       testHooks.cutAppend = (length) =>
         appends++ === at ? Math.max(1, Math.floor(length * fraction)) : undefined;
     }
-    using log = FileLog.open(path);
+    using log = FileLog.open(path, d ? { segmentSize: Number(d) } : {});
     console.log("ready");
     for (let i = 0; i < count; i++) await log.append(payload(writer, i, size), { timeout: 20_000 });
     console.log("done");
