@@ -417,7 +417,7 @@ export class FileLogReader implements Disposable {
   // One step of reading: the next whole record, or undefined.
   #attempt(): LogRecord | undefined {
     const { symbols } = libc();
-    for (let switches = 0; switches < 4; switches++) {
+    for (let switches = 0; switches < 2; switches++) {
       if (this.#segmentFd < 0) {
         const fd = tryOpenSegment(this.#dirFd, this.#next, C.O_RDONLY, this.#path);
         if (fd < 0) return undefined;
@@ -436,14 +436,10 @@ export class FileLogReader implements Disposable {
         if (fileStatus(this.#segmentFd, this.#path).links === 0) this.#checkNotRotatedAway();
         return undefined;
       }
-      // The next segment exists, so every append to this one has finished: look once
-      // more, or a record appended between our size check and the rotation is skipped.
-      if (fileSize(this.#segmentFd, this.#path) > this.#offset) {
-        symbols.close(newer);
-        continue;
-      }
+      // Safe to move on although we looked at this segment's size before: the next
+      // segment is named by its first record, our next one, so that record and all
+      // after it are there, never here.
       symbols.close(this.#segmentFd);
-      this.#segmentFd = -1;
       this.#segmentFd = newer;
       this.#segmentFirst = this.#next;
       this.#offset = 0;

@@ -204,9 +204,11 @@ ipcTest(
           const bytes = Deno.readFileSync(file);
           const positions = flips.map(({ at }) => Math.floor(at * bytes.length));
           for (const [i, { xor }] of flips.entries()) bytes[positions[i]] ^= xor;
-          const changed = positions.filter((p, i) =>
-            positions.slice(0, i + 1).reduce((x, q, j) => q === p ? x ^ flips[j].xor : x, 0) !== 0
-          );
+          const net = new Map<number, number>();
+          for (const [i, { xor }] of flips.entries()) {
+            net.set(positions[i], (net.get(positions[i]) ?? 0) ^ xor);
+          }
+          const changed = [...net].filter(([, xor]) => xor !== 0).map(([at]) => at);
           if (changed.length === 0) return; // the flips cancelled out
           Deno.writeFileSync(file, bytes);
           const firstBad = ends.findIndex((e) => e > Math.min(...changed));
