@@ -109,6 +109,8 @@ const DEFAULT_SEGMENT_SIZE = 64 * 2 ** 20;
 const DEFAULT_MAX_RECORD_SIZE = 2 ** 20;
 /** Records longer than this are refused by every log (keeps reads within one call). */
 export const MAX_RECORD_SIZE_LIMIT = 64 * 2 ** 20;
+// Bytes a writer checks between yields to the event loop when it catches up.
+const SCAN_BYTES_PER_TURN = 2 ** 20;
 const SYNC_POLICIES: readonly SyncPolicy[] = ["none", "record", "batch"];
 
 /**
@@ -543,7 +545,7 @@ export class FileLog implements Disposable {
 
   // Under the lock: find the end of the log, repairing a torn tail, then write.
   async #appendLocked(records: readonly Uint8Array[]): Promise<number> {
-    this.#catchUp();
+    await this.#catchUp();
     const bytes = encodeRecords(records, this.#next);
     await this.#rotateIfFull(bytes.length);
     const first = this.#next;
@@ -582,7 +584,7 @@ export class FileLog implements Disposable {
 
   // Follows what other appenders wrote since this handle last held the lock: new records,
   // new segments; truncates a partial record left by an appender that died.
-  #catchUp(): void {
+  async #catchUp(): Promise<void> {
     const { symbols } = libc();
     if (this.#segmentFd < 0 || fileStatus(this.#segmentFd, this.#path).links === 0) {
       // First append, or the segment we knew was removed: start at the newest one.
@@ -600,7 +602,15 @@ export class FileLog implements Disposable {
     }
     while (true) {
       const size = fileSize(this.#segmentFd, this.#path);
+      let sinceYield = 0;
       while (this.#tail < size) {
+        // A long scan (a new handle on a large segment) must not hold the event loop:
+        // yield now and then; this handle's lock and turn keep others out meanwhile.
+        if (sinceYield > SCAN_BYTES_PER_TURN) {
+          sinceYield = 0;
+          await new Promise((resolve) => setTimeout(resolve, 0));
+        }
+        const before = this.#tail;
         const scanned = readRecordAt(
           this.#segmentFd,
           this.#tail,
@@ -616,6 +626,7 @@ export class FileLog implements Disposable {
         }
         if (typeof scanned === "string") throw scanError(this.#segmentPath(), this.#tail, scanned);
         this.#tail = scanned.end;
+        sinceYield += this.#tail - before;
         this.#next++;
       }
       // A segment is named by its first record: an empty one cannot have a successor.

@@ -56,7 +56,9 @@ export interface FileLogReaderOptions {
   /**
    * Where to start: a sequence number, `"start"` (the oldest record still kept) or
    * `"end"` (only records appended from now on). With a `cursor` that already exists,
-   * the cursor's position wins. Default: `"start"`.
+   * the cursor's position wins. Positioning reads the segment holding that record from
+   * its start, synchronously (a smaller `segmentSize` makes this shorter). Default:
+   * `"start"`.
    */
   from?: number | "start" | "end";
   /**
