@@ -6,6 +6,7 @@ import {
   ClosedError,
   CorruptedError,
   ErrnoError,
+  FileLock,
   FileLog,
   NotFoundError,
   PermissionDeniedError,
@@ -478,6 +479,25 @@ ipcTest("file log: bad paths, options, records and positions are typed errors", 
     assert.throws(() => reader.tryRead(), CorruptedError);
     log.close();
     await assert.rejects(log.append(new Uint8Array(1)), ClosedError);
+  } finally {
+    cleanup();
+  }
+});
+
+ipcTest("file log: appends wait for the lock file's byte 0; tryAppend does not wait", async () => {
+  const { path, cleanup } = tempLog();
+  try {
+    using log = FileLog.open(path);
+    using lock = FileLock.open(`${path}/lock`);
+    const held = lock.tryLock({ start: 0, length: 1 });
+    assert.ok(held);
+    assert.equal(await log.tryAppend(new Uint8Array(1)), undefined);
+    await assert.rejects(log.append(new Uint8Array(1), { timeout: 20 }), TimedOutError);
+    const waiting = log.append(new Uint8Array(1), { timeout: 5000 });
+    await delay(10);
+    held.release();
+    assert.equal(await waiting, 0);
+    assert.equal(await log.tryAppend(new Uint8Array(1)), 1);
   } finally {
     cleanup();
   }
