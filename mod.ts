@@ -116,6 +116,28 @@ export {
   type FifoUnlinkOptions,
 } from "./lib/fifo.ts";
 export {
+  FileLog,
+  type FileLogOpenOptions,
+  FileLogReader,
+  type FileLogReaderOptions,
+  type LogRecord,
+  MAX_RECORD_SIZE_LIMIT,
+  type SyncPolicy,
+} from "./lib/file_log.ts";
+export {
+  FileLock,
+  type FileLockGuard,
+  type FileLockOpenOptions,
+  type FileLockOptions,
+  type LockConflict,
+  type LockRange,
+} from "./lib/file_lock.ts";
+export {
+  MappedFile,
+  type MappedFileCreateOptions,
+  type MappedFileOpenOptions,
+} from "./lib/mapped_file.ts";
+export {
   MessageQueue,
   type MessageQueueCreateOptions,
   type MessageQueueKeyOptions,

@@ -172,5 +172,32 @@ export function benchCases(quick: boolean): BenchCase[] {
     },
     shmWrite(64 * 1024),
     shmWrite(1024 * 1024),
+    // The file log next to a pipe in the same run (`--case="file log"` runs both).
+    ...[[64, 100_000], [4096, 50_000]].flatMap(([size, count]) => {
+      const n = String(count / scale);
+      const label = size < 1024 ? `${size} B` : `${size / 1024} KiB`;
+      return [
+        {
+          name: `file log ${label} one-way (append per record, inotify)`,
+          deno: ["file_log.ts", "--mode=throughput", `--size=${size}`, `--count=${n}`],
+          c: ["file_log", "throughput", String(size), n],
+        },
+        {
+          name: `file log baseline: pipe ${label} one-way`,
+          deno: ["pipe.ts", "--mode=throughput", `--size=${size}`, `--count=${n}`],
+          c: ["pipe", "throughput", String(size), n],
+        },
+      ];
+    }),
+    {
+      name: "file log 64 B round trip (an inotify wake-up each way)",
+      deno: ["file_log.ts", "--mode=pingpong", "--size=64", `--count=${rounds / 4}`],
+      c: ["file_log", "pingpong", "64", String(rounds / 4)],
+    },
+    {
+      name: "file log baseline: pipe 64 B round trip",
+      deno: ["pipe.ts", "--mode=pingpong", "--size=64", `--count=${rounds / 4}`],
+      c: ["pipe", "pingpong", "64", String(rounds / 4)],
+    },
   ];
 }

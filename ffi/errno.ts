@@ -117,38 +117,44 @@ export class QueueRemovedError extends ErrnoError {}
 export class StreamEndedError extends ErrnoError {}
 
 /**
- * An object in shared memory (or a file or frame another process wrote) holds values its
- * format does not allow: another process wrote over it. Names the object and the field.
- * The handle stays usable for `close()` and `unlink()`.
+ * Bytes another process could write failed validation (EBADMSG): a shared-memory header or
+ * record, a file's checksum, magic, length or sequence number. The bytes are never
+ * returned as data, and the handle stays usable for `close()` and `unlink()`. `field`
+ * names what was found wrong when it is one field.
  *
  * @example What a corrupted ring reports
  * ```ts
  * import { CorruptedError } from "@deno-ipc/ipc";
  * import assert from "node:assert/strict";
  *
- * const error = new CorruptedError("message ring", "/jobs", "record length", "-8");
+ * const error = CorruptedError.of("message ring", "/jobs", "record length", "-8");
  * assert.equal(error.field, "record length");
+ * assert.equal(error.code, "EBADMSG");
  * assert.match(error.message, /message ring "\/jobs" is corrupted: record length -8/);
  * ```
  */
-export class CorruptedError extends Error {
-  /** What kind of object, e.g. `"message ring"`. */
-  readonly what: string;
-  /** The object's name. */
-  readonly objectName: string;
-  /** The field found corrupted, e.g. `"record length"`. */
-  readonly field: string;
+export class CorruptedError extends ErrnoError {
+  /** The field found corrupted, e.g. `"record length"`, when it is one field. */
+  readonly field: string | undefined;
 
-  /** Creates the error for `field` of the object `objectName`, a `what`. */
-  constructor(what: string, objectName: string, field: string, detail?: string) {
-    super(
-      `The ${what} "${objectName}" is corrupted: ${field}` +
+  /** Creates the error (see {@link CorruptedError.of} for the usual form). */
+  constructor(
+    errno: number,
+    syscall: string,
+    options: ErrnoErrorOptions & { field?: string } = {},
+  ) {
+    super(errno, syscall, options);
+    this.field = options.field;
+  }
+
+  /** The error for `field` of the object `objectName`, a `what` (e.g. "message ring"). */
+  static of(what: string, objectName: string, field: string, detail?: string): CorruptedError {
+    return new CorruptedError(ERRNO.EBADMSG, "validate", {
+      objectName,
+      field,
+      message: `The ${what} "${objectName}" is corrupted: ${field}` +
         (detail === undefined ? "" : ` ${detail}`),
-    );
-    this.name = "CorruptedError";
-    this.what = what;
-    this.objectName = objectName;
-    this.field = field;
+    });
   }
 }
 
@@ -166,6 +172,7 @@ const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EIDRM, QueueRemovedError],
   [ERRNO.ECONNREFUSED, ConnectionRefusedError],
   [ERRNO.ENOTSOCK, NotASocketError],
+  [ERRNO.EBADMSG, CorruptedError],
 ]);
 
 /** Builds the most specific {@link ErrnoError} subclass for `errno`. */
@@ -241,6 +248,16 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   send: "minus-one",
   posix_fallocate: "returns-errno",
   clock_gettime: "minus-one",
+  openat: "minus-one",
+  mkdirat: "minus-one",
+  pread: "minus-one",
+  pwrite: "minus-one",
+  ftruncate: "minus-one",
+  fcntl_lock: "minus-one",
+  closedir: "minus-one",
+  msync: "minus-one",
+  inotify_init1: "minus-one",
+  inotify_add_watch: "minus-one",
   shm_open: "minus-one",
   shm_unlink: "minus-one",
   link: "minus-one",

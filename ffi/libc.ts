@@ -76,6 +76,36 @@ export const LIBC_SYMBOLS = {
   // int clock_gettime(clockid_t clockid, struct timespec *tp);
   clock_gettime: { parameters: ["i32", "buffer"], result: "i32" },
 
+  // Files (lib/file_log.ts, lib/file_lock.ts, lib/mapped_file.ts)
+  // int openat(int dirfd, const char *pathname, int flags, mode_t mode);  (variadic; integers)
+  openat: { parameters: ["i32", "buffer", "i32", "u32"], result: "i32" },
+  // int mkdirat(int dirfd, const char *pathname, mode_t mode);
+  mkdirat: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  // ssize_t pread(int fd, void *buf, size_t count, off_t offset);  (declared int, as read)
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "i32" },
+  // ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset);  (declared int)
+  pwrite: { parameters: ["i32", "buffer", "usize", "i64"], result: "i32" },
+  // int ftruncate(int fd, off_t length);
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  // int fdatasync(int fd);  on Deno's thread pool: a flush can take milliseconds. Its errno
+  // is lost; callers report a failure as EIO.
+  fdatasync_async: { name: "fdatasync", parameters: ["i32"], result: "i32", nonblocking: true },
+  // int fcntl(int fd, int cmd, struct flock *lock);  (F_OFD_SETLK, F_OFD_GETLK; variadic,
+  // one pointer argument). F_OFD_SETLKW is never bound: it would block the calling thread.
+  fcntl_lock: { name: "fcntl", parameters: ["i32", "i32", "buffer"], result: "i32" },
+  // DIR *fdopendir(int fd);
+  fdopendir: { parameters: ["i32"], result: "pointer" },
+  // struct dirent *readdir(DIR *dirp);
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  // int closedir(DIR *dirp);
+  closedir: { parameters: ["pointer"], result: "i32" },
+  // int msync(void *addr, size_t length, int flags);
+  msync: { parameters: ["pointer", "usize", "i32"], result: "i32" },
+  // int inotify_init1(int flags);
+  inotify_init1: { parameters: ["i32"], result: "i32" },
+  // int inotify_add_watch(int fd, const char *pathname, uint32_t mask);
+  inotify_add_watch: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+
   // int socket(int domain, int type, int protocol);
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   // int bind(int sockfd, const struct sockaddr *addr, socklen_t addrlen);

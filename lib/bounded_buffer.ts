@@ -87,7 +87,7 @@ function checkShape(
   minimumSlots: number,
 ): void {
   const corrupted = (field: string, detail: string) =>
-    new CorruptedError(what, shm.name, field, detail);
+    CorruptedError.of(what, shm.name, field, detail);
   if (!(bufferSize >= minimumSlots && bufferSize <= MAX_BUFFER_SIZE)) {
     throw corrupted("buffer size", `${bufferSize}`);
   }
@@ -397,7 +397,7 @@ export class BoundedBuffer extends Channel {
   #index(at: number, field: "in" | "out"): number {
     const value = Atomics.load(this.#words, at);
     if (!(value >= 0 && value < this.#bufferSize)) {
-      throw new CorruptedError(
+      throw CorruptedError.of(
         TEXTBOOK,
         this.name,
         field,

@@ -122,7 +122,7 @@ function readShape(shm: SharedMemory): Shape {
   const flags = words[I_FLAGS];
   const producers = words[I_PRODUCERS];
   const corrupted = (field: string, detail: string) =>
-    new CorruptedError(WHAT, shm.name, field, detail);
+    CorruptedError.of(WHAT, shm.name, field, detail);
   if (
     !(capacity >= MIN_CAPACITY && capacity <= MAX_CAPACITY && (capacity & (capacity - 1)) === 0)
   ) {
@@ -550,7 +550,7 @@ export class MessageRing extends Channel {
   #corruptPositions(): CorruptedError {
     const head = Atomics.load(this.#words, I_HEAD) >>> 0;
     const tail = Atomics.load(this.#words, I_TAIL) >>> 0;
-    return new CorruptedError(
+    return CorruptedError.of(
       WHAT,
       this.name,
       "positions",
@@ -725,7 +725,7 @@ export class MessageRing extends Channel {
       if (published > this.#capacity) throw this.#corruptPositions();
       if (!(length >= 0 && length <= this.#capacity - RECORD_HEADER)) length = -1;
       if (length < 0 || recordSize(length) > published) {
-        throw new CorruptedError(
+        throw CorruptedError.of(
           WHAT,
           this.name,
           "record length",

@@ -5,6 +5,7 @@
 /** Scenarios in teaching order. Every scenario file must be listed here. */
 export const SCENARIOS: readonly string[] = [
   "shm_posix.ts",
+  "file_ipc.ts",
   "critical_section.ts",
   "producer_consumer_shm.ts",
   "signals.ts",

@@ -18,6 +18,7 @@ export const LINUX_X86_64 = {
   O_NONBLOCK: 0o4000,
   O_PATH: 0o10000000,
   O_NOFOLLOW: 0o400000,
+  AT_REMOVEDIR: 0x200,
   F_SETFD: 2,
   FD_CLOEXEC: 1,
   O_CLOEXEC: 0o2000000,
@@ -26,6 +27,30 @@ export const LINUX_X86_64 = {
   F_GETFL: 3,
   F_SETFL: 4,
   F_DUPFD_CLOEXEC: 1030,
+  // open-file-description locks (fcntl(2)) and struct flock for x86_64
+  F_OFD_GETLK: 36,
+  F_OFD_SETLK: 37,
+  F_RDLCK: 0,
+  F_WRLCK: 1,
+  F_UNLCK: 2,
+  SEEK_SET: 0,
+  SIZEOF_FLOCK: 32,
+  FLOCK_OFFSET_TYPE: 0, // l_type: i16
+  FLOCK_OFFSET_WHENCE: 2, // l_whence: i16
+  FLOCK_OFFSET_START: 8, // l_start: i64
+  FLOCK_OFFSET_LEN: 16, // l_len: i64
+  FLOCK_OFFSET_PID: 24, // l_pid: i32
+
+  // <sys/inotify.h>
+  IN_NONBLOCK: 0o4000,
+  IN_CLOEXEC: 0o2000000,
+  IN_MODIFY: 0x002,
+  IN_MOVED_TO: 0x080,
+  IN_CREATE: 0x100,
+  IN_ONLYDIR: 0x0100_0000,
+
+  // <dirent.h>: struct dirent64 (glibc's readdir on x86_64)
+  DIRENT_OFFSET_NAME: 19, // d_name: char[256]
 
   // <poll.h>
   POLLIN: 0x001,
@@ -39,6 +64,7 @@ export const LINUX_X86_64 = {
   PROT_READ: 0x1,
   PROT_WRITE: 0x2,
   MAP_SHARED: 0x01,
+  MS_SYNC: 4,
   /** `MAP_FAILED` is `(void *) -1`. */
   MAP_FAILED: 0xffff_ffff_ffff_ffffn,
 
@@ -90,6 +116,7 @@ export const LINUX_X86_64 = {
   SIZEOF_STAT: 144,
   STAT_OFFSET_DEV: 0, // st_dev: u64
   STAT_OFFSET_INO: 8, // st_ino: u64
+  STAT_OFFSET_NLINK: 16, // st_nlink: u64
   STAT_OFFSET_MODE: 24, // st_mode: u32
   STAT_OFFSET_UID: 28, // st_uid: u32
   STAT_OFFSET_SIZE: 48, // st_size: i64
@@ -118,6 +145,7 @@ export const LINUX_X86_64 = {
   SUN_PATH_MAX: 107,
   /** struct ucred: pid (i32), uid (u32), gid (u32). */
   SIZEOF_UCRED: 12,
+  S_IFDIR: 0o040000,
 
   // <limits.h>
   NAME_MAX: 255,
@@ -212,6 +240,7 @@ export const LINUX_ERRNO = {
   ENOMSG: 42,
   EIDRM: 43,
   ETIME: 62,
+  EBADMSG: 74,
   EOVERFLOW: 75,
   EMSGSIZE: 90,
   EOPNOTSUPP: 95,
