@@ -100,6 +100,33 @@ export type CheckResult =
   }
   | { result: "unknown"; reason: string; steps: number };
 
+/** The clock of histories, in ms: `performance.timeOrigin + performance.now()`. */
+export function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/**
+ * Runs `run` as one operation and appends its record to `history`: completed, with
+ * `output(result)` as its output, or pending when it throws (a timed-out or aborted
+ * operation is taken as one that may or may not have taken effect). Returns the result,
+ * or rethrows. A caller whose contract says a failed operation took no effect (e.g. a
+ * receive that timed out took nothing) should remove its record instead: the history
+ * then claims that, and the search stays small (every pending operation doubles it).
+ */
+export async function record<T>(
+  history: Operation[],
+  operation: { process: number | string; kind: string; input?: unknown },
+  run: () => T | Promise<T>,
+  output: (result: T) => unknown = () => undefined,
+): Promise<T> {
+  const op: Operation = { ...operation, invokedAt: now() };
+  history.push(op);
+  const result = await run();
+  op.completedAt = now();
+  op.output = output(result);
+  return result;
+}
+
 const DEFAULT_MAX_STEPS = 1_000_000;
 // Shrinking runs the search once per operation of the failing prefix: past this many
 // operations only the prefix is shortened.
@@ -261,8 +288,23 @@ function variant(
   };
 }
 
-function illegal<S>(model: Model<S>, ops: Operation[], budget: number): boolean {
-  return search(model, ops, budget).result === "illegal";
+// Shrinking runs many searches: each gets at most this many steps, and all of them
+// together at most SHRINK_TOTAL_STEPS; a search that runs out counts as "not shown
+// illegal", so the witness stays correct, only less small.
+const SHRINK_STEPS = 100_000;
+const SHRINK_TOTAL_STEPS = 2_000_000;
+
+class ShrinkBudget {
+  #left = SHRINK_TOTAL_STEPS;
+  constructor(readonly perSearch: number) {}
+  get spent(): boolean {
+    return this.#left <= 0;
+  }
+  illegal<S>(model: Model<S>, ops: Operation[]): boolean {
+    const outcome = search(model, ops, Math.min(this.perSearch, Math.max(this.#left, 0)));
+    this.#left -= outcome.steps;
+    return outcome.result === "illegal";
+  }
 }
 
 /**
@@ -278,11 +320,12 @@ function shrink<S>(
   const times = [...new Set(ops.flatMap((op) => [op.invokedAt, op.completedAt ?? -Infinity]))]
     .filter(Number.isFinite).sort((a, b) => a - b);
   const weakened = new Set<number>();
+  const steps = new ShrinkBudget(Math.min(budget, SHRINK_STEPS));
   let low = 0;
   let high = times.length - 1; // the whole history fails
   while (low < high) {
     const middle = (low + high) >> 1;
-    if (illegal(model, variant(ops, times[middle], weakened).ops, budget)) high = middle;
+    if (steps.illegal(model, variant(ops, times[middle], weakened).ops)) high = middle;
     else low = middle + 1;
   }
   const t = times[high];
@@ -291,9 +334,10 @@ function shrink<S>(
   // An operation whose result the failure does not need becomes pending (it may or may
   // not have happened): the history still fails, so it fails whatever that one did.
   for (const i of indices.toReversed()) {
+    if (steps.spent) break;
     if (isPending(ops[i]) || ops[i].completedAt! > t) continue;
     weakened.add(i);
-    if (!illegal(model, variant(ops, t, weakened).ops, budget)) weakened.delete(i);
+    if (!steps.illegal(model, variant(ops, t, weakened).ops)) weakened.delete(i);
   }
   return { t, weakened };
 }
@@ -318,10 +362,13 @@ function formatOperation(op: Operation): string {
   return "output" in op && op.output !== undefined ? `${call} -> ${formatValue(op.output)}` : call;
 }
 
-/** One line per operation, by invocation time: process, operation, interval in ms. */
-export function formatHistory(history: readonly Operation[]): string {
+/**
+ * One line per operation, by invocation time: process, operation, interval in ms from
+ * `origin` (default: the first invocation).
+ */
+export function formatHistory(history: readonly Operation[], origin?: number): string {
   const sorted = [...history].sort((a, b) => a.invokedAt - b.invokedAt);
-  const origin = sorted.length > 0 ? sorted[0].invokedAt : 0;
+  origin ??= sorted.length > 0 ? sorted[0].invokedAt : 0;
   const processWidth = Math.max(7, ...sorted.map((op) => String(op.process).length));
   const calls = sorted.map(formatOperation);
   const callWidth = Math.max(...calls.map((call) => call.length), 0);
@@ -362,7 +409,7 @@ export function checkLinearizable<S>(
     ? shrink(model, ops, budget)
     : { t: Infinity, weakened: new Set<number>() };
   const shrunk = variant(ops, t, weakened);
-  const failing = search(model, shrunk.ops, budget);
+  const failing = search(model, shrunk.ops, Math.min(budget, SHRINK_STEPS));
   const witness = shrunk.indices.filter((_, k) => !isPending(shrunk.ops[k]))
     .map((i) => history[i]);
   const omitted = history.length - witness.length;
@@ -372,25 +419,27 @@ export function checkLinearizable<S>(
     (omitted > 0
       ? `, whatever the other ${omitted} did (whether they took effect or not, with any result):`
       : ":"),
-    formatHistory(witness),
   ];
   const context = shrunk.indices.filter((_, k) => isPending(shrunk.ops[k])).map((i) => history[i]);
+  const origin = Math.min(
+    ...witness.map((op) => op.invokedAt),
+    ...context.map((op) => op.invokedAt),
+  );
+  lines.push(formatHistory(witness, origin));
   if (context.length > 0) {
+    const shown = context.sort((a, b) => a.invokedAt - b.invokedAt).slice(-20);
     lines.push(
-      `The others in the failing prefix (up to ${
-        (t - (witness[0]?.invokedAt ?? 0)).toFixed(3)
-      } ms), whose results do not matter:`,
-      formatHistory(context.slice(0, 20)) + (context.length > 20 ? "\n  ..." : ""),
+      `The others invoked by then (as recorded; the failure holds whether or not they took effect):`,
+      (context.length > shown.length ? "  ...\n" : "") + formatHistory(shown, origin),
     );
   }
   if (failing.result === "illegal") {
-    const placed = failing.longest.map((k) => shrunk.ops[k]).filter((op) => !isPending(op));
+    const placed = failing.longest.map((k) => shrunk.ops[k]);
+    const last = placed.slice(-6).map((op) => `${op.process}:${formatOperation(op)}`);
     lines.push(
-      `Longest explainable start: ${
-        placed.length === 0
-          ? "none"
-          : placed.map((op) => `${op.process}:${formatOperation(op)}`).join(", ")
-      }; then the ${model.name} is ${failing.stuckState} and no remaining operation fits.`,
+      `The longest order that explains the start of it places ${placed.length} operations` +
+        (placed.length > 0 ? ` (the last: ${last.join(", ")})` : "") +
+        `; after them the ${model.name} is ${failing.stuckState} and no remaining one fits.`,
     );
   }
   return {
