@@ -312,7 +312,7 @@ export const MUTANTS: Mutant[] = [
   },
   {
     id: "shm-close-no-detach",
-    description: "close() unmaps without detaching the buffer (a later read crashes the process)",
+    description: "close() unmaps without detaching the buffer (views still reach the mapping)",
     file: "lib/shared_memory.ts",
     find: "this.#buffer.transfer(0);",
     replace: "",

@@ -410,11 +410,11 @@ function mutexHistory(simulation: Simulation): Operation[] {
   );
 }
 
-const simulation = (maxProcesses: number, maxOps: number) =>
+const simulation = (maxProcesses: number, maxOps: number, minProcesses = 1, minOps = 1) =>
   fc.record({
     seed: fc.integer(),
-    processes: fc.integer({ min: 1, max: maxProcesses }),
-    opsPerProcess: fc.integer({ min: 1, max: maxOps }),
+    processes: fc.integer({ min: minProcesses, max: maxProcesses }),
+    opsPerProcess: fc.integer({ min: minOps, max: maxOps }),
     crashes: fc.boolean(),
   });
 
@@ -482,9 +482,10 @@ function swapTwoReceives(history: Operation[]): Operation[] | undefined {
 
 Deno.test("property: swapping two ordered receives' results is always rejected", () => {
   let checked = 0;
+  const runs = propertyRuns(150);
   fc.assert(
     fc.property(
-      simulation(3, 10),
+      simulation(3, 12, 2, 8),
       fc.constantFrom(1, 2, 3, Infinity),
       (sim, capacity) => {
         const mutated = swapTwoReceives(queueHistory(sim, capacity));
@@ -496,7 +497,11 @@ Deno.test("property: swapping two ordered receives' results is always rejected",
         }
       },
     ),
-    { numRuns: propertyRuns(150) },
+    { numRuns: runs },
   );
-  assert.ok(checked >= 20, `only ${checked} generated histories had two receives to swap`);
+  // Most generated histories have two such receives (measured: about 3 in 4).
+  assert.ok(
+    checked >= Math.ceil(runs / 4),
+    `only ${checked} of ${runs} generated histories had two receives to swap`,
+  );
 });

@@ -116,6 +116,19 @@ async function runTests(directory: string, killer: Killer, timeoutSeconds: numbe
     clearTimeout(timer);
     killGroup(child.pid); // nothing the tests started may outlive them
     running.delete(child.pid);
+    removeScopedObjects(scopes.get(directory));
+  }
+}
+
+// A run killed (or broken by a mutant) before its `finally` leaves its shared memory
+// behind: remove what carries this copy's scope, and nothing else.
+function removeScopedObjects(scope: string | undefined): void {
+  if (!scope) return;
+  for (const entry of Deno.readDirSync("/dev/shm")) {
+    if (!entry.name.includes(`deno-ipc-test-${scope}`)) continue;
+    try {
+      Deno.removeSync(`/dev/shm/${entry.name}`);
+    } catch { /* gone already */ }
   }
 }
 
