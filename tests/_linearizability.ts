@@ -458,45 +458,68 @@ export function valueKey(value: unknown): string {
   return `j:${JSON.stringify(value)}`;
 }
 
+/** The state of {@link fifoQueue}: message keys, oldest first, and `end` calls so far. */
+export interface QueueState {
+  readonly items: readonly string[];
+  readonly ends: number;
+}
+
 /**
  * A FIFO queue holding at most `capacity` messages (`Infinity`: unbounded).
  * - `send(m)`: blocks while full; completed means `m` was enqueued at its point.
  * - `trySend(m) -> true | false`: `false` only if the queue was full at its point.
  * - `receive() -> m`: blocks while empty; `m` was the head at its point.
  * - `tryReceive() -> m | undefined`: `undefined` only if the queue was empty at its point.
+ * - `end()`: a producer is done. Once `producers` of them have ended (default 1) the
+ *   stream is over: no send may follow, and `receive`/`tryReceive` return `null` once
+ *   the queue is empty, never before.
  */
-export function fifoQueue(capacity = Infinity): Model<readonly string[]> {
+export function fifoQueue(capacity = Infinity, options: { producers?: number } = {}): Model<
+  QueueState
+> {
   if (!(capacity >= 1)) throw new RangeError(`Invalid capacity ${capacity}: use rendezvous()`);
-  const enqueue = (state: readonly string[], op: Operation) =>
-    state.length < capacity ? [...state, valueKey(op.input)] : undefined;
-  const dequeue = (state: readonly string[], op: Operation) => {
-    if (state.length === 0) return undefined;
-    if (!isPending(op) && state[0] !== valueKey(op.output)) return undefined;
-    return state.slice(1);
+  const producers = options.producers ?? 1;
+  const over = (state: QueueState) => state.ends >= producers;
+  const enqueue = (state: QueueState, op: Operation): QueueState | undefined =>
+    state.items.length < capacity && !over(state)
+      ? { items: [...state.items, valueKey(op.input)], ends: state.ends }
+      : undefined;
+  const dequeue = (state: QueueState, op: Operation): QueueState | undefined => {
+    if (state.items.length === 0) {
+      // Empty: only the end of the stream can complete a receive now.
+      return over(state) && (isPending(op) || op.output === null) ? state : undefined;
+    }
+    if (!isPending(op) && state.items[0] !== valueKey(op.output)) return undefined;
+    return { items: state.items.slice(1), ends: state.ends };
   };
   return {
     name: capacity === Infinity ? "FIFO queue (unbounded)" : `FIFO queue (capacity ${capacity})`,
-    kinds: ["send", "trySend", "receive", "tryReceive"],
-    init: () => [],
+    kinds: ["send", "trySend", "receive", "tryReceive", "end"],
+    init: () => ({ items: [], ends: 0 }),
     step(state, op) {
       switch (op.kind) {
         case "send":
           return enqueue(state, op);
         case "trySend":
           if (isPending(op) || op.output === true) return enqueue(state, op);
-          return op.output === false && state.length >= capacity ? state : undefined;
+          return op.output === false && state.items.length >= capacity && !over(state)
+            ? state
+            : undefined;
         case "receive":
           return dequeue(state, op);
         case "tryReceive":
           if (!isPending(op) && op.output === undefined) {
-            return state.length === 0 ? state : undefined;
+            return state.items.length === 0 && !over(state) ? state : undefined;
           }
           return dequeue(state, op);
+        case "end":
+          return over(state) ? undefined : { items: state.items, ends: state.ends + 1 };
       }
       return undefined;
     },
-    key: (state) => JSON.stringify(state),
-    describe: (state) => `[${state.map((key) => key.slice(2)).join(", ")}]`,
+    key: (state) => `${state.ends}:${JSON.stringify(state.items)}`,
+    describe: (state) =>
+      `[${state.items.map((key) => key.slice(2)).join(", ")}]` + (over(state) ? " (ended)" : ""),
   };
 }
 

@@ -138,6 +138,30 @@ Deno.test("FIFO: tryReceive is undefined only while empty", () => {
   accepts(fifoQueue(), [send("p1", "a", 1, 3), tryReceive("p2", undefined, 0, 2)]);
 });
 
+Deno.test("FIFO with end(): receives give null only once every producer ended and it is empty", () => {
+  const end = (p: string, from: number, to?: number) => op(p, "end", {}, from, to);
+  accepts(fifoQueue(), [send("p1", "a", 0, 1), end("p1", 2, 3), receive("p2", "a", 4, 5)]);
+  accepts(fifoQueue(), [
+    send("p1", "a", 0, 1),
+    end("p1", 2, 3),
+    receive("p2", "a", 4, 5),
+    receive("p2", null, 6, 7),
+    tryReceive("p3", null, 8, 9),
+  ]);
+  // null while a message is still there, or before the end.
+  rejects(fifoQueue(), [send("p1", "a", 0, 1), end("p1", 2, 3), receive("p2", null, 4, 5)]);
+  rejects(fifoQueue(), [receive("p2", null, 0, 1), end("p1", 2, 3)]);
+  // Two producers: the stream ends at the second end().
+  rejects(fifoQueue(Infinity, { producers: 2 }), [end("p1", 0, 1), receive("p3", null, 2, 3)]);
+  accepts(fifoQueue(Infinity, { producers: 2 }), [
+    end("p1", 0, 1),
+    end("p2", 0, 1),
+    receive("p3", null, 2, 3),
+  ]);
+  // No send after the end.
+  rejects(fifoQueue(), [end("p1", 0, 1), send("p1", "late", 2, 3)]);
+});
+
 Deno.test("pending operations may or may not have taken effect, with any result", () => {
   // A crashed send whose message was received: it took effect.
   accepts(fifoQueue(), [send("p1", "a", 0), receive("p2", "a", 5, 6)]);
