@@ -1,6 +1,9 @@
 // `deno task mutants`: shows that the tests catch targeted breakages. For each mutant of
-// tests/_mutants.ts it edits a private copy of the repository (one exact find/replace),
-// runs the tests named to kill it with a hard time limit, and reports whether they did.
+// tests/_mutants.ts it edits a private copy of the repository (the files git tracks, and
+// new files it does not ignore) with one exact find/replace, runs the tests named to kill
+// it (in turn, until one fails; `--no-check`: a mutant is about behaviour, types are CI's
+// job) with a hard time limit, and reports whether they did. The copies are removed at
+// the end, on Ctrl-C too.
 //
 //   deno task mutants                 every mutant, one at a time
 //   deno task mutants --only ID ...   just these (repeatable)
