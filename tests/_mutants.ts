@@ -235,8 +235,8 @@ export const MUTANTS: Mutant[] = [
     file: "lib/_wait.ts",
     find: "if (remaining <= 0) throw waitable.timedOutError(timeout);",
     replace: "",
-    killers: [{ test: PIPE, filter: "PipeReader.read(): timeout, abort, and close" }],
-    timeoutSeconds: 30,
+    killers: [{ test: "tests/wait_test.ts", filter: "a timed wait that nothing wakes ends" }],
+    timeoutSeconds: 60,
   },
   {
     id: "wait-pre-abort-dropped",
