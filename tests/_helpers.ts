@@ -1,16 +1,30 @@
 // Test helpers: random names, leak checks, child processes.
 import assert from "node:assert/strict";
 
+// `deno task mutants` (tests/mutants.ts) runs copies of the suite while other suites may
+// run on the same machine. It sets DENO_IPC_TEST_SCOPE: test names then carry the scope,
+// and the leak checks look only at /dev/shm names that carry it and skip System V queues
+// (whose ids name no creator), so that another run's objects are not taken for leaks.
+const SCOPE_VARIABLE = "DENO_IPC_TEST_SCOPE";
+const scope = Deno.permissions.querySync({ name: "env", variable: SCOPE_VARIABLE }).state ===
+    "granted"
+  ? Deno.env.get(SCOPE_VARIABLE) ?? ""
+  : "";
+
 /** A fresh random POSIX IPC name for a test object. */
 export function testName(prefix = "t"): string {
-  return `/deno-ipc-test-${prefix}-${crypto.randomUUID().slice(0, 13)}`;
+  return `/deno-ipc-test-${scope}${prefix}-${crypto.randomUUID().slice(0, 13)}`;
 }
 
 function shmEntries(): Set<string> {
-  return new Set(Array.from(Deno.readDirSync("/dev/shm"), (entry) => entry.name));
+  return new Set(
+    Array.from(Deno.readDirSync("/dev/shm"), (entry) => entry.name)
+      .filter((name) => scope === "" || name.includes(`deno-ipc-test-${scope}`)),
+  );
 }
 
 function sysvQueues(): Set<string> {
+  if (scope !== "") return new Set();
   return new Set(
     Deno.readTextFileSync("/proc/sysvipc/msg").trim().split("\n").slice(1)
       .map((line) => line.trim().split(/\s+/)[1]),

@@ -1,0 +1,373 @@
+// The mutants `deno task mutants` (tests/mutants.ts) applies, one at a time, to a copy of
+// the repository. Each is one exact edit (`find` must occur exactly once in `file`) that
+// breaks a behaviour some test pins down, and names the test(s) expected to fail for it:
+// a test file and a `--filter` string (a substring of the test's name, written as it
+// appears in the file). tests/mutants_list_test.ts keeps this list in step with the code.
+//
+// A mutant no named test kills is a finding: either the tests miss that behaviour, or the
+// mutant changes nothing observable (then say so and remove it).
+
+/** A test expected to fail when a mutant is applied. */
+export interface Killer {
+  /** Test file, relative to the repository root, e.g. `tests/pipe_test.ts`. */
+  test: string;
+  /** Passed to `deno test --filter`: a substring of the test's name. */
+  filter: string;
+}
+
+/** One targeted edit of the code under test. */
+export interface Mutant {
+  /** Short unique id, e.g. `pipe-eof-as-empty`. */
+  id: string;
+  /** What the mutation breaks, in words. */
+  description: string;
+  /** File to edit, relative to the repository root. */
+  file: string;
+  /** Text to replace; must occur exactly once in `file`. */
+  find: string;
+  /** Its replacement. */
+  replace: string;
+  /** Tests expected to kill the mutant (it is killed when any of them fails). */
+  killers: Killer[];
+  /** Hard limit for each killer's run, in seconds. Default: the runner's `--timeout`. */
+  timeoutSeconds?: number;
+}
+
+const PIPE = "tests/pipe_test.ts";
+const FIFO = "tests/fifo_test.ts";
+const QUEUES = "tests/message_queue_test.ts";
+const SOCKET = "tests/socket_test.ts";
+const SHM = "tests/shared_memory_test.ts";
+const WAKEUP = "tests/wakeup_test.ts";
+const SEMAPHORE = "tests/semaphore_test.ts";
+const RING = "tests/message_ring_test.ts";
+const BOUNDED = "tests/bounded_buffer_test.ts";
+const CHANNEL_PROPERTIES = "tests/channel_property_test.ts";
+const CHANNEL_PROCESSES = "tests/channel_process_test.ts";
+
+/** The list, grouped by file. */
+export const MUTANTS: Mutant[] = [
+  // lib/pipe.ts
+  {
+    id: "pipe-eof-as-empty",
+    description: "read(2) returning 0 (EOF) is taken for 'nothing yet'",
+    file: "lib/pipe.ts",
+    find: "if (n === 0) return null;",
+    replace: "if (n === 0) return undefined;",
+    killers: [{ test: PIPE, filter: "undefined when empty, null after the writer closes" }],
+    timeoutSeconds: 60,
+  },
+  {
+    id: "pipe-write-offset-reset",
+    description: "a write that finishes in several parts restarts its offset at each part",
+    file: "lib/pipe.ts",
+    find: "offset += this.#attempt(bytes.subarray(offset)) ?? 0;",
+    replace: "offset = this.#attempt(bytes.subarray(offset)) ?? 0;",
+    killers: [{ test: PIPE, filter: "PipeWriter.write() waits while the pipe is full" }],
+    timeoutSeconds: 60,
+  },
+  {
+    id: "pipe-epipe-as-full",
+    description: "EPIPE on write is taken for a full pipe (a write to a closed pipe waits)",
+    file: "lib/pipe.ts",
+    find: `if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return undefined;
+    throw errnoError(errno, "write"`,
+    replace: `if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR || errno === ERRNO.EPIPE) {
+      return undefined;
+    }
+    throw errnoError(errno, "write"`,
+    killers: [{ test: PIPE, filter: "PipeWriter after every reader closed: BrokenPipeError" }],
+    timeoutSeconds: 60,
+  },
+  {
+    id: "pipe-child-keeps-parent-end",
+    description: "spawnWithPipes() leaves the parent's copies of the handed-over ends open",
+    file: "lib/pipe.ts",
+    find: "for (const end of Object.values(ends)) end.close();",
+    replace: "",
+    killers: [{ test: PIPE, filter: "spawnWithPipes(): the child inherits exactly the ends" }],
+    timeoutSeconds: 60,
+  },
+  {
+    id: "pipe-write-split",
+    description: "a write hands write(2) only half its bytes (writes up to PIPE_BUF interleave)",
+    file: "lib/pipe.ts",
+    find:
+      "const n = libc().symbols.write(this.fd, bytes, BigInt(Math.min(bytes.length, MAX_TRANSFER)));",
+    replace:
+      "const n = libc().symbols.write(this.fd, bytes, BigInt(Math.min(Math.ceil(bytes.length / 2), MAX_TRANSFER)));",
+    killers: [{ test: PIPE, filter: "writes of at most PIPE_BUF bytes never interleave" }],
+    timeoutSeconds: 120,
+  },
+  // lib/fifo.ts
+  {
+    id: "fifo-no-type-check",
+    description: "a path that is a regular file is opened as if it were a FIFO",
+    file: "lib/fifo.ts",
+    find: "if ((mode & C.S_IFMT) !== C.S_IFIFO) {",
+    replace: "if (false) {",
+    killers: [{ test: FIFO, filter: "a path that is not a FIFO, or is missing" }],
+    timeoutSeconds: 60,
+  },
+  {
+    id: "fifo-cancel-leaves-open",
+    description: "a cancelled open does not finish its cancellation (the helper end stays open)",
+    file: "lib/fifo.ts",
+    find: "const fd = await unblock(direction);\n      if (fd >= 0) symbols.close(fd);",
+    replace: "const fd = await unblock(direction);",
+    killers: [{ test: FIFO, filter: "Fifo opens with no peer: timeout and abort cancel" }],
+    timeoutSeconds: 60,
+  },
+  // lib/message_queue.ts
+  {
+    id: "sysv-except-dropped",
+    description: "receive({ except: true }) forgets MSG_EXCEPT",
+    file: "lib/message_queue.ts",
+    find: "flags |= C.MSG_EXCEPT;",
+    replace: "",
+    killers: [{ test: QUEUES, filter: "random sends and selective receives follow msgrcv" }],
+  },
+  {
+    id: "sysv-type-lost",
+    description: "every message is sent with mtype 1",
+    file: "lib/message_queue.ts",
+    find: "this.#sendView.setBigInt64(0, BigInt(type), true);",
+    replace: "this.#sendView.setBigInt64(0, 1n, true);",
+    killers: [{ test: QUEUES, filter: "random sends and selective receives follow msgrcv" }],
+  },
+  {
+    id: "sysv-last-byte-lost",
+    description: "a received message loses its last byte",
+    file: "lib/message_queue.ts",
+    find: "data.set(buffer.subarray(8, 8 + n));",
+    replace: "data.set(buffer.subarray(8, 7 + n));",
+    killers: [{ test: QUEUES, filter: "random sends and selective receives follow msgrcv" }],
+  },
+  {
+    id: "sysv-e2big-as-empty",
+    description: "a receive buffer too small for the next message looks like an empty queue",
+    file: "lib/message_queue.ts",
+    find: "if (errno === ERRNO.ENOMSG || errno === ERRNO.EINTR) return undefined;",
+    replace:
+      "if (errno === ERRNO.ENOMSG || errno === ERRNO.EINTR || errno === ERRNO.E2BIG) return undefined;",
+    killers: [{ test: QUEUES, filter: "a too small receive is E2BIG unless truncate" }],
+  },
+  // lib/posix_message_queue.ts
+  {
+    id: "posix-mq-size-unchecked",
+    description: "a payload one byte over the message size is not refused before mq_send",
+    file: "lib/posix_message_queue.ts",
+    find: "if (bytes.length > this.#messageSize) {",
+    replace: "if (bytes.length > this.#messageSize + 1) {",
+    killers: [{ test: QUEUES, filter: "PosixMessageQueue: defaults, exclusive create" }],
+  },
+  {
+    id: "posix-mq-priority-lost",
+    description: "a received message reports priority 0",
+    file: "lib/posix_message_queue.ts",
+    find: "return new QueueMessage(this.#priority[0], data);",
+    replace: "return new QueueMessage(0, data);",
+    killers: [{ test: QUEUES, filter: "PosixMessageQueue: defaults, exclusive create" }],
+  },
+  {
+    id: "posix-mq-full-is-error",
+    description: "a full queue (EAGAIN) on send is an error instead of 'wait'",
+    file: "lib/posix_message_queue.ts",
+    find: `if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return false;
+    throw errnoError(errno, "mq_send"`,
+    replace: `if (errno === ERRNO.EINTR) return false;
+    throw errnoError(errno, "mq_send"`,
+    killers: [{ test: QUEUES, filter: "PosixMessageQueue: defaults, exclusive create" }],
+  },
+  {
+    id: "posix-mq-priority-by-length",
+    description: "messages get a priority from their length, so they overtake each other",
+    file: "lib/posix_message_queue.ts",
+    find:
+      "if (symbols.mq_send(this.#fd, bytes, BigInt(bytes.length), priority) === 0) return true;",
+    replace:
+      "if (symbols.mq_send(this.#fd, bytes, BigInt(bytes.length), bytes.length % 3) === 0) return true;",
+    killers: [{
+      test: "tests/linearizability_process_test.ts",
+      filter: "histories of processes sending and receiving at once are linearizable",
+    }],
+  },
+  // lib/socket.ts (framing)
+  {
+    id: "socket-header-little-endian",
+    description: "the sender writes the frame length little-endian (the reader expects big)",
+    file: "lib/socket.ts",
+    find: "new DataView(frame.buffer).setUint32(0, bytes.length);",
+    replace: "new DataView(frame.buffer).setUint32(0, bytes.length, true);",
+    killers: [{ test: SOCKET, filter: "echo over TCP and Unix sockets" }],
+  },
+  {
+    id: "socket-inbound-limit-dropped",
+    description: "a peer announcing a frame over maxFrameSize is not refused",
+    file: "lib/socket.ts",
+    find:
+      "if (length > this.#maxFrame) throw new FrameTooLargeError(length, this.#maxFrame, true);",
+    replace: "",
+    killers: [{ test: SOCKET, filter: "oversized frames: refused before sending" }],
+    timeoutSeconds: 60,
+  },
+  {
+    id: "socket-truncation-as-eof",
+    description: "a peer closing mid-frame looks like a clean end of stream",
+    file: "lib/socket.ts",
+    find: "if (this.#end === this.#start) return null;",
+    replace: "return null;",
+    killers: [{ test: SOCKET, filter: "a peer closing mid-frame is a TruncatedFrameError" }],
+  },
+  {
+    id: "socket-buffered-frame-short",
+    description: "a buffered frame is taken before all of its bytes arrived",
+    file: "lib/socket.ts",
+    find:
+      "if (length > this.#maxFrame || this.#end - this.#start < HEADER + length) return undefined;",
+    replace: "if (length > this.#maxFrame || this.#end - this.#start < length) return undefined;",
+    killers: [{ test: SOCKET, filter: "a frame buffered but for its last bytes is received" }],
+  },
+  // lib/_wait.ts
+  {
+    id: "wait-deadline-dropped",
+    description: "the wait loop never checks its deadline (a timed wait waits forever)",
+    file: "lib/_wait.ts",
+    find: "if (remaining <= 0) throw waitable.timedOutError(timeout);",
+    replace: "",
+    killers: [{ test: "tests/wait_test.ts", filter: "a timed wait that nothing wakes ends" }],
+    timeoutSeconds: 60,
+  },
+  {
+    id: "wait-pre-abort-dropped",
+    description: "an already aborted signal is not checked before the first attempt",
+    file: "lib/_wait.ts",
+    find:
+      "signal?.throwIfAborted();\n  if (lifetime.closing.aborted) throw waitable.closedError();",
+    replace: "if (lifetime.closing.aborted) throw waitable.closedError();",
+    killers: [{ test: SEMAPHORE, filter: "NamedSemaphore.wait() rejects with the abort reason" }],
+    timeoutSeconds: 60,
+  },
+  {
+    id: "wait-give-back-dropped",
+    description: "a unit a park took after its caller gave up is not given back (it is lost)",
+    file: "lib/_wait.ts",
+    find: "waitable.giveBack!(parked);\n        return PENDING;",
+    replace: "return PENDING;",
+    killers: [{ test: SEMAPHORE, filter: "NamedSemaphore.wait() rejects with the abort reason" }],
+    timeoutSeconds: 60,
+  },
+  {
+    id: "turns-give-up-overtakes",
+    description: "a caller that gives up in the queue lets the next one overtake the one before",
+    file: "lib/_wait.ts",
+    find: "previous.finally(turn.resolve);",
+    replace: "turn.resolve();",
+    killers: [{ test: SOCKET, filter: "a receive that gives up in the queue does not let" }],
+  },
+  // lib/_futex.ts
+  {
+    id: "futex-wake-syscall-dropped",
+    description: "a waker clears the flag but never calls FUTEX_WAKE",
+    file: "lib/_futex.ts",
+    find: "Atomics.exchange(this.#words, this.#index, 0) !== 0\n    ) {",
+    replace: "Atomics.exchange(this.#words, this.#index, 0) !== 0 && false\n    ) {",
+    killers: [{ test: WAKEUP, filter: "a receiver sleeping on a MessageRing is woken" }],
+  },
+  {
+    id: "futex-announce-dropped",
+    description: "a waiter never sets its flag, so its futex wait returns at once (it spins)",
+    file: "lib/_futex.ts",
+    find: "Atomics.store(this.#words, this.#index, 1);",
+    replace: "",
+    killers: [{
+      test: "tests/futex_test.ts",
+      filter: "a waiter sleeping on the futex uses no CPU",
+    }],
+  },
+  // lib/shared_memory.ts
+  {
+    id: "shm-create-not-exclusive",
+    description: "create() opens an existing object instead of failing with AlreadyExistsError",
+    file: "lib/shared_memory.ts",
+    find: "C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_CLOEXEC",
+    replace: "C.O_RDWR | C.O_CREAT | C.O_CLOEXEC",
+    killers: [{ test: SHM, filter: "SharedMemory.create() is exclusive" }],
+  },
+  {
+    id: "shm-failed-create-keeps-name",
+    description: "a create that failed to reserve its memory leaves the name behind",
+    file: "lib/shared_memory.ts",
+    find: "symbols.shm_unlink(path);\n      throw error;",
+    replace: "throw error;",
+    killers: [{ test: SHM, filter: "a too large size is ENOSPC, not SIGBUS" }],
+  },
+  {
+    id: "shm-open-size-unchecked",
+    description: "open() accepts an object smaller than the size asked for",
+    file: "lib/shared_memory.ts",
+    find: "if (size === 0 || size < minimumSize) {",
+    replace: "if (size === 0) {",
+    killers: [{ test: SHM, filter: "SharedMemory.openOrCreate() creates once and then opens" }],
+  },
+  {
+    id: "shm-close-no-detach",
+    description: "close() unmaps without detaching the buffer (views still reach the mapping)",
+    file: "lib/shared_memory.ts",
+    find: "this.#buffer.transfer(0);",
+    replace: "",
+    killers: [{ test: SHM, filter: "SharedMemory.close() detaches views" }],
+  },
+  // lib/message_ring.ts (being rewritten: the lead keeps these in step)
+  {
+    id: "ring-room-off-by-eight",
+    description: "the room check lets a record overrun unread bytes by 8",
+    file: "lib/message_ring.ts",
+    find: "if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) return false;",
+    replace: "if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need - 8) return false;",
+    killers: [
+      { test: RING, filter: "MessageRing carries messages of every size" },
+      { test: CHANNEL_PROPERTIES, filter: "random try/timed send, receive and end agree" },
+      { test: CHANNEL_PROCESSES, filter: "real producer and consumer processes deliver" },
+    ],
+  },
+  {
+    id: "ring-receiver-wake-dropped",
+    description: "a send does not wake a sleeping receiver",
+    file: "lib/message_ring.ts",
+    find: "this.#receiveWaiting.wake();\n    if (lock) this.#sendWaiting.wake();",
+    replace: "if (lock) this.#sendWaiting.wake();",
+    killers: [{ test: WAKEUP, filter: "a receiver sleeping on a MessageRing is woken" }],
+  },
+  {
+    id: "ring-publish-before-copy",
+    description: "the head is published before the message is copied in",
+    file: "lib/message_ring.ts",
+    find: "const at = head & this.#mask;\n      this.#dataWords[at >> 2] = message.length;",
+    replace:
+      "const at = head & this.#mask;\n      Atomics.store(words, I_HEAD, (head + need) | 0);\n      this.#dataWords[at >> 2] = message.length;",
+    killers: [
+      { test: RING, filter: "MessageRing carries messages of every size" },
+      { test: CHANNEL_PROPERTIES, filter: "random try/timed send, receive and end agree" },
+      { test: CHANNEL_PROCESSES, filter: "real producer and consumer processes deliver" },
+    ],
+  },
+  // lib/bounded_buffer.ts (being rewritten: the lead keeps these in step)
+  {
+    id: "textbook-full-check-dropped",
+    description: "the producer writes into the one slot that must stay empty",
+    file: "lib/bounded_buffer.ts",
+    find: "if (next === Atomics.load(words, I_OUT)) return false; // full",
+    replace: "",
+    killers: [{ test: BOUNDED, filter: "BoundedBuffer keeps one slot empty" }],
+  },
+  {
+    id: "textbook-consumer-wake-dropped",
+    description: "a send does not wake a sleeping consumer",
+    file: "lib/bounded_buffer.ts",
+    find:
+      "Atomics.store(words, I_IN, next); // in = (in + 1) % BUFFER_SIZE\n    this.#consumerWaiting.wake();",
+    replace: "Atomics.store(words, I_IN, next); // in = (in + 1) % BUFFER_SIZE",
+    killers: [{ test: WAKEUP, filter: "a consumer sleeping on the textbook BoundedBuffer" }],
+  },
+];
