@@ -647,6 +647,7 @@ export class MessageRing extends Channel {
       }
       const at = head & this.#mask;
       this.#dataWords[at >> 2] = message.length;
+      step("ring.send.writing"); // a receiver must not see the length before the head moves
       const start = (at + RECORD_HEADER) & this.#mask;
       const first = Math.min(message.length, this.#capacity - start);
       if (first === message.length) {

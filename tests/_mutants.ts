@@ -44,6 +44,10 @@ const RING = "tests/message_ring_test.ts";
 const BOUNDED = "tests/bounded_buffer_test.ts";
 const CHANNEL_PROPERTIES = "tests/channel_property_test.ts";
 const CHANNEL_PROCESSES = "tests/channel_process_test.ts";
+const STEPS = "tests/step_schedule_test.ts";
+const HOSTILE = "tests/hostile_peer_test.ts";
+const PROCESS = "tests/process_test.ts";
+const SIGNAL = "tests/signal_test.ts";
 
 /** The list, grouped by file. */
 export const MUTANTS: Mutant[] = [
@@ -295,14 +299,6 @@ export const MUTANTS: Mutant[] = [
     killers: [{ test: SHM, filter: "SharedMemory.create() is exclusive" }],
   },
   {
-    id: "shm-failed-create-keeps-name",
-    description: "a create that failed to reserve its memory leaves the name behind",
-    file: "lib/shared_memory.ts",
-    find: "symbols.shm_unlink(path);\n      throw error;",
-    replace: "throw error;",
-    killers: [{ test: SHM, filter: "a too large size is ENOSPC, not SIGBUS" }],
-  },
-  {
     id: "shm-open-size-unchecked",
     description: "open() accepts an object smaller than the size asked for",
     file: "lib/shared_memory.ts",
@@ -318,26 +314,44 @@ export const MUTANTS: Mutant[] = [
     replace: "",
     killers: [{ test: SHM, filter: "SharedMemory.close() detaches views" }],
   },
-  // lib/message_ring.ts (being rewritten: the lead keeps these in step)
+  // lib/message_ring.ts
   {
     id: "ring-room-off-by-eight",
     description: "the room check lets a record overrun unread bytes by 8",
     file: "lib/message_ring.ts",
-    find: "if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) return false;",
-    replace: "if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need - 8) return false;",
-    killers: [
-      { test: RING, filter: "MessageRing carries messages of every size" },
-      { test: CHANNEL_PROPERTIES, filter: "random try/timed send, receive and end agree" },
-      { test: CHANNEL_PROCESSES, filter: "real producer and consumer processes deliver" },
-    ],
+    find: "if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {",
+    replace: "if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need - 8) {",
+    killers: [{ test: RING, filter: "a record never overruns unread bytes" }],
   },
   {
     id: "ring-receiver-wake-dropped",
     description: "a send does not wake a sleeping receiver",
     file: "lib/message_ring.ts",
-    find: "this.#receiveWaiting.wake();\n    if (lock) this.#sendWaiting.wake();",
-    replace: "if (lock) this.#sendWaiting.wake();",
-    killers: [{ test: WAKEUP, filter: "a receiver sleeping on a MessageRing is woken" }],
+    find: "    if (sent) this.#receiveWaiting.wake();\n",
+    replace: "",
+    killers: [
+      { test: WAKEUP, filter: "a receiver sleeping on a MessageRing is woken" },
+      { test: STEPS, filter: "MessageRing, step by step: any interleaving" },
+    ],
+  },
+  {
+    id: "ring-failed-attempt-wake-dropped",
+    description: "a send whose attempt fails releases the lock without waking senders",
+    file: "lib/message_ring.ts",
+    find: "      if (lock) this.#sendWaiting.wake();\n    }\n    if (sent)",
+    replace: "    }\n    if (sent && lock) this.#sendWaiting.wake();\n    if (sent)",
+    killers: [
+      { test: WAKEUP, filter: "a sender sleeping on a held send lock is woken" },
+      { test: STEPS, filter: "MessageRing, step by step: any interleaving" },
+    ],
+  },
+  {
+    id: "ring-failed-take-wake-dropped",
+    description: "a receive whose attempt finds nothing releases the lock without waking",
+    file: "lib/message_ring.ts",
+    find: "      if (lock) this.#receiveWaiting.wake();\n    }\n    if (taken)",
+    replace: "    }\n    if (taken && lock) this.#receiveWaiting.wake();\n    if (taken)",
+    killers: [{ test: WAKEUP, filter: "a receiver sleeping on a held receive lock is woken" }],
   },
   {
     id: "ring-publish-before-copy",
@@ -346,28 +360,109 @@ export const MUTANTS: Mutant[] = [
     find: "const at = head & this.#mask;\n      this.#dataWords[at >> 2] = message.length;",
     replace:
       "const at = head & this.#mask;\n      Atomics.store(words, I_HEAD, (head + need) | 0);\n      this.#dataWords[at >> 2] = message.length;",
-    killers: [
-      { test: RING, filter: "MessageRing carries messages of every size" },
-      { test: CHANNEL_PROPERTIES, filter: "random try/timed send, receive and end agree" },
-      { test: CHANNEL_PROCESSES, filter: "real producer and consumer processes deliver" },
-    ],
+    killers: [{ test: STEPS, filter: "MessageRing, step by step: any interleaving" }],
   },
-  // lib/bounded_buffer.ts (being rewritten: the lead keeps these in step)
+  {
+    id: "ring-cached-tail-aba",
+    description: "the cached tail is trusted without checking who moved the head last",
+    file: "lib/message_ring.ts",
+    find: "        Atomics.load(words, I_LAST_SENDER) !== this.#id ||\n",
+    replace: "",
+    killers: [{ test: RING, filter: "after others moved the head exactly 2^32 bytes" }],
+  },
+  {
+    id: "ring-cached-head-aba",
+    description: "the cached head is trusted without checking who moved the tail last",
+    file: "lib/message_ring.ts",
+    find: "        Atomics.load(words, I_LAST_RECEIVER) !== this.#id ||\n",
+    replace: "",
+    killers: [{ test: RING, filter: "after others moved the tail exactly 2^32 bytes" }],
+  },
+  {
+    id: "ring-dead-producer-not-ended",
+    description: "a producer that died without end() never ends the stream",
+    file: "lib/message_ring.ts",
+    find: "  #endDeadProducers(): void {\n",
+    replace: "  #endDeadProducers(): void {\n    if (this.#capacity > 0) return;\n",
+    killers: [{ test: CHANNEL_PROCESSES, filter: "producers that died without end()" }],
+  },
+  {
+    id: "ring-record-length-unchecked",
+    description: "a record length another process wrote is used unchecked",
+    file: "lib/message_ring.ts",
+    find: "      if (length < 0 || recordSize(length) > published) {",
+    replace: "      if (false) {",
+    killers: [{ test: HOSTILE, filter: "a hostile peer cannot crash a" }],
+  },
+  // lib/bounded_buffer.ts
   {
     id: "textbook-full-check-dropped",
     description: "the producer writes into the one slot that must stay empty",
     file: "lib/bounded_buffer.ts",
-    find: "if (next === Atomics.load(words, I_OUT)) return false; // full",
-    replace: "",
+    find: 'if (next === this.#index(I_OUT, "out")) {',
+    replace: "if (false) {",
     killers: [{ test: BOUNDED, filter: "BoundedBuffer keeps one slot empty" }],
   },
   {
     id: "textbook-consumer-wake-dropped",
     description: "a send does not wake a sleeping consumer",
     file: "lib/bounded_buffer.ts",
-    find:
-      "Atomics.store(words, I_IN, next); // in = (in + 1) % BUFFER_SIZE\n    this.#consumerWaiting.wake();",
-    replace: "Atomics.store(words, I_IN, next); // in = (in + 1) % BUFFER_SIZE",
-    killers: [{ test: WAKEUP, filter: "a consumer sleeping on the textbook BoundedBuffer" }],
+    find: 'step("buffer.send.published");\n    this.#consumerWaiting.wake();',
+    replace: 'step("buffer.send.published");',
+    killers: [
+      { test: WAKEUP, filter: "a consumer sleeping on the textbook BoundedBuffer" },
+      { test: STEPS, filter: "BoundedBuffer (textbook), step by step" },
+    ],
+  },
+  {
+    id: "textbook-index-unchecked",
+    description: "an index another process wrote is used to index the slots unchecked",
+    file: "lib/bounded_buffer.ts",
+    find: "    if (!(value >= 0 && value < this.#bufferSize)) {",
+    replace: "    if (false) {",
+    killers: [{ test: HOSTILE, filter: "a hostile peer cannot crash a" }],
+  },
+  // lib/_process.ts
+  {
+    id: "process-zombie-alive",
+    description: "a zombie counts as a live process",
+    file: "lib/_process.ts",
+    find: '  return stat.state !== "Z" && stat.state !== "X";\n}',
+    replace: "  return true;\n}",
+    killers: [{ test: PROCESS, filter: "a zombie process counts as dead" }],
+  },
+  {
+    id: "pidlock-pid-only",
+    description: "a lock holder is judged alive by its pid alone (a reused pid keeps the lock)",
+    file: "lib/_process.ts",
+    find: "holder === currentProcessToken() || tokenAlive(holder)",
+    replace: "holder === currentProcessToken() || processExists(tokenParts(holder).pid)",
+    killers: [{ test: PROCESS, filter: "PidLock is taken over from a dead holder" }],
+  },
+  // lib/signal.ts (Doorbell)
+  {
+    id: "doorbell-signal-from-memory",
+    description: "a ring sends the signal shared memory names",
+    file: "lib/signal.ts",
+    find: "      if (signal !== SIGNALS[this.#signal]) {",
+    replace: "      if (false) {",
+    killers: [{ test: SIGNAL, filter: "never signals what shared memory names" }],
+  },
+  {
+    id: "doorbell-pid-only",
+    description: "a ring signals a live process with the listener's pid but another start time",
+    file: "lib/signal.ts",
+    find: "    if (pidfd < 0 || !processAlive(pid, startTime)) {",
+    replace: "    if (pidfd < 0) {",
+    killers: [{ test: SIGNAL, filter: "never signals what shared memory names" }],
+  },
+  // lib/shared_memory.ts (creation)
+  {
+    id: "shm-temporary-kept",
+    description: "create leaves its temporary name behind",
+    file: "lib/shared_memory.ts",
+    find: "      symbols.shm_unlink(temporaryPath);\n      symbols.close(fd);",
+    replace: "      symbols.close(fd);",
+    killers: [{ test: SHM, filter: "a too large size is ENOSPC, not SIGBUS" }],
   },
 ];

@@ -409,3 +409,17 @@ ipcTest(
     }
   },
 );
+
+ipcTest("a record never overruns unread bytes: a ring 8 bytes short of a record refuses it", () => {
+  using ring = MessageRing.create({ name: testName("mr"), capacity: 64 });
+  try {
+    const first = new Uint8Array(40).fill(1); // a record of 48 bytes: 16 left
+    assert.equal(ring.trySend(first), true);
+    assert.equal(ring.trySend(new Uint8Array(9).fill(2)), false); // needs 24
+    assert.equal(ring.trySend(new Uint8Array(8).fill(3)), true); // needs 16: fits exactly
+    assert.deepEqual(ring.tryReceive(), first);
+    assert.deepEqual(ring.tryReceive(), new Uint8Array(8).fill(3));
+  } finally {
+    ring.unlink();
+  }
+});
