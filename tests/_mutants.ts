@@ -42,7 +42,6 @@ const WAKEUP = "tests/wakeup_test.ts";
 const SEMAPHORE = "tests/semaphore_test.ts";
 const RING = "tests/message_ring_test.ts";
 const BOUNDED = "tests/bounded_buffer_test.ts";
-const CHANNEL_PROPERTIES = "tests/channel_property_test.ts";
 const CHANNEL_PROCESSES = "tests/channel_process_test.ts";
 const STEPS = "tests/step_schedule_test.ts";
 const HOSTILE = "tests/hostile_peer_test.ts";
