@@ -44,7 +44,7 @@ export interface Schedule {
 export interface Event {
   process: number;
   e: "inv" | "ok";
-  op: "send" | "receive";
+  op: "send" | "receive" | "end";
   v?: string | null;
   t: number;
 }

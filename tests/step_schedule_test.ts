@@ -17,6 +17,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { testing } from "../lib/_testing.ts";
+import { checkLinearizable, fifoQueue, type Operation } from "./_linearizability.ts";
 import { BoundedBuffer, MessageRing } from "../mod.ts";
 import { ipcTest, propertyRuns, testName } from "./_helpers.ts";
 import {
@@ -86,6 +87,7 @@ function check(result: RunResult, participants = PARTICIPANTS): void {
   const lastSequence = new Map<string, number>(); // "consumer/producer" -> sequence
   const ended = new Set<number>();
   for (const event of result.events) {
+    if (event.op === "end") continue;
     if (event.op === "send") {
       (event.e === "inv" ? attempted : completed).add(event.v!);
       continue;
@@ -113,6 +115,15 @@ function check(result: RunResult, participants = PARTICIPANTS): void {
   const lost = [...completed].filter((message) => !received.has(message));
   const mayLose = result.killed.filter((kill) => kill.step.endsWith(".receive.taken")).length;
   assert.ok(lost.length <= mayLose, `lost ${lost.join(", ")}${explain()}`);
+  // The history is linearizable against a FIFO queue whose stream ends once every
+  // producer ended (a killed producer's end is pending: it may have happened).
+  const producers = participants.filter((participant) => participant.role === "producer").length;
+  const verdict = checkLinearizable(fifoQueue(Infinity, { producers }), history(result));
+  assert.notEqual(
+    verdict.result,
+    "illegal",
+    `not linearizable:\n${verdict.result === "illegal" ? verdict.report : ""}${explain()}`,
+  );
   // Every consumer that was not killed saw the end of the stream.
   const killed = new Set(result.killed.map((kill) => kill.process));
   participants.forEach((participant, i) => {
@@ -120,6 +131,36 @@ function check(result: RunResult, participants = PARTICIPANTS): void {
       assert.ok(ended.has(i), `consumer P${i} never saw the end${explain()}`);
     }
   });
+}
+
+// Pairs each participant's invocations with their completions; an invocation a kill cut
+// short is pending, and so is the end() of a killed producer.
+function history(result: RunResult): Operation[] {
+  const operations: Operation[] = [];
+  const open = new Map<number, Operation>();
+  for (const event of result.events) {
+    if (event.e === "inv") {
+      const operation: Operation = { process: event.process, kind: event.op, invokedAt: event.t };
+      if (event.op === "send") operation.input = event.v;
+      open.set(event.process, operation);
+      operations.push(operation);
+    } else {
+      const operation = open.get(event.process)!;
+      operation.completedAt = event.t;
+      if (event.op === "receive") operation.output = event.v;
+      open.delete(event.process);
+    }
+  }
+  for (const kill of result.killed) {
+    const ended = operations.some((op) => op.process === kill.process && op.kind === "end");
+    const isProducer = result.events.some((event) =>
+      event.process === kill.process && event.op === "send"
+    );
+    if (isProducer && !ended) {
+      operations.push({ process: `${kill.process} (dead)`, kind: "end", invokedAt: 0 });
+    }
+  }
+  return operations;
 }
 
 const options = (runs: number) => ({

@@ -54,7 +54,9 @@ if (role === "producer") {
     await ring.send(message, { timeout });
     log({ e: "ok", op: "send", v });
   }
+  log({ e: "inv", op: "end" });
   ring.end();
+  log({ e: "ok", op: "end" });
 } else {
   for (;;) {
     log({ e: "inv", op: "receive" });
