@@ -284,8 +284,12 @@ ipcTest(
 async function bystander(
   uid?: number,
 ): Promise<{ process: Deno.ChildProcess; exited: () => boolean }> {
-  const process = new Deno.Command("sleep", { args: ["30"], ...(uid === undefined ? {} : { uid }) })
-    .spawn();
+  // cwd "/": another user may not be able to enter this process's working directory.
+  const process = new Deno.Command("sleep", {
+    args: ["30"],
+    cwd: "/",
+    ...(uid === undefined ? {} : { uid }),
+  }).spawn();
   let done = false;
   process.status.then(() => done = true);
   for (let i = 0; i < 100 && processStartTime(process.pid) === undefined; i++) await delay(5);
