@@ -462,6 +462,6 @@ export const MUTANTS: Mutant[] = [
     file: "lib/shared_memory.ts",
     find: "      symbols.shm_unlink(temporaryPath);\n      symbols.close(fd);",
     replace: "      symbols.close(fd);",
-    killers: [{ test: SHM, filter: "a too large size is ENOSPC, not SIGBUS" }],
+    killers: [{ test: SHM, filter: "leaves no temporary name behind" }],
   },
 ];

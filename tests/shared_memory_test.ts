@@ -39,6 +39,32 @@ ipcTest(
   },
 );
 
+ipcTest("SharedMemory.create() leaves no temporary name behind, whether it works or fails", () => {
+  const temporaries = () =>
+    [...Deno.readDirSync("/dev/shm")].filter((entry) =>
+      entry.name.startsWith(`.deno-ipc-init.${Deno.pid}.`)
+    ).map((entry) => entry.name);
+  const name = testName();
+  assert.throws(() => SharedMemory.create({ name, size: 2 ** 50 }));
+  assert.throws(() =>
+    SharedMemory.create({
+      name,
+      size: 8,
+      initialize: () => {
+        throw new Error("initialize failed");
+      },
+    })
+  );
+  assert.throws(() => SharedMemory.open({ name }), NotFoundError);
+  using shm = SharedMemory.create({ name, size: 8 });
+  try {
+    assert.throws(() => SharedMemory.create({ name, size: 8 }), AlreadyExistsError);
+    assert.deepEqual(temporaries(), []);
+  } finally {
+    shm.unlink();
+  }
+});
+
 ipcTest("SharedMemory.create() without a name picks a fresh random one", () => {
   using a = SharedMemory.create({ size: 1 });
   using b = SharedMemory.create({ size: 1 });
