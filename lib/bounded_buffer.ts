@@ -412,6 +412,7 @@ export class BoundedBuffer extends Channel {
   }
 
   #attemptSend(item: Uint8Array): boolean {
+    step("buffer.send.attempt"); // before any shared word is touched
     if (this.#isEnded()) throw streamEndedError(TEXTBOOK, this.name);
     const words = this.#words;
     const inIndex = this.#index(I_IN, "in");
@@ -430,6 +431,7 @@ export class BoundedBuffer extends Channel {
 
   // `undefined` when empty, `null` when empty and ended.
   #attemptReceive(): Uint8Array | null | undefined {
+    step("buffer.receive.attempt"); // before any shared word is touched
     const words = this.#words;
     const ended = this.#isEnded(); // before `in`: the producer ends after its last item
     const outIndex = this.#index(I_OUT, "out");

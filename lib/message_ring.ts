@@ -617,6 +617,7 @@ export class MessageRing extends Channel {
   }
 
   #attemptSend(message: Uint8Array): boolean {
+    step("ring.send.attempt"); // before any shared word is touched
     if (this.#ended || this.#streamEnded()) throw streamEndedError(WHAT, this.name);
     if (this.#slot < 0 && this.#producers > 0) this.#claimProducerSlot(currentProcessToken());
     const lock = this.#sendLock;
@@ -689,6 +690,7 @@ export class MessageRing extends Channel {
   }
 
   #take(target: Uint8Array | undefined): number | null | undefined {
+    step("ring.receive.attempt"); // before any shared word is touched
     const lock = this.#receiveLock;
     if (lock && !lock.tryAcquire()) {
       step("ring.receive.busy");

@@ -127,6 +127,12 @@ export async function runSchedule(
       }
     };
 
+    // Start together: every participant waits at its first step before the first choice,
+    // so a schedule means the same thing however fast each process started.
+    while (
+      performance.now() < deadline && !children.every((_, i) => finished(i) || reports(i) > 0)
+    ) await delay(1);
+
     while (!children.every((_, i) => finished(i))) {
       if (performance.now() > deadline) {
         const states = children.map((_, i) =>

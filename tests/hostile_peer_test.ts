@@ -15,7 +15,7 @@ for (const kind of ["ring", "textbook"]) {
       const seed = Math.floor(Math.random() * 2 ** 31);
       const result = await runChild("hostile_child.ts", [
         kind,
-        String(propertyRuns(40)),
+        String(propertyRuns(150)),
         String(seed),
       ]);
       assert.equal(result.code, 0, `seed ${seed}:\n${result.stderr.slice(-3000)}`);

@@ -47,8 +47,8 @@ const command = fc.oneof(
     op: fc.constant("corrupt" as const),
     // The words a victim reads (header fields, the length of the next record), or any.
     word: fc.oneof(
-      fc.constantFrom(...(kind === "ring" ? RING_WORDS : TEXTBOOK_WORDS)),
-      fc.integer({ min: 0, max: 127 + 64 }),
+      { arbitrary: fc.constantFrom(...(kind === "ring" ? RING_WORDS : TEXTBOOK_WORDS)), weight: 4 },
+      { arbitrary: fc.integer({ min: 0, max: 127 + 64 }), weight: 1 },
     ),
     value: fc.oneof(
       fc.constantFrom(-1, -8, 0, 1, 3, 8, 255, 256, 0x7fffffff, -(2 ** 31), 200_000_000),
