@@ -8,7 +8,7 @@
 // Deno read permission needed): a pid that is missing, a zombie (state Z or X), or whose
 // start time differs is dead.
 import { C, ERRNO } from "../ffi/constants.ts";
-import { lastErrno } from "../ffi/errno.ts";
+import { errnoError, lastErrno } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 
 let pid: number | undefined;
@@ -31,9 +31,20 @@ export function currentPid(): number {
   return pid ??= libc().symbols.getpid();
 }
 
-/** This process's start time in clock ticks since boot (cached). */
+/**
+ * This process's start time in clock ticks since boot (cached once read). Throws an
+ * ErrnoError (EMFILE, say) when /proc cannot be read now: a guess would make other
+ * processes take this one for dead.
+ */
 export function currentStartTime(): number {
-  return startTime ??= readStat(currentPid())?.startTime ?? 0;
+  if (startTime !== undefined) return startTime;
+  const stat = readStat(currentPid());
+  if (typeof stat !== "object") {
+    throw errnoError(stat === GONE ? ERRNO.ESRCH : lastErrno(), "open", {
+      objectName: "/proc/self/stat",
+    });
+  }
+  return startTime = stat.startTime;
 }
 
 /**
@@ -63,9 +74,13 @@ interface ProcessStat {
   startTime: number;
 }
 
-// Reads /proc/PID/stat; undefined when there is no such process. The command name (field
-// 2) may hold spaces and parentheses, so fields are counted after its last ')'.
-function readStat(processId: number): ProcessStat | undefined {
+// What reading /proc/PID/stat can tell besides the stat itself.
+const GONE = "gone"; // no such process
+const UNKNOWN = "unknown"; // could not be read now (EMFILE, ENOMEM, ...): not proof of death
+
+// Reads /proc/PID/stat. The command name (field 2) may hold spaces and parentheses, so
+// fields are counted after its last ')'.
+function readStat(processId: number): ProcessStat | typeof GONE | typeof UNKNOWN {
   let path = statPaths.get(processId);
   if (path === undefined) {
     if (statPaths.size > 256) statPaths.clear();
@@ -74,20 +89,31 @@ function readStat(processId: number): ProcessStat | undefined {
   }
   const { open, read, close } = libc().symbols;
   const fd = open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
-  if (fd < 0) return undefined;
+  if (fd < 0) return goneOrUnknown(lastErrno());
   let length: number;
   try {
     length = read(fd, statBuffer, STAT_BUFFER_BYTES);
+    if (length < 0) return goneOrUnknown(lastErrno());
   } finally {
     close(fd);
   }
-  if (length <= 0) return undefined;
+  if (length === 0) return GONE; // it exited while we opened its entry
   const text = decoder.decode(statBuffer.subarray(0, length));
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
   // fields[0] is field 3 (state); field 22 (starttime) is fields[19].
   const start = Number(fields[19]);
-  if (fields[0] === undefined || !Number.isFinite(start)) return undefined;
+  if (fields[0] === undefined || !Number.isFinite(start)) return UNKNOWN;
   return { state: fields[0], startTime: start };
+}
+
+function goneOrUnknown(errno: number): typeof GONE | typeof UNKNOWN {
+  return errno === ERRNO.ENOENT || errno === ERRNO.ESRCH ? GONE : UNKNOWN;
+}
+
+// kill(pid, 0): whether the process exists at all (EPERM: it exists, not ours).
+function signalZero(processId: number): boolean {
+  if (libc().symbols.kill(processId, 0) === 0) return true;
+  return lastErrno() === ERRNO.EPERM;
 }
 
 /**
@@ -98,11 +124,8 @@ export function processExists(processId: number): boolean {
   if (!Number.isInteger(processId) || processId <= 0 || processId > 2 ** 22) return false;
   if (processId === currentPid()) return true;
   const stat = readStat(processId);
-  if (stat === undefined) {
-    // No /proc entry we can read: fall back to kill(pid, 0) (EPERM: exists, not ours).
-    if (libc().symbols.kill(processId, 0) === 0) return true;
-    return lastErrno() === ERRNO.EPERM;
-  }
+  if (stat === GONE) return false;
+  if (stat === UNKNOWN) return signalZero(processId);
   return stat.state !== "Z" && stat.state !== "X";
 }
 
@@ -115,7 +138,10 @@ export function processAlive(processId: number, start: number): boolean {
   if (!Number.isInteger(processId) || processId <= 0 || processId > 2 ** 22) return false;
   if (processId === currentPid()) return (start >>> 0) === (currentStartTime() >>> 0);
   const stat = readStat(processId);
-  if (stat === undefined) return false;
+  if (stat === GONE) return false;
+  // Unreadable now: a process that exists is taken for alive (taking its lock over
+  // would be worse than waiting).
+  if (stat === UNKNOWN) return signalZero(processId);
   if (stat.state === "Z" || stat.state === "X") return false;
   return (stat.startTime >>> 0) === (start >>> 0);
 }
@@ -124,7 +150,7 @@ export function processAlive(processId: number, start: number): boolean {
 export function processStartTime(processId: number): number | undefined {
   if (!Number.isInteger(processId) || processId <= 0 || processId > 2 ** 22) return undefined;
   const stat = readStat(processId);
-  if (stat === undefined || stat.state === "Z" || stat.state === "X") return undefined;
+  if (typeof stat !== "object" || stat.state === "Z" || stat.state === "X") return undefined;
   return stat.startTime;
 }
 

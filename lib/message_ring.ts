@@ -76,8 +76,11 @@ const HEADER_BYTES = 512;
 const SLOT_FREE = 0n;
 const SLOT_ENDED = -1n;
 const MAX_PRODUCERS = 4096;
-// A receiver that finds the ring empty looks for dead producers at most this often.
-const DEAD_PRODUCER_SCAN_MS = 10;
+// A receiver that finds the ring empty looks at a few producer slots (round-robin) every
+// so many empty attempts, and whenever it is about to sleep: the work per look is bounded,
+// and looking costs nothing on the path that finds messages.
+const EMPTY_ATTEMPTS_PER_LOOK = 256;
+const SLOTS_PER_LOOK = 16;
 
 function slotTableBytes(producers: number): number {
   return Math.ceil((producers * 8) / 64) * 64;
@@ -204,7 +207,8 @@ export class MessageRing extends Channel {
   #cachedTail = 0;
   #cachedHead = 0;
   #slot = -1; // this handle's producer slot, once it sent or ended
-  #lastScan = -Infinity;
+  #emptyAttempts = 0;
+  #nextSlot = 0; // where the next look for dead producers starts
   #ended = false;
 
   private constructor(shm: SharedMemory, shape: Shape) {
@@ -496,12 +500,14 @@ export class MessageRing extends Channel {
   end(): void {
     this.#assertOpen("end");
     if (this.#ended) return;
-    this.#ended = true;
-    if (this.#producers === 0) return;
-    if (this.#slot < 0) this.#claimProducerSlot(SLOT_ENDED);
-    else if (Atomics.exchange(this.#slots, this.#slot, SLOT_ENDED) !== SLOT_ENDED) {
-      Atomics.add(this.#words, I_ENDED, 1);
+    if (this.#producers > 0) {
+      if (this.#slot < 0) this.#claimProducerSlot(SLOT_ENDED);
+      else if (this.#slot >= this.#slots.length) Atomics.add(this.#words, I_ENDED, 1);
+      else if (Atomics.exchange(this.#slots, this.#slot, SLOT_ENDED) !== SLOT_ENDED) {
+        Atomics.add(this.#words, I_ENDED, 1);
+      }
     }
+    this.#ended = true; // only once the end is counted
     this.#receiveWaiting.wake();
   }
 
@@ -520,14 +526,15 @@ export class MessageRing extends Channel {
     if (value === SLOT_ENDED) Atomics.add(this.#words, I_ENDED, 1);
   }
 
-  // Marks the slots of producers that died without ending as ended. Rate-limited: it
-  // reads /proc once per tracked producer.
+  // Marks the slots of producers that died without ending as ended: SLOTS_PER_LOOK slots
+  // per call, round-robin (each costs a /proc read), so a call's work is bounded whatever
+  // the number of producers.
   #endDeadProducers(): void {
-    const now = performance.now();
-    if (now - this.#lastScan < DEAD_PRODUCER_SCAN_MS) return;
-    this.#lastScan = now;
     const slots = this.#slots;
-    for (let i = 0; i < slots.length; i++) {
+    const count = Math.min(SLOTS_PER_LOOK, slots.length);
+    for (let n = 0; n < count; n++) {
+      const i = this.#nextSlot;
+      this.#nextSlot = i + 1 < slots.length ? i + 1 : 0;
       const value = Atomics.load(slots, i);
       if (value === SLOT_FREE || value === SLOT_ENDED || tokenAlive(value)) continue;
       if (Atomics.compareExchange(slots, i, value, SLOT_ENDED) === value) {
@@ -635,10 +642,8 @@ export class MessageRing extends Channel {
       // The cached tail is trusted only while this handle was the last to move the
       // head: then the tail has only moved on since it was read. Comparing positions
       // instead would be fooled by other handles moving the head 2^32 bytes.
-      if (
-        Atomics.load(words, I_LAST_SENDER) !== this.#id ||
-        this.#capacity - ((head - this.#cachedTail) >>> 0) < need
-      ) {
+      const lastSender = Atomics.load(words, I_LAST_SENDER);
+      if (lastSender !== this.#id || this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
         this.#cachedTail = Atomics.load(words, I_TAIL) >>> 0;
         if (((head - this.#cachedTail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
@@ -658,9 +663,7 @@ export class MessageRing extends Channel {
         this.#data.set(message.subarray(first), 0);
       }
       step("ring.send.copied");
-      if (Atomics.load(words, I_LAST_SENDER) !== this.#id) {
-        Atomics.store(words, I_LAST_SENDER, this.#id);
-      }
+      if (lastSender !== this.#id) Atomics.store(words, I_LAST_SENDER, this.#id);
       // Publishing: everything written above becomes visible with this store.
       Atomics.store(words, I_HEAD, (head + need) | 0);
       sent = true;
@@ -685,7 +688,13 @@ export class MessageRing extends Channel {
   #attemptTake(target: Uint8Array | undefined): number | null | undefined {
     const length = this.#take(target);
     // Outside the lock: looking for dead producers reads /proc.
-    if (length === undefined && this.#producers > 0) this.#endDeadProducers();
+    if (
+      length === undefined && this.#producers > 0 &&
+      ++this.#emptyAttempts >= EMPTY_ATTEMPTS_PER_LOOK
+    ) {
+      this.#emptyAttempts = 0;
+      this.#endDeadProducers();
+    }
     return length;
   }
 
@@ -707,10 +716,8 @@ export class MessageRing extends Channel {
       // while this handle was the last to move the tail: then the head has only moved
       // on since it was read. Comparing positions instead would be fooled by other
       // handles moving the tail 2^32 bytes.
-      if (
-        Atomics.load(words, I_LAST_RECEIVER) !== this.#id ||
-        ((this.#cachedHead - tail) | 0) <= 0
-      ) {
+      const lastReceiver = Atomics.load(words, I_LAST_RECEIVER);
+      if (lastReceiver !== this.#id || ((this.#cachedHead - tail) | 0) <= 0) {
         // The end is checked before the head: a producer ends after its last publish.
         const ended = this.#streamEnded();
         this.#cachedHead = Atomics.load(words, I_HEAD) >>> 0;
@@ -770,9 +777,7 @@ export class MessageRing extends Channel {
       }
       if (first < length) target.set(data.subarray(0, length - first), first);
       step("ring.receive.copied");
-      if (Atomics.load(words, I_LAST_RECEIVER) !== this.#id) {
-        Atomics.store(words, I_LAST_RECEIVER, this.#id);
-      }
+      if (lastReceiver !== this.#id) Atomics.store(words, I_LAST_RECEIVER, this.#id);
       Atomics.store(words, I_TAIL, (tail + recordSize(length)) | 0);
       taken = true;
       step("ring.receive.taken");

@@ -423,3 +423,24 @@ ipcTest("a record never overruns unread bytes: a ring 8 bytes short of a record 
     ring.unlink();
   }
 });
+
+ipcTest(
+  "a producer handle beyond the declared producers ends the stream when it ends",
+  async () => {
+    using ring = MessageRing.create({ name: testName("mr"), capacity: 1024, producers: 1 });
+    try {
+      {
+        using first = MessageRing.open({ name: ring.name });
+        first.trySend(new Uint8Array([1])); // takes the one producer slot, then closes
+      }
+      using reopened = MessageRing.open({ name: ring.name });
+      reopened.trySend(new Uint8Array([2])); // untracked: no slot left
+      reopened.end();
+      assert.deepEqual(await ring.receive({ timeout: 1000 }), new Uint8Array([1]));
+      assert.deepEqual(await ring.receive({ timeout: 1000 }), new Uint8Array([2]));
+      assert.equal(await ring.receive({ timeout: 1000 }), null);
+    } finally {
+      ring.unlink();
+    }
+  },
+);

@@ -96,7 +96,10 @@ Deno.test("PidLock is taken over from a dead holder, a zombie or a reused pid, n
 
   // A zombie holder.
   await withZombie((zombie) => {
-    words[0] = processToken(zombie, 0);
+    // Its true start time: only being a zombie makes it dead.
+    const stat = Deno.readTextFileSync(`/proc/${zombie}/stat`);
+    const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
+    words[0] = processToken(zombie, start);
     assert.equal(lock.recoverFromDeadHolder(), true);
   });
   assert.equal(lock.held(), false);
