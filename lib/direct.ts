@@ -231,7 +231,6 @@ export class DirectEndpoint implements Disposable {
     this.#lifetime = new Lifetime(() => {
       for (const store of [...this.#outgoing.values(), ...this.#incoming.values()]) store.close();
       for (const peer of this.#peerRegistries.values()) peer.shm.close();
-      Atomics.compareExchange(registry.words, I_OWNER, currentPid(), 0);
       registry.shm.close();
     });
   }
@@ -371,8 +370,14 @@ export class DirectEndpoint implements Disposable {
     );
   }
 
-  /** Releases this process's handles; the endpoint and its links stay. Idempotent. */
+  /**
+   * Releases this process's handles; the endpoint and its links stay. Idempotent. The
+   * name is free again when this returns, even while a pending receive's last wait slice
+   * still keeps the memory mapped.
+   */
   close(): void {
+    if (this.#lifetime.closed) return;
+    Atomics.compareExchange(this.#registry.words, I_OWNER, currentPid(), 0);
     this.#lifetime.close();
   }
 
