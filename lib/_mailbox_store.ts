@@ -844,7 +844,10 @@ export class MailboxStore {
     let sequence: number;
     try {
       if (words[I_DELETED] !== 0) this.#throwIfDeleted("send");
-      if (!this.#hasRoomLocked()) return undefined;
+      if (!this.#hasRoomLocked()) {
+        step("mailbox.send.full");
+        return undefined;
+      }
       sequence = (words[I_SENT] + 1) | 0;
       record[RECORD_SEQUENCE] = sequence & 0xff;
       record[RECORD_SEQUENCE + 1] = (sequence >>> 8) & 0xff;
