@@ -75,7 +75,11 @@ export interface MessageSender {
 
 /** What {@link Mailbox.stats} reports. */
 export interface MailboxStats {
-  /** Messages sent since creation (mod 2^32); a rendezvous send taken back does not count. */
+  /**
+   * Messages sent since creation (mod 2^32). A rendezvous send taken back does not
+   * count, unless a lock was busy as it was taken back: then receivers skip it, and it
+   * counts as sent and received.
+   */
   readonly sent: number;
   /** Messages received since creation (mod 2^32). */
   readonly received: number;
