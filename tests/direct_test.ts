@@ -145,10 +145,11 @@ ipcTest("closing an endpoint while a receive is pending frees its name at once",
     await assert.rejects(pending, ClosedError);
     using again = DirectEndpoint.open({ name: "Q", namespace: ns });
     assert.equal(again.closed, false);
-    again.unlink();
     await delay(150); // the closed receive's last slice finishes on the thread pool
   } finally {
     first.close();
+    await delay(150);
+    removeEndpoints(ns, ["Q"]);
   }
 });
 

@@ -108,9 +108,10 @@ ipcTest(
       await p.send("Q", "from a new P", { timeout: 3000 });
       assert.equal((await q.receive({ timeout: 3000 })).text(), "from a new P");
       assert.equal(q.tryReceive(), undefined);
-      p.unlink();
     } finally {
       q.unlink();
+      using p = DirectEndpoint.open({ name: "P", namespace });
+      p.unlink();
     }
   },
 );
