@@ -19,6 +19,7 @@ import {
   validateStoreOptions,
 } from "./_mailbox_store.ts";
 import { currentPid, processExists } from "./_process.ts";
+import { step } from "./_steps.ts";
 import { validateOptions } from "./_validate.ts";
 import { untilDefined, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
 import { SharedMemory } from "./shared_memory.ts";
@@ -150,6 +151,7 @@ class Registry {
         `Too many peers: ${MAX_PEERS} processes already have links to "${this.shm.name}"`,
       );
     }
+    step("direct.register.claimed");
     const at = TABLE_OFFSET + index * SLOT_BYTES;
     const bytes = encoder.encode(name);
     this.bytes.set(bytes, at + 1);

@@ -117,6 +117,39 @@ ipcTest(
 );
 
 ipcTest(
+  "direct: a peer stopped while entering itself in the peer table holds up no other peer",
+  async () => {
+    const namespace = `t${crypto.randomUUID().slice(0, 8)}`;
+    using q = DirectEndpoint.open({ name: "Q", namespace });
+    try {
+      // Its 1st entry is Q in its own table, the 2nd is itself in Q's table.
+      await using child = stepChild(
+        ["direct-send", namespace, "P", "Q", "from P"],
+        "direct.register.claimed",
+        "SIGSTOP",
+        { DENO_IPC_STEP_AT: "2" },
+      );
+      assert.equal(await child.line(), "stopped direct.register.claimed");
+      await untilStopped(child.process.pid);
+      using r = DirectEndpoint.open({ name: "R", namespace });
+      assert.equal(r.trySend("Q", "from R"), true);
+      const first = await q.receive({ timeout: 3000 });
+      assert.deepEqual([first.sender.name, first.text()], ["R", "from R"]);
+      child.process.kill("SIGCONT");
+      const second = await q.receive({ timeout: 3000 });
+      assert.deepEqual([second.sender.name, second.text()], ["P", "from P"]);
+      assert.equal(await child.line(), "sent");
+      assert.equal((await child.status()).code, 0);
+      r.unlink();
+    } finally {
+      q.unlink();
+      using p = DirectEndpoint.open({ name: "P", namespace });
+      p.unlink();
+    }
+  },
+);
+
+ipcTest(
   "capacity 0: a receiver killed while its offer is up does not make trySend succeed",
   async () => {
     const name = testName("mbc");
