@@ -24,10 +24,8 @@
 //   take and that store is corrected by the next take; and under the receive lock an
 //   empty chain proves that every record counted in SENT (read before) was taken.
 //   That receiver's message is lost with it: the only loss a crash can cause.
-// - Zero capacity: a receiver blocked in receive() offers itself in a slot holding its
-//   process token; dead processes' offers are ignored and cleared. Whether a published
-//   rendezvous message was taken or taken back is decided by one compare-and-swap on
-//   FATE, so taking back needs no lock.
+// - Zero capacity: offers hold live process tokens, and whether a rendezvous message was
+//   taken or taken back is one compare-and-swap (lib/_rendezvous.ts).
 import { ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import {
@@ -40,16 +38,25 @@ import {
 import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout, retryWhileInitializing } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
-import { currentPid, currentProcessToken, PidLock, tokenAlive } from "./_process.ts";
+import { currentPid, PidLock } from "./_process.ts";
+import { OFFER_SLOTS, Rendezvous } from "./_rendezvous.ts";
 import { step } from "./_steps.ts";
 import {
-  DEFAULT_MODE,
-  SHM_NAME_MAX,
-  validateInteger,
-  validateMode,
-  validateOptions,
-  validatePosixName,
-} from "./_validate.ts";
+  type MailboxCapacity,
+  MailboxMessage,
+  type MailboxStats,
+  type MessageSender,
+  RECORD_HEADER,
+  RECORD_NAME_LENGTH,
+  RECORD_SEQUENCE,
+  RING_RECORD_OVERHEAD,
+  roundUp8,
+  SENDER_NAME_MAX,
+  type StoreCreateOptions,
+  type StoreIdentity,
+  validateStoreName,
+  validateStoreOptions,
+} from "./_mailbox_message.ts";
 import {
   PENDING,
   Turns,
@@ -62,79 +69,8 @@ import {
 import { MessageRing } from "./message_ring.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
-/** How many messages a mailbox or link holds: 0 (rendezvous), n, or `"unbounded"`. */
-export type MailboxCapacity = number | "unbounded";
-
-/** Who sent a message. */
-export interface MessageSender {
-  /** The sending process's id. */
-  readonly pid: number;
-  /** The name the sender gave itself (`senderName`, or its endpoint name), if any. */
-  readonly name: string | undefined;
-}
-
-/** What {@link Mailbox.stats} reports. */
-export interface MailboxStats {
-  /**
-   * Messages sent since creation (mod 2^32). A rendezvous send taken back does not
-   * count, unless a lock was busy as it was taken back: then receivers skip it, and it
-   * counts as sent and received.
-   */
-  readonly sent: number;
-  /** Messages received since creation (mod 2^32). */
-  readonly received: number;
-  /** Messages sent and not yet received. */
-  readonly queued: number;
-}
-
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
-
-/**
- * A received message: its bytes and who sent it.
- *
- * @example Reading a message's sender and text
- * ```ts
- * import { Mailbox } from "@deno-ipc/ipc";
- * import assert from "node:assert/strict";
- *
- * using box = Mailbox.create({ capacity: 4, senderName: "me" });
- * try {
- *   await box.send("hi");
- *   const message = await box.receive();
- *   assert.equal(message.text(), "hi");
- *   assert.equal(message.sender.name, "me");
- *   assert.equal(message.sender.pid, Deno.pid);
- * } finally {
- *   box.delete();
- * }
- * ```
- */
-export class MailboxMessage {
-  /** The message's bytes. */
-  readonly data: Uint8Array;
-  /** Who sent it. */
-  readonly sender: MessageSender;
-  /** The mailbox (or link) it came through. */
-  readonly source: string;
-
-  /** Wraps a received message (made by the library, not by users). */
-  constructor(data: Uint8Array, sender: MessageSender, source: string) {
-    this.data = data;
-    this.sender = sender;
-    this.source = source;
-  }
-
-  /** The bytes decoded as UTF-8. */
-  text(): string {
-    return decoder.decode(this.data);
-  }
-
-  /** The bytes parsed as JSON. */
-  json<T = unknown>(): T {
-    return JSON.parse(this.text()) as T;
-  }
-}
 
 const MAGIC = 0x4d_42_4f_58; // "MBOX"
 const VERSION = 4;
@@ -159,114 +95,17 @@ const I_TAKEN = 35;
 const I_SEND_WAITING = 48; // futex flag: senders wait for room (or the send lock)
 const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message (or the lock)
 const I_TAKEN_WAITING = 80; // futex flag: rendezvous senders wait for their message to go
-const I_FATE = 96; // 64-bit: sequence * 4 + state of the last rendezvous message
+const I_FATE = 96; // 64-bit: the fate of the last rendezvous message (_rendezvous.ts)
 const I_OFFER_SLOTS = 128; // 64-bit slots: tokens of receivers blocked in receive()
-const OFFER_SLOTS = 32;
 const CONTROL_BYTES = 512 + OFFER_SLOTS * 8;
 
-// States of a rendezvous message in FATE.
-const FATE_PENDING = 0n;
-const FATE_TAKEN = 1n;
-const FATE_CANCELLED = 2n;
-
 const UNBOUNDED = -1;
-
-// A record in a ring: [u32 pid][u32 sequence][u8 name length][3 unused][name][payload].
-const RECORD_HEADER = 12;
-const RECORD_SEQUENCE = 4;
-const RECORD_NAME_LENGTH = 8;
-/** Longest sender name, in UTF-8 bytes. */
-const SENDER_NAME_MAX = 64;
-const RING_RECORD_OVERHEAD = 8; // MessageRing's own per-message header
-const MAX_RING_BYTES = 2 ** 30;
-const DEFAULT_MAX_MESSAGE = 4096;
-const MIN_SEGMENT_BYTES = 64 * 1024;
-/** Suffix room for segment names: ".", 8 hex digits of token, ".", up to 10 digits. */
-const SEGMENT_SUFFIX_MAX = 20;
 
 // A lock is held only while one message is copied; a holder that stays longer is
 // preempted or stopped. A try form spins this long for it, then reports "busy"; waiting
 // forms sleep until the holder's release wakes them.
 const LOCK_SPIN_MS = 1;
 const QUICK_RETRIES = 16;
-
-function roundUp8(n: number): number {
-  return (n + 7) & ~7;
-}
-
-/** What a store is called in messages, e.g. "mailbox" or "link". */
-export interface StoreIdentity {
-  what: string;
-  /** Name used in error messages (a link's "P -> Q"); defaults to the object name. */
-  label?: string;
-}
-
-/** Options of {@link MailboxStore.create}. */
-export interface StoreCreateOptions {
-  name: string;
-  capacity: MailboxCapacity;
-  maxMessageSize?: number;
-  segmentSize?: number;
-  mode?: number;
-}
-
-/** Checks create options before any syscall. */
-export function validateStoreOptions(
-  options: unknown,
-  what: string,
-): Required<Omit<StoreCreateOptions, "name">> {
-  const checked = validateOptions<StoreCreateOptions>(options, what);
-  const capacity = checked.capacity;
-  if (capacity === undefined) {
-    throw new TypeError(`Invalid ${what} options: capacity is required (0, n or "unbounded")`);
-  }
-  if (capacity !== "unbounded") {
-    validateInteger(capacity, `${what} capacity`, 0, 2 ** 24);
-  }
-  const maxMessageSize = validateInteger(
-    checked.maxMessageSize ?? DEFAULT_MAX_MESSAGE,
-    `${what} maxMessageSize`,
-    0,
-    MAX_RING_BYTES / 2,
-  );
-  const entry = RING_RECORD_OVERHEAD + roundUp8(RECORD_HEADER + SENDER_NAME_MAX + maxMessageSize);
-  const segmentSize = validateInteger(
-    checked.segmentSize ?? Math.max(MIN_SEGMENT_BYTES, 4 * entry),
-    `${what} segmentSize`,
-    entry,
-    MAX_RING_BYTES,
-  );
-  if (capacity !== "unbounded" && Math.max(capacity, 1) * entry > MAX_RING_BYTES) {
-    throw new RangeError(
-      `Invalid ${what} capacity ${capacity}: ${capacity} messages of up to ${maxMessageSize} ` +
-        `bytes need more than ${MAX_RING_BYTES} bytes of shared memory; lower maxMessageSize ` +
-        `or the capacity`,
-    );
-  }
-  const mode = validateMode(checked.mode ?? DEFAULT_MODE, what);
-  return { capacity, maxMessageSize, segmentSize, mode };
-}
-
-/** Checks a sender name: a string of at most {@link SENDER_NAME_MAX} UTF-8 bytes. */
-export function encodeSenderName(name: unknown): Uint8Array {
-  if (name === undefined) return new Uint8Array(0);
-  if (typeof name !== "string") {
-    throw new TypeError(`Invalid sender name: expected a string`);
-  }
-  const bytes = encoder.encode(name);
-  if (bytes.length > SENDER_NAME_MAX) {
-    throw new RangeError(
-      `Invalid sender name "${name.slice(0, 20)}...": ${bytes.length} bytes, the limit is ` +
-        `${SENDER_NAME_MAX}`,
-    );
-  }
-  return bytes;
-}
-
-/** Checks a mailbox name, leaving room for segment suffixes. */
-export function validateStoreName(name: unknown, what: string): string {
-  return validatePosixName(name, what, SHM_NAME_MAX - SEGMENT_SUFFIX_MAX);
-}
 
 /**
  * Takes a lock: one attempt, or with `patient` a spin of at most {@link LOCK_SPIN_MS}
@@ -285,10 +124,6 @@ function acquire(lock: PidLock, patient: boolean): boolean {
   }
 }
 
-function fate(sequence: number, state: bigint): bigint {
-  return (BigInt(sequence >>> 0) << 2n) | state;
-}
-
 function ignoreNotFound(action: () => void): void {
   try {
     action();
@@ -304,7 +139,7 @@ function ignoreNotFound(action: () => void): void {
 export class MailboxStore {
   readonly #control: SharedMemory;
   readonly #words: Int32Array;
-  readonly #lockWords: BigInt64Array;
+  readonly #rendezvous: Rendezvous;
   readonly #lifetime: Lifetime;
   readonly #what: string;
   readonly #label: string;
@@ -340,7 +175,7 @@ export class MailboxStore {
     this.#capacity = words[I_CAPACITY];
     this.#maxMessage = words[I_MAX_MESSAGE];
     const lockWords = control.view(BigInt64Array, 0, CONTROL_BYTES / 8);
-    this.#lockWords = lockWords;
+    this.#rendezvous = new Rendezvous(lockWords, I_FATE / 2, I_OFFER_SLOTS / 2);
     this.#sendLock = new PidLock(lockWords, I_SEND_LOCK / 2);
     this.#receiveLock = new PidLock(lockWords, I_RECEIVE_LOCK / 2);
     const flag = (index: number) => new FutexFlag(words, index, control.unsafePointer(index * 4));
@@ -500,10 +335,10 @@ export class MailboxStore {
     if (this.#capacity !== 0) return this.#attemptSend(record, true) !== undefined;
     // Zero capacity: only a receiver blocked in receive() can take it now. Publish, then
     // claim that receiver; if it left meanwhile, take the message back.
-    if (!this.#anyOffer()) return false;
+    if (!this.#rendezvous.anyOffer()) return false;
     const sequence = this.#attemptSend(record, true);
     if (sequence === undefined) return false;
-    if (this.#claimOffer()) return true;
+    if (this.#rendezvous.claimOffer()) return true;
     return !this.#retract(sequence);
   }
 
@@ -621,7 +456,7 @@ export class MailboxStore {
     // attempt that takes a message withdraws the offer under the receive lock. With
     // every slot taken this receiver waits without offering.
     this.#lifetime.pin();
-    offer.slot = this.#makeOffer();
+    offer.slot = this.#rendezvous.makeOffer();
     step("mailbox.receive.offered");
     try {
       return await waitFor(waitable, options);
@@ -629,7 +464,7 @@ export class MailboxStore {
       if (offer.slot >= 0) {
         const slot = offer.slot;
         offer.slot = -1;
-        if (!this.#withdrawOffer(slot)) {
+        if (!this.#rendezvous.withdrawOffer(slot)) {
           // A trySend claimed this receiver after publishing its message: take it,
           // unless another receiver already did.
           const message = this.#attemptReceive(undefined, true);
@@ -638,7 +473,7 @@ export class MailboxStore {
       }
       throw error;
     } finally {
-      if (offer.slot >= 0) this.#withdrawOffer(offer.slot);
+      if (offer.slot >= 0) this.#rendezvous.withdrawOffer(offer.slot);
       this.#lifetime.unpin();
     }
   }
@@ -728,17 +563,13 @@ export class MailboxStore {
     return this.#capacity === UNBOUNDED || this.#queued() < Math.max(this.#capacity, 1);
   }
 
-  // Rendezvous: whether message `sequence` of this handle was taken. FATE names it until
-  // the next rendezvous message is published, which needs room, so a FATE that moved on
-  // means it was taken (this handle never took it back). A receiver killed between its
-  // take and marking FATE leaves it pending; once TAKEN passed it, it counts as taken.
+  // Rendezvous: whether message `sequence` of this handle was taken. A receiver killed
+  // between its take and marking it leaves it pending; once TAKEN passed it, it counts
+  // as taken (and lost with that receiver).
   #rendezvousTaken(sequence: number): boolean {
-    const decided = Atomics.load(this.#lockWords, I_FATE / 2);
-    if (decided === fate(sequence, FATE_TAKEN)) return true;
-    if (decided === fate(sequence, FATE_PENDING)) {
-      return ((Atomics.load(this.#words, I_TAKEN) - sequence) | 0) >= 0;
-    }
-    return decided !== fate(sequence, FATE_CANCELLED);
+    const state = this.#rendezvous.state(sequence);
+    if (state !== "pending") return state === "taken";
+    return ((Atomics.load(this.#words, I_TAKEN) - sequence) | 0) >= 0;
   }
 
   #sendPending(): boolean {
@@ -858,7 +689,7 @@ export class MailboxStore {
       record[RECORD_SEQUENCE + 2] = (sequence >>> 16) & 0xff;
       record[RECORD_SEQUENCE + 3] = sequence >>> 24;
       if (this.#capacity === 0) {
-        Atomics.store(this.#lockWords, I_FATE / 2, fate(sequence, FATE_PENDING));
+        this.#rendezvous.publish(sequence);
       }
       // Plain write: the ring's publishing store orders it before the record appears.
       words[I_SEND_INTENT] = sequence;
@@ -951,7 +782,7 @@ export class MailboxStore {
         step("mailbox.receive.taken");
         const sequence = (record[RECORD_SEQUENCE] | (record[RECORD_SEQUENCE + 1] << 8) |
           (record[RECORD_SEQUENCE + 2] << 16) | (record[RECORD_SEQUENCE + 3] << 24)) | 0;
-        const kept = this.#capacity !== 0 || this.#markTaken(sequence);
+        const kept = this.#capacity !== 0 || this.#rendezvous.markTaken(sequence);
         // As SENT: a plain write under the lock. Only forward: a record from before a
         // repair cannot move it back.
         if (((sequence - words[I_TAKEN]) | 0) > 0) words[I_TAKEN] = sequence;
@@ -960,7 +791,8 @@ export class MailboxStore {
         repaired = true;
       }
       if (record !== undefined && offer !== undefined && offer.slot >= 0) {
-        this.#withdrawOffer(offer.slot); // false: claimed by a trySend, whose message this may be
+        // False: claimed by a trySend, whose message this may be.
+        this.#rendezvous.withdrawOffer(offer.slot);
         offer.slot = -1;
       }
     } finally {
@@ -977,19 +809,6 @@ export class MailboxStore {
     this.#sendWaiting.wake();
     if (this.#capacity === 0) this.#takenWaiting.wake();
     return this.#unpack(record);
-  }
-
-  // Rendezvous, under the receive lock: marks message `sequence` taken unless its sender
-  // took it back first. False: taken back (drop it).
-  #markTaken(sequence: number): boolean {
-    const pending = fate(sequence, FATE_PENDING);
-    const seen = Atomics.compareExchange(
-      this.#lockWords,
-      I_FATE / 2,
-      pending,
-      fate(sequence, FATE_TAKEN),
-    );
-    return seen !== fate(sequence, FATE_CANCELLED);
   }
 
   // Under the receive lock: the next record, moving on to the next segment when the
@@ -1035,17 +854,11 @@ export class MailboxStore {
 
   // Rendezvous only: takes back this handle's published message `sequence` if no
   // receiver has taken it. Returns whether it did. The decision is one compare-and-swap
-  // on FATE, so it needs no lock; when both locks are free the record is also removed
+  // (lib/_rendezvous.ts), so it needs no lock; when both locks are free the record is also removed
   // (and not counted), otherwise receivers drop it when they reach it.
   #retract(sequence: number): boolean {
     if (this.#isDeleted()) return true;
-    const seen = Atomics.compareExchange(
-      this.#lockWords,
-      I_FATE / 2,
-      fate(sequence, FATE_PENDING),
-      fate(sequence, FATE_CANCELLED),
-    );
-    if (seen !== fate(sequence, FATE_PENDING)) return seen === fate(sequence, FATE_CANCELLED);
+    if (!this.#rendezvous.cancel(sequence)) return false;
     if (this.#lockSend(false)) {
       try {
         if (acquire(this.#receiveLock, false)) {
@@ -1070,44 +883,6 @@ export class MailboxStore {
     }
     this.#sendWaiting.wake();
     return true;
-  }
-
-  #anyOffer(): boolean {
-    for (let i = 0; i < OFFER_SLOTS; i++) {
-      if (Atomics.load(this.#lockWords, I_OFFER_SLOTS / 2 + i) !== 0n) return true;
-    }
-    return false;
-  }
-
-  // Puts this process's token in a free offer slot; its index, or -1 when all are taken.
-  #makeOffer(): number {
-    const token = currentProcessToken();
-    for (let i = 0; i < OFFER_SLOTS; i++) {
-      const index = I_OFFER_SLOTS / 2 + i;
-      if (Atomics.compareExchange(this.#lockWords, index, 0n, token) === 0n) return i;
-    }
-    return -1;
-  }
-
-  // Withdraws this receiver's offer; false when a trySend claimed it first.
-  #withdrawOffer(slot: number): boolean {
-    const token = currentProcessToken();
-    const index = I_OFFER_SLOTS / 2 + slot;
-    return Atomics.compareExchange(this.#lockWords, index, token, 0n) === token;
-  }
-
-  // A trySend claims one live receiver's offer; offers of dead processes are cleared.
-  #claimOffer(): boolean {
-    const words = this.#lockWords;
-    const own = currentProcessToken();
-    for (let i = 0; i < OFFER_SLOTS; i++) {
-      const index = I_OFFER_SLOTS / 2 + i;
-      const token = Atomics.load(words, index);
-      if (token === 0n) continue;
-      const alive = token === own || tokenAlive(token);
-      if (Atomics.compareExchange(words, index, token, 0n) === token && alive) return true;
-    }
-    return false;
   }
 
   // Takes over locks whose holders died, repairing what they left; `room`: for senders

@@ -14,10 +14,10 @@ import {
   encodeSenderName,
   type MailboxCapacity,
   type MailboxMessage,
-  MailboxStore,
   type StoreCreateOptions,
   validateStoreOptions,
-} from "./_mailbox_store.ts";
+} from "./_mailbox_message.ts";
+import { MailboxStore } from "./_mailbox_store.ts";
 import { currentPid, processExists } from "./_process.ts";
 import { step } from "./_steps.ts";
 import { validateOptions } from "./_validate.ts";

@@ -9,10 +9,10 @@ import {
   type MailboxCapacity,
   MailboxMessage,
   type MailboxStats,
-  MailboxStore,
   type MessageSender,
   validateStoreName,
-} from "./_mailbox_store.ts";
+} from "./_mailbox_message.ts";
+import { MailboxStore } from "./_mailbox_store.ts";
 import { randomPosixName, validateOptions } from "./_validate.ts";
 import type { WaitOptions } from "./_wait.ts";
 
