@@ -790,6 +790,7 @@ export class MailboxStore {
         record = undefined; // its sender took it back: drop it and look again
         repaired = true;
       }
+      if (record === undefined) step("mailbox.receive.empty");
       if (record !== undefined && offer !== undefined && offer.slot >= 0) {
         // False: claimed by a trySend, whose message this may be.
         this.#rendezvous.withdrawOffer(offer.slot);

@@ -25,6 +25,15 @@ async function assertKilledInStep(child: Child): Promise<void> {
   assert.equal(status.signal, "SIGKILL", `the child was not killed in its step: ${status.code}`);
 }
 
+// The child's next line, or an error after `ms`.
+function lineWithin(child: Child, ms: number): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no line within ${ms} ms`)), ms);
+  });
+  return Promise.race([child.line(), late]).finally(() => clearTimeout(timer));
+}
+
 // Waits until the process is stopped (state T in /proc/PID/stat).
 async function untilStopped(pid: number): Promise<void> {
   const started = performance.now();
@@ -275,9 +284,42 @@ ipcTest(
       assert.equal(await holder.line(), "false");
       assert.equal((await holder.status()).code, 0);
       // The waiter's own send times out after 5 s: a lost wake-up would end only there.
+      assert.equal(await lineWithin(waiter, 3000), "sent");
       assert.equal((await box.receive({ timeout: 3000 })).text(), "w");
-      assert.equal(await waiter.line(), "sent");
       assert.equal((await waiter.status()).code, 0);
+    } finally {
+      box.delete();
+    }
+  },
+);
+
+ipcTest(
+  "a receiver that finds the mailbox empty wakes, on release, a receiver that slept on its lock",
+  async () => {
+    const name = testName("mbc");
+    using box = Mailbox.create({ name, capacity: 4 });
+    try {
+      // Holder: finds the mailbox empty and stops there, holding the receive lock.
+      await using holder = stepChild(
+        ["mailbox-try-receive", name],
+        "mailbox.receive.empty",
+        "SIGSTOP",
+      );
+      assert.equal(await holder.line(), "stopped mailbox.receive.empty");
+      await untilStopped(holder.process.pid);
+      assert.equal(box.trySend("m"), true); // a message now, but the lock is held
+      // Waiter: its wait slices are 60 s, so only a wake-up ends its sleep in time.
+      await using waiter = new Child("step_child.ts", ["mailbox-receive", name, "1"], ["-A"], {
+        DENO_IPC_WAIT_SLICE_MS: "60000",
+      });
+      await delay(500); // the waiter finds the lock held and sleeps
+      holder.process.kill("SIGCONT");
+      assert.equal(await holder.line(), "null");
+      assert.equal((await holder.status()).code, 0);
+      // The waiter's own receive times out after 5 s: a lost wake-up would end only there.
+      assert.equal(await lineWithin(waiter, 3000), JSON.stringify(["m"]));
+      assert.equal((await waiter.status()).code, 0);
+      assert.equal(box.queued, 0);
     } finally {
       box.delete();
     }

@@ -7,6 +7,7 @@
 // Actions:
 //   mailbox-send NAME TEXT...             sends each TEXT (send, 5 s timeout); prints "sent"
 //   mailbox-try-send NAME TEXT            trySend once; prints its result
+//   mailbox-try-receive NAME              tryReceive once; prints the text or null
 //   mailbox-receive NAME COUNT            receives COUNT messages (5 s timeout each); prints
 //                                         them as a JSON array of texts
 //   direct-send NAMESPACE NAME PEER TEXT  opens endpoint NAME, sends TEXT to PEER
@@ -44,6 +45,9 @@ if (action === "mailbox-send") {
   const [name, text] = rest;
   using box = Mailbox.open({ name, senderName: "child" });
   console.log(JSON.stringify(box.trySend(text)));
+} else if (action === "mailbox-try-receive") {
+  using box = Mailbox.open({ name: rest[0] });
+  console.log(JSON.stringify(box.tryReceive()?.text() ?? null));
 } else if (action === "mailbox-receive") {
   const [name, count] = rest;
   using box = Mailbox.open({ name });
