@@ -27,7 +27,7 @@ import {
   validateOptions,
   validatePosixName,
 } from "./_validate.ts";
-import { PENDING, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
+import { PENDING, validateWaitOptions, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
 export type { WaitOptions } from "./_wait.ts";
@@ -597,13 +597,17 @@ export class Mutex implements Disposable {
    */
   async lock(options?: WaitOptions): Promise<MutexGuard> {
     this.#assertOpen("lock");
+    const { timeout, signal } = validateWaitOptions(options);
+    signal?.throwIfAborted();
     this.#pending++;
     try {
       if (!this.#semaphore.tryWait()) {
-        const signal = options?.signal === undefined
-          ? this.#closing.signal
-          : AbortSignal.any([this.#closing.signal, options.signal]);
-        await this.#semaphore.wait({ timeout: options?.timeout, signal });
+        await this.#semaphore.wait({
+          timeout,
+          signal: signal === undefined
+            ? this.#closing.signal
+            : AbortSignal.any([this.#closing.signal, signal]),
+        });
       }
       if (this.#closed) {
         // Taken after close(): give it back before the semaphore handle goes.

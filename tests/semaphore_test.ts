@@ -467,6 +467,21 @@ ipcTest("Mutex.lock() racing close() never leaves the lock held for other proces
   }
 });
 
+ipcTest("Mutex.lock() checks its options and signal before taking the lock", async () => {
+  const name = testName();
+  using mutex = Mutex.create({ name });
+  try {
+    await assert.rejects(mutex.lock({ timeout: -1 }), RangeError);
+    await assert.rejects(mutex.lock(5 as never), TypeError);
+    await assert.rejects(mutex.lock({ signal: AbortSignal.abort(new Error("no")) }), /no/);
+    const guard = mutex.tryLock();
+    assert.ok(guard, "a rejected lock() kept the lock");
+    guard.release();
+  } finally {
+    NamedSemaphore.unlink(name);
+  }
+});
+
 ipcTest("Mutex.unlink() of a mutex over an unnamed semaphore is a TypeError", () => {
   using shm = SharedMemory.create({ name: testName(), size: UnnamedSemaphore.SIZE });
   try {
