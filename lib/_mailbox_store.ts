@@ -35,7 +35,7 @@ import {
   QueueRemovedError,
   timedOutError,
 } from "../ffi/errno.ts";
-import { FutexFlag, futexWaitable } from "./_futex.ts";
+import { FutexFlag } from "./_futex.ts";
 import { openLayout, retryWhileInitializing } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { currentPid, PidLock } from "./_process.ts";
@@ -96,6 +96,8 @@ const I_SEND_WAITING = 48; // futex flag: senders wait for room (or the send loc
 const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message (or the lock)
 const I_TAKEN_WAITING = 80; // futex flag: rendezvous senders wait for their message to go
 const I_FATE = 96; // 64-bit: the fate of the last rendezvous message (_rendezvous.ts)
+const I_SEND_LOCK_WAITING = 112; // futex flag: senders wait for the send lock
+const I_RECEIVE_LOCK_WAITING = 120; // futex flag: receivers wait for the receive lock
 const I_OFFER_SLOTS = 128; // 64-bit slots: tokens of receivers blocked in receive()
 const CONTROL_BYTES = 512 + OFFER_SLOTS * 8;
 
@@ -150,6 +152,8 @@ export class MailboxStore {
   readonly #sendWaiting: FutexFlag;
   readonly #receiveWaiting: FutexFlag;
   readonly #takenWaiting: FutexFlag;
+  readonly #sendLockWaiting: FutexFlag;
+  readonly #receiveLockWaiting: FutexFlag;
   readonly #segments = new Map<number, MessageRing>();
   #record: Uint8Array;
   #recordNameLength = 0;
@@ -182,6 +186,8 @@ export class MailboxStore {
     this.#sendWaiting = flag(I_SEND_WAITING);
     this.#receiveWaiting = flag(I_RECEIVE_WAITING);
     this.#takenWaiting = flag(I_TAKEN_WAITING);
+    this.#sendLockWaiting = flag(I_SEND_LOCK_WAITING);
+    this.#receiveLockWaiting = flag(I_RECEIVE_LOCK_WAITING);
     this.#lifetime = new Lifetime(() => {
       for (const ring of this.#segments.values()) ring.close();
       this.#segments.clear();
@@ -378,8 +384,10 @@ export class MailboxStore {
         "send",
         untilDefined(() => this.#attemptSend(own, false)),
         this.#sendWaiting,
-        () => this.#isDeleted() || (this.#hasRoom() && !this.#sendLock.held()),
+        () => this.#isDeleted() || this.#hasRoom(),
         () => this.#recover(true),
+        this.#sendLock,
+        this.#sendLockWaiting,
       );
       if (timeout !== undefined) {
         waitable.timedOutError = () => timedOutError("send", this.#what, this.#label, timeout);
@@ -448,8 +456,10 @@ export class MailboxStore {
       "receive",
       untilDefined(() => this.#attemptReceive(offer, false)),
       this.#receiveWaiting,
-      () => this.#isDeleted() || (this.#queued() > 0 && !this.#receiveLock.held()),
+      () => this.#isDeleted() || this.#queued() > 0,
       () => this.#recover(false),
+      this.#receiveLock,
+      this.#receiveLockWaiting,
     );
     if (offer === undefined) return waitFor(waitable, options);
     // Zero capacity: offer to take a message, so that a trySend can hand one over. The
@@ -498,9 +508,15 @@ export class MailboxStore {
     this.#assertOpen("delete");
     const words = this.#words;
     Atomics.store(words, I_DELETED, 1);
-    this.#sendWaiting.wake();
-    this.#receiveWaiting.wake();
-    this.#takenWaiting.wake();
+    for (
+      const flag of [
+        this.#sendWaiting,
+        this.#receiveWaiting,
+        this.#takenWaiting,
+        this.#sendLockWaiting,
+        this.#receiveLockWaiting,
+      ]
+    ) flag.wake();
     const name = this.#control.name;
     ignoreNotFound(() => SharedMemory.unlink(name));
     const first = Atomics.load(words, I_READ_SEGMENT);
@@ -630,8 +646,7 @@ export class MailboxStore {
       try {
         this.#repairSend();
       } catch (error) {
-        this.#sendLock.release();
-        this.#sendWaiting.wake();
+        this.#releaseSend();
         throw error;
       }
     }
@@ -650,12 +665,13 @@ export class MailboxStore {
       try {
         if (this.#chainEmpty()) published = ((words[I_TAKEN] - intent) | 0) >= 0;
       } finally {
-        this.#receiveLock.release();
-        this.#receiveWaiting.wake();
+        this.#releaseReceive();
       }
     }
     if (published) words[I_SENT] = intent;
     Atomics.store(words, I_SEND_INTENT, words[I_SENT]);
+    this.#receiveWaiting.wake(); // the count changed
+    this.#sendWaiting.wake();
   }
 
   // Under the receive lock: whether no record is left in any segment.
@@ -706,8 +722,7 @@ export class MailboxStore {
       words[I_SEND_INTENT] = words[I_SENT]; // failed before publishing (ENOSPC, deleted)
       throw error;
     } finally {
-      this.#sendLock.release();
-      this.#sendWaiting.wake(); // senders may sleep on the lock
+      this.#releaseSend();
     }
     this.#receiveWaiting.wake();
     this.onPublish?.();
@@ -797,8 +812,7 @@ export class MailboxStore {
         offer.slot = -1;
       }
     } finally {
-      this.#receiveLock.release();
-      this.#receiveWaiting.wake(); // receivers may sleep on the lock
+      this.#releaseReceive();
     }
     if (record === undefined) {
       if (repaired) {
@@ -874,12 +888,11 @@ export class MailboxStore {
               words[I_SEND_INTENT] = words[I_SENT];
             }
           } finally {
-            this.#receiveLock.release();
-            this.#receiveWaiting.wake();
+            this.#releaseReceive();
           }
         }
       } finally {
-        this.#sendLock.release();
+        this.#releaseSend();
       }
     }
     this.#sendWaiting.wake();
@@ -890,7 +903,7 @@ export class MailboxStore {
   // waiting for room, which a receiver killed before counting its take may hide.
   #recover(room: boolean): void {
     this.#recoverSender();
-    if (this.#receiveLock.recoverFromDeadHolder()) this.#receiveWaiting.wake();
+    if (this.#receiveLock.recoverFromDeadHolder()) this.#receiveLockWaiting.wake();
     if (room && !this.#hasRoom() && acquire(this.#receiveLock, false)) {
       const words = this.#words;
       let repaired = false;
@@ -901,8 +914,7 @@ export class MailboxStore {
           repaired = true;
         }
       } finally {
-        this.#receiveLock.release();
-        this.#receiveWaiting.wake();
+        this.#releaseReceive();
       }
       if (repaired) this.#sendWaiting.wake();
     }
@@ -913,29 +925,49 @@ export class MailboxStore {
   #recoverSender(): void {
     const freed = this.#sendLock.recoverFromDeadHolder();
     if (!freed && !this.#sendPending()) return;
-    if (!this.#lockSend(false)) return;
-    this.#sendLock.release();
-    this.#sendWaiting.wake();
-    this.#receiveWaiting.wake();
+    if (this.#lockSend(false)) this.#releaseSend();
   }
 
+  // Every release wakes those who sleep on the lock (a load when nobody does): an
+  // attempt that fails (full, empty) releases it too.
+  #releaseSend(): void {
+    this.#sendLock.release();
+    this.#sendLockWaiting.wake();
+  }
+
+  #releaseReceive(): void {
+    this.#receiveLock.release();
+    this.#receiveLockWaiting.wake();
+  }
+
+  // A waitable whose park sleeps on the lock's flag while another process holds the
+  // lock (its release wakes that flag), else on `flag` until `ready()` may hold.
   #waitable<T>(
     operation: string,
     attempt: () => T | typeof PENDING,
     flag: FutexFlag,
     ready: () => boolean,
     recover: () => void,
+    lock?: PidLock,
+    lockFlag?: FutexFlag,
   ): Waitable<T> {
-    return futexWaitable({
+    return {
       lifetime: this.#lifetime,
-      operation,
-      what: this.#what,
-      name: this.#label,
       attempt,
-      flag,
-      ready,
-      beforeCheck: recover,
-    });
+      park: async (ms) => {
+        recover();
+        if (lock !== undefined && lock.held()) {
+          lockFlag!.announce();
+          if (lock.held()) await lockFlag!.sleep(ms);
+          return PENDING;
+        }
+        flag.announce();
+        if (!ready() && !lock?.held()) await flag.sleep(ms);
+        return PENDING;
+      },
+      closedError: () => closedError(operation, this.#what, this.#label),
+      timedOutError: (ms) => timedOutError(operation, this.#what, this.#label, ms),
+    };
   }
 }
 
