@@ -302,8 +302,9 @@ export class DirectEndpoint implements Disposable {
   }
 
   /**
-   * Sends `message` to `peer` if that needs no waiting; `false` when the link is full.
-   * `NotFoundError` when no endpoint `peer` exists in the namespace.
+   * Sends `message` to `peer` if that needs no waiting; `false` when the link is full, or
+   * busy (another process has held its lock for about a millisecond). `NotFoundError`
+   * when no endpoint `peer` exists in the namespace.
    */
   trySend(peer: string, message: Uint8Array | string): boolean {
     this.#assertOpen("send");
@@ -322,7 +323,7 @@ export class DirectEndpoint implements Disposable {
     }
   }
 
-  /** Receives `peer`'s next message if there is one. */
+  /** Receives `peer`'s next message if there is one (`undefined` also when busy). */
   tryReceiveFrom(peer: string): MailboxMessage | undefined {
     this.#assertOpen("receive");
     return this.#incomingFrom(this.#checkPeer(peer)).tryReceive();
@@ -338,7 +339,10 @@ export class DirectEndpoint implements Disposable {
     }
   }
 
-  /** Receives the next message from anyone if there is one (links taken in turn). */
+  /**
+   * Receives the next message from anyone if there is one (links taken in turn;
+   * `undefined` also when busy).
+   */
   tryReceive(): MailboxMessage | undefined {
     this.#assertOpen("receive");
     return this.#attemptReceiveAny(true);
