@@ -9,10 +9,25 @@
 //   one message, taken over from a holder that died);
 // - deletion, which every other handle notices at its next operation.
 //
-// Counters: SENT and TAKEN count messages (mod 2^32); SENT - TAKEN is the number queued.
-// Under the send lock SENT is exact and TAKEN can only lag, so a sender never sees
-// more room than there is.
+// Counters: every record carries its sequence number. SENT is the sequence of the last
+// record published, TAKEN that of the last one taken (mod 2^32); SENT - TAKEN is the
+// number queued. Under the send lock SENT is exact and TAKEN can only lag, so a sender
+// never sees more room than there is.
+//
+// Crashes (a process killed at any moment, lock holders included):
+// - A sender writes its sequence to SEND_INTENT before the ring step and SENT after it.
+//   Whoever next takes the send lock and finds them different repairs SENT: the record
+//   was published when it was taken already, or when the chain is not empty (then it is
+//   the last record; if it was not, SENT counts one message that never came, and the
+//   next take, which sets TAKEN from the record, skips it).
+// - A receiver sets TAKEN from the record it took, so a receiver killed between its
+//   take and that store is corrected by the next take; and under the receive lock an
+//   empty chain proves that every record counted in SENT (read before) was taken.
+//   That receiver's message is lost with it: the only loss a crash can cause.
+// - Zero capacity: offers hold live process tokens, and whether a rendezvous message was
+//   taken or taken back is one compare-and-swap (lib/_rendezvous.ts).
 import { ERRNO } from "../ffi/constants.ts";
+import { libc } from "../ffi/libc.ts";
 import {
   AlreadyExistsError,
   closedError,
@@ -20,18 +35,28 @@ import {
   QueueRemovedError,
   timedOutError,
 } from "../ffi/errno.ts";
-import { FutexFlag, futexWaitable } from "./_futex.ts";
+import { FutexFlag } from "./_futex.ts";
 import { openLayout, retryWhileInitializing } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { currentPid, PidLock } from "./_process.ts";
+import { OFFER_SLOTS, Rendezvous } from "./_rendezvous.ts";
+import { step } from "./_steps.ts";
 import {
-  DEFAULT_MODE,
-  SHM_NAME_MAX,
-  validateInteger,
-  validateMode,
-  validateOptions,
-  validatePosixName,
-} from "./_validate.ts";
+  type MailboxCapacity,
+  MailboxMessage,
+  type MailboxStats,
+  type MessageSender,
+  RECORD_HEADER,
+  RECORD_NAME_LENGTH,
+  RECORD_SEQUENCE,
+  RING_RECORD_OVERHEAD,
+  roundUp8,
+  SENDER_NAME_MAX,
+  type StoreCreateOptions,
+  type StoreIdentity,
+  validateStoreName,
+  validateStoreOptions,
+} from "./_mailbox_message.ts";
 import {
   PENDING,
   Turns,
@@ -44,86 +69,11 @@ import {
 import { MessageRing } from "./message_ring.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
-/** How many messages a mailbox or link holds: 0 (rendezvous), n, or `"unbounded"`. */
-export type MailboxCapacity = number | "unbounded";
-
-/**
- * Who sent a message, as the sender itself wrote it into the record: self-reported,
- * verified by nobody. Any process that can open the mailbox can write any pid and name.
- */
-export interface MessageSender {
-  /** The sending process's id, as the sender wrote it (not checked by the kernel). */
-  readonly pid: number;
-  /** The name the sender gave itself (`senderName`, or its endpoint name), if any. */
-  readonly name: string | undefined;
-}
-
-/** What {@link Mailbox.stats} reports. */
-export interface MailboxStats {
-  /** Messages sent since creation (mod 2^32); a rendezvous send taken back does not count. */
-  readonly sent: number;
-  /** Messages received since creation (mod 2^32). */
-  readonly received: number;
-  /** Messages sent and not yet received. */
-  readonly queued: number;
-}
-
 const decoder = new TextDecoder();
 const encoder = new TextEncoder();
 
-/**
- * A received message: its bytes and who sent it.
- *
- * @example Reading a message's sender and text
- * ```ts
- * import { Mailbox } from "@deno-ipc/ipc";
- * import assert from "node:assert/strict";
- *
- * using box = Mailbox.create({ capacity: 4, senderName: "me" });
- * try {
- *   await box.send("hi");
- *   const message = await box.receive();
- *   assert.equal(message.text(), "hi");
- *   assert.equal(message.sender.name, "me");
- *   assert.equal(message.sender.pid, Deno.pid);
- * } finally {
- *   box.delete();
- * }
- * ```
- */
-export class MailboxMessage {
-  /** The message's bytes. */
-  readonly data: Uint8Array;
-  /**
-   * Who sent it, as the sender claims: the pid and name are written by the sending
-   * process and nobody verifies them, so a process that can open the mailbox can
-   * claim to be anyone. A label, not proof: for an identity the kernel vouches for,
-   * use a Unix socket's `peerCredentials`.
-   */
-  readonly sender: MessageSender;
-  /** The mailbox (or link) it came through. */
-  readonly source: string;
-
-  /** Wraps a received message (made by the library, not by users). */
-  constructor(data: Uint8Array, sender: MessageSender, source: string) {
-    this.data = data;
-    this.sender = sender;
-    this.source = source;
-  }
-
-  /** The bytes decoded as UTF-8. */
-  text(): string {
-    return decoder.decode(this.data);
-  }
-
-  /** The bytes parsed as JSON. */
-  json<T = unknown>(): T {
-    return JSON.parse(this.text()) as T;
-  }
-}
-
 const MAGIC = 0x4d_42_4f_58; // "MBOX"
-const VERSION = 3;
+const VERSION = 4;
 
 // Control block layout (Int32 indices). Words written by different sides sit on
 // separate 64-byte cache lines.
@@ -138,113 +88,42 @@ const I_TOKEN = 7; // random: segment names are <name>.<token>.<index>
 const I_SEND_LOCK = 16; // 64-bit: the token of the process holding it
 const I_WRITE_SEGMENT = 18;
 const I_SENT = 19;
+const I_SEND_INTENT = 20; // the sequence being published; equals SENT between sends
 const I_RECEIVE_LOCK = 32; // 64-bit
 const I_READ_SEGMENT = 34;
 const I_TAKEN = 35;
-const I_SEND_WAITING = 48; // futex flag: senders wait for room
-const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message
+const I_SEND_WAITING = 48; // futex flag: senders wait for room (or the send lock)
+const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message (or the lock)
 const I_TAKEN_WAITING = 80; // futex flag: rendezvous senders wait for their message to go
-const I_OFFERS = 96; // receivers blocked in receive() on a zero-capacity mailbox
-const CONTROL_BYTES = 512;
+const I_FATE = 96; // 64-bit: the fate of the last rendezvous message (_rendezvous.ts)
+const I_SEND_LOCK_WAITING = 112; // futex flag: senders wait for the send lock
+const I_RECEIVE_LOCK_WAITING = 120; // futex flag: receivers wait for the receive lock
+const I_OFFER_SLOTS = 128; // 64-bit slots: tokens of receivers blocked in receive()
+const CONTROL_BYTES = 512 + OFFER_SLOTS * 8;
 
 const UNBOUNDED = -1;
 
-// A record in a ring: [u32 pid][u16 name length][u16 unused][name][payload].
-const RECORD_HEADER = 8;
-/** Longest sender name, in UTF-8 bytes. */
-const SENDER_NAME_MAX = 64;
-const RING_RECORD_OVERHEAD = 8; // MessageRing's own per-message header
-const MAX_RING_BYTES = 2 ** 30;
-const DEFAULT_MAX_MESSAGE = 4096;
-const MIN_SEGMENT_BYTES = 64 * 1024;
-/** Suffix room for segment names: ".", 8 hex digits of token, ".", up to 10 digits. */
-const SEGMENT_SUFFIX_MAX = 20;
-
 // A lock is held only while one message is copied; a holder that stays longer is
-// preempted or stopped. After this many spins a try form gives up ("busy").
-const LOCK_SPINS = 100_000;
+// preempted or stopped. A try form spins this long for it, then reports "busy"; waiting
+// forms sleep until the holder's release wakes them.
+const LOCK_SPIN_MS = 1;
 const QUICK_RETRIES = 16;
 
-function roundUp8(n: number): number {
-  return (n + 7) & ~7;
-}
-
-/** What a store is called in messages, e.g. "mailbox" or "link". */
-export interface StoreIdentity {
-  what: string;
-  /** Name used in error messages (a link's "P -> Q"); defaults to the object name. */
-  label?: string;
-}
-
-/** Options of {@link MailboxStore.create}. */
-export interface StoreCreateOptions {
-  name: string;
-  capacity: MailboxCapacity;
-  maxMessageSize?: number;
-  segmentSize?: number;
-  mode?: number;
-}
-
-/** Checks create options before any syscall. */
-export function validateStoreOptions(
-  options: unknown,
-  what: string,
-): Required<Omit<StoreCreateOptions, "name">> {
-  const checked = validateOptions<StoreCreateOptions>(options, what);
-  const capacity = checked.capacity;
-  if (capacity === undefined) {
-    throw new TypeError(`Invalid ${what} options: capacity is required (0, n or "unbounded")`);
+/**
+ * Takes a lock: one attempt, or with `patient` a spin of at most {@link LOCK_SPIN_MS}
+ * (yielding the CPU now and then, and taking the lock over from a dead holder).
+ */
+function acquire(lock: PidLock, patient: boolean): boolean {
+  if (lock.tryAcquire()) return true;
+  if (!patient) return false;
+  const deadline = performance.now() + LOCK_SPIN_MS;
+  for (let i = 1;; i++) {
+    if (lock.tryAcquire()) return true;
+    if ((i & 63) === 0 && !lock.recoverFromDeadHolder()) {
+      if (performance.now() >= deadline) return false;
+      libc().symbols.sched_yield();
+    }
   }
-  if (capacity !== "unbounded") {
-    validateInteger(capacity, `${what} capacity`, 0, 2 ** 24);
-  }
-  const maxMessageSize = validateInteger(
-    checked.maxMessageSize ?? DEFAULT_MAX_MESSAGE,
-    `${what} maxMessageSize`,
-    0,
-    MAX_RING_BYTES / 2,
-  );
-  const entry = RING_RECORD_OVERHEAD + roundUp8(RECORD_HEADER + SENDER_NAME_MAX + maxMessageSize);
-  const segmentSize = validateInteger(
-    checked.segmentSize ?? Math.max(MIN_SEGMENT_BYTES, 4 * entry),
-    `${what} segmentSize`,
-    entry,
-    MAX_RING_BYTES,
-  );
-  if (capacity !== "unbounded" && Math.max(capacity, 1) * entry > MAX_RING_BYTES) {
-    throw new RangeError(
-      `Invalid ${what} capacity ${capacity}: ${capacity} messages of up to ${maxMessageSize} ` +
-        `bytes need more than ${MAX_RING_BYTES} bytes of shared memory; lower maxMessageSize ` +
-        `or the capacity`,
-    );
-  }
-  const mode = validateMode(checked.mode ?? DEFAULT_MODE, what);
-  return { capacity, maxMessageSize, segmentSize, mode };
-}
-
-/** Checks a sender name: a string of at most {@link SENDER_NAME_MAX} UTF-8 bytes. */
-export function encodeSenderName(name: unknown): Uint8Array {
-  if (name === undefined) return new Uint8Array(0);
-  if (typeof name !== "string") {
-    throw new TypeError(`Invalid sender name: expected a string`);
-  }
-  const bytes = encoder.encode(name);
-  if (bytes.length > SENDER_NAME_MAX) {
-    throw new RangeError(
-      `Invalid sender name "${name.slice(0, 20)}...": ${bytes.length} bytes, the limit is ` +
-        `${SENDER_NAME_MAX}`,
-    );
-  }
-  return bytes;
-}
-
-/** Checks a mailbox name, leaving room for segment suffixes. */
-export function validateStoreName(name: unknown, what: string): string {
-  return validatePosixName(name, what, SHM_NAME_MAX - SEGMENT_SUFFIX_MAX);
-}
-
-function acquire(lock: PidLock): boolean {
-  return lock.acquireSpinning(LOCK_SPINS);
 }
 
 function ignoreNotFound(action: () => void): void {
@@ -262,6 +141,7 @@ function ignoreNotFound(action: () => void): void {
 export class MailboxStore {
   readonly #control: SharedMemory;
   readonly #words: Int32Array;
+  readonly #rendezvous: Rendezvous;
   readonly #lifetime: Lifetime;
   readonly #what: string;
   readonly #label: string;
@@ -272,6 +152,8 @@ export class MailboxStore {
   readonly #sendWaiting: FutexFlag;
   readonly #receiveWaiting: FutexFlag;
   readonly #takenWaiting: FutexFlag;
+  readonly #sendLockWaiting: FutexFlag;
+  readonly #receiveLockWaiting: FutexFlag;
   readonly #segments = new Map<number, MessageRing>();
   #record: Uint8Array;
   #recordNameLength = 0;
@@ -297,12 +179,15 @@ export class MailboxStore {
     this.#capacity = words[I_CAPACITY];
     this.#maxMessage = words[I_MAX_MESSAGE];
     const lockWords = control.view(BigInt64Array, 0, CONTROL_BYTES / 8);
+    this.#rendezvous = new Rendezvous(lockWords, I_FATE / 2, I_OFFER_SLOTS / 2);
     this.#sendLock = new PidLock(lockWords, I_SEND_LOCK / 2);
     this.#receiveLock = new PidLock(lockWords, I_RECEIVE_LOCK / 2);
     const flag = (index: number) => new FutexFlag(words, index, control.unsafePointer(index * 4));
     this.#sendWaiting = flag(I_SEND_WAITING);
     this.#receiveWaiting = flag(I_RECEIVE_WAITING);
     this.#takenWaiting = flag(I_TAKEN_WAITING);
+    this.#sendLockWaiting = flag(I_SEND_LOCK_WAITING);
+    this.#receiveLockWaiting = flag(I_RECEIVE_LOCK_WAITING);
     this.#lifetime = new Lifetime(() => {
       for (const ring of this.#segments.values()) ring.close();
       this.#segments.clear();
@@ -453,13 +338,13 @@ export class MailboxStore {
     this.#assertOpen("send");
     // A send of this handle is waiting: going first would break this sender's order.
     if (this.#sendTurns.busy) return false;
-    if (this.#capacity !== 0) return this.#attemptSend(record) !== undefined;
+    if (this.#capacity !== 0) return this.#attemptSend(record, true) !== undefined;
     // Zero capacity: only a receiver blocked in receive() can take it now. Publish, then
     // claim that receiver; if it left meanwhile, take the message back.
-    if (Atomics.load(this.#words, I_OFFERS) <= 0) return false;
-    const sequence = this.#attemptSend(record);
+    if (!this.#rendezvous.anyOffer()) return false;
+    const sequence = this.#attemptSend(record, true);
     if (sequence === undefined) return false;
-    if (this.#takeOffer()) return true;
+    if (this.#rendezvous.claimOffer()) return true;
     return !this.#retract(sequence);
   }
 
@@ -475,7 +360,7 @@ export class MailboxStore {
     try {
       let sequence: number | undefined;
       for (let i = 0; i < QUICK_RETRIES && sequence === undefined && !this.#sendTurns.busy; i++) {
-        sequence = this.#attemptSend(record);
+        sequence = this.#attemptSend(record, false);
       }
       if (sequence === undefined) sequence = await this.#sendInTurn(record.slice(), options);
       if (rendezvous) await this.#awaitTaken(sequence, started, options);
@@ -497,9 +382,12 @@ export class MailboxStore {
       const timeout = options?.timeout;
       const waitable = this.#waitable(
         "send",
-        untilDefined(() => this.#attemptSend(own)),
+        untilDefined(() => this.#attemptSend(own, false)),
         this.#sendWaiting,
         () => this.#isDeleted() || this.#hasRoom(),
+        () => this.#recover(true),
+        this.#sendLock,
+        this.#sendLockWaiting,
       );
       if (timeout !== undefined) {
         waitable.timedOutError = () => timedOutError("send", this.#what, this.#label, timeout);
@@ -523,12 +411,13 @@ export class MailboxStore {
       const waitable = this.#waitable(
         "send",
         () => {
-          if (this.#takenSince(mine)) return true;
+          if (this.#rendezvousTaken(mine)) return true;
           this.#throwIfDeleted("send");
           return PENDING;
         },
         this.#takenWaiting,
-        () => this.#isDeleted() || this.#takenSince(mine),
+        () => this.#isDeleted() || this.#rendezvousTaken(mine),
+        () => this.#recover(false),
       );
       if (timeout !== undefined) {
         waitable.timedOutError = () => timedOutError("send", this.#what, this.#label, timeout);
@@ -545,10 +434,13 @@ export class MailboxStore {
     }
   }
 
-  /** Receives the next message if one is there. */
-  tryReceive(): MailboxMessage | undefined {
+  /**
+   * Receives the next message if one is there. With `patient` (the try form) it waits up
+   * to about a millisecond for a lock another process holds; without, it never waits.
+   */
+  tryReceive(patient = true): MailboxMessage | undefined {
     this.#assertOpen("receive");
-    return this.#attemptReceive(undefined);
+    return this.#attemptReceive(undefined, patient);
   }
 
   /** Receives the next message, waiting for one. */
@@ -556,43 +448,56 @@ export class MailboxStore {
     this.#assertOpen("receive");
     validateWaitOptions(options);
     for (let i = 0; i < QUICK_RETRIES; i++) {
-      const message = this.#attemptReceive(undefined);
+      const message = this.#attemptReceive(undefined, false);
       if (message !== undefined) return message;
     }
-    const offer = this.#capacity === 0 ? { held: true } : undefined;
+    const offer = this.#capacity === 0 ? { slot: -1 } : undefined;
     const waitable = this.#waitable(
       "receive",
-      untilDefined(() => this.#attemptReceive(offer)),
+      untilDefined(() => this.#attemptReceive(offer, false)),
       this.#receiveWaiting,
       () => this.#isDeleted() || this.#queued() > 0,
+      () => this.#recover(false),
+      this.#receiveLock,
+      this.#receiveLockWaiting,
     );
     if (offer === undefined) return waitFor(waitable, options);
     // Zero capacity: offer to take a message, so that a trySend can hand one over. The
-    // attempt that takes a message withdraws the offer under the receive lock.
+    // attempt that takes a message withdraws the offer under the receive lock. With
+    // every slot taken this receiver waits without offering.
     this.#lifetime.pin();
-    Atomics.add(this.#words, I_OFFERS, 1);
+    offer.slot = this.#rendezvous.makeOffer();
+    step("mailbox.receive.offered");
     try {
       return await waitFor(waitable, options);
     } catch (error) {
-      if (offer.held) {
-        offer.held = false;
-        if (!this.#takeOffer()) {
+      if (offer.slot >= 0) {
+        const slot = offer.slot;
+        offer.slot = -1;
+        if (!this.#rendezvous.withdrawOffer(slot)) {
           // A trySend claimed this receiver after publishing its message: take it,
           // unless another receiver already did.
-          const message = this.#attemptReceive(undefined);
+          const message = this.#attemptReceive(undefined, true);
           if (message !== undefined) return message;
         }
       }
       throw error;
     } finally {
-      if (offer.held) this.#takeOffer();
+      if (offer.slot >= 0) this.#rendezvous.withdrawOffer(offer.slot);
       this.#lifetime.unpin();
     }
   }
 
-  /** Any message waiting (for receivers that wait on several stores at once). */
+  /**
+   * Any message waiting (for receivers that wait on several stores at once). Repairs
+   * the count left by a sender that died inside a send, so that its message is seen.
+   */
   hasMessage(): boolean {
-    return !this.#isDeleted() && this.#queued() > 0;
+    if (this.#isDeleted()) return false;
+    if (this.#queued() > 0) return true;
+    if (!this.#sendPending()) return false;
+    this.#recoverSender();
+    return this.#sendPending() || this.#queued() > 0;
   }
 
   /**
@@ -603,9 +508,15 @@ export class MailboxStore {
     this.#assertOpen("delete");
     const words = this.#words;
     Atomics.store(words, I_DELETED, 1);
-    this.#sendWaiting.wake();
-    this.#receiveWaiting.wake();
-    this.#takenWaiting.wake();
+    for (
+      const flag of [
+        this.#sendWaiting,
+        this.#receiveWaiting,
+        this.#takenWaiting,
+        this.#sendLockWaiting,
+        this.#receiveLockWaiting,
+      ]
+    ) flag.wake();
     const name = this.#control.name;
     ignoreNotFound(() => SharedMemory.unlink(name));
     const first = Atomics.load(words, I_READ_SEGMENT);
@@ -636,7 +547,7 @@ export class MailboxStore {
     record[1] = (pid >>> 8) & 0xff;
     record[2] = (pid >>> 16) & 0xff;
     record[3] = pid >>> 24;
-    record[4] = name.length;
+    record[RECORD_NAME_LENGTH] = name.length;
     record.set(name, RECORD_HEADER);
     this.#record = record;
     this.#recordNameLength = name.length;
@@ -668,8 +579,17 @@ export class MailboxStore {
     return this.#capacity === UNBOUNDED || this.#queued() < Math.max(this.#capacity, 1);
   }
 
-  #takenSince(sequence: number): boolean {
+  // Rendezvous: whether message `sequence` of this handle was taken. A receiver killed
+  // between its take and marking it leaves it pending; once TAKEN passed it, it counts
+  // as taken (and lost with that receiver).
+  #rendezvousTaken(sequence: number): boolean {
+    const state = this.#rendezvous.state(sequence);
+    if (state !== "pending") return state === "taken";
     return ((Atomics.load(this.#words, I_TAKEN) - sequence) | 0) >= 0;
+  }
+
+  #sendPending(): boolean {
+    return Atomics.load(this.#words, I_SEND_INTENT) !== Atomics.load(this.#words, I_SENT);
   }
 
   #segmentName(index: number): string {
@@ -719,43 +639,119 @@ export class MailboxStore {
     return ((sent - this.#takenSeen) | 0) < limit;
   }
 
-  // Publishes a record; returns its sequence number, or undefined when full or busy.
-  #attemptSend(record: Uint8Array): number | undefined {
+  // Takes the send lock and repairs what a sender that died holding it left.
+  #lockSend(patient: boolean): boolean {
+    if (!acquire(this.#sendLock, patient)) return false;
+    if (this.#words[I_SEND_INTENT] !== this.#words[I_SENT]) {
+      try {
+        this.#repairSend();
+      } catch (error) {
+        this.#releaseSend();
+        throw error;
+      }
+    }
+    return true;
+  }
+
+  // Under the send lock: a sender died between announcing sequence SEND_INTENT and
+  // counting it in SENT. Its record is in the chain or was taken (published), or never
+  // got there. An empty chain tells which (TAKEN passed it or not); a non-empty one
+  // cannot be read without taking, so the record counts as published.
+  #repairSend(): void {
     const words = this.#words;
-    if (!acquire(this.#sendLock)) return undefined;
+    const intent = words[I_SEND_INTENT];
+    let published = true;
+    if (acquire(this.#receiveLock, false)) {
+      try {
+        if (this.#chainEmpty()) published = ((words[I_TAKEN] - intent) | 0) >= 0;
+      } finally {
+        this.#releaseReceive();
+      }
+    }
+    if (published) words[I_SENT] = intent;
+    Atomics.store(words, I_SEND_INTENT, words[I_SENT]);
+    this.#receiveWaiting.wake(); // the count changed
+    this.#sendWaiting.wake();
+  }
+
+  // Under the receive lock: whether no record is left in any segment.
+  #chainEmpty(): boolean {
+    const words = this.#words;
+    const last = Atomics.load(words, I_WRITE_SEGMENT);
+    for (let k = words[I_READ_SEGMENT]; ((k - last) | 0) <= 0; k = (k + 1) | 0) {
+      try {
+        if (this.#segment(k).usedBytes !== 0) return false;
+      } catch (error) {
+        if (!(error instanceof NotFoundError)) throw error; // deleted, or never chained
+      }
+    }
+    return true;
+  }
+
+  // Publishes a record; returns its sequence number, or undefined when full or busy.
+  #attemptSend(record: Uint8Array, patient: boolean): number | undefined {
+    const words = this.#words;
+    if (!this.#lockSend(patient)) return undefined;
     let sequence: number;
     try {
       if (words[I_DELETED] !== 0) this.#throwIfDeleted("send");
-      if (!this.#hasRoomLocked()) return undefined;
-      const current = words[I_WRITE_SEGMENT]; // written only under the send lock
-      if (!this.#segment(current).trySend(record)) {
-        // Bounded rings are sized for `capacity` messages, so only an unbounded mailbox
-        // gets here: chain a new segment. A full /dev/shm makes this throw ENOSPC, and
-        // the message is not sent.
-        if (this.#capacity !== UNBOUNDED) return undefined;
-        const next = (current + 1) | 0;
-        const ring = this.#createSegment(next);
-        ring.trySend(record);
-        this.#segments.set(next, ring);
-        Atomics.store(words, I_WRITE_SEGMENT, next);
-        // delete() sets DELETED, then reads WRITE_SEGMENT: one of the two sides sees the
-        // other's store, so the new segment's name is removed either way.
-        if (Atomics.load(words, I_DELETED) !== 0) {
-          ignoreNotFound(() => MessageRing.unlink(this.#segmentName(next)));
-          this.#throwIfDeleted("send");
-        }
-        this.#releaseDrainedSegments(); // a handle that only sends would keep them all
+      if (!this.#hasRoomLocked()) {
+        step("mailbox.send.full");
+        return undefined;
       }
-      // Plain write under the lock: releasing it (a sequentially consistent store)
-      // publishes it.
       sequence = (words[I_SENT] + 1) | 0;
+      record[RECORD_SEQUENCE] = sequence & 0xff;
+      record[RECORD_SEQUENCE + 1] = (sequence >>> 8) & 0xff;
+      record[RECORD_SEQUENCE + 2] = (sequence >>> 16) & 0xff;
+      record[RECORD_SEQUENCE + 3] = sequence >>> 24;
+      if (this.#capacity === 0) {
+        this.#rendezvous.publish(sequence);
+      }
+      // Plain write: the ring's publishing store orders it before the record appears.
+      words[I_SEND_INTENT] = sequence;
+      if (!this.#publish(record)) {
+        words[I_SEND_INTENT] = words[I_SENT];
+        return undefined;
+      }
+      step("mailbox.send.published");
+      // Plain writes under the lock: releasing it (a sequentially consistent store)
+      // publishes them.
       words[I_SENT] = sequence;
+      words[I_SEND_INTENT] = sequence;
+    } catch (error) {
+      words[I_SEND_INTENT] = words[I_SENT]; // failed before publishing (ENOSPC, deleted)
+      throw error;
     } finally {
-      this.#sendLock.release();
+      this.#releaseSend();
     }
     this.#receiveWaiting.wake();
     this.onPublish?.();
     return sequence;
+  }
+
+  // Under the send lock: puts a record in the current segment, chaining a new one when
+  // an unbounded mailbox's segment is full. False when there is no room.
+  #publish(record: Uint8Array): boolean {
+    const words = this.#words;
+    const current = words[I_WRITE_SEGMENT]; // written only under the send lock
+    if (this.#segment(current).trySend(record)) return true;
+    // Bounded rings are sized for `capacity` messages, so only an unbounded mailbox
+    // gets here: chain a new segment. A full /dev/shm makes this throw ENOSPC, and the
+    // message is not sent.
+    if (this.#capacity !== UNBOUNDED) return false;
+    const next = (current + 1) | 0;
+    const ring = this.#createSegment(next);
+    ring.trySend(record);
+    this.#segments.set(next, ring);
+    Atomics.store(words, I_WRITE_SEGMENT, next);
+    // delete() sets DELETED, then reads WRITE_SEGMENT: one of the two sides sees the
+    // other's store, so the new segment's name is removed either way.
+    if (Atomics.load(words, I_DELETED) !== 0) {
+      ignoreNotFound(() => MessageRing.unlink(this.#segmentName(next)));
+      this.#throwIfDeleted("send");
+    }
+    this.#releaseDrainedSegments(); // a handle that only sends would keep them all
+    return true;
   }
 
   #createSegment(index: number): MessageRing {
@@ -773,21 +769,58 @@ export class MailboxStore {
 
   // `offer`: this receiver's zero-capacity offer, withdrawn here when it takes a
   // message, before TAKEN makes room for the next send.
-  #attemptReceive(offer: { held: boolean } | undefined): MailboxMessage | undefined {
-    if (!acquire(this.#receiveLock)) return undefined;
+  #attemptReceive(
+    offer: { slot: number } | undefined,
+    patient: boolean,
+  ): MailboxMessage | undefined {
+    const words = this.#words;
+    if (!acquire(this.#receiveLock, patient)) return undefined;
     let record: Uint8Array | undefined;
+    let repaired = false;
     try {
-      if (this.#words[I_DELETED] !== 0) this.#throwIfDeleted("receive");
-      record = this.#takeRecord();
-      if (record !== undefined && offer?.held) {
-        offer.held = false;
-        this.#takeOffer(); // false: claimed by a trySend, whose message this may be
+      if (words[I_DELETED] !== 0) this.#throwIfDeleted("receive");
+      while (true) {
+        record = this.#takeRecord();
+        if (record === undefined) {
+          // Empty now. If SENT (read after this look) is ahead of TAKEN, a second look
+          // that finds the chain still empty proves every record it counts was taken:
+          // by a receiver killed before counting its take.
+          const sent = Atomics.load(words, I_SENT);
+          if (((sent - words[I_TAKEN]) | 0) <= 0) break;
+          record = this.#takeRecord();
+          if (record === undefined) {
+            words[I_TAKEN] = sent;
+            repaired = true;
+            break;
+          }
+        }
+        step("mailbox.receive.taken");
+        const sequence = (record[RECORD_SEQUENCE] | (record[RECORD_SEQUENCE + 1] << 8) |
+          (record[RECORD_SEQUENCE + 2] << 16) | (record[RECORD_SEQUENCE + 3] << 24)) | 0;
+        const kept = this.#capacity !== 0 || this.#rendezvous.markTaken(sequence);
+        // As SENT: a plain write under the lock. Only forward: a record from before a
+        // repair cannot move it back.
+        if (((sequence - words[I_TAKEN]) | 0) > 0) words[I_TAKEN] = sequence;
+        if (kept) break;
+        record = undefined; // its sender took it back: drop it and look again
+        repaired = true;
       }
-      if (record !== undefined) this.#words[I_TAKEN] = (this.#words[I_TAKEN] + 1) | 0; // as SENT
+      if (record === undefined) step("mailbox.receive.empty");
+      if (record !== undefined && offer !== undefined && offer.slot >= 0) {
+        // False: claimed by a trySend, whose message this may be.
+        this.#rendezvous.withdrawOffer(offer.slot);
+        offer.slot = -1;
+      }
     } finally {
-      this.#receiveLock.release();
+      this.#releaseReceive();
     }
-    if (record === undefined) return undefined;
+    if (record === undefined) {
+      if (repaired) {
+        this.#sendWaiting.wake();
+        this.#takenWaiting.wake();
+      }
+      return undefined;
+    }
     this.#sendWaiting.wake();
     if (this.#capacity === 0) this.#takenWaiting.wake();
     return this.#unpack(record);
@@ -815,7 +848,7 @@ export class MailboxStore {
 
   #unpack(record: Uint8Array): MailboxMessage {
     const pid = (record[0] | (record[1] << 8) | (record[2] << 16) | (record[3] << 24)) >>> 0;
-    const nameLength = record[4];
+    const nameLength = record[RECORD_NAME_LENGTH];
     let name: string | undefined;
     if (nameLength > 0) {
       const last = this.#lastName;
@@ -835,60 +868,106 @@ export class MailboxStore {
   }
 
   // Rendezvous only: takes back this handle's published message `sequence` if no
-  // receiver has taken it. Returns whether it did. At capacity 0 at most one message
-  // is queued, so a message still queued is this one.
+  // receiver has taken it. Returns whether it did. The decision is one compare-and-swap
+  // (lib/_rendezvous.ts), so it needs no lock; when both locks are free the record is also removed
+  // (and not counted), otherwise receivers drop it when they reach it.
   #retract(sequence: number): boolean {
     if (this.#isDeleted()) return true;
-    const words = this.#words;
-    while (!acquire(this.#sendLock)) { /* a live holder is copying: keep trying */ }
-    try {
-      while (!acquire(this.#receiveLock)) { /* as above */ }
+    if (!this.#rendezvous.cancel(sequence)) return false;
+    if (this.#lockSend(false)) {
       try {
-        if (this.#takenSince(sequence)) return false;
-        const record = this.#takeRecord();
-        if (record === undefined) return false;
-        Atomics.sub(words, I_SENT, 1);
+        if (acquire(this.#receiveLock, false)) {
+          const words = this.#words;
+          try {
+            // At capacity 0 at most one message is queued: still queued, it is this one.
+            if (
+              words[I_SENT] === sequence && ((words[I_TAKEN] - sequence) | 0) < 0 &&
+              this.#takeRecord() !== undefined
+            ) {
+              words[I_SENT] = (sequence - 1) | 0;
+              words[I_SEND_INTENT] = words[I_SENT];
+            }
+          } finally {
+            this.#releaseReceive();
+          }
+        }
       } finally {
-        this.#receiveLock.release();
+        this.#releaseSend();
       }
-    } finally {
-      this.#sendLock.release();
     }
     this.#sendWaiting.wake();
     return true;
   }
 
-  // Takes one offer if any is left. A trySend takes one to claim a waiting receiver; a
-  // receiver takes one to withdraw its own (false: a trySend claimed it first).
-  #takeOffer(): boolean {
-    const words = this.#words;
-    for (let offers = Atomics.load(words, I_OFFERS); offers > 0;) {
-      const seen = Atomics.compareExchange(words, I_OFFERS, offers, offers - 1);
-      if (seen === offers) return true;
-      offers = seen;
+  // Takes over locks whose holders died, repairing what they left; `room`: for senders
+  // waiting for room, which a receiver killed before counting its take may hide.
+  #recover(room: boolean): void {
+    this.#recoverSender();
+    if (this.#receiveLock.recoverFromDeadHolder()) this.#receiveLockWaiting.wake();
+    if (room && !this.#hasRoom() && acquire(this.#receiveLock, false)) {
+      const words = this.#words;
+      let repaired = false;
+      try {
+        const sent = Atomics.load(words, I_SENT);
+        if (((sent - words[I_TAKEN]) | 0) > 0 && this.#chainEmpty()) {
+          words[I_TAKEN] = sent;
+          repaired = true;
+        }
+      } finally {
+        this.#releaseReceive();
+      }
+      if (repaired) this.#sendWaiting.wake();
     }
-    return false;
   }
 
+  // A sender that died inside a send: free its lock and repair its counts now (receivers
+  // only look at the counts).
+  #recoverSender(): void {
+    const freed = this.#sendLock.recoverFromDeadHolder();
+    if (!freed && !this.#sendPending()) return;
+    if (this.#lockSend(false)) this.#releaseSend();
+  }
+
+  // Every release wakes those who sleep on the lock (a load when nobody does): an
+  // attempt that fails (full, empty) releases it too.
+  #releaseSend(): void {
+    this.#sendLock.release();
+    this.#sendLockWaiting.wake();
+  }
+
+  #releaseReceive(): void {
+    this.#receiveLock.release();
+    this.#receiveLockWaiting.wake();
+  }
+
+  // A waitable whose park sleeps on the lock's flag while another process holds the
+  // lock (its release wakes that flag), else on `flag` until `ready()` may hold.
   #waitable<T>(
     operation: string,
     attempt: () => T | typeof PENDING,
     flag: FutexFlag,
     ready: () => boolean,
+    recover: () => void,
+    lock?: PidLock,
+    lockFlag?: FutexFlag,
   ): Waitable<T> {
-    return futexWaitable({
+    return {
       lifetime: this.#lifetime,
-      operation,
-      what: this.#what,
-      name: this.#label,
       attempt,
-      flag,
-      ready,
-      beforeCheck: () => {
-        this.#sendLock.recoverFromDeadHolder();
-        this.#receiveLock.recoverFromDeadHolder();
+      park: async (ms) => {
+        recover();
+        if (lock !== undefined && lock.held()) {
+          lockFlag!.announce();
+          if (lock.held()) await lockFlag!.sleep(ms);
+          return PENDING;
+        }
+        flag.announce();
+        if (!ready() && !lock?.held()) await flag.sleep(ms);
+        return PENDING;
       },
-    });
+      closedError: () => closedError(operation, this.#what, this.#label),
+      timedOutError: (ms) => timedOutError(operation, this.#what, this.#label, ms),
+    };
   }
 }
 

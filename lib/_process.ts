@@ -202,18 +202,6 @@ export class PidLock {
     return Atomics.compareExchange(this.#words, this.#index, 0n, currentProcessToken()) === 0n;
   }
 
-  /**
-   * Takes the lock, spinning while a live holder copies (yielding the CPU now and then,
-   * and taking the lock over from a dead holder); false after `maxSpins` attempts.
-   */
-  acquireSpinning(maxSpins: number): boolean {
-    for (let i = 1; !this.tryAcquire(); i++) {
-      if (i >= maxSpins) return false;
-      if ((i & 63) === 0 && !this.recoverFromDeadHolder()) libc().symbols.sched_yield();
-    }
-    return true;
-  }
-
   /** Releases the lock. */
   release(): void {
     Atomics.store(this.#words, this.#index, 0n);

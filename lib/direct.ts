@@ -14,11 +14,12 @@ import {
   encodeSenderName,
   type MailboxCapacity,
   type MailboxMessage,
-  MailboxStore,
   type StoreCreateOptions,
   validateStoreOptions,
-} from "./_mailbox_store.ts";
-import { currentPid, PidLock, processExists } from "./_process.ts";
+} from "./_mailbox_message.ts";
+import { MailboxStore } from "./_mailbox_store.ts";
+import { currentPid, processExists } from "./_process.ts";
+import { step } from "./_steps.ts";
 import { validateOptions } from "./_validate.ts";
 import { untilDefined, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
 import { SharedMemory } from "./shared_memory.ts";
@@ -45,12 +46,11 @@ const NAME_PATTERN = /^[A-Za-z0-9_-]{1,40}$/;
 const PREFIX = "/deno-ipc-dc";
 
 const MAGIC = 0x44_49_52_43; // "DIRC"
-const VERSION = 2;
+const VERSION = 3;
 const I_MAGIC = 0;
 const I_VERSION = 1;
 const I_OWNER = 2; // pid of the process that has the endpoint open; 0 when none
-const I_LOCK = 16; // 64-bit process token: guards appending to the peer table
-const I_PEER_COUNT = 18;
+const I_PEER_COUNT = 18; // slots claimed in the peer table (may pass MAX_PEERS briefly)
 const I_ANY_WAITING = 32; // futex flag: the owner waits in receive() from anyone
 const I_ARRIVALS = 48; // bumped on every message sent to the owner, and on new peers
 const TABLE_OFFSET = 256;
@@ -120,40 +120,42 @@ class Registry {
     }
   }
 
+  /** Slots of the peer table that were claimed (some may not be written yet). */
   get peerCount(): number {
-    return Atomics.load(this.words, I_PEER_COUNT);
+    return Math.min(Math.max(Atomics.load(this.words, I_PEER_COUNT), 0), MAX_PEERS);
   }
 
-  peer(index: number): string {
+  /**
+   * The name in slot `index`: undefined while its writer has not published it (one
+   * killed meanwhile leaves it so for good), null when it is not a valid name.
+   */
+  peer(index: number): string | null | undefined {
     const at = TABLE_OFFSET + index * SLOT_BYTES;
-    return decoder.decode(this.bytes.subarray(at + 1, at + 1 + this.bytes[at]));
+    const length = Atomics.load(this.bytes, at);
+    if (length === 0) return undefined;
+    if (length >= SLOT_BYTES) return null;
+    const name = decoder.decode(this.bytes.subarray(at + 1, at + 1 + length));
+    return NAME_PATTERN.test(name) ? name : null;
   }
 
-  // Adds `name` to the peer table unless it is there.
+  // Adds `name` to the peer table unless it is there. Without a lock, so that a writer
+  // that is stopped or killed holds up nobody: a slot is claimed by counting it, then
+  // written, then published by its length byte. Two processes adding the same name at
+  // once may both add it; readers ignore the second.
   register(name: string): void {
-    const has = () => {
-      for (let i = this.peerCount - 1; i >= 0; i--) if (this.peer(i) === name) return true;
-      return false;
-    };
-    if (has()) return;
-    const lock = new PidLock(this.shm.view(BigInt64Array, 0, TABLE_OFFSET / 8), I_LOCK / 2);
-    while (!lock.acquireSpinning(100_000)) { /* a live holder is writing one slot */ }
-    try {
-      if (has()) return;
-      const count = this.peerCount;
-      if (count >= MAX_PEERS) {
-        throw new RangeError(
-          `Too many peers: ${MAX_PEERS} processes already have links to "${this.shm.name}"`,
-        );
-      }
-      const at = TABLE_OFFSET + count * SLOT_BYTES;
-      const bytes = encoder.encode(name);
-      this.bytes[at] = bytes.length;
-      this.bytes.set(bytes, at + 1);
-      Atomics.store(this.words, I_PEER_COUNT, count + 1);
-    } finally {
-      lock.release();
+    for (let i = this.peerCount - 1; i >= 0; i--) if (this.peer(i) === name) return;
+    const index = Atomics.add(this.words, I_PEER_COUNT, 1);
+    if (index >= MAX_PEERS) {
+      Atomics.sub(this.words, I_PEER_COUNT, 1);
+      throw new RangeError(
+        `Too many peers: ${MAX_PEERS} processes already have links to "${this.shm.name}"`,
+      );
     }
+    step("direct.register.claimed");
+    const at = TABLE_OFFSET + index * SLOT_BYTES;
+    const bytes = encoder.encode(name);
+    this.bytes.set(bytes, at + 1);
+    Atomics.store(this.bytes, at, bytes.length);
     this.notify();
   }
 
@@ -215,6 +217,9 @@ export class DirectEndpoint implements Disposable {
   readonly #incoming = new Map<string, MailboxStore>();
   readonly #peerRegistries = new Map<string, Registry>();
   readonly #known: string[] = [];
+  readonly #knownSet = new Set<string>();
+  #scanned = 0; // peer table slots read so far
+  #unwritten: number[] = []; // slots claimed but not yet written when read
   #next = 0;
 
   private constructor(
@@ -231,7 +236,6 @@ export class DirectEndpoint implements Disposable {
     this.#lifetime = new Lifetime(() => {
       for (const store of [...this.#outgoing.values(), ...this.#incoming.values()]) store.close();
       for (const peer of this.#peerRegistries.values()) peer.shm.close();
-      Atomics.compareExchange(registry.words, I_OWNER, currentPid(), 0);
       registry.shm.close();
     });
   }
@@ -298,8 +302,9 @@ export class DirectEndpoint implements Disposable {
   }
 
   /**
-   * Sends `message` to `peer` if that needs no waiting; `false` when the link is full.
-   * `NotFoundError` when no endpoint `peer` exists in the namespace.
+   * Sends `message` to `peer` if that needs no waiting; `false` when the link is full, or
+   * busy (another process has held its lock for about a millisecond). `NotFoundError`
+   * when no endpoint `peer` exists in the namespace.
    */
   trySend(peer: string, message: Uint8Array | string): boolean {
     this.#assertOpen("send");
@@ -318,7 +323,7 @@ export class DirectEndpoint implements Disposable {
     }
   }
 
-  /** Receives `peer`'s next message if there is one. */
+  /** Receives `peer`'s next message if there is one (`undefined` also when busy). */
   tryReceiveFrom(peer: string): MailboxMessage | undefined {
     this.#assertOpen("receive");
     return this.#incomingFrom(this.#checkPeer(peer)).tryReceive();
@@ -334,10 +339,13 @@ export class DirectEndpoint implements Disposable {
     }
   }
 
-  /** Receives the next message from anyone if there is one (links taken in turn). */
+  /**
+   * Receives the next message from anyone if there is one (links taken in turn;
+   * `undefined` also when busy).
+   */
   tryReceive(): MailboxMessage | undefined {
     this.#assertOpen("receive");
-    return this.#attemptReceiveAny();
+    return this.#attemptReceiveAny(true);
   }
 
   /** Receives the next message from anyone, waiting for one. */
@@ -345,7 +353,7 @@ export class DirectEndpoint implements Disposable {
     try {
       this.#assertOpen("receive");
       validateWaitOptions(options);
-      const message = this.#attemptReceiveAny();
+      const message = this.#attemptReceiveAny(false);
       if (message !== undefined) return Promise.resolve(message);
     } catch (error) {
       return Promise.reject(error);
@@ -360,7 +368,7 @@ export class DirectEndpoint implements Disposable {
         name: this.#name,
         attempt: untilDefined(() => {
           arrivals = Atomics.load(registry.words, I_ARRIVALS);
-          return this.#attemptReceiveAny();
+          return this.#attemptReceiveAny(false);
         }),
         flag: registry.anyWaiting,
         ready: () =>
@@ -371,8 +379,14 @@ export class DirectEndpoint implements Disposable {
     );
   }
 
-  /** Releases this process's handles; the endpoint and its links stay. Idempotent. */
+  /**
+   * Releases this process's handles; the endpoint and its links stay. Idempotent. The
+   * name is free again when this returns, even while a pending receive's last wait slice
+   * still keeps the memory mapped.
+   */
   close(): void {
+    if (this.#lifetime.closed) return;
+    Atomics.compareExchange(this.#registry.words, I_OWNER, currentPid(), 0);
     this.#lifetime.close();
   }
 
@@ -497,21 +511,38 @@ export class DirectEndpoint implements Disposable {
 
   #refreshPeers(): void {
     const registry = this.#registry;
-    for (let i = this.#known.length; i < registry.peerCount; i++) {
-      const peer = registry.peer(i);
+    const count = registry.peerCount;
+    if (this.#scanned === count && this.#unwritten.length === 0) return;
+    const found: (string | null)[] = [];
+    this.#unwritten = this.#unwritten.filter((index) => {
+      const peer = registry.peer(index);
+      if (peer === undefined) return true;
+      found.push(peer);
+      return false;
+    });
+    for (; this.#scanned < count; this.#scanned++) {
+      const peer = registry.peer(this.#scanned);
+      if (peer === undefined) this.#unwritten.push(this.#scanned);
+      else found.push(peer);
+    }
+    for (const peer of found) {
+      if (peer === null || peer === this.#name || this.#knownSet.has(peer)) continue;
+      this.#knownSet.add(peer);
       this.#known.push(peer);
       this.#incomingFrom(peer);
     }
   }
 
-  #attemptReceiveAny(): MailboxMessage | undefined {
+  // `patient`: the try form, which waits about a millisecond for a link's lock held by
+  // another process; the wait loop's attempts never wait.
+  #attemptReceiveAny(patient: boolean): MailboxMessage | undefined {
     this.#refreshPeers();
     const known = this.#known;
     for (let j = 0; j < known.length; j++) {
       const index = (this.#next + j) % known.length;
       const store = this.#incoming.get(known[index]);
       if (store === undefined || store.closed || !store.hasMessage()) continue;
-      const message = store.tryReceive();
+      const message = store.tryReceive(patient);
       if (message !== undefined) {
         this.#next = index + 1;
         return message;

@@ -9,10 +9,10 @@ import {
   type MailboxCapacity,
   MailboxMessage,
   type MailboxStats,
-  MailboxStore,
   type MessageSender,
   validateStoreName,
-} from "./_mailbox_store.ts";
+} from "./_mailbox_message.ts";
+import { MailboxStore } from "./_mailbox_store.ts";
 import { randomPosixName, validateOptions } from "./_validate.ts";
 import type { WaitOptions } from "./_wait.ts";
 
@@ -62,7 +62,8 @@ const WHAT = "mailbox";
  * Capacity (fixed at creation):
  * - **0 (rendezvous):** `send` resolves only once a receiver has taken the message; a
  *   timeout or abort before that takes the message back. `trySend` succeeds only when a
- *   receiver is blocked in `receive()` right now, and hands the message to it.
+ *   live receiver is blocked in `receive()` right now, and hands the message to it (up
+ *   to 32 receivers at once offer themselves; more wait without offering).
  * - **n (bounded):** `send` waits while n messages are queued; `trySend` returns `false`.
  * - **"unbounded":** sends never wait for room: when the current segment of shared
  *   memory is full, the sender chains a new one (`segmentSize` bytes). What bounds it is
@@ -70,7 +71,14 @@ const WHAT = "mailbox";
  *   throws an `ErrnoError` with code `ENOSPC` and that message is not sent; messages
  *   already sent stay. Drained segments are removed as receivers move past them.
  *
- * Every blocking form takes `timeout` and `signal`; `trySend` / `tryReceive` never wait.
+ * Every blocking form takes `timeout` and `signal`; `trySend` / `tryReceive` never wait
+ * (for a lock another process holds they spin about a millisecond, then report "busy":
+ * `false` / `undefined`).
+ *
+ * Crashes: a process killed at any moment loses only this: a receiver killed after
+ * taking a message and before returning it loses that message. Counts it was updating
+ * are repaired by the next process that takes its lock; a dead receiver's rendezvous
+ * offer is ignored.
  * `close()` releases this handle; `delete()` removes the mailbox for every process:
  * handles elsewhere get `QueueRemovedError` at their next operation.
  *
@@ -208,8 +216,9 @@ export class Mailbox implements Disposable {
   /**
    * Sends `message` (bytes, or a string sent as UTF-8) if that needs no waiting;
    * returns `false` when the mailbox is full (at capacity 0: when no receiver is
-   * blocked in `receive()`), and while an earlier `send` of this handle still waits, so
-   * that one sender's messages keep their order.
+   * blocked in `receive()`), while an earlier `send` of this handle still waits, so that
+   * one sender's messages keep their order, and when another process has held the send
+   * lock for about a millisecond (busy).
    */
   trySend(message: Uint8Array | string): boolean {
     return this.#store.trySend(this.#store.prepare(message));
@@ -228,7 +237,10 @@ export class Mailbox implements Disposable {
     }
   }
 
-  /** Receives the next message if one is there; `undefined` when the mailbox is empty. */
+  /**
+   * Receives the next message if one is there; `undefined` when the mailbox is empty, or
+   * when another process has held the receive lock for about a millisecond (busy).
+   */
   tryReceive(): MailboxMessage | undefined {
     return this.#store.tryReceive();
   }

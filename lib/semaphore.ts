@@ -27,7 +27,7 @@ import {
   validateOptions,
   validatePosixName,
 } from "./_validate.ts";
-import { PENDING, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
+import { PENDING, validateWaitOptions, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
 export type { WaitOptions } from "./_wait.ts";
@@ -543,6 +543,12 @@ export class Mutex implements Disposable {
   // Guards of this handle not yet released: close() releases them, so that closing a
   // handle never leaves the lock held for other processes.
   readonly #guards = new Set<MutexGuard>();
+  // lock() calls not yet settled. close() cancels their waits through #closing; a call
+  // that took the unit anyway posts it back, and the last one to settle closes the
+  // semaphore handle, so that a unit is never lost with the handle.
+  #pending = 0;
+  #closed = false;
+  readonly #closing = new AbortController();
 
   /**
    * Wraps a semaphore whose value is 1 (unlocked) or 0 (locked), such as an
@@ -581,31 +587,60 @@ export class Mutex implements Disposable {
 
   /** Whether `close()` was called. */
   get closed(): boolean {
-    return this.#semaphore.closed;
+    return this.#closed;
   }
 
   /**
    * Waits for the lock and returns its guard. Same options and errors as
-   * {@link NamedSemaphore.wait}.
+   * {@link NamedSemaphore.wait}; `close()` meanwhile rejects it with `ClosedError`
+   * (and never leaves the lock held).
    */
   async lock(options?: WaitOptions): Promise<MutexGuard> {
-    await this.#semaphore.wait(options);
-    return this.#guard();
+    this.#assertOpen("lock");
+    const { timeout, signal } = validateWaitOptions(options);
+    signal?.throwIfAborted();
+    this.#pending++;
+    try {
+      if (!this.#semaphore.tryWait()) {
+        await this.#semaphore.wait({
+          timeout,
+          signal: signal === undefined
+            ? this.#closing.signal
+            : AbortSignal.any([this.#closing.signal, signal]),
+        });
+      }
+      if (this.#closed) {
+        // Taken after close(): give it back before the semaphore handle goes.
+        this.#semaphore.post();
+        throw this.#closedError("lock");
+      }
+      return this.#guard();
+    } catch (error) {
+      // close() aborted the wait: report it as closed, not as an abort.
+      if (this.#closed && error === this.#closing.signal.reason) throw this.#closedError("lock");
+      throw error;
+    } finally {
+      this.#pending--;
+      if (this.#closed && this.#pending === 0) this.#semaphore.close();
+    }
   }
 
   /** Takes the lock if it is free; returns its guard, or `undefined` if it is held. */
   tryLock(): MutexGuard | undefined {
+    this.#assertOpen("tryLock");
     return this.#semaphore.tryWait() ? this.#guard() : undefined;
   }
 
   /**
-   * Releases the locks this handle holds, then closes the underlying semaphore handle.
-   * Idempotent.
+   * Releases the locks this handle holds, ends its pending `lock()` calls with
+   * `ClosedError`, then closes the underlying semaphore handle. Idempotent.
    */
   close(): void {
-    if (this.#semaphore.closed) return;
+    if (this.#closed) return;
+    this.#closed = true;
     for (const guard of [...this.#guards]) guard.release();
-    this.#semaphore.close();
+    this.#closing.abort(this.#closedError("lock"));
+    if (this.#pending === 0) this.#semaphore.close();
   }
 
   /**
@@ -622,6 +657,14 @@ export class Mutex implements Disposable {
   /** Same as {@link Mutex.close}. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#closed) throw this.#closedError(operation);
+  }
+
+  #closedError(operation: string): Error {
+    return closedError(operation, "mutex", this.name);
   }
 
   #guard(): MutexGuard {

@@ -134,6 +134,25 @@ ipcTest("messages wait for a peer that closed; its name can be opened again", as
   }
 });
 
+ipcTest("closing an endpoint while a receive is pending frees its name at once", async () => {
+  const ns = namespace();
+  const first = DirectEndpoint.open({ name: "Q", namespace: ns });
+  try {
+    const pending = first.receive({ timeout: 5000 });
+    pending.catch(() => {});
+    await delay(20); // the receive is parked in a wait slice
+    first.close();
+    await assert.rejects(pending, ClosedError);
+    using again = DirectEndpoint.open({ name: "Q", namespace: ns });
+    assert.equal(again.closed, false);
+    await delay(150); // the closed receive's last slice finishes on the thread pool
+  } finally {
+    first.close();
+    await delay(150);
+    removeEndpoints(ns, ["Q"]);
+  }
+});
+
 ipcTest("unknown peers, self links and bad names are clear errors", async () => {
   const ns = namespace();
   using p = DirectEndpoint.open({ name: "P", namespace: ns });

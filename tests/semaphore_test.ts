@@ -434,6 +434,54 @@ ipcTest("Mutex.close() releases the locks its handle holds, for other processes"
   }
 });
 
+ipcTest("Mutex.lock() racing close() never leaves the lock held for other processes", async () => {
+  const name = testName();
+  const mutex = Mutex.create({ name });
+  try {
+    // close() comes before the caller sees lock()'s result: either lock() rejects with
+    // ClosedError, or its guard was already released by close() (releasing it again does
+    // nothing). Either way the lock is free for everyone else.
+    const racing = mutex.lock();
+    mutex.close();
+    await racing.then(
+      (guard) => guard.release(),
+      (error) => assert.ok(error instanceof ClosedError, String(error)),
+    );
+    using other = Mutex.open({ name });
+    const guard = other.tryLock();
+    assert.ok(guard, "the lock stayed held after close() raced lock()");
+    // A lock() that is waiting when its handle closes also ends with ClosedError.
+    const third = Mutex.open({ name });
+    const waiting = third.lock({ timeout: 5000 });
+    await delay(20);
+    third.close();
+    await assert.rejects(waiting, ClosedError);
+    assert.equal(third.closed, true);
+    guard.release();
+    await delay(SLICE_SETTLE_MS); // the abandoned wait's last slice ends (a unit it took goes back)
+    const again = other.tryLock();
+    assert.ok(again, "a lock() cancelled by close() kept the lock");
+    again.release();
+  } finally {
+    NamedSemaphore.unlink(name);
+  }
+});
+
+ipcTest("Mutex.lock() checks its options and signal before taking the lock", async () => {
+  const name = testName();
+  using mutex = Mutex.create({ name });
+  try {
+    await assert.rejects(mutex.lock({ timeout: -1 }), RangeError);
+    await assert.rejects(mutex.lock(5 as never), TypeError);
+    await assert.rejects(mutex.lock({ signal: AbortSignal.abort(new Error("no")) }), /no/);
+    const guard = mutex.tryLock();
+    assert.ok(guard, "a rejected lock() kept the lock");
+    guard.release();
+  } finally {
+    NamedSemaphore.unlink(name);
+  }
+});
+
 ipcTest("Mutex.unlink() of a mutex over an unnamed semaphore is a TypeError", () => {
   using shm = SharedMemory.create({ name: testName(), size: UnnamedSemaphore.SIZE });
   try {
