@@ -2,7 +2,6 @@
 // must carry the structure's magic number and be as large as its header says.
 import { ERRNO } from "../ffi/constants.ts";
 import { ErrnoError } from "../ffi/errno.ts";
-import { sleepSync } from "./_process.ts";
 import { SHM_NAME_MAX, validateOptions, validatePosixName } from "./_validate.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
@@ -28,28 +27,8 @@ export function openLayout(
   if (!valid) {
     throw new ErrnoError(ERRNO.EINVAL, "open", {
       objectName: name,
-      message: `Shared memory "${name}" is not a ${what} (or not initialized yet)`,
+      message: `Shared memory "${name}" is not a ${what}`,
     });
   }
   return shm;
-}
-
-/**
- * Runs `open` until it succeeds, again every millisecond (for about a second) while it
- * fails because the structure is still being initialized by its creator (the EINVAL of
- * {@link openLayout}) or `alsoRetry` says the error is a passing race.
- */
-export function retryWhileInitializing<T>(
-  open: () => T,
-  alsoRetry: (error: unknown) => boolean = () => false,
-): T {
-  for (let attempt = 0;; attempt++) {
-    try {
-      return open();
-    } catch (error) {
-      const initializing = error instanceof ErrnoError && error.errno === ERRNO.EINVAL;
-      if (!(initializing || alsoRetry(error)) || attempt >= 1000) throw error;
-      sleepSync(1);
-    }
-  }
 }

@@ -36,7 +36,7 @@ import {
   timedOutError,
 } from "../ffi/errno.ts";
 import { FutexFlag } from "./_futex.ts";
-import { openLayout, retryWhileInitializing } from "./_layout.ts";
+import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { currentPid, PidLock } from "./_process.ts";
 import { OFFER_SLOTS, Rendezvous } from "./_rendezvous.ts";
@@ -211,21 +211,33 @@ export class MailboxStore {
     const entry = RING_RECORD_OVERHEAD +
       roundUp8(RECORD_HEADER + SENDER_NAME_MAX + maxMessageSize);
     const ringBytes = capacity === "unbounded" ? segmentSize : Math.max(capacity, 1) * entry;
-    const control = SharedMemory.create({ name, size: CONTROL_BYTES, mode });
+    const token = crypto.getRandomValues(new Int32Array(1))[0];
+    const firstSegment = segmentName(name, token, 0);
+    let segmentMade = false;
+    let control: SharedMemory;
     try {
-      const words = control.view(Int32Array, 0, CONTROL_BYTES / 4);
-      words[I_VERSION] = VERSION;
-      words[I_CAPACITY] = capacity === "unbounded" ? UNBOUNDED : capacity;
-      words[I_MAX_MESSAGE] = maxMessageSize;
-      words[I_SEGMENT_BYTES] = ringBytes;
-      words[I_MODE] = mode;
-      words[I_TOKEN] = crypto.getRandomValues(new Int32Array(1))[0];
-      MessageRing.create(ringOptions(segmentName(name, words[I_TOKEN], 0), ringBytes, mode))
-        .close();
-      Atomics.store(words, I_MAGIC, MAGIC); // last: openers check it
+      // The control block's name appears only once it is whole, first segment included:
+      // no opener ever sees a half-made mailbox, and a creator killed meanwhile leaves
+      // the name free (at worst an orphan segment under its random token).
+      control = SharedMemory.create({
+        name,
+        size: CONTROL_BYTES,
+        mode,
+        initialize: (shm) => {
+          const words = shm.view(Int32Array, 0, CONTROL_BYTES / 4);
+          words[I_MAGIC] = MAGIC;
+          words[I_VERSION] = VERSION;
+          words[I_CAPACITY] = capacity === "unbounded" ? UNBOUNDED : capacity;
+          words[I_MAX_MESSAGE] = maxMessageSize;
+          words[I_SEGMENT_BYTES] = ringBytes;
+          words[I_MODE] = mode;
+          words[I_TOKEN] = token;
+          MessageRing.create(ringOptions(firstSegment, ringBytes, mode)).close();
+          segmentMade = true;
+        },
+      });
     } catch (error) {
-      control.close();
-      ignoreNotFound(() => SharedMemory.unlink(name));
+      if (segmentMade) ignoreNotFound(() => MessageRing.unlink(firstSegment));
       throw error;
     }
     return new MailboxStore(control, identity, senderName);
@@ -243,22 +255,27 @@ export class MailboxStore {
   }
 
   /**
-   * Opens the store, or creates it when it does not exist; returns it and whether this
-   * call created it. Waits briefly for a concurrent creator to finish initializing.
+   * Opens the store, or creates it when it does not exist. Stores appear whole (see
+   * create), so the only race is with a deletion between the two attempts: retried.
    */
   static openOrCreate(
     options: StoreCreateOptions,
     identity: StoreIdentity,
     senderName: Uint8Array,
   ): MailboxStore {
-    return retryWhileInitializing(() => {
+    for (let attempt = 0;; attempt++) {
       try {
         return MailboxStore.create(options, identity, senderName);
       } catch (error) {
         if (!(error instanceof AlreadyExistsError)) throw error;
       }
-      return MailboxStore.open(options.name, identity, senderName);
-    }, (error) => error instanceof NotFoundError); // its creator gave up meanwhile
+      try {
+        return MailboxStore.open(options.name, identity, senderName);
+      } catch (error) {
+        // Deleted between our create and open: try again, a few times.
+        if (!(error instanceof NotFoundError) || attempt >= 3) throw error;
+      }
+    }
   }
 
   /** The control block's name. */

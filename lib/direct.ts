@@ -8,7 +8,7 @@
 import { ERRNO } from "../ffi/constants.ts";
 import { AlreadyExistsError, closedError, NotFoundError } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
-import { openLayout, retryWhileInitializing } from "./_layout.ts";
+import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import {
   encodeSenderName,
@@ -99,20 +99,24 @@ class Registry {
   }
 
   static openExisting(name: string): Registry {
-    return retryWhileInitializing(() =>
-      new Registry(openLayout({ name }, WHAT, (shm) =>
-        shm.size >= REGISTRY_BYTES &&
-        Atomics.load(shm.view(Int32Array, 0, 4), I_MAGIC) === MAGIC &&
-        shm.view(Int32Array, 0, 4)[I_VERSION] === VERSION))
-    );
+    return new Registry(openLayout({ name }, WHAT, (shm) =>
+      shm.size >= REGISTRY_BYTES &&
+      Atomics.load(shm.view(Int32Array, 0, 4), I_MAGIC) === MAGIC &&
+      shm.view(Int32Array, 0, 4)[I_VERSION] === VERSION));
   }
 
   static openOrCreate(name: string, mode: number): Registry {
     try {
-      const shm = SharedMemory.create({ name, size: REGISTRY_BYTES, mode });
-      const words = shm.view(Int32Array, 0, 4);
-      words[I_VERSION] = VERSION;
-      Atomics.store(words, I_MAGIC, MAGIC);
+      const shm = SharedMemory.create({
+        name,
+        size: REGISTRY_BYTES,
+        mode,
+        initialize: (shm) => {
+          const words = shm.view(Int32Array, 0, 4);
+          words[I_MAGIC] = MAGIC;
+          words[I_VERSION] = VERSION;
+        },
+      });
       return new Registry(shm);
     } catch (error) {
       if (!(error instanceof AlreadyExistsError)) throw error;

@@ -256,8 +256,15 @@ ipcTest(
             }
             // With a 60 s slice, a lost wake-up shows as a child still waiting here.
             const finished = Promise.all(children.map((child) => child.status));
-            const timer = delay(20_000).then(() => "stuck");
-            assert.notEqual(await Promise.race([finished, timer]), "stuck", "a child never woke");
+            let timer: ReturnType<typeof setTimeout> | undefined;
+            const stuck = new Promise((resolve) =>
+              timer = setTimeout(() => resolve("stuck"), 20_000)
+            );
+            try {
+              assert.notEqual(await Promise.race([finished, stuck]), "stuck", "a child never woke");
+            } finally {
+              clearTimeout(timer);
+            }
             const seen = new Set<string>();
             for (const output of (await Promise.all(outputs)).slice(3)) {
               const last = new Map<number, number>();

@@ -8,7 +8,7 @@ import {
   QueueRemovedError,
   TimedOutError,
 } from "../mod.ts";
-import { delay, ipcTest, testName } from "./_helpers.ts";
+import { Child, delay, ipcTest, testName } from "./_helpers.ts";
 
 function shmCount(prefix: string): number {
   return Array.from(Deno.readDirSync("/dev/shm")).filter((e) => e.name.startsWith(prefix)).length;
@@ -335,3 +335,30 @@ ipcTest("segments never touch another object named like them", async () => {
     other.unlink();
   }
 });
+
+ipcTest(
+  "a creator killed while initializing a mailbox leaves its name free: the next create works at once",
+  async () => {
+    const name = testName("mbx");
+    // Step 1 is the first segment's own publish, step 2 the control block's, just before
+    // its name appears.
+    const child = new Child("channel_child.ts", ["create-mailbox", name], ["-A"], {
+      DENO_IPC_CRASH_AT: "shm.create.initialized",
+      DENO_IPC_CRASH_AFTER: "2",
+    });
+    assert.equal(await child.line(), "creating");
+    assert.equal((await child.status()).signal, "SIGKILL");
+    assert.throws(() => Mailbox.open({ name }), NotFoundError);
+    using box = Mailbox.create({ name, capacity: 2 });
+    try {
+      await box.send("works");
+      assert.equal((await box.receive({ timeout: 1000 })).text(), "works");
+    } finally {
+      box.delete();
+      // The dead creator's first segment, under its own random token.
+      for (const entry of Deno.readDirSync("/dev/shm")) {
+        if (entry.name.startsWith(`${name.slice(1)}.`)) Deno.removeSync(`/dev/shm/${entry.name}`);
+      }
+    }
+  },
+);

@@ -7,7 +7,13 @@
 // KIND: textbook | semaphore | ring
 // Crash points: see _crash.ts.
 import "./_crash.ts";
-import { BoundedBuffer, type Channel, MessageRing, SemaphoreBoundedBuffer } from "../../mod.ts";
+import {
+  BoundedBuffer,
+  type Channel,
+  Mailbox,
+  MessageRing,
+  SemaphoreBoundedBuffer,
+} from "../../mod.ts";
 import { makeItem, readItem } from "../_channel_harness.ts";
 
 function open(kind: string, name: string): Channel {
@@ -56,6 +62,10 @@ if (action === "producer") {
   console.log("sending");
   ring.trySend(message);
   console.log("sent");
+} else if (action === "create-mailbox") {
+  console.log("creating");
+  Mailbox.create({ name: Deno.args[1], capacity: 4 }).close();
+  console.log("created");
 } else if (action === "create-ring") {
   console.log("creating");
   MessageRing.create({ name: Deno.args[1], capacity: 1024 }).close();
