@@ -13,6 +13,7 @@ export class Lifetime {
   #inflight = 0;
   #controller = new AbortController();
   #release: () => void;
+  #whenReleased: PromiseWithResolvers<void> | undefined;
 
   /** `release` frees the handle's kernel resources; it runs exactly once. */
   constructor(release: () => void) {
@@ -49,10 +50,20 @@ export class Lifetime {
     this.#maybeRelease();
   }
 
+  /** Resolves once the resources are released: closed, and no pool call still running. */
+  get released(): Promise<void> {
+    if (this.#released) return Promise.resolve();
+    return (this.#whenReleased ??= Promise.withResolvers<void>()).promise;
+  }
+
   #maybeRelease(): void {
     if (this.#closed && this.#inflight === 0 && !this.#released) {
       this.#released = true;
-      this.#release();
+      try {
+        this.#release();
+      } finally {
+        this.#whenReleased?.resolve();
+      }
     }
   }
 }

@@ -359,6 +359,14 @@ export class UnixListener {
   }
 
   /**
+   * Resolves once closed and no accept still waits in poll(2) on the pool (the
+   * shutdown in close() makes such a poll return at once).
+   */
+  get released(): Promise<void> {
+    return this.#lifetime.released;
+  }
+
+  /**
    * Binds `path` (nothing may exist there: `AlreadyExistsError`), gives the new file
    * `mode`, then listens. Between bind and listen a connect is refused by the kernel,
    * so nobody connects through the umask's mode.
@@ -454,11 +462,13 @@ export class UnixListener {
    * link put there since.
    */
   close(): void {
-    if (!this.#lifetime.close()) return;
-    // (as UnixStream.close) A shut-down listener refuses new clients at once.
+    // (as UnixStream.close) A shut-down listener refuses new clients at once, and a
+    // poll(2) waiting on it returns.
+    if (this.#lifetime.closed) return;
     const { symbols } = libc();
     symbols.shutdown(this.#fd, C.SHUT_RDWR);
     symbols.close(this.#fd);
+    this.#lifetime.close();
     removeIfSame(this.#path, this.#device, this.#inode);
   }
 }

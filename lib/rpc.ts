@@ -602,6 +602,7 @@ export class RpcServer implements AsyncDisposable {
     this.#server.close();
     for (const connection of this.#connections) connection.close();
     await this.#serving.catch(() => {});
+    await this.#server.released;
   }
 
   /** Same as `close()`. */

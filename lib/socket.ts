@@ -745,6 +745,14 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     this.#accepting?.then((conn) => conn.close(), () => {});
   }
 
+  /**
+   * Resolves once the server is closed and no accept still waits off the main thread
+   * (for an op sanitizer, or before the process must hold no more pool calls).
+   */
+  get released(): Promise<void> {
+    return this.#listener.released ?? Promise.resolve();
+  }
+
   /** Same as `close()`. */
   [Symbol.dispose](): void {
     this.close();
@@ -761,4 +769,6 @@ type Listener = {
   readonly addr: Deno.Addr;
   accept(): Promise<Stream>;
   close(): void;
+  /** Our Unix listener: resolves once no accept still waits on its descriptor. */
+  readonly released?: Promise<void>;
 };
