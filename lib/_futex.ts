@@ -102,6 +102,7 @@ export function futexWaitable<T>(options: FutexWaitableOptions<T>): Waitable<T> 
     attempt,
     park: async (ms) => {
       flag.announce();
+      step("wait.announced"); // a waker may run between announcing and checking
       beforeCheck?.();
       if (!ready()) {
         step("wait.sleep");

@@ -671,7 +671,10 @@ export class MessageRing extends Channel {
     } finally {
       lock?.release();
       // Senders may sleep on the lock whatever this attempt did.
-      if (lock) this.#sendWaiting.wake();
+      if (lock) {
+        step("ring.send.released");
+        this.#sendWaiting.wake();
+      }
     }
     if (sent) this.#receiveWaiting.wake();
     return sent;
@@ -785,7 +788,10 @@ export class MessageRing extends Channel {
       lock?.release();
       // Receivers may sleep on the lock whatever this attempt did (found nothing, or
       // a message too large for the buffer).
-      if (lock) this.#receiveWaiting.wake();
+      if (lock) {
+        step("ring.receive.released");
+        this.#receiveWaiting.wake();
+      }
     }
     if (taken) this.#sendWaiting.wake();
     return length;

@@ -195,17 +195,19 @@ export class SharedMemory implements Disposable {
     const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
     const size = validateInteger(checked.size, `${WHAT} size`, 1, MAX_SIZE);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
-    // Retry while another process creates or removes the same name between our calls.
+    // Open first: creating reserves a full-size temporary, which must not be paid (or
+    // fail with ENOSPC) for an object that exists. Retry while another process creates
+    // or removes the same name between our calls.
     for (let attempt = 0;; attempt++) {
-      try {
-        return SharedMemory.#create(name, size, mode);
-      } catch (error) {
-        if (!(error instanceof ErrnoError && error.code === "EEXIST") || attempt > 100) throw error;
-      }
       try {
         return SharedMemory.#openWhenReady(name, size);
       } catch (error) {
         if (!(error instanceof ErrnoError && error.code === "ENOENT") || attempt > 100) throw error;
+      }
+      try {
+        return SharedMemory.#create(name, size, mode);
+      } catch (error) {
+        if (!(error instanceof ErrnoError && error.code === "EEXIST") || attempt > 100) throw error;
       }
     }
   }
@@ -480,6 +482,10 @@ function temporaryName(): string {
 
 // Removes the temporaries of creators that died between making and publishing an object.
 function removeDeadTemporaries(): void {
+  // Never a permission prompt: without read access the leftovers stay until a create
+  // that has it.
+  const read = Deno.permissions.querySync({ name: "read", path: C.shmDirectory });
+  if (read.state !== "granted") return;
   let entries: Iterable<Deno.DirEntry>;
   try {
     entries = Deno.readDirSync(C.shmDirectory);

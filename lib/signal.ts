@@ -631,6 +631,12 @@ export class Doorbell implements Disposable {
       symbols.close(pidfd);
       return undefined; // another user's process: never signalled
     }
+    // A process that does not catch the signal would take its default action (death):
+    // only a process with a handler installed for it is a listener.
+    if (!signalCaught(pid, receiverParts(word).signal)) {
+      symbols.close(pidfd);
+      return undefined;
+    }
     this.#target = { word, pidfd };
     return pidfd;
   }
@@ -806,8 +812,18 @@ const statusBuffer = new Uint8Array(4096);
 
 // Whether `signal` is pending for this process (ShdPnd) or the calling thread (SigPnd).
 function signalPending(signal: number): boolean {
+  return signalBitSet(statusPath, ["SigPnd", "ShdPnd"], signal);
+}
+
+// Whether process `pid` has a handler installed for `signal` (SigCgt of its status).
+function signalCaught(pid: number, signal: number): boolean {
+  return signalBitSet(new TextEncoder().encode(`/proc/${pid}/status\0`), ["SigCgt"], signal);
+}
+
+function signalBitSet(path: Uint8Array<ArrayBuffer>, fields: string[], signal: number): boolean {
+  if (!(signal >= 1 && signal <= 64)) return false;
   const { open, read, close } = libc().symbols;
-  const fd = open(statusPath, C.O_RDONLY | C.O_CLOEXEC, 0);
+  const fd = open(path, C.O_RDONLY | C.O_CLOEXEC, 0);
   if (fd < 0) return false;
   let length: number;
   try {
@@ -817,7 +833,7 @@ function signalPending(signal: number): boolean {
   }
   const text = new TextDecoder().decode(statusBuffer.subarray(0, Math.max(0, length)));
   const bit = 1n << BigInt(signal - 1);
-  for (const field of ["SigPnd", "ShdPnd"]) {
+  for (const field of fields) {
     const match = new RegExp(`\\n${field}:\\s*([0-9a-f]+)`).exec(text);
     if (match !== null && (BigInt(`0x${match[1]}`) & bit) !== 0n) return true;
   }

@@ -337,8 +337,8 @@ export const MUTANTS: Mutant[] = [
     id: "ring-failed-attempt-wake-dropped",
     description: "a send whose attempt fails releases the lock without waking senders",
     file: "lib/message_ring.ts",
-    find: "      if (lock) this.#sendWaiting.wake();\n    }\n    if (sent)",
-    replace: "    }\n    if (sent && lock) this.#sendWaiting.wake();\n    if (sent)",
+    find: "        this.#sendWaiting.wake();\n      }\n    }\n    if (sent)",
+    replace: "      }\n    }\n    if (sent && lock) this.#sendWaiting.wake();\n    if (sent)",
     killers: [
       { test: WAKEUP, filter: "a sender sleeping on a held send lock is woken" },
       { test: STEPS, filter: "MessageRing, step by step: any interleaving" },
@@ -348,8 +348,8 @@ export const MUTANTS: Mutant[] = [
     id: "ring-failed-take-wake-dropped",
     description: "a receive whose attempt finds nothing releases the lock without waking",
     file: "lib/message_ring.ts",
-    find: "      if (lock) this.#receiveWaiting.wake();\n    }\n    if (taken)",
-    replace: "    }\n    if (taken && lock) this.#receiveWaiting.wake();\n    if (taken)",
+    find: "        this.#receiveWaiting.wake();\n      }\n    }\n    if (taken)",
+    replace: "      }\n    }\n    if (taken && lock) this.#receiveWaiting.wake();\n    if (taken)",
     killers: [{ test: WAKEUP, filter: "a receiver sleeping on a held receive lock is woken" }],
   },
   {
@@ -453,6 +453,14 @@ export const MUTANTS: Mutant[] = [
     file: "lib/signal.ts",
     find: "    if (pidfd < 0 || !processAlive(pid, startTime)) {",
     replace: "    if (pidfd < 0) {",
+    killers: [{ test: SIGNAL, filter: "never signals what shared memory names" }],
+  },
+  {
+    id: "doorbell-uncaught-signal",
+    description: "a ring signals a process that does not catch the signal (it dies of it)",
+    file: "lib/signal.ts",
+    find: "    if (!signalCaught(pid, receiverParts(word).signal)) {",
+    replace: "    if (false) {",
     killers: [{ test: SIGNAL, filter: "never signals what shared memory names" }],
   },
   // lib/shared_memory.ts (creation)

@@ -322,13 +322,20 @@ ipcTest(
       assert.equal(bell.ring(), false);
       writeReceiver(bell.name, 0xff_ffff, 0, 12);
       assert.equal(bell.ring(), false);
+      // The victim with its true start time and SIGUSR2, which it does not catch (its
+      // default action is death): not a listener.
+      writeReceiver(bell.name, victim.process.pid, start, 12);
+      assert.equal(bell.ring(), false);
+      // This process itself, which does not listen.
+      writeReceiver(bell.name, Deno.pid, processStartTime(Deno.pid)!, 12);
+      assert.equal(bell.ring(), false);
       // Another user's live process, with its true start time.
       writeReceiver(bell.name, foreign.process.pid, processStartTime(foreign.process.pid)!, 12);
       assert.equal(bell.ring(), false);
       await delay(100);
       assert.equal(victim.exited(), false, "the victim was signalled");
       assert.equal(foreign.exited(), false, "the other user's process was signalled");
-      assert.equal(bell.rung, 5, "every ring is still counted");
+      assert.equal(bell.rung, 7, "every ring is still counted");
     } finally {
       victim.process.kill("SIGKILL");
       foreign.process.kill("SIGKILL");
