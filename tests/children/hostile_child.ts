@@ -73,6 +73,7 @@ await fc.assert(
         // Traffic on another object, through the same pool.
         secret.trySend(secretMessage);
         secret.tryReceive();
+        const started = performance.now();
         try {
           switch (command.op) {
             case "send": {
@@ -105,6 +106,9 @@ await fc.assert(
             name !== "StreamEndedError" && !(name === "ErrnoError" && command.op === "reopen")
           ) throw error;
         }
+        // A liveness bound, not a speed test: every wait here has a 20 ms timeout.
+        const elapsed = performance.now() - started;
+        if (elapsed > 2000) throw new Error(`${command.op} took ${elapsed.toFixed(0)} ms`);
       }
     } finally {
       hostile.close();
