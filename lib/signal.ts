@@ -632,8 +632,14 @@ export class Doorbell implements Disposable {
       return undefined; // another user's process: never signalled
     }
     // A process that does not catch the signal would take its default action (death):
-    // only a process with a handler installed for it is a listener.
-    if (!signalCaught(pid, receiverParts(word).signal)) {
+    // only a process with a handler installed for it is a listener. Deno may keep its
+    // handler after the last listener is gone and still die of the signal, so this
+    // process itself must be listening on this very doorbell.
+    const self = pid === currentPid();
+    if (
+      (self && !listeningHere.has(this.name)) ||
+      (!self && !signalCaught(pid, receiverParts(word).signal))
+    ) {
       symbols.close(pidfd);
       return undefined;
     }
@@ -677,6 +683,7 @@ export class Doorbell implements Disposable {
         );
       }
       this.#listening = onSignal(this.#signal, () => this.#deliver());
+      listeningHere.add(this.name);
     }
     if (handler) this.#handlers.add(handler);
     queueMicrotask(() => this.#deliver()); // events rung before we listened
@@ -793,8 +800,12 @@ export class Doorbell implements Disposable {
     this.#deliver();
     this.#listening[Symbol.dispose]();
     this.#listening = undefined;
+    listeningHere.delete(this.name);
   }
 }
+
+// Doorbells (by name) that a handle of this process listens on.
+const listeningHere = new Set<string>();
 
 // The parts of a doorbell's receiver word (see D_RECEIVER_WORD).
 function receiverParts(word: bigint): { pid: number; startTime: number; signal: number } {

@@ -459,8 +459,8 @@ export const MUTANTS: Mutant[] = [
     id: "doorbell-uncaught-signal",
     description: "a ring signals a process that does not catch the signal (it dies of it)",
     file: "lib/signal.ts",
-    find: "    if (!signalCaught(pid, receiverParts(word).signal)) {",
-    replace: "    if (false) {",
+    find: "      (!self && !signalCaught(pid, receiverParts(word).signal))",
+    replace: "      false",
     killers: [{ test: SIGNAL, filter: "never signals what shared memory names" }],
   },
   // lib/shared_memory.ts (creation)
