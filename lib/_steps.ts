@@ -7,9 +7,16 @@ export type StepHook = (step: string) => void;
 
 let hook: StepHook | undefined;
 
+/**
+ * Whether a hook is installed. Hot paths test it before calling {@link step}: a load
+ * costs less than a call the optimizer may not inline.
+ */
+export let stepping = false;
+
 /** Installs (or, with undefined, removes) the hook called at every step. */
 export function setStepHook(next: StepHook | undefined): void {
   hook = next;
+  stepping = next !== undefined;
 }
 
 /** Marks a named step of a protocol operation. */

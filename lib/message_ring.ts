@@ -11,7 +11,7 @@ import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { allocateMessage, POOL_MESSAGE_MAX, poolWords } from "./_pool.ts";
 import { currentProcessToken, PidLock, tokenAlive } from "./_process.ts";
-import { step } from "./_steps.ts";
+import { step, stepping } from "./_steps.ts";
 import { testing } from "./_testing.ts";
 import {
   DEFAULT_MODE,
@@ -624,17 +624,17 @@ export class MessageRing extends Channel {
   }
 
   #attemptSend(message: Uint8Array): boolean {
-    step("ring.send.attempt"); // before any shared word is touched
+    if (stepping) step("ring.send.attempt"); // before any shared word is touched
     if (this.#ended || this.#streamEnded()) throw streamEndedError(WHAT, this.name);
     if (this.#slot < 0 && this.#producers > 0) this.#claimProducerSlot(currentProcessToken());
     const lock = this.#sendLock;
     if (lock && !lock.tryAcquire()) {
-      step("ring.send.busy");
+      if (stepping) step("ring.send.busy");
       return false;
     }
     let sent = false;
     try {
-      step("ring.send.locked");
+      if (stepping) step("ring.send.locked");
       const words = this.#words;
       const head = Atomics.load(words, I_HEAD) >>> 0;
       if ((head & 7) !== 0) throw this.#corruptPositions();
@@ -642,18 +642,20 @@ export class MessageRing extends Channel {
       // The cached tail is trusted only while this handle was the last to move the
       // head: then the tail has only moved on since it was read. Comparing positions
       // instead would be fooled by other handles moving the head 2^32 bytes.
-      const lastSender = Atomics.load(words, I_LAST_SENDER);
+      // A plain read: only the side's owner (lock holder, or the one producer) writes it,
+      // and it read the head atomically just before. Atomics here cost a builtin call.
+      const lastSender = words[I_LAST_SENDER];
       if (lastSender !== this.#id || this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
         this.#cachedTail = Atomics.load(words, I_TAIL) >>> 0;
         if (((head - this.#cachedTail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
-          step("ring.send.full");
+          if (stepping) step("ring.send.full");
           return false;
         }
       }
       const at = head & this.#mask;
       this.#dataWords[at >> 2] = message.length;
-      step("ring.send.writing"); // a receiver must not see the length before the head moves
+      if (stepping) step("ring.send.writing"); // a receiver must not see the length before the head moves
       const start = (at + RECORD_HEADER) & this.#mask;
       const first = Math.min(message.length, this.#capacity - start);
       if (first === message.length) {
@@ -662,17 +664,17 @@ export class MessageRing extends Channel {
         this.#data.set(message.subarray(0, first), start);
         this.#data.set(message.subarray(first), 0);
       }
-      step("ring.send.copied");
+      if (stepping) step("ring.send.copied");
       if (lastSender !== this.#id) Atomics.store(words, I_LAST_SENDER, this.#id);
       // Publishing: everything written above becomes visible with this store.
       Atomics.store(words, I_HEAD, (head + need) | 0);
       sent = true;
-      step("ring.send.published");
+      if (stepping) step("ring.send.published");
     } finally {
       lock?.release();
       // Senders may sleep on the lock whatever this attempt did.
       if (lock) {
-        step("ring.send.released");
+        if (stepping) step("ring.send.released");
         this.#sendWaiting.wake();
       }
     }
@@ -702,16 +704,16 @@ export class MessageRing extends Channel {
   }
 
   #take(target: Uint8Array | undefined): number | null | undefined {
-    step("ring.receive.attempt"); // before any shared word is touched
+    if (stepping) step("ring.receive.attempt"); // before any shared word is touched
     const lock = this.#receiveLock;
     if (lock && !lock.tryAcquire()) {
-      step("ring.receive.busy");
+      if (stepping) step("ring.receive.busy");
       return undefined;
     }
     let length: number | null | undefined;
     let taken = false;
     try {
-      step("ring.receive.locked");
+      if (stepping) step("ring.receive.locked");
       const words = this.#words;
       const tail = Atomics.load(words, I_TAIL) >>> 0;
       if ((tail & 7) !== 0) throw this.#corruptPositions();
@@ -719,14 +721,14 @@ export class MessageRing extends Channel {
       // while this handle was the last to move the tail: then the head has only moved
       // on since it was read. Comparing positions instead would be fooled by other
       // handles moving the tail 2^32 bytes.
-      const lastReceiver = Atomics.load(words, I_LAST_RECEIVER);
+      const lastReceiver = words[I_LAST_RECEIVER]; // plain read, as lastSender
       if (lastReceiver !== this.#id || ((this.#cachedHead - tail) | 0) <= 0) {
         // The end is checked before the head: a producer ends after its last publish.
         const ended = this.#streamEnded();
         this.#cachedHead = Atomics.load(words, I_HEAD) >>> 0;
         if (((this.#cachedHead - tail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#cachedHead === tail) {
-          step("ring.receive.empty");
+          if (stepping) step("ring.receive.empty");
           return ended ? null : undefined;
         }
       }
@@ -779,17 +781,17 @@ export class MessageRing extends Channel {
         target.set(data.subarray(start, start + first));
       }
       if (first < length) target.set(data.subarray(0, length - first), first);
-      step("ring.receive.copied");
+      if (stepping) step("ring.receive.copied");
       if (lastReceiver !== this.#id) Atomics.store(words, I_LAST_RECEIVER, this.#id);
       Atomics.store(words, I_TAIL, (tail + recordSize(length)) | 0);
       taken = true;
-      step("ring.receive.taken");
+      if (stepping) step("ring.receive.taken");
     } finally {
       lock?.release();
       // Receivers may sleep on the lock whatever this attempt did (found nothing, or
       // a message too large for the buffer).
       if (lock) {
-        step("ring.receive.released");
+        if (stepping) step("ring.receive.released");
         this.#receiveWaiting.wake();
       }
     }
