@@ -624,17 +624,18 @@ export class MessageRing extends Channel {
   }
 
   #attemptSend(message: Uint8Array): boolean {
-    if (stepping) step("ring.send.attempt"); // before any shared word is touched
+    const stepped = stepping; // one load per attempt, not one per step
+    if (stepped) step("ring.send.attempt"); // before any shared word is touched
     if (this.#ended || this.#streamEnded()) throw streamEndedError(WHAT, this.name);
     if (this.#slot < 0 && this.#producers > 0) this.#claimProducerSlot(currentProcessToken());
     const lock = this.#sendLock;
     if (lock && !lock.tryAcquire()) {
-      if (stepping) step("ring.send.busy");
+      if (stepped) step("ring.send.busy");
       return false;
     }
     let sent = false;
     try {
-      if (stepping) step("ring.send.locked");
+      if (stepped) step("ring.send.locked");
       const words = this.#words;
       const head = Atomics.load(words, I_HEAD) >>> 0;
       if ((head & 7) !== 0) throw this.#corruptPositions();
@@ -649,13 +650,13 @@ export class MessageRing extends Channel {
         this.#cachedTail = Atomics.load(words, I_TAIL) >>> 0;
         if (((head - this.#cachedTail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
-          if (stepping) step("ring.send.full");
+          if (stepped) step("ring.send.full");
           return false;
         }
       }
       const at = head & this.#mask;
       this.#dataWords[at >> 2] = message.length;
-      if (stepping) step("ring.send.writing"); // a receiver must not see the length before the head moves
+      if (stepped) step("ring.send.writing"); // a receiver must not see the length before the head moves
       const start = (at + RECORD_HEADER) & this.#mask;
       const first = Math.min(message.length, this.#capacity - start);
       if (first === message.length) {
@@ -664,17 +665,17 @@ export class MessageRing extends Channel {
         this.#data.set(message.subarray(0, first), start);
         this.#data.set(message.subarray(first), 0);
       }
-      if (stepping) step("ring.send.copied");
+      if (stepped) step("ring.send.copied");
       if (lastSender !== this.#id) Atomics.store(words, I_LAST_SENDER, this.#id);
       // Publishing: everything written above becomes visible with this store.
       Atomics.store(words, I_HEAD, (head + need) | 0);
       sent = true;
-      if (stepping) step("ring.send.published");
+      if (stepped) step("ring.send.published");
     } finally {
       lock?.release();
       // Senders may sleep on the lock whatever this attempt did.
       if (lock) {
-        if (stepping) step("ring.send.released");
+        if (stepped) step("ring.send.released");
         this.#sendWaiting.wake();
       }
     }
@@ -704,16 +705,17 @@ export class MessageRing extends Channel {
   }
 
   #take(target: Uint8Array | undefined): number | null | undefined {
-    if (stepping) step("ring.receive.attempt"); // before any shared word is touched
+    const stepped = stepping; // one load per attempt, not one per step
+    if (stepped) step("ring.receive.attempt"); // before any shared word is touched
     const lock = this.#receiveLock;
     if (lock && !lock.tryAcquire()) {
-      if (stepping) step("ring.receive.busy");
+      if (stepped) step("ring.receive.busy");
       return undefined;
     }
     let length: number | null | undefined;
     let taken = false;
     try {
-      if (stepping) step("ring.receive.locked");
+      if (stepped) step("ring.receive.locked");
       const words = this.#words;
       const tail = Atomics.load(words, I_TAIL) >>> 0;
       if ((tail & 7) !== 0) throw this.#corruptPositions();
@@ -728,7 +730,7 @@ export class MessageRing extends Channel {
         this.#cachedHead = Atomics.load(words, I_HEAD) >>> 0;
         if (((this.#cachedHead - tail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#cachedHead === tail) {
-          if (stepping) step("ring.receive.empty");
+          if (stepped) step("ring.receive.empty");
           return ended ? null : undefined;
         }
       }
@@ -781,17 +783,17 @@ export class MessageRing extends Channel {
         target.set(data.subarray(start, start + first));
       }
       if (first < length) target.set(data.subarray(0, length - first), first);
-      if (stepping) step("ring.receive.copied");
+      if (stepped) step("ring.receive.copied");
       if (lastReceiver !== this.#id) Atomics.store(words, I_LAST_RECEIVER, this.#id);
       Atomics.store(words, I_TAIL, (tail + recordSize(length)) | 0);
       taken = true;
-      if (stepping) step("ring.receive.taken");
+      if (stepped) step("ring.receive.taken");
     } finally {
       lock?.release();
       // Receivers may sleep on the lock whatever this attempt did (found nothing, or
       // a message too large for the buffer).
       if (lock) {
-        if (stepping) step("ring.receive.released");
+        if (stepped) step("ring.receive.released");
         this.#receiveWaiting.wake();
       }
     }
