@@ -39,6 +39,7 @@ export {
   WouldBlockError,
 } from "./ffi/errno.ts";
 export { UnsupportedPlatformError } from "./ffi/libc.ts";
+export type { OwnershipOptions } from "./lib/_owner.ts";
 export {
   SharedMemory,
   type SharedMemoryCreateOptions,
@@ -110,6 +111,7 @@ export {
   MessageQueue,
   type MessageQueueCreateOptions,
   type MessageQueueKeyOptions,
+  type MessageQueueOpenOptions,
   type MessageQueueStats,
   QueueMessage,
   type ReceiveOptions,

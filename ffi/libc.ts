@@ -11,6 +11,8 @@ export const LIBC_SYMBOLS = {
   strerrorname_np: { parameters: ["i32"], result: "pointer", optional: true },
   // pid_t getpid(void);
   getpid: { parameters: [], result: "i32" },
+  // uid_t geteuid(void);
+  geteuid: { parameters: [], result: "u32" },
   // int kill(pid_t pid, int sig);
   kill: { parameters: ["i32", "i32"], result: "i32" },
   // int raise(int sig);

@@ -14,6 +14,13 @@ import { C, ERRNO } from "../ffi/constants.ts";
 import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
+import {
+  checkOwnership,
+  OWN_ONLY,
+  type Ownership,
+  type OwnershipOptions,
+  validateOwnership,
+} from "./_owner.ts";
 import { allocateMessage } from "./_pool.ts";
 import {
   cString,
@@ -39,8 +46,19 @@ export interface MessageQueueKeyOptions {
   projectId?: number;
 }
 
-/** Options of {@link MessageQueue.create} and {@link MessageQueue.openOrCreate}. */
-export interface MessageQueueCreateOptions extends MessageQueueKeyOptions {
+/**
+ * Options of {@link MessageQueue.open}: the key, and what is accepted of the queue's
+ * owner and mode (default: this process's effective uid as owner and creator, no group
+ * or other access).
+ */
+export interface MessageQueueOpenOptions extends MessageQueueKeyOptions, OwnershipOptions {}
+
+/**
+ * Options of {@link MessageQueue.create} and {@link MessageQueue.openOrCreate}. An
+ * existing queue that `openOrCreate` opens must belong to this process's effective uid
+ * and give no group/other access beyond `mode`'s (or `allowModes`).
+ */
+export interface MessageQueueCreateOptions extends MessageQueueKeyOptions, OwnershipOptions {
   /** Permission bits. Default: `0o600`. */
   mode?: number;
 }
@@ -145,6 +163,23 @@ function keyOf(options: MessageQueueKeyOptions, required: boolean): number {
   return C.IPC_PRIVATE;
 }
 
+// The owner AND the creator must be us: the creator of a queue can still change or
+// remove it after giving it to another uid (msgctl(2) IPC_SET, IPC_RMID).
+function checkQueueOwnership(id: number, ownership: Ownership = OWN_ONLY): DataView {
+  const stat = new Uint8Array(C.SIZEOF_MSQID_DS);
+  check("msgctl", libc().symbols.msgctl(id, C.IPC_STAT, stat), `queue ${id}`);
+  const view = new DataView(stat.buffer);
+  checkOwnership(
+    [view.getUint32(C.MSQID_OFFSET_UID, true), view.getUint32(C.MSQID_OFFSET_CUID, true)],
+    view.getUint32(C.MSQID_OFFSET_MODE, true),
+    ownership,
+    WHAT,
+    `queue ${id}`,
+    "msgget",
+  );
+  return view;
+}
+
 function validateType(type: unknown, what: string, min: number): number {
   return validateInteger(type, what, min, Number.MAX_SAFE_INTEGER);
 }
@@ -207,29 +242,43 @@ export class MessageQueue implements Disposable {
     return new MessageQueue(id, key);
   }
 
-  /** Opens an existing queue by key or path (`NotFoundError` if there is none). */
-  static open(options: MessageQueueKeyOptions): MessageQueue {
-    const key = keyOf(validateOptions<MessageQueueKeyOptions>(options, WHAT), true);
-    return new MessageQueue(check("msgget", libc().symbols.msgget(key, 0), `key ${key}`), key);
+  /**
+   * Opens an existing queue by key or path (`NotFoundError` if there is none). A queue
+   * owned or created by another user, or whose mode gives group/other access, is refused
+   * with `PermissionDeniedError` unless `allowOtherOwners` / `allowModes` accept it.
+   */
+  static open(options: MessageQueueOpenOptions): MessageQueue {
+    const checked = validateOptions<MessageQueueOpenOptions>(options, WHAT);
+    const key = keyOf(checked, true);
+    const ownership = validateOwnership(checked);
+    const id = check("msgget", libc().symbols.msgget(key, 0), `key ${key}`);
+    checkQueueOwnership(id, ownership);
+    return new MessageQueue(id, key);
   }
 
-  /** Opens the queue for a key or path, creating it if needed. */
+  /**
+   * Opens the queue for a key or path, creating it if needed. An existing queue is
+   * checked as by {@link MessageQueue.open}, allowing the group/other bits of `mode`.
+   */
   static openOrCreate(options: MessageQueueCreateOptions): MessageQueue {
     const checked = validateOptions<MessageQueueCreateOptions>(options, WHAT);
     const key = keyOf(checked, true);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
-    return new MessageQueue(
-      check("msgget", libc().symbols.msgget(key, C.IPC_CREAT | mode), `key ${key}`),
-      key,
-    );
+    const ownership = validateOwnership(checked, mode);
+    const id = check("msgget", libc().symbols.msgget(key, C.IPC_CREAT | mode), `key ${key}`);
+    checkQueueOwnership(id, ownership);
+    return new MessageQueue(id, key);
   }
 
-  /** Uses a queue by its id (e.g. a private queue's id passed to a child). */
-  static fromId(id: number): MessageQueue {
+  /**
+   * Uses a queue by its id (e.g. a private queue's id passed to a child). The queue is
+   * checked as by {@link MessageQueue.open}.
+   */
+  static fromId(id: number, options: OwnershipOptions = {}): MessageQueue {
     validateInteger(id, "message queue id", 0, 2 ** 31 - 1);
-    const stat = new Uint8Array(C.SIZEOF_MSQID_DS);
-    check("msgctl", libc().symbols.msgctl(id, C.IPC_STAT, stat), `queue ${id}`);
-    return new MessageQueue(id, new DataView(stat.buffer).getInt32(0, true));
+    const ownership = validateOwnership(validateOptions<OwnershipOptions>(options, WHAT));
+    const stat = checkQueueOwnership(id, ownership);
+    return new MessageQueue(id, stat.getInt32(0, true));
   }
 
   /** The key ftok(3) makes from an existing `path` and a `projectId` from 1 to 255. */

@@ -16,8 +16,15 @@
  */
 import { C } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
-import { check, closedError, timedOutError } from "../ffi/errno.ts";
+import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
 import { Lifetime } from "./_lifetime.ts";
+import {
+  checkOwnership,
+  fileStatus,
+  type Ownership,
+  type OwnershipOptions,
+  validateOwnership,
+} from "./_owner.ts";
 import {
   cString,
   DEFAULT_MODE,
@@ -202,14 +209,22 @@ export interface NamedSemaphoreCreateOptions {
   mode?: number;
 }
 
-/** Options of {@link NamedSemaphore.open}. */
-export interface NamedSemaphoreOpenOptions {
+/**
+ * Options of {@link NamedSemaphore.open}: the semaphore must belong to this process's
+ * effective uid and give no group/other access, unless the ownership options say
+ * otherwise.
+ */
+export interface NamedSemaphoreOpenOptions extends OwnershipOptions {
   /** Name of an existing semaphore, such as `"/my-sem"`. */
   name: string;
 }
 
-/** Options of {@link NamedSemaphore.openOrCreate}. */
-export interface NamedSemaphoreOpenOrCreateOptions {
+/**
+ * Options of {@link NamedSemaphore.openOrCreate}: an existing semaphore must belong to
+ * this process's effective uid and give no group/other access beyond `mode`'s (or
+ * `allowModes`), unless `allowOtherOwners` is set.
+ */
+export interface NamedSemaphoreOpenOrCreateOptions extends OwnershipOptions {
   /** Name such as `"/my-sem"`. */
   name: string;
   /** Initial value if created. Default: 0. */
@@ -272,11 +287,13 @@ export class NamedSemaphore extends Semaphore {
       : validatePosixName(checked.name, NAMED, SEM_NAME_MAX);
     const value = validateInteger(checked.value ?? 0, "semaphore value", 0, C.SEM_VALUE_MAX);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, NAMED);
-    return NamedSemaphore.#open(name, C.O_CREAT | C.O_EXCL, mode, value);
+    return NamedSemaphore.#open(name, C.O_CREAT | C.O_EXCL, mode, value, undefined);
   }
 
   /**
-   * Opens an existing semaphore (`NotFoundError` if there is none).
+   * Opens an existing semaphore (`NotFoundError` if there is none). One another user
+   * owns, or whose mode gives group/other access, is refused with
+   * `PermissionDeniedError` unless `allowOtherOwners` / `allowModes` accept it.
    *
    * @example Open by name
    * ```ts
@@ -295,7 +312,7 @@ export class NamedSemaphore extends Semaphore {
   static open(options: NamedSemaphoreOpenOptions): NamedSemaphore {
     const checked = validateOptions<NamedSemaphoreOpenOptions>(options, NAMED);
     const name = validatePosixName(checked.name, NAMED, SEM_NAME_MAX);
-    return NamedSemaphore.#open(name, 0, 0, 0);
+    return NamedSemaphore.#open(name, 0, 0, 0, validateOwnership(checked));
   }
 
   /**
@@ -321,7 +338,7 @@ export class NamedSemaphore extends Semaphore {
     const name = validatePosixName(checked.name, NAMED, SEM_NAME_MAX);
     const value = validateInteger(checked.value ?? 0, "semaphore value", 0, C.SEM_VALUE_MAX);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, NAMED);
-    return NamedSemaphore.#open(name, C.O_CREAT, mode, value);
+    return NamedSemaphore.#open(name, C.O_CREAT, mode, value, validateOwnership(checked, mode));
   }
 
   /**
@@ -344,18 +361,46 @@ export class NamedSemaphore extends Semaphore {
     check("sem_unlink", libc().symbols.sem_unlink(cString(name)), name);
   }
 
-  static #open(name: string, flags: number, mode: number, value: number): NamedSemaphore {
-    const pointer = check(
-      "sem_open",
-      libc().symbols.sem_open(cString(name), flags, mode, value),
-      name,
-    );
+  // `ownership` undefined: the semaphore is made by this call (O_EXCL).
+  static #open(
+    name: string,
+    flags: number,
+    mode: number,
+    value: number,
+    ownership: Ownership | undefined,
+  ): NamedSemaphore {
+    const { symbols } = libc();
+    const pointer = check("sem_open", symbols.sem_open(cString(name), flags, mode, value), name);
+    if (ownership) {
+      try {
+        checkSemaphoreFile(name, ownership);
+      } catch (error) {
+        symbols.sem_close(pointer);
+        throw error;
+      }
+    }
     return new NamedSemaphore(name, pointer);
   }
 
   /** Removes the semaphore's name (see {@link NamedSemaphore.unlink}). */
   unlink(): void {
     NamedSemaphore.unlink(this.name);
+  }
+}
+
+// glibc keeps a named semaphore in the file "sem.NAME" of /dev/shm, a directory every
+// user can write: check the owner and mode of that file (never following a link). /dev/shm
+// is sticky, so once the file is seen to be ours no other user can replace it.
+function checkSemaphoreFile(name: string, ownership: Ownership): void {
+  const { symbols } = libc();
+  const path = `${C.shmDirectory}/${C.semaphoreFilePrefix}${name.slice(1)}`;
+  const fd = symbols.open(cString(path), C.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  if (fd === -1) throw errnoError(lastErrno(), "open", { objectName: name });
+  try {
+    const status = fileStatus(fd, name);
+    checkOwnership([status.uid], status.mode, ownership, NAMED, name, "sem_open");
+  } finally {
+    symbols.close(fd);
   }
 }
 

@@ -17,6 +17,7 @@ export const LINUX_X86_64 = {
   O_TRUNC: 0o1000,
   O_NONBLOCK: 0o4000,
   O_PATH: 0o10000000,
+  O_NOFOLLOW: 0o400000,
   F_SETFD: 2,
   FD_CLOEXEC: 1,
   O_CLOEXEC: 0o2000000,
@@ -55,6 +56,7 @@ export const LINUX_X86_64 = {
   SIZEOF_MSQID_DS: 120,
   MSQID_OFFSET_MODE: 20, // msg_perm.mode: u32
   MSQID_OFFSET_UID: 4, // msg_perm.uid: u32
+  MSQID_OFFSET_CUID: 12, // msg_perm.cuid: u32 (the creator)
   MSQID_OFFSET_STIME: 48, // i64 seconds
   MSQID_OFFSET_RTIME: 56,
   MSQID_OFFSET_CBYTES: 72, // u64
@@ -87,6 +89,8 @@ export const LINUX_X86_64 = {
 
   // <sys/stat.h>: struct stat layout for x86_64
   SIZEOF_STAT: 144,
+  STAT_OFFSET_DEV: 0, // st_dev: u64
+  STAT_OFFSET_INO: 8, // st_ino: u64
   STAT_OFFSET_MODE: 24, // st_mode: u32
   STAT_OFFSET_UID: 28, // st_uid: u32
   STAT_OFFSET_SIZE: 48, // st_size: i64
