@@ -125,8 +125,10 @@ export class SharedMemory implements Disposable {
    * taken), sizes it, reserves its memory and maps it.
    *
    * Memory is reserved with posix_fallocate(3), so a full `/dev/shm` is an `ErrnoError`
-   * with code `ENOSPC` here, never a SIGBUS later. On any failure the half-made object is
-   * removed again.
+   * with code `ENOSPC` here rather than a SIGBUS on a later write. (A process that can
+   * write the object can still shrink it with ftruncate(2), and our next access past
+   * the new end dies with SIGBUS: see the ownership checks of {@link SharedMemory.open}.)
+   * On any failure the half-made object is removed again.
    *
    * @example Create with a random name
    * ```ts
