@@ -27,6 +27,7 @@ export {
   AlreadyExistsError,
   BrokenPipeError,
   ClosedError,
+  CorruptedError,
   ErrnoError,
   type ErrnoErrorOptions,
   InterruptedError,

@@ -112,6 +112,44 @@ export class QueueRemovedError extends ErrnoError {}
 /** The stream was ended by its producers (EPIPE): nothing more may be sent. */
 export class StreamEndedError extends ErrnoError {}
 
+/**
+ * Memory or data another process can write was found in a state the protocol never
+ * produces: a field of a shared structure holds an impossible value. Names the kind of
+ * structure, the object and the field. The handle stays usable for `close()` and
+ * `unlink()`.
+ *
+ * @example What it carries
+ * ```ts
+ * import { CorruptedError } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new CorruptedError("semaphore", "/jobs", "value", "-5 is below 0");
+ * assert.equal(error.objectName, "/jobs");
+ * assert.equal(error.field, "value");
+ * assert.match(error.message, /^Corrupted semaphore "\/jobs": its value is invalid/);
+ * ```
+ */
+export class CorruptedError extends Error {
+  /** The kind of structure, e.g. `"semaphore"`. */
+  readonly what: string;
+  /** The object's name. */
+  readonly objectName: string;
+  /** The field that holds an impossible value. */
+  readonly field: string;
+
+  /** Creates the error for `field` of `what` `objectName`, with an optional `detail`. */
+  constructor(what: string, objectName: string, field: string, detail?: string) {
+    super(
+      `Corrupted ${what} "${objectName}": its ${field} ` +
+        (detail === undefined ? "holds an impossible value" : `is invalid (${detail})`),
+    );
+    this.name = "CorruptedError";
+    this.what = what;
+    this.objectName = objectName;
+    this.field = field;
+  }
+}
+
 const classByErrno = new Map<number, typeof ErrnoError>([
   [ERRNO.EEXIST, AlreadyExistsError],
   [ERRNO.ENOENT, NotFoundError],
