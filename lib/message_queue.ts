@@ -26,6 +26,7 @@ import {
   cString,
   DEFAULT_MODE,
   describe,
+  jsonText,
   validateInteger,
   validateMode,
   validateOptions,
@@ -126,6 +127,15 @@ export interface MessageQueueStats {
   lastReceiveTime: Date | null;
 }
 
+// One send and one receive buffer for every queue handle of this thread: msgsnd and
+// msgrcv run synchronously here (IPC_NOWAIT), so no two calls use a buffer at once, and
+// opening and closing handles allocates nothing (a buffer per handle of 8 + msgmax
+// bytes, freed only by a later GC, made RSS grow with open/close cycles).
+let sendBuffer = new Uint8Array(0);
+let sendView = new DataView(sendBuffer.buffer);
+let receiveBuffer = new Uint8Array(0);
+let receiveView = new DataView(receiveBuffer.buffer);
+
 let systemLimits: { msgmax: number; msgmnb: number } | undefined;
 
 /** The system's limits: largest message (msgmax) and default queue capacity (msgmnb). */
@@ -215,10 +225,6 @@ export class MessageQueue implements Disposable {
   readonly #id: number;
   readonly #key: number;
   readonly #lifetime: Lifetime;
-  #sendBuffer = new Uint8Array(0);
-  #sendView = new DataView(this.#sendBuffer.buffer);
-  #receiveBuffer = new Uint8Array(0);
-  #receiveView = new DataView(this.#receiveBuffer.buffer);
 
   private constructor(id: number, key: number) {
     this.#id = id;
@@ -333,7 +339,7 @@ export class MessageQueue implements Disposable {
       const capacity = Number(this.#stat().getBigUint64(C.MSQID_OFFSET_QBYTES, true));
       if (bytes.length > capacity) {
         throw new RangeError(
-          `Message of ${bytes.length} bytes can never fit ${this.#name()}: ` +
+          `Invalid payload of ${bytes.length} bytes: it can never fit ${this.#name()}: ` +
             `its capacity (msg_qbytes) is ${capacity} bytes`,
         );
       }
@@ -346,7 +352,11 @@ export class MessageQueue implements Disposable {
 
   /** Sends `value` as JSON. */
   sendJson(type: number, value: unknown, options?: WaitOptions): Promise<void> {
-    return this.send(type, JSON.stringify(value), options);
+    try {
+      return this.send(type, jsonText(value, "value"), options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Takes the message `options` select, if there is one now. */
@@ -392,7 +402,7 @@ export class MessageQueue implements Disposable {
   /** Sets the most payload bytes the queue holds (msgctl IPC_SET of msg_qbytes). */
   setCapacity(bytes: number): void {
     this.#assertOpen("change");
-    validateInteger(bytes, "queue capacity", 1, 2 ** 31 - 1);
+    validateInteger(bytes, "queue capacity (bytes)", 1, 2 ** 31 - 1);
     const view = this.#stat();
     view.setBigUint64(C.MSQID_OFFSET_QBYTES, BigInt(bytes), true);
     check(
@@ -437,7 +447,7 @@ export class MessageQueue implements Disposable {
     const { msgmax } = limits();
     if (bytes.length > msgmax) {
       throw new RangeError(
-        `Message of ${bytes.length} bytes is over the system's limit msgmax = ${msgmax} ` +
+        `Invalid payload of ${bytes.length} bytes: over the system's limit msgmax = ${msgmax} ` +
           `(/proc/sys/kernel/msgmax)`,
       );
     }
@@ -448,7 +458,7 @@ export class MessageQueue implements Disposable {
     const checked = validateOptions<ReceiveOptions>(options, "receive");
     const type = validateType(checked.type ?? 0, "message type", Number.MIN_SAFE_INTEGER);
     const { msgmax } = limits();
-    const maxSize = validateInteger(checked.maxSize ?? msgmax, "receive size", 0, msgmax);
+    const maxSize = validateInteger(checked.maxSize ?? msgmax, "maxSize", 0, msgmax);
     let flags = C.IPC_NOWAIT;
     if (checked.except) {
       if (type <= 0) throw new RangeError("Invalid receive: except needs a type above 0");
@@ -460,12 +470,12 @@ export class MessageQueue implements Disposable {
 
   #attemptSend(type: number, payload: Uint8Array): boolean {
     const size = 8 + payload.length;
-    if (this.#sendBuffer.length < size) {
-      this.#sendBuffer = new Uint8Array(8 + limits().msgmax);
-      this.#sendView = new DataView(this.#sendBuffer.buffer);
+    if (sendBuffer.length < size) {
+      sendBuffer = new Uint8Array(8 + limits().msgmax);
+      sendView = new DataView(sendBuffer.buffer);
     }
-    const buffer = this.#sendBuffer;
-    this.#sendView.setBigInt64(0, BigInt(type), true);
+    const buffer = sendBuffer;
+    sendView.setBigInt64(0, BigInt(type), true);
     buffer.set(payload, 8);
     const { symbols } = libc();
     if (symbols.msgsnd(this.#id, buffer, BigInt(payload.length), C.IPC_NOWAIT) === 0) return true;
@@ -477,11 +487,11 @@ export class MessageQueue implements Disposable {
   #attemptReceive(
     selection: { type: bigint; flags: number; maxSize: number },
   ): QueueMessage | undefined {
-    if (this.#receiveBuffer.length < 8 + selection.maxSize) {
-      this.#receiveBuffer = new Uint8Array(8 + limits().msgmax);
-      this.#receiveView = new DataView(this.#receiveBuffer.buffer);
+    if (receiveBuffer.length < 8 + selection.maxSize) {
+      receiveBuffer = new Uint8Array(8 + limits().msgmax);
+      receiveView = new DataView(receiveBuffer.buffer);
     }
-    const buffer = this.#receiveBuffer;
+    const buffer = receiveBuffer;
     const n = libc().symbols.msgrcv(
       this.#id,
       buffer,
@@ -490,7 +500,7 @@ export class MessageQueue implements Disposable {
       selection.flags,
     );
     if (n >= 0) {
-      const type = Number(this.#receiveView.getBigInt64(0, true));
+      const type = Number(receiveView.getBigInt64(0, true));
       const data = allocateMessage(n);
       data.set(buffer.subarray(8, 8 + n));
       return new QueueMessage(type, data);

@@ -33,6 +33,13 @@ import { PENDING, untilDefined, validateWaitOptions, waitFor, type WaitOptions }
 import { QueueMessage } from "./message_queue.ts";
 
 const WHAT = "POSIX message queue";
+
+// One receive buffer for every queue handle of this thread, as large as the largest
+// message size of a queue opened so far: mq_receive runs synchronously here (the
+// descriptor is non-blocking), so no two calls use it at once, and opening and closing
+// handles allocates nothing.
+let receiveBuffer = new Uint8Array(0);
+const receivePriority = new Uint32Array(1);
 const encoder = new TextEncoder();
 
 /**
@@ -104,8 +111,6 @@ export class PosixMessageQueue implements Disposable {
   readonly #fd: number;
   readonly #messageSize: number;
   readonly #lifetime: Lifetime;
-  readonly #buffer: Uint8Array;
-  readonly #priority = new Uint32Array(1);
 
   private constructor(name: string, fd: number) {
     this.#name = name;
@@ -114,7 +119,6 @@ export class PosixMessageQueue implements Disposable {
       libc().symbols.mq_close(fd);
     });
     this.#messageSize = this.#attributes().messageSize;
-    this.#buffer = new Uint8Array(this.#messageSize);
   }
 
   /**
@@ -328,16 +332,20 @@ export class PosixMessageQueue implements Disposable {
   }
 
   #attemptReceive(): QueueMessage | undefined {
+    // mq_receive refuses a buffer smaller than the queue's message size (EMSGSIZE).
+    if (receiveBuffer.length < this.#messageSize) {
+      receiveBuffer = new Uint8Array(this.#messageSize);
+    }
     const n = libc().symbols.mq_receive(
       this.#fd,
-      this.#buffer,
-      BigInt(this.#buffer.length),
-      this.#priority,
+      receiveBuffer,
+      BigInt(receiveBuffer.length),
+      receivePriority,
     );
     if (n >= 0) {
       const data = allocateMessage(n);
-      data.set(this.#buffer.subarray(0, n));
-      return new QueueMessage(this.#priority[0], data);
+      data.set(receiveBuffer.subarray(0, n));
+      return new QueueMessage(receivePriority[0], data);
     }
     const errno = lastErrno();
     if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return undefined;

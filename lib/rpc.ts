@@ -14,7 +14,7 @@
  */
 import { decode, encode, ExtensionCodec } from "npm:@msgpack/msgpack@^3.1.3";
 import { ERRNO } from "../ffi/constants.ts";
-import { ClosedError, ErrnoError, timedOutError } from "../ffi/errno.ts";
+import { ClosedError, ErrnoError, stringArgument, timedOutError } from "../ffi/errno.ts";
 import { describe, validateOptions } from "./_validate.ts";
 import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
 import {
@@ -43,7 +43,9 @@ export class RemoteError extends Error {
 
   /** Creates the error. */
   constructor(procedure: string, remoteName: string, message: string) {
-    super(message);
+    stringArgument(procedure, "procedure");
+    stringArgument(remoteName, "remoteName");
+    super(stringArgument(message, "message"));
     this.name = "RemoteError";
     this.remoteName = remoteName;
     this.procedure = procedure;
@@ -54,6 +56,7 @@ export class RemoteError extends Error {
 export class UnknownProcedureError extends Error {
   /** Creates the error. */
   constructor(procedure: string) {
+    stringArgument(procedure, "procedure");
     super(`The server has no procedure "${procedure}"`);
     this.name = "UnknownProcedureError";
   }
@@ -66,7 +69,7 @@ export class UnknownProcedureError extends Error {
 export class BadArgumentsError extends Error {
   /** Creates the error. */
   constructor(message: string) {
-    super(message);
+    super(stringArgument(message, "message"));
     this.name = "BadArgumentsError";
   }
 }
@@ -75,6 +78,10 @@ export class BadArgumentsError extends Error {
 export class ConnectionLostError extends Error {
   /** Creates the error. */
   constructor(message: string, options?: { cause?: unknown }) {
+    stringArgument(message, "message");
+    if (options !== undefined && (options === null || typeof options !== "object")) {
+      throw new TypeError(`Invalid options: expected an object, got ${describe(options)}`);
+    }
     super(message, options);
     this.name = "ConnectionLostError";
   }
@@ -110,12 +117,35 @@ codec.register({
 
 /** Encodes a value the way calls and replies travel (MessagePack, see the module doc). */
 export function marshal(value: unknown): Uint8Array {
-  return encode(value, { extensionCodec: codec });
+  try {
+    return encode(value, { extensionCodec: codec });
+  } catch (error) {
+    throw new TypeError(
+      `Invalid value: it cannot be marshalled (${(error as Error)?.message})`,
+      { cause: error },
+    );
+  }
 }
 
-/** Decodes what {@link marshal} made. */
+/**
+ * Decodes what {@link marshal} made. Bytes that are not exactly one MessagePack value
+ * are a RangeError naming `bytes`.
+ */
 export function unmarshal(bytes: Uint8Array): unknown {
-  return decode(bytes, { extensionCodec: codec });
+  if (!(bytes instanceof Uint8Array)) {
+    throw new TypeError(`Invalid bytes: expected a Uint8Array, got ${describe(bytes)}`);
+  }
+  if (bytes.length === 0) {
+    throw new RangeError("Invalid bytes: empty (a marshalled value is at least 1 byte)");
+  }
+  try {
+    return decode(bytes, { extensionCodec: codec });
+  } catch (error) {
+    throw new RangeError(
+      `Invalid bytes: not one MessagePack value (${(error as Error)?.message})`,
+      { cause: error },
+    );
+  }
 }
 
 /** Options of {@link RpcClient.connect}. */
@@ -211,7 +241,8 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
     name: string,
     options: LookupOptions,
   ): Promise<RpcClient<T>> {
-    const address = await lookupService(name, options.registry, options);
+    const checked = validateOptions<LookupOptions>(options, "lookup");
+    const address = await lookupService(name, checked.registry!, checked);
     return RpcClient.connect<T>(address, options);
   }
 
@@ -226,7 +257,7 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
       return Promise.reject(new TypeError(`Invalid procedure name ${describe(procedure)}`));
     }
     if (!Array.isArray(args)) {
-      return Promise.reject(new TypeError(`Invalid arguments: expected an array`));
+      return Promise.reject(new TypeError(`Invalid args: expected an array of arguments`));
     }
     let wait: WaitOptions;
     let frame: Uint8Array;
@@ -242,7 +273,15 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
         );
       }
       const request = [REQUEST, id, procedure, args];
-      frame = marshal(request);
+      try {
+        frame = marshal(request);
+      } catch (error) {
+        throw new TypeError(
+          `Invalid args of ${procedure}: they cannot be marshalled ` +
+            `(${((error as Error).cause as Error)?.message})`,
+          { cause: error },
+        );
+      }
       this.#onFrame?.("request", request, frame.length);
     } catch (error) {
       return Promise.reject(error);
@@ -406,7 +445,7 @@ export class RpcServer implements AsyncDisposable {
     for (const [name, fn] of Object.entries(procedures)) {
       if (typeof fn !== "function") {
         throw new TypeError(
-          `Invalid procedure "${name}": expected a function, got ${describe(fn)}`,
+          `Invalid procedures: "${name}" is not a function but ${describe(fn)}`,
         );
       }
     }
@@ -422,6 +461,7 @@ export class RpcServer implements AsyncDisposable {
 
   /** Registers this server under `name` with the matchmaker at `registry`. */
   async registerWith(registry: SocketAddress, name: string): Promise<void> {
+    validateSocketAddress(registry, false, "registry address");
     using client = await RpcClient.connect<MatchmakerProcedures>(registry, { callTimeout: 10_000 });
     await client.stub.register(name, this.address);
     this.#registration = { registry, name };
@@ -632,6 +672,7 @@ function validateServiceName(name: unknown): string {
 export class ServiceNotFoundError extends Error {
   /** Creates the error. */
   constructor(name: string) {
+    stringArgument(name, "name");
     super(`No service named "${name}" is registered with the matchmaker`);
     this.name = "ServiceNotFoundError";
   }
@@ -647,9 +688,11 @@ export async function lookupService(
   options: RpcClientOptions = {},
 ): Promise<SocketAddress> {
   validateServiceName(name);
+  validateSocketAddress(registry, false, "registry address");
+  const checked = validateOptions<RpcClientOptions>(options, "lookup");
   using client = await RpcClient.connect<MatchmakerProcedures>(registry, {
-    callTimeout: options.callTimeout ?? 10_000,
-    connectTimeout: options.connectTimeout,
+    callTimeout: checked.callTimeout ?? 10_000,
+    connectTimeout: checked.connectTimeout,
   });
   const address = await client.stub.lookup(name);
   if (address === null) throw new ServiceNotFoundError(name);

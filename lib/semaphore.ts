@@ -41,6 +41,7 @@ import {
 import {
   cString,
   DEFAULT_MODE,
+  describe,
   randomPosixName,
   validateInteger,
   validateMode,
@@ -615,7 +616,7 @@ export class UnnamedSemaphore extends Semaphore {
 
 function validatePlacement(shm: SharedMemory, byteOffset: number): number {
   if (!(shm instanceof SharedMemory)) {
-    throw new TypeError("Invalid shared memory: expected a SharedMemory");
+    throw new TypeError(`Invalid shm: expected a SharedMemory, got ${describe(shm)}`);
   }
   validateInteger(byteOffset, "semaphore byte offset", 0, Math.max(0, shm.size - C.SIZEOF_SEM_T));
   if (byteOffset % C.ALIGNOF_SEM_T !== 0) {

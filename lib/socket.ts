@@ -6,7 +6,7 @@
  * @module
  */
 import { ERRNO } from "../ffi/constants.ts";
-import { ClosedError, timedOutError } from "../ffi/errno.ts";
+import { ClosedError, numberArgument, timedOutError } from "../ffi/errno.ts";
 import { describe, validateInteger, validateOptions } from "./_validate.ts";
 import { Turns, validateWaitOptions, type WaitOptions, within } from "./_wait.ts";
 
@@ -38,6 +38,8 @@ export class FrameTooLargeError extends RangeError {
 
   /** Creates the error; `received` says whether the peer announced it. */
   constructor(size: number, limit: number, received: boolean) {
+    numberArgument(size, "size");
+    numberArgument(limit, "limit");
     super(
       received
         ? `The peer announced a frame of ${size} bytes, over the limit of ${limit} ` +
@@ -54,6 +56,7 @@ export class FrameTooLargeError extends RangeError {
 export class TruncatedFrameError extends Error {
   /** Creates the error. */
   constructor(missing: number) {
+    numberArgument(missing, "missing");
     super(`The peer closed the connection ${missing} bytes before the end of a frame`);
     this.name = "TruncatedFrameError";
   }
@@ -63,6 +66,8 @@ export class TruncatedFrameError extends Error {
 export class DatagramTooLargeError extends RangeError {
   /** Creates the error. */
   constructor(size: number, limit: number) {
+    numberArgument(size, "size");
+    numberArgument(limit, "limit");
     super(`Datagram of ${size} bytes is over the limit of ${limit} bytes; nothing was sent`);
     this.name = "DatagramTooLargeError";
   }
@@ -78,11 +83,11 @@ const COALESCE_BYTES = 64 * 1024;
 const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
 const encoder = new TextEncoder();
 
-function toBytes(message: unknown): Uint8Array {
+function toBytes(message: unknown, what = "message"): Uint8Array {
   if (message instanceof Uint8Array) return message;
   if (typeof message === "string") return encoder.encode(message);
   throw new TypeError(
-    `Invalid message: expected a Uint8Array or a string, got ${describe(message)}`,
+    `Invalid ${what}: expected a Uint8Array or a string, got ${describe(message)}`,
   );
 }
 
@@ -105,9 +110,13 @@ function validateMaxFrame(options: FramingOptions | undefined): number {
 }
 
 /** Checks a stream address; `listening` allows port 0 and defaults the host to loopback. */
-export function validateSocketAddress(address: unknown, listening: boolean): SocketAddress {
+export function validateSocketAddress(
+  address: unknown,
+  listening: boolean,
+  what = "socket address",
+): SocketAddress {
   if (address === null || typeof address !== "object") {
-    throw new TypeError(`Invalid socket address: expected an object, got ${describe(address)}`);
+    throw new TypeError(`Invalid ${what}: expected an object, got ${describe(address)}`);
   }
   const { transport } = address as { transport?: unknown };
   if (transport === "tcp") {
@@ -128,7 +137,9 @@ export function validateSocketAddress(address: unknown, listening: boolean): Soc
     }
     return { transport, path };
   }
-  throw new TypeError(`Invalid socket transport ${describe(transport)}: expected "tcp" or "unix"`);
+  throw new TypeError(
+    `Invalid ${what}: transport ${describe(transport)}, expected "tcp" or "unix"`,
+  );
 }
 
 function describeAddress(address: Deno.Addr): string {
@@ -201,6 +212,12 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
 
   /** Wraps an open connection (from `Deno.connect` / `accept`); it now owns it. */
   constructor(conn: Deno.Conn, options?: FramingOptions) {
+    if (
+      conn === null || typeof conn !== "object" || typeof conn.read !== "function" ||
+      typeof conn.write !== "function" || typeof conn.remoteAddr !== "object"
+    ) {
+      throw new TypeError(`Invalid conn: expected a Deno.Conn, got ${describe(conn)}`);
+    }
     this.#maxFrame = validateMaxFrame(options);
     this.#conn = conn;
     // Each frame is written whole; waiting to coalesce small writes (Nagle) would only
@@ -794,7 +811,7 @@ export class DatagramSocket implements Disposable {
    */
   async send(data: Uint8Array | string, to?: DatagramAddress): Promise<void> {
     if (this.#closed) throw closedConnection("send", "udp " + describeAddress(this.#socket.addr));
-    const bytes = toBytes(data);
+    const bytes = toBytes(data, "data");
     const target = to ?? this.#defaultTarget;
     if (target === undefined) throw new TypeError("A datagram needs an address to go to");
     const hostname = validateHostname(target.hostname);
