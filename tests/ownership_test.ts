@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import {
   BoundedBuffer,
+  DirectEndpoint,
   MessageQueue,
   Mutex,
   NamedSemaphore,
@@ -41,12 +42,16 @@ ipcTest(
     const semaphore = testName("own-sem");
     const posixQueue = testName("own-pmq");
     const key = randomKey();
+    // The registry name of a direct-communication endpoint is predictable: squat it.
+    const namespace = `own${crypto.randomUUID().slice(0, 8)}`;
+    const squatted = `/deno-ipc-dc.${namespace}.victim`;
     try {
       const child = await runChild("foreign_owner_child.ts", [
         shm,
         semaphore,
         posixQueue,
         `${key}`,
+        squatted,
       ]);
       assert.equal(child.code, 0, child.stderr);
       assert.equal(child.stdout.trim(), "created");
@@ -74,6 +79,10 @@ ipcTest(
       );
       assert.throws(() => MessageQueue.open({ key }), refused("queue ", byNobody));
       assert.throws(() => MessageQueue.openOrCreate({ key }), refused("queue ", byNobody));
+      assert.throws(
+        () => DirectEndpoint.open({ name: "victim", namespace }),
+        refused(squatted, byNobody),
+      );
 
       // Accepted when the caller says so.
       using region = SharedMemory.open({ name: shm, allowOtherOwners: true });
@@ -87,6 +96,7 @@ ipcTest(
       assert.equal(queue.trySend(1, "hello"), true);
     } finally {
       ignore(() => SharedMemory.unlink(shm));
+      ignore(() => SharedMemory.unlink(squatted));
       ignore(() => NamedSemaphore.unlink(semaphore));
       ignore(() => PosixMessageQueue.unlink(posixQueue));
       ignore(() => MessageQueue.open({ key, allowOtherOwners: true }).remove());
