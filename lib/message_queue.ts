@@ -353,7 +353,15 @@ export class MessageQueue implements Disposable {
   /** Sends `value` as JSON. */
   sendJson(type: number, value: unknown, options?: WaitOptions): Promise<void> {
     try {
-      return this.send(type, jsonText(value, "value"), options);
+      validateType(type, "message type", 1);
+      validateWaitOptions(options);
+      // Past those checks, a RangeError of send() is about the JSON text's size.
+      return this.send(type, jsonText(value, "value"), options).catch((error) => {
+        if (error instanceof RangeError && error.constructor === RangeError) {
+          throw new RangeError(`Invalid value: ${error.message}`, { cause: error });
+        }
+        throw error;
+      });
     } catch (error) {
       return Promise.reject(error);
     }

@@ -314,7 +314,7 @@ export class PosixMessageQueue implements Disposable {
     if (!bytes) throw new TypeError("Invalid payload: expected a Uint8Array or a string");
     if (bytes.length > this.#messageSize) {
       throw new RangeError(
-        `Message of ${bytes.length} bytes is over the message size ${this.#messageSize} of ` +
+        `Invalid payload of ${bytes.length} bytes: over the message size ${this.#messageSize} of ` +
           `${WHAT} "${this.#name}"`,
       );
     }
