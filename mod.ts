@@ -141,6 +141,7 @@ export {
   MessageQueue,
   type MessageQueueCreateOptions,
   type MessageQueueKeyOptions,
+  type MessageQueueOpenOptions,
   type MessageQueueStats,
   QueueMessage,
   type ReceiveOptions,

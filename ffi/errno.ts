@@ -36,6 +36,26 @@ function errnoText(errno: number): string {
   return text ? Deno.UnsafePointerView.getCString(text) : `error ${errno}`;
 }
 
+/**
+ * For constructors of error classes: `value` if it is a string, else a TypeError naming
+ * the argument `what` (a message of a Symbol or of an object without toString would
+ * otherwise fail with an error that names nothing).
+ */
+export function stringArgument(value: unknown, what: string): string {
+  if (typeof value !== "string") {
+    throw new TypeError(`Invalid ${what}: expected a string, got ${typeof value}`);
+  }
+  return value;
+}
+
+/** For constructors of error classes: `value` if it is a number, else a TypeError. */
+export function numberArgument(value: unknown, what: string): number {
+  if (typeof value !== "number") {
+    throw new TypeError(`Invalid ${what}: expected a number, got ${typeof value}`);
+  }
+  return value;
+}
+
 /** Options of {@link ErrnoError}. */
 export interface ErrnoErrorOptions {
   /** The IPC object the call was about, e.g. `"/my-shm"`. */
@@ -75,6 +95,16 @@ export class ErrnoError extends Error {
 
   /** Creates an error for `errno` raised by `syscall`. */
   constructor(errno: number, syscall: string, options: ErrnoErrorOptions = {}) {
+    if (typeof errno !== "number") numberArgument(errno, "errno");
+    if (!Number.isInteger(errno) || errno < 0 || errno > 4095) {
+      throw new RangeError(`Invalid errno ${errno}: expected an integer from 0 to 4095`);
+    }
+    stringArgument(syscall, "syscall (the name of the failed call)");
+    if (options === null || typeof options !== "object") {
+      throw new TypeError(`Invalid options: expected an object, got ${typeof options}`);
+    }
+    if (options.objectName !== undefined) stringArgument(options.objectName, "objectName");
+    if (options.message !== undefined) stringArgument(options.message, "message");
     const code = errnoCode(errno);
     const on = options.objectName === undefined ? "" : ` on "${options.objectName}"`;
     super(

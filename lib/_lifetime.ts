@@ -11,7 +11,9 @@ export class Lifetime {
   #closed = false;
   #released = false;
   #inflight = 0;
-  #controller = new AbortController();
+  // Made on first use: most handles are never waited on, and an AbortController per
+  // handle made open/close cycles allocate (and leave for the GC) far more than needed.
+  #controller: AbortController | undefined;
   #release: () => void;
   #whenReleased: PromiseWithResolvers<void> | undefined;
 
@@ -27,6 +29,10 @@ export class Lifetime {
 
   /** Aborts when the handle closes, so that waiters can stop at once. */
   get closing(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#closed) this.#controller.abort();
+    }
     return this.#controller.signal;
   }
 
@@ -34,7 +40,7 @@ export class Lifetime {
   close(): boolean {
     if (this.#closed) return false;
     this.#closed = true;
-    this.#controller.abort();
+    this.#controller?.abort();
     this.#maybeRelease();
     return true;
   }

@@ -6,11 +6,11 @@ import { describe, validateInteger } from "./_validate.ts";
 const encoder = new TextEncoder();
 
 /** A message as bytes: a Uint8Array as it is, a string as UTF-8. */
-export function toBytes(message: unknown): Uint8Array {
+export function toBytes(message: unknown, what = "message"): Uint8Array {
   if (message instanceof Uint8Array) return message;
   if (typeof message === "string") return encoder.encode(message);
   throw new TypeError(
-    `Invalid message: expected a Uint8Array or a string, got ${describe(message)}`,
+    `Invalid ${what}: expected a Uint8Array or a string, got ${describe(message)}`,
   );
 }
 

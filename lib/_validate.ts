@@ -80,6 +80,32 @@ export function validateOptions<T extends object>(options: unknown, what: string
   return options as Partial<T>;
 }
 
+/** Checks a string argument (no coercion: a number or an object is a TypeError). */
+export function validateString(value: unknown, what: string): string {
+  if (typeof value !== "string") {
+    throw new TypeError(`Invalid ${what}: expected a string, got ${describe(value)}`);
+  }
+  return value;
+}
+
+/** `JSON.stringify(value)`, or a TypeError naming `what` when it has no JSON text. */
+export function jsonText(value: unknown, what: string): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (error) {
+    // A BigInt, a cycle, or a toJSON that throws.
+    throw new TypeError(
+      `Invalid ${what}: it cannot be written as JSON (${(error as Error)?.message})`,
+      { cause: error },
+    );
+  }
+  if (text === undefined) {
+    throw new TypeError(`Invalid ${what}: ${describe(value)} has no JSON form`);
+  }
+  return text;
+}
+
 /** A short description of a value for error messages. */
 export function describe(value: unknown): string {
   if (value === null) return "null";

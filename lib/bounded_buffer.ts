@@ -17,6 +17,7 @@ import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { step } from "./_steps.ts";
+import type { OwnershipOptions } from "./_owner.ts";
 import {
   DEFAULT_MODE,
   SHM_NAME_MAX,
@@ -42,8 +43,12 @@ export interface BoundedBufferCreateOptions {
   mode?: number;
 }
 
-/** Options of {@link BoundedBuffer.open} and {@link SemaphoreBoundedBuffer.open}. */
-export interface BoundedBufferOpenOptions {
+/**
+ * Options of {@link BoundedBuffer.open} and {@link SemaphoreBoundedBuffer.open}: the
+ * buffer must belong to this process's uid and give no group/other access, unless the
+ * ownership options say otherwise (see {@link SharedMemory.open}).
+ */
+export interface BoundedBufferOpenOptions extends OwnershipOptions {
   /** Name of an existing buffer. */
   name: string;
 }

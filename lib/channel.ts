@@ -4,7 +4,8 @@
  *
  * @module
  */
-import type { WaitOptions } from "./_wait.ts";
+import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
+import { jsonText, validateString } from "./_validate.ts";
 
 export type { WaitOptions } from "./_wait.ts";
 
@@ -63,7 +64,25 @@ export abstract class Channel implements Disposable, AsyncIterable<Uint8Array> {
 
   /** Sends `text` as UTF-8. */
   sendText(text: string, options?: WaitOptions): Promise<void> {
-    return this.send(encoder.encode(text), options);
+    try {
+      return this.#sendEncoded(validateString(text, "text"), "text", options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  // Sends `text`; a plain RangeError of send() (the encoded message does not suit the
+  // channel) is reported against the caller's argument, `what`.
+  async #sendEncoded(text: string, what: string, options?: WaitOptions): Promise<void> {
+    validateWaitOptions(options); // so that a RangeError below is about the message
+    try {
+      await this.send(encoder.encode(text), options);
+    } catch (error) {
+      if (error instanceof RangeError && error.constructor === RangeError) {
+        throw new RangeError(`Invalid ${what}: ${error.message}`, { cause: error });
+      }
+      throw error;
+    }
   }
 
   /** Receives a message as UTF-8 text; `null` at the end of the stream. */
@@ -74,7 +93,11 @@ export abstract class Channel implements Disposable, AsyncIterable<Uint8Array> {
 
   /** Sends `value` as JSON. */
   sendJson(value: unknown, options?: WaitOptions): Promise<void> {
-    return this.sendText(JSON.stringify(value), options);
+    try {
+      return this.#sendEncoded(jsonText(value, "value"), "value", options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Receives a message as JSON; `null` at the end of the stream. */

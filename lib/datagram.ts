@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { timedOutError } from "../ffi/errno.ts";
+import { numberArgument, timedOutError } from "../ffi/errno.ts";
 import {
   closedConnection,
   describeAddress,
@@ -27,6 +27,8 @@ export interface DatagramAddress {
 export class DatagramTooLargeError extends RangeError {
   /** Creates the error. */
   constructor(size: number, limit: number) {
+    numberArgument(size, "size");
+    numberArgument(limit, "limit");
     super(`Datagram of ${size} bytes is over the limit of ${limit} bytes; nothing was sent`);
     this.name = "DatagramTooLargeError";
   }
@@ -197,7 +199,7 @@ export class DatagramSocket implements Disposable {
    */
   async send(data: Uint8Array | string, to?: DatagramAddress): Promise<void> {
     if (this.#closed) throw closedConnection("send", "udp " + describeAddress(this.#socket.addr));
-    const bytes = toBytes(data);
+    const bytes = toBytes(data, "data");
     const target = to ?? this.#defaultTarget;
     if (target === undefined) throw new TypeError("A datagram needs an address to go to");
     const hostname = validateHostname(target.hostname);

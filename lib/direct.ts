@@ -20,7 +20,7 @@ import {
 import { MailboxStore } from "./_mailbox_store.ts";
 import { currentPid, processExists } from "./_process.ts";
 import { step } from "./_steps.ts";
-import { validateOptions } from "./_validate.ts";
+import { describe, validateOptions } from "./_validate.ts";
 import { untilDefined, validateWaitOptions, waitFor, type WaitOptions } from "./_wait.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
@@ -64,7 +64,9 @@ const decoder = new TextDecoder();
 function validateName(value: unknown, what: string): string {
   if (typeof value !== "string" || !NAME_PATTERN.test(value)) {
     throw new TypeError(
-      `Invalid ${what} ${JSON.stringify(value)}: expected 1 to 40 characters from ` +
+      `Invalid ${what} ${
+        typeof value === "string" ? JSON.stringify(value) : `(${describe(value)})`
+      }: expected 1 to 40 characters from ` +
         `A-Z a-z 0-9 _ -`,
     );
   }

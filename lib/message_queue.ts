@@ -14,11 +14,19 @@ import { C, ERRNO } from "../ffi/constants.ts";
 import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
+import {
+  checkOwnership,
+  OWN_ONLY,
+  type Ownership,
+  type OwnershipOptions,
+  validateOwnership,
+} from "./_owner.ts";
 import { allocateMessage } from "./_pool.ts";
 import {
   cString,
   DEFAULT_MODE,
   describe,
+  jsonText,
   validateInteger,
   validateMode,
   validateOptions,
@@ -39,8 +47,19 @@ export interface MessageQueueKeyOptions {
   projectId?: number;
 }
 
-/** Options of {@link MessageQueue.create} and {@link MessageQueue.openOrCreate}. */
-export interface MessageQueueCreateOptions extends MessageQueueKeyOptions {
+/**
+ * Options of {@link MessageQueue.open}: the key, and what is accepted of the queue's
+ * owner and mode (default: this process's effective uid as owner and creator, no group
+ * or other access).
+ */
+export interface MessageQueueOpenOptions extends MessageQueueKeyOptions, OwnershipOptions {}
+
+/**
+ * Options of {@link MessageQueue.create} and {@link MessageQueue.openOrCreate}. An
+ * existing queue that `openOrCreate` opens must belong to this process's effective uid
+ * and give no group/other access beyond `mode`'s (or `allowModes`).
+ */
+export interface MessageQueueCreateOptions extends MessageQueueKeyOptions, OwnershipOptions {
   /** Permission bits. Default: `0o600`. */
   mode?: number;
 }
@@ -108,6 +127,15 @@ export interface MessageQueueStats {
   lastReceiveTime: Date | null;
 }
 
+// One send and one receive buffer for every queue handle of this thread: msgsnd and
+// msgrcv run synchronously here (IPC_NOWAIT), so no two calls use a buffer at once, and
+// opening and closing handles allocates nothing (a buffer per handle of 8 + msgmax
+// bytes, freed only by a later GC, made RSS grow with open/close cycles).
+let sendBuffer = new Uint8Array(0);
+let sendView = new DataView(sendBuffer.buffer);
+let receiveBuffer = new Uint8Array(0);
+let receiveView = new DataView(receiveBuffer.buffer);
+
 let systemLimits: { msgmax: number; msgmnb: number } | undefined;
 
 /** The system's limits: largest message (msgmax) and default queue capacity (msgmnb). */
@@ -145,6 +173,23 @@ function keyOf(options: MessageQueueKeyOptions, required: boolean): number {
   return C.IPC_PRIVATE;
 }
 
+// The owner AND the creator must be us: the creator of a queue can still change or
+// remove it after giving it to another uid (msgctl(2) IPC_SET, IPC_RMID).
+function checkQueueOwnership(id: number, ownership: Ownership = OWN_ONLY): DataView {
+  const stat = new Uint8Array(C.SIZEOF_MSQID_DS);
+  check("msgctl", libc().symbols.msgctl(id, C.IPC_STAT, stat), `queue ${id}`);
+  const view = new DataView(stat.buffer);
+  checkOwnership(
+    [view.getUint32(C.MSQID_OFFSET_UID, true), view.getUint32(C.MSQID_OFFSET_CUID, true)],
+    view.getUint32(C.MSQID_OFFSET_MODE, true),
+    ownership,
+    WHAT,
+    `queue ${id}`,
+    "msgget",
+  );
+  return view;
+}
+
 function validateType(type: unknown, what: string, min: number): number {
   return validateInteger(type, what, min, Number.MAX_SAFE_INTEGER);
 }
@@ -180,10 +225,6 @@ export class MessageQueue implements Disposable {
   readonly #id: number;
   readonly #key: number;
   readonly #lifetime: Lifetime;
-  #sendBuffer = new Uint8Array(0);
-  #sendView = new DataView(this.#sendBuffer.buffer);
-  #receiveBuffer = new Uint8Array(0);
-  #receiveView = new DataView(this.#receiveBuffer.buffer);
 
   private constructor(id: number, key: number) {
     this.#id = id;
@@ -207,29 +248,43 @@ export class MessageQueue implements Disposable {
     return new MessageQueue(id, key);
   }
 
-  /** Opens an existing queue by key or path (`NotFoundError` if there is none). */
-  static open(options: MessageQueueKeyOptions): MessageQueue {
-    const key = keyOf(validateOptions<MessageQueueKeyOptions>(options, WHAT), true);
-    return new MessageQueue(check("msgget", libc().symbols.msgget(key, 0), `key ${key}`), key);
+  /**
+   * Opens an existing queue by key or path (`NotFoundError` if there is none). A queue
+   * owned or created by another user, or whose mode gives group/other access, is refused
+   * with `PermissionDeniedError` unless `allowOtherOwners` / `allowModes` accept it.
+   */
+  static open(options: MessageQueueOpenOptions): MessageQueue {
+    const checked = validateOptions<MessageQueueOpenOptions>(options, WHAT);
+    const key = keyOf(checked, true);
+    const ownership = validateOwnership(checked);
+    const id = check("msgget", libc().symbols.msgget(key, 0), `key ${key}`);
+    checkQueueOwnership(id, ownership);
+    return new MessageQueue(id, key);
   }
 
-  /** Opens the queue for a key or path, creating it if needed. */
+  /**
+   * Opens the queue for a key or path, creating it if needed. An existing queue is
+   * checked as by {@link MessageQueue.open}, allowing the group/other bits of `mode`.
+   */
   static openOrCreate(options: MessageQueueCreateOptions): MessageQueue {
     const checked = validateOptions<MessageQueueCreateOptions>(options, WHAT);
     const key = keyOf(checked, true);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
-    return new MessageQueue(
-      check("msgget", libc().symbols.msgget(key, C.IPC_CREAT | mode), `key ${key}`),
-      key,
-    );
+    const ownership = validateOwnership(checked, mode);
+    const id = check("msgget", libc().symbols.msgget(key, C.IPC_CREAT | mode), `key ${key}`);
+    checkQueueOwnership(id, ownership);
+    return new MessageQueue(id, key);
   }
 
-  /** Uses a queue by its id (e.g. a private queue's id passed to a child). */
-  static fromId(id: number): MessageQueue {
+  /**
+   * Uses a queue by its id (e.g. a private queue's id passed to a child). The queue is
+   * checked as by {@link MessageQueue.open}.
+   */
+  static fromId(id: number, options: OwnershipOptions = {}): MessageQueue {
     validateInteger(id, "message queue id", 0, 2 ** 31 - 1);
-    const stat = new Uint8Array(C.SIZEOF_MSQID_DS);
-    check("msgctl", libc().symbols.msgctl(id, C.IPC_STAT, stat), `queue ${id}`);
-    return new MessageQueue(id, new DataView(stat.buffer).getInt32(0, true));
+    const ownership = validateOwnership(validateOptions<OwnershipOptions>(options, WHAT));
+    const stat = checkQueueOwnership(id, ownership);
+    return new MessageQueue(id, stat.getInt32(0, true));
   }
 
   /** The key ftok(3) makes from an existing `path` and a `projectId` from 1 to 255. */
@@ -284,7 +339,7 @@ export class MessageQueue implements Disposable {
       const capacity = Number(this.#stat().getBigUint64(C.MSQID_OFFSET_QBYTES, true));
       if (bytes.length > capacity) {
         throw new RangeError(
-          `Message of ${bytes.length} bytes can never fit ${this.#name()}: ` +
+          `Invalid payload of ${bytes.length} bytes: it can never fit ${this.#name()}: ` +
             `its capacity (msg_qbytes) is ${capacity} bytes`,
         );
       }
@@ -297,7 +352,19 @@ export class MessageQueue implements Disposable {
 
   /** Sends `value` as JSON. */
   sendJson(type: number, value: unknown, options?: WaitOptions): Promise<void> {
-    return this.send(type, JSON.stringify(value), options);
+    try {
+      validateType(type, "message type", 1);
+      validateWaitOptions(options);
+      // Past those checks, a RangeError of send() is about the JSON text's size.
+      return this.send(type, jsonText(value, "value"), options).catch((error) => {
+        if (error instanceof RangeError && error.constructor === RangeError) {
+          throw new RangeError(`Invalid value: ${error.message}`, { cause: error });
+        }
+        throw error;
+      });
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Takes the message `options` select, if there is one now. */
@@ -343,7 +410,7 @@ export class MessageQueue implements Disposable {
   /** Sets the most payload bytes the queue holds (msgctl IPC_SET of msg_qbytes). */
   setCapacity(bytes: number): void {
     this.#assertOpen("change");
-    validateInteger(bytes, "queue capacity", 1, 2 ** 31 - 1);
+    validateInteger(bytes, "queue capacity (bytes)", 1, 2 ** 31 - 1);
     const view = this.#stat();
     view.setBigUint64(C.MSQID_OFFSET_QBYTES, BigInt(bytes), true);
     check(
@@ -388,7 +455,7 @@ export class MessageQueue implements Disposable {
     const { msgmax } = limits();
     if (bytes.length > msgmax) {
       throw new RangeError(
-        `Message of ${bytes.length} bytes is over the system's limit msgmax = ${msgmax} ` +
+        `Invalid payload of ${bytes.length} bytes: over the system's limit msgmax = ${msgmax} ` +
           `(/proc/sys/kernel/msgmax)`,
       );
     }
@@ -399,7 +466,7 @@ export class MessageQueue implements Disposable {
     const checked = validateOptions<ReceiveOptions>(options, "receive");
     const type = validateType(checked.type ?? 0, "message type", Number.MIN_SAFE_INTEGER);
     const { msgmax } = limits();
-    const maxSize = validateInteger(checked.maxSize ?? msgmax, "receive size", 0, msgmax);
+    const maxSize = validateInteger(checked.maxSize ?? msgmax, "maxSize", 0, msgmax);
     let flags = C.IPC_NOWAIT;
     if (checked.except) {
       if (type <= 0) throw new RangeError("Invalid receive: except needs a type above 0");
@@ -411,12 +478,12 @@ export class MessageQueue implements Disposable {
 
   #attemptSend(type: number, payload: Uint8Array): boolean {
     const size = 8 + payload.length;
-    if (this.#sendBuffer.length < size) {
-      this.#sendBuffer = new Uint8Array(8 + limits().msgmax);
-      this.#sendView = new DataView(this.#sendBuffer.buffer);
+    if (sendBuffer.length < size) {
+      sendBuffer = new Uint8Array(8 + limits().msgmax);
+      sendView = new DataView(sendBuffer.buffer);
     }
-    const buffer = this.#sendBuffer;
-    this.#sendView.setBigInt64(0, BigInt(type), true);
+    const buffer = sendBuffer;
+    sendView.setBigInt64(0, BigInt(type), true);
     buffer.set(payload, 8);
     const { symbols } = libc();
     if (symbols.msgsnd(this.#id, buffer, BigInt(payload.length), C.IPC_NOWAIT) === 0) return true;
@@ -428,11 +495,11 @@ export class MessageQueue implements Disposable {
   #attemptReceive(
     selection: { type: bigint; flags: number; maxSize: number },
   ): QueueMessage | undefined {
-    if (this.#receiveBuffer.length < 8 + selection.maxSize) {
-      this.#receiveBuffer = new Uint8Array(8 + limits().msgmax);
-      this.#receiveView = new DataView(this.#receiveBuffer.buffer);
+    if (receiveBuffer.length < 8 + selection.maxSize) {
+      receiveBuffer = new Uint8Array(8 + limits().msgmax);
+      receiveView = new DataView(receiveBuffer.buffer);
     }
-    const buffer = this.#receiveBuffer;
+    const buffer = receiveBuffer;
     const n = libc().symbols.msgrcv(
       this.#id,
       buffer,
@@ -441,7 +508,7 @@ export class MessageQueue implements Disposable {
       selection.flags,
     );
     if (n >= 0) {
-      const type = Number(this.#receiveView.getBigInt64(0, true));
+      const type = Number(receiveView.getBigInt64(0, true));
       const data = allocateMessage(n);
       data.set(buffer.subarray(8, 8 + n));
       return new QueueMessage(type, data);

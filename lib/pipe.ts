@@ -12,12 +12,19 @@
  * @module
  */
 import { C } from "../ffi/constants.ts";
-import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
+import {
+  check,
+  closedError,
+  errnoError,
+  lastErrno,
+  NotFoundError,
+  timedOutError,
+} from "../ffi/errno.ts";
 import { ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { pollReady } from "./_poll.ts";
-import { cString, validateOptions } from "./_validate.ts";
+import { cString, describe, validateInteger, validateOptions } from "./_validate.ts";
 import { PENDING, untilDefined, type Waitable, waitFor, type WaitOptions } from "./_wait.ts";
 
 /** Bytes a pipe write can carry without being interleaved with other writers' data. */
@@ -43,6 +50,13 @@ export abstract class PipeEnd implements Disposable {
 
   /** For subclasses: takes ownership of `fd` and makes it non-blocking. */
   protected constructor(fd: number, what: string, name: string) {
+    validateInteger(fd, "fd", 0, 2 ** 31 - 1);
+    if (typeof name !== "string") {
+      throw new TypeError(`Invalid name: expected a string, got ${describe(name)}`);
+    }
+    if (typeof what !== "string") {
+      throw new TypeError(`Invalid what: expected a string, got ${describe(what)}`);
+    }
     this.#fd = fd;
     this.#name = name;
     this.#what = what;
@@ -245,7 +259,7 @@ export class PipeWriter extends PipeEnd {
    */
   tryWrite(bytes: Uint8Array): number | undefined {
     this.assertOpen("write");
-    validateBuffer(bytes, "data");
+    validateBuffer(bytes, "bytes");
     return this.#attempt(bytes);
   }
 
@@ -254,7 +268,7 @@ export class PipeWriter extends PipeEnd {
     let offset = 0;
     try {
       this.assertOpen("write");
-      validateBuffer(bytes, "data");
+      validateBuffer(bytes, "bytes");
       offset = this.#attempt(bytes) ?? 0;
       if (offset === bytes.length) return WRITTEN;
     } catch (error) {
@@ -444,8 +458,14 @@ export function spawnWithPipes(command: string, options: SpawnWithPipesOptions):
 export function inheritedPipeEnds<T extends Record<string, "reader" | "writer">>(
   kinds: T,
 ): { [K in keyof T]: T[K] extends "reader" ? PipeReader : PipeWriter } {
+  validateOptions(kinds, "inherited pipe ends (kinds)");
   const text = Deno.env.get(PIPE_FDS_ENV);
-  if (!text) throw new TypeError(`No inherited pipe ends: ${PIPE_FDS_ENV} is not set`);
+  if (!text) {
+    throw new NotFoundError(ERRNO.ENOENT, "inheritedPipeEnds", {
+      objectName: PIPE_FDS_ENV,
+      message: `No inherited pipe ends: ${PIPE_FDS_ENV} is not set`,
+    });
+  }
   const fds = JSON.parse(text) as Record<string, number>;
   const result: Record<string, PipeReader | PipeWriter> = {};
   for (const [key, kind] of Object.entries(kinds)) {

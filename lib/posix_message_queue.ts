@@ -10,6 +10,13 @@ import { C, ERRNO } from "../ffi/constants.ts";
 import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
+import {
+  checkOwnership,
+  fileStatus,
+  type Ownership,
+  type OwnershipOptions,
+  validateOwnership,
+} from "./_owner.ts";
 import { allocateMessage } from "./_pool.ts";
 import { pollReady } from "./_poll.ts";
 import {
@@ -26,10 +33,21 @@ import { PENDING, untilDefined, validateWaitOptions, waitFor, type WaitOptions }
 import { QueueMessage } from "./message_queue.ts";
 
 const WHAT = "POSIX message queue";
+
+// One receive buffer for every queue handle of this thread, as large as the largest
+// message size of a queue opened so far: mq_receive runs synchronously here (the
+// descriptor is non-blocking), so no two calls use it at once, and opening and closing
+// handles allocates nothing.
+let receiveBuffer = new Uint8Array(0);
+const receivePriority = new Uint32Array(1);
 const encoder = new TextEncoder();
 
-/** Options of {@link PosixMessageQueue.create}. */
-export interface PosixMessageQueueCreateOptions {
+/**
+ * Options of {@link PosixMessageQueue.create} (and of `openOrCreate`, where an existing
+ * queue must belong to this process's effective uid and give no group/other access
+ * beyond `mode`'s, or `allowModes`).
+ */
+export interface PosixMessageQueueCreateOptions extends OwnershipOptions {
   /** Name such as `"/jobs"`. Default: a fresh random name. */
   name?: string;
   /** Most messages the queue holds. Default: 10. */
@@ -40,8 +58,12 @@ export interface PosixMessageQueueCreateOptions {
   mode?: number;
 }
 
-/** Options of {@link PosixMessageQueue.open}. */
-export interface PosixMessageQueueOpenOptions {
+/**
+ * Options of {@link PosixMessageQueue.open}: the queue must belong to this process's
+ * effective uid and give no group/other access, unless the ownership options say
+ * otherwise.
+ */
+export interface PosixMessageQueueOpenOptions extends OwnershipOptions {
   /** Name of an existing queue. */
   name: string;
 }
@@ -89,8 +111,6 @@ export class PosixMessageQueue implements Disposable {
   readonly #fd: number;
   readonly #messageSize: number;
   readonly #lifetime: Lifetime;
-  readonly #buffer: Uint8Array;
-  readonly #priority = new Uint32Array(1);
 
   private constructor(name: string, fd: number) {
     this.#name = name;
@@ -99,7 +119,6 @@ export class PosixMessageQueue implements Disposable {
       libc().symbols.mq_close(fd);
     });
     this.#messageSize = this.#attributes().messageSize;
-    this.#buffer = new Uint8Array(this.#messageSize);
   }
 
   /**
@@ -111,14 +130,18 @@ export class PosixMessageQueue implements Disposable {
     const name = checked.name === undefined
       ? randomPosixName()
       : validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
-    return PosixMessageQueue.#open(name, C.O_CREAT | C.O_EXCL, checked);
+    return PosixMessageQueue.#open(name, C.O_CREAT | C.O_EXCL, checked, undefined);
   }
 
-  /** Opens an existing queue (`NotFoundError` if there is none). */
+  /**
+   * Opens an existing queue (`NotFoundError` if there is none). A queue another user
+   * owns, or whose mode gives group/other access, is refused with
+   * `PermissionDeniedError` unless `allowOtherOwners` / `allowModes` accept it.
+   */
   static open(options: PosixMessageQueueOpenOptions): PosixMessageQueue {
     const checked = validateOptions<PosixMessageQueueOpenOptions>(options, WHAT);
     const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
-    return PosixMessageQueue.#open(name, 0, undefined);
+    return PosixMessageQueue.#open(name, 0, undefined, validateOwnership(checked));
   }
 
   /** Opens the queue, creating it with `options` if needed. */
@@ -127,7 +150,8 @@ export class PosixMessageQueue implements Disposable {
   ): PosixMessageQueue {
     const checked = validateOptions<PosixMessageQueueCreateOptions>(options, WHAT);
     const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
-    return PosixMessageQueue.#open(name, C.O_CREAT, checked);
+    const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
+    return PosixMessageQueue.#open(name, C.O_CREAT, checked, validateOwnership(checked, mode));
   }
 
   /** Removes a queue's name; open descriptors keep working. */
@@ -140,6 +164,7 @@ export class PosixMessageQueue implements Disposable {
     name: string,
     flags: number,
     create: PosixMessageQueueCreateOptions | undefined,
+    ownership: Ownership | undefined, // undefined: made by this call (O_EXCL)
   ): PosixMessageQueue {
     const attr = new DataView(new ArrayBuffer(C.SIZEOF_MQ_ATTR));
     let mode = 0;
@@ -172,6 +197,16 @@ export class PosixMessageQueue implements Disposable {
         });
       }
       throw errnoError(errno, "mq_open", { objectName: name });
+    }
+    if (ownership) {
+      try {
+        // On Linux a queue descriptor is a file descriptor: fstat reports owner and mode.
+        const status = fileStatus(fd, name);
+        checkOwnership([status.uid], status.mode, ownership, WHAT, name, "mq_open");
+      } catch (error) {
+        libc().symbols.mq_close(fd);
+        throw error;
+      }
     }
     return new PosixMessageQueue(name, fd);
   }
@@ -279,7 +314,7 @@ export class PosixMessageQueue implements Disposable {
     if (!bytes) throw new TypeError("Invalid payload: expected a Uint8Array or a string");
     if (bytes.length > this.#messageSize) {
       throw new RangeError(
-        `Message of ${bytes.length} bytes is over the message size ${this.#messageSize} of ` +
+        `Invalid payload of ${bytes.length} bytes: over the message size ${this.#messageSize} of ` +
           `${WHAT} "${this.#name}"`,
       );
     }
@@ -297,16 +332,20 @@ export class PosixMessageQueue implements Disposable {
   }
 
   #attemptReceive(): QueueMessage | undefined {
+    // mq_receive refuses a buffer smaller than the queue's message size (EMSGSIZE).
+    if (receiveBuffer.length < this.#messageSize) {
+      receiveBuffer = new Uint8Array(this.#messageSize);
+    }
     const n = libc().symbols.mq_receive(
       this.#fd,
-      this.#buffer,
-      BigInt(this.#buffer.length),
-      this.#priority,
+      receiveBuffer,
+      BigInt(receiveBuffer.length),
+      receivePriority,
     );
     if (n >= 0) {
       const data = allocateMessage(n);
-      data.set(this.#buffer.subarray(0, n));
-      return new QueueMessage(this.#priority[0], data);
+      data.set(receiveBuffer.subarray(0, n));
+      return new QueueMessage(receivePriority[0], data);
     }
     const errno = lastErrno();
     if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return undefined;

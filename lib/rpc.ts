@@ -14,7 +14,7 @@
  */
 import { decode, encode, ExtensionCodec } from "npm:@msgpack/msgpack@^3.1.3";
 import { ERRNO } from "../ffi/constants.ts";
-import { ClosedError, ErrnoError, timedOutError } from "../ffi/errno.ts";
+import { ClosedError, ErrnoError, stringArgument, timedOutError } from "../ffi/errno.ts";
 import { type OwnershipOptions } from "./_owner.ts";
 import { describe, validateInteger, validateOptions } from "./_validate.ts";
 import { validateWaitOptions, type WaitOptions } from "./_wait.ts";
@@ -45,7 +45,9 @@ export class RemoteError extends Error {
 
   /** Creates the error. */
   constructor(procedure: string, remoteName: string, message: string) {
-    super(message);
+    stringArgument(procedure, "procedure");
+    stringArgument(remoteName, "remoteName");
+    super(stringArgument(message, "message"));
     this.name = "RemoteError";
     this.remoteName = remoteName;
     this.procedure = procedure;
@@ -56,6 +58,7 @@ export class RemoteError extends Error {
 export class UnknownProcedureError extends Error {
   /** Creates the error. */
   constructor(procedure: string) {
+    stringArgument(procedure, "procedure");
     super(`The server has no procedure "${procedure}"`);
     this.name = "UnknownProcedureError";
   }
@@ -68,7 +71,7 @@ export class UnknownProcedureError extends Error {
 export class BadArgumentsError extends Error {
   /** Creates the error. */
   constructor(message: string) {
-    super(message);
+    super(stringArgument(message, "message"));
     this.name = "BadArgumentsError";
   }
 }
@@ -123,6 +126,10 @@ export interface CallContext {
 export class ConnectionLostError extends Error {
   /** Creates the error. */
   constructor(message: string, options?: { cause?: unknown }) {
+    stringArgument(message, "message");
+    if (options !== undefined && (options === null || typeof options !== "object")) {
+      throw new TypeError(`Invalid options: expected an object, got ${describe(options)}`);
+    }
     super(message, options);
     this.name = "ConnectionLostError";
   }
@@ -166,12 +173,35 @@ codec.register({
 
 /** Encodes a value the way calls and replies travel (MessagePack, see the module doc). */
 export function marshal(value: unknown): Uint8Array {
-  return encode(value, { extensionCodec: codec });
+  try {
+    return encode(value, { extensionCodec: codec });
+  } catch (error) {
+    throw new TypeError(
+      `Invalid value: it cannot be marshalled (${(error as Error)?.message})`,
+      { cause: error },
+    );
+  }
 }
 
-/** Decodes what {@link marshal} made. */
+/**
+ * Decodes what {@link marshal} made. Bytes that are not exactly one MessagePack value
+ * are a RangeError naming `bytes`.
+ */
 export function unmarshal(bytes: Uint8Array): unknown {
-  return decode(bytes, { extensionCodec: codec });
+  if (!(bytes instanceof Uint8Array)) {
+    throw new TypeError(`Invalid bytes: expected a Uint8Array, got ${describe(bytes)}`);
+  }
+  if (bytes.length === 0) {
+    throw new RangeError("Invalid bytes: empty (a marshalled value is at least 1 byte)");
+  }
+  try {
+    return decode(bytes, { extensionCodec: codec });
+  } catch (error) {
+    throw new RangeError(
+      `Invalid bytes: not one MessagePack value (${(error as Error)?.message})`,
+      { cause: error },
+    );
+  }
 }
 
 /**
@@ -274,7 +304,8 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
     name: string,
     options: LookupOptions,
   ): Promise<RpcClient<T>> {
-    const address = await lookupService(name, options.registry, options);
+    const checked = validateOptions<LookupOptions>(options, "lookup");
+    const address = await lookupService(name, checked.registry!, checked);
     return RpcClient.connect<T>(address, options);
   }
 
@@ -289,7 +320,7 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
       return Promise.reject(new TypeError(`Invalid procedure name ${describe(procedure)}`));
     }
     if (!Array.isArray(args)) {
-      return Promise.reject(new TypeError(`Invalid arguments: expected an array`));
+      return Promise.reject(new TypeError(`Invalid args: expected an array of arguments`));
     }
     let wait: WaitOptions;
     let frame: Uint8Array;
@@ -305,7 +336,15 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
         );
       }
       const request = [REQUEST, id, procedure, args];
-      frame = marshal(request);
+      try {
+        frame = marshal(request);
+      } catch (error) {
+        throw new TypeError(
+          `Invalid args of ${procedure}: they cannot be marshalled ` +
+            `(${((error as Error).cause as Error)?.message})`,
+          { cause: error },
+        );
+      }
       this.#onFrame?.("request", request, frame.length);
     } catch (error) {
       return Promise.reject(error);
@@ -520,7 +559,7 @@ export class RpcServer implements AsyncDisposable {
     for (const [name, fn] of Object.entries(procedures)) {
       if (typeof fn !== "function") {
         throw new TypeError(
-          `Invalid procedure "${name}": expected a function, got ${describe(fn)}`,
+          `Invalid procedures: "${name}" is not a function but ${describe(fn)}`,
         );
       }
     }
@@ -562,6 +601,7 @@ export class RpcServer implements AsyncDisposable {
     name: string,
     options: OwnershipOptions = {},
   ): Promise<void> {
+    validateSocketAddress(registry, false, "registry address");
     using client = await RpcClient.connect<MatchmakerProcedures>(registry, {
       callTimeout: 10_000,
       ...validateOptions<OwnershipOptions>(options, "registration"),
@@ -763,6 +803,7 @@ export function validateServiceName(name: unknown): string {
 export class ServiceNotFoundError extends Error {
   /** Creates the error. */
   constructor(name: string) {
+    stringArgument(name, "name");
     super(`No service named "${name}" is registered with the matchmaker`);
     this.name = "ServiceNotFoundError";
   }
@@ -778,11 +819,13 @@ export async function lookupService(
   options: RpcClientOptions = {},
 ): Promise<SocketAddress> {
   validateServiceName(name);
+  validateSocketAddress(registry, false, "registry address");
+  const checked = validateOptions<RpcClientOptions>(options, "lookup");
   using client = await RpcClient.connect<MatchmakerProcedures>(registry, {
-    callTimeout: options.callTimeout ?? 10_000,
-    connectTimeout: options.connectTimeout,
-    allowModes: options.allowModes,
-    allowOtherOwners: options.allowOtherOwners,
+    callTimeout: checked.callTimeout ?? 10_000,
+    connectTimeout: checked.connectTimeout,
+    allowModes: checked.allowModes,
+    allowOtherOwners: checked.allowOtherOwners,
   });
   const address = await client.stub.lookup(name);
   if (address === null) throw new ServiceNotFoundError(name);

@@ -3,24 +3,45 @@
  * process-shared semaphores placed inside shared memory (`sem_init` with `pshared=1`),
  * and a mutex built on either. See sem_overview(7).
  *
- * Waiting never blocks the event loop: a wait first tries `sem_trywait` on this thread
- * (spinning briefly), then waits in `sem_clockwait` on Deno's thread pool in slices of
- * at most 100 ms, checking its timeout, AbortSignal and the handle between slices.
+ * The semaphores are glibc's `sem_t` (C programs using `sem_post`/`sem_wait` on them
+ * interoperate), but posting and waiting run glibc's protocol in TypeScript, with atomics
+ * and futex(2): glibc's own calls abort the process when another process has written
+ * garbage over the semaphore, and these throw `CorruptedError` instead.
+ *
+ * Waiting never blocks the event loop: a wait first tries to take a unit on this thread
+ * (spinning briefly), then sleeps on the semaphore's futex on Deno's thread pool in
+ * slices of at most 100 ms, checking its timeout, AbortSignal and the handle between
+ * slices.
  *
  * A wait ended by its AbortSignal or by `close()` rejects at once, but its current slice
- * goes on on the thread pool for at most 100 ms (a unit it takes then is given back).
- * Under `deno test --sanitize-ops`, let it settle before the test ends. A timeout never
- * leaves a slice behind.
+ * goes on on the thread pool for at most 100 ms (it takes no unit). Under
+ * `deno test --sanitize-ops`, let it settle before the test ends. A timeout never leaves
+ * a slice behind.
  *
  * @module
  */
-import { C } from "../ffi/constants.ts";
+import { C, ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
-import { check, closedError, timedOutError } from "../ffi/errno.ts";
+import {
+  check,
+  closedError,
+  CorruptedError,
+  errnoError,
+  lastErrno,
+  timedOutError,
+} from "../ffi/errno.ts";
 import { Lifetime } from "./_lifetime.ts";
+import {
+  checkOwnership,
+  fileStatus,
+  type Ownership,
+  type OwnershipOptions,
+  validateOwnership,
+} from "./_owner.ts";
 import {
   cString,
   DEFAULT_MODE,
+  describe,
   randomPosixName,
   validateInteger,
   validateMode,
@@ -36,19 +57,43 @@ export type { WaitOptions } from "./_wait.ts";
 const SEM_NAME_MAX = C.NAME_MAX - C.semaphoreFilePrefix.length;
 
 // The wait protocol of one sem_t, shared by both public semaphore kinds.
+//
+// The sem_t lives in memory other processes can write (a shared memory region, or the
+// /dev/shm file of a named semaphore). glibc's own sem_post and sem_wait abort the whole
+// process (SIGABRT, "The futex facility returned an unexpected error code") when such a
+// write leaves a word they pass to futex(2) invalid, and no check made before calling
+// them can close the window in which a peer writes again. So this class does not call
+// them: it runs glibc's protocol itself, on the same words, with atomics and futex(2)
+// through syscall(2), whose errors come back as return values. C programs using
+// sem_post/sem_wait on the same semaphore interoperate.
+//
+// glibc 2.36 on x86_64 (struct new_sem, nptl/sem_waitcommon.c): a 64-bit `data` whose
+// low 32 bits are the value and high 32 bits the number of waiters, then `int private`
+// (ignored here: it only selects the futex op glibc uses). A poster adds 1 to the value,
+// then wakes one sleeper if the waiter count is not 0; a waiter counts itself in, takes
+// a unit if the value is above 0, else sleeps on the value word while it is 0.
+const SEM_VALUE = 0; // Int32 index of the value word
+const SEM_WAITERS = 1; // Int32 index of the waiter count
+
 class SemaphoreCore implements Waitable<true> {
   readonly lifetime: Lifetime;
   readonly spin: number;
   readonly #pointer: Deno.PointerObject;
+  readonly #words: Int32Array;
   readonly #what: string;
   readonly #name: string;
 
   constructor(pointer: Deno.PointerObject, what: string, name: string, release: () => void) {
     this.#pointer = pointer;
+    const buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, 8);
+    this.#words = new Int32Array(buffer);
     this.#what = what;
     this.#name = name;
     this.spin = 200;
-    this.lifetime = new Lifetime(release);
+    this.lifetime = new Lifetime(() => {
+      buffer.transfer(0); // never touch the words once the memory may be unmapped
+      release();
+    });
   }
 
   assertOpen(operation: string): void {
@@ -57,7 +102,7 @@ class SemaphoreCore implements Waitable<true> {
 
   post(): void {
     this.assertOpen("post");
-    check("sem_post", libc().symbols.sem_post(this.#pointer), this.#name);
+    this.#post();
   }
 
   tryWait(): boolean {
@@ -67,9 +112,7 @@ class SemaphoreCore implements Waitable<true> {
 
   value(): number {
     this.assertOpen("read the value of");
-    const value = new Int32Array(1);
-    check("sem_getvalue", libc().symbols.sem_getvalue(this.#pointer, value), this.#name);
-    return value[0];
+    return this.#value();
   }
 
   wait(options?: WaitOptions): Promise<void> {
@@ -78,25 +121,38 @@ class SemaphoreCore implements Waitable<true> {
 
   // Waitable<true>
   attempt(): true | typeof PENDING {
-    // A failed sem_trywait is EAGAIN: it makes no syscall, so spinning on it is cheap.
-    return libc().symbols.sem_trywait(this.#pointer) === 0 ? true : PENDING;
+    const words = this.#words;
+    for (;;) {
+      const value = this.#value();
+      if (value === 0) return PENDING;
+      if (Atomics.compareExchange(words, SEM_VALUE, value, value - 1) === value) return true;
+    }
   }
 
   async park(ms: number): Promise<true | typeof PENDING> {
-    const { symbols } = libc();
-    const deadline = new BigInt64Array(2);
-    check("clock_gettime", symbols.clock_gettime(C.CLOCK_MONOTONIC, deadline));
-    const nanoseconds = deadline[1] + BigInt(Math.ceil(ms * 1e6));
-    deadline[0] += nanoseconds / 1_000_000_000n;
-    deadline[1] = nanoseconds % 1_000_000_000n;
-    // errno of this pool-thread call is lost: -1 is ETIMEDOUT, EINTR or (for a handle
-    // we keep valid, never) EINVAL; all mean "not yet", and waitFor re-checks state.
-    const result = await symbols.sem_clockwait_async(this.#pointer, C.CLOCK_MONOTONIC, deadline);
-    return result === 0 ? true : PENDING;
-  }
-
-  giveBack(): void {
-    libc().symbols.sem_post(this.#pointer);
+    const words = this.#words;
+    Atomics.add(words, SEM_WAITERS, 1); // before the check: a poster then wakes us
+    try {
+      if (this.#value() !== 0) return PENDING;
+      const timeout = new BigInt64Array(2);
+      const nanoseconds = BigInt(Math.max(0, Math.ceil(ms * 1e6)));
+      timeout[0] = nanoseconds / 1_000_000_000n;
+      timeout[1] = nanoseconds % 1_000_000_000n;
+      // Sleeps while the value word is still 0. Its result (woken, EAGAIN, ETIMEDOUT,
+      // EINTR) is not needed: waitFor makes an attempt next.
+      await libc().symbols.futex_wait_async(
+        C.SYS_futex,
+        this.#pointer,
+        C.FUTEX_WAIT,
+        0,
+        timeout,
+        null,
+        0,
+      );
+      return PENDING;
+    } finally {
+      Atomics.sub(words, SEM_WAITERS, 1);
+    }
   }
 
   closedError(): Error {
@@ -105,6 +161,42 @@ class SemaphoreCore implements Waitable<true> {
 
   timedOutError(timeoutMs: number): Error {
     return timedOutError("wait", this.#what, this.#name, timeoutMs);
+  }
+
+  // The value, checked: glibc never stores one above SEM_VALUE_MAX (a negative int32).
+  #value(): number {
+    const value = Atomics.load(this.#words, SEM_VALUE);
+    if (value < 0) {
+      throw CorruptedError.of(
+        this.#what,
+        this.#name,
+        "value",
+        `${value >>> 0} is above SEM_VALUE_MAX ${C.SEM_VALUE_MAX}`,
+      );
+    }
+    return value;
+  }
+
+  #post(): void {
+    const words = this.#words;
+    for (;;) {
+      const value = this.#value();
+      if (value === C.SEM_VALUE_MAX) {
+        throw errnoError(ERRNO.EOVERFLOW, "sem_post", {
+          objectName: this.#name,
+          message: `Cannot post ${this.#what} "${this.#name}": its value is already ` +
+            `SEM_VALUE_MAX ${C.SEM_VALUE_MAX} (EOVERFLOW)`,
+        });
+      }
+      if (Atomics.compareExchange(words, SEM_VALUE, value, value + 1) === value) break;
+    }
+    // The waiter count is read after the value is published (both are locked
+    // operations): a waiter that counted itself in before then is woken, and one that
+    // counts itself in after sees the new value before it sleeps.
+    if (Atomics.load(words, SEM_WAITERS) !== 0) {
+      // Errors of a wake (e.g. EFAULT) change nothing here: the value is posted.
+      libc().symbols.futex_wake(C.SYS_futex, this.#pointer, C.FUTEX_WAKE, 1, null, null, 0);
+    }
   }
 }
 
@@ -152,7 +244,7 @@ export abstract class Semaphore implements Disposable {
     return this.#core.lifetime.closed;
   }
 
-  /** The current value, as sem_getvalue(3) reports it (0 when there are waiters). */
+  /** The current value (as sem_getvalue(3) reports it); `CorruptedError` if it is impossible. */
   get value(): number {
     return this.#core.value();
   }
@@ -202,14 +294,22 @@ export interface NamedSemaphoreCreateOptions {
   mode?: number;
 }
 
-/** Options of {@link NamedSemaphore.open}. */
-export interface NamedSemaphoreOpenOptions {
+/**
+ * Options of {@link NamedSemaphore.open}: the semaphore must belong to this process's
+ * effective uid and give no group/other access, unless the ownership options say
+ * otherwise.
+ */
+export interface NamedSemaphoreOpenOptions extends OwnershipOptions {
   /** Name of an existing semaphore, such as `"/my-sem"`. */
   name: string;
 }
 
-/** Options of {@link NamedSemaphore.openOrCreate}. */
-export interface NamedSemaphoreOpenOrCreateOptions {
+/**
+ * Options of {@link NamedSemaphore.openOrCreate}: an existing semaphore must belong to
+ * this process's effective uid and give no group/other access beyond `mode`'s (or
+ * `allowModes`), unless `allowOtherOwners` is set.
+ */
+export interface NamedSemaphoreOpenOrCreateOptions extends OwnershipOptions {
   /** Name such as `"/my-sem"`. */
   name: string;
   /** Initial value if created. Default: 0. */
@@ -272,11 +372,13 @@ export class NamedSemaphore extends Semaphore {
       : validatePosixName(checked.name, NAMED, SEM_NAME_MAX);
     const value = validateInteger(checked.value ?? 0, "semaphore value", 0, C.SEM_VALUE_MAX);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, NAMED);
-    return NamedSemaphore.#open(name, C.O_CREAT | C.O_EXCL, mode, value);
+    return NamedSemaphore.#open(name, C.O_CREAT | C.O_EXCL, mode, value, undefined);
   }
 
   /**
-   * Opens an existing semaphore (`NotFoundError` if there is none).
+   * Opens an existing semaphore (`NotFoundError` if there is none). One another user
+   * owns, or whose mode gives group/other access, is refused with
+   * `PermissionDeniedError` unless `allowOtherOwners` / `allowModes` accept it.
    *
    * @example Open by name
    * ```ts
@@ -295,7 +397,7 @@ export class NamedSemaphore extends Semaphore {
   static open(options: NamedSemaphoreOpenOptions): NamedSemaphore {
     const checked = validateOptions<NamedSemaphoreOpenOptions>(options, NAMED);
     const name = validatePosixName(checked.name, NAMED, SEM_NAME_MAX);
-    return NamedSemaphore.#open(name, 0, 0, 0);
+    return NamedSemaphore.#open(name, 0, 0, 0, validateOwnership(checked));
   }
 
   /**
@@ -321,7 +423,7 @@ export class NamedSemaphore extends Semaphore {
     const name = validatePosixName(checked.name, NAMED, SEM_NAME_MAX);
     const value = validateInteger(checked.value ?? 0, "semaphore value", 0, C.SEM_VALUE_MAX);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, NAMED);
-    return NamedSemaphore.#open(name, C.O_CREAT, mode, value);
+    return NamedSemaphore.#open(name, C.O_CREAT, mode, value, validateOwnership(checked, mode));
   }
 
   /**
@@ -344,18 +446,46 @@ export class NamedSemaphore extends Semaphore {
     check("sem_unlink", libc().symbols.sem_unlink(cString(name)), name);
   }
 
-  static #open(name: string, flags: number, mode: number, value: number): NamedSemaphore {
-    const pointer = check(
-      "sem_open",
-      libc().symbols.sem_open(cString(name), flags, mode, value),
-      name,
-    );
+  // `ownership` undefined: the semaphore is made by this call (O_EXCL).
+  static #open(
+    name: string,
+    flags: number,
+    mode: number,
+    value: number,
+    ownership: Ownership | undefined,
+  ): NamedSemaphore {
+    const { symbols } = libc();
+    const pointer = check("sem_open", symbols.sem_open(cString(name), flags, mode, value), name);
+    if (ownership) {
+      try {
+        checkSemaphoreFile(name, ownership);
+      } catch (error) {
+        symbols.sem_close(pointer);
+        throw error;
+      }
+    }
     return new NamedSemaphore(name, pointer);
   }
 
   /** Removes the semaphore's name (see {@link NamedSemaphore.unlink}). */
   unlink(): void {
     NamedSemaphore.unlink(this.name);
+  }
+}
+
+// glibc keeps a named semaphore in the file "sem.NAME" of /dev/shm, a directory every
+// user can write: check the owner and mode of that file (never following a link). /dev/shm
+// is sticky, so once the file is seen to be ours no other user can replace it.
+function checkSemaphoreFile(name: string, ownership: Ownership): void {
+  const { symbols } = libc();
+  const path = `${C.shmDirectory}/${C.semaphoreFilePrefix}${name.slice(1)}`;
+  const fd = symbols.open(cString(path), C.O_RDONLY | C.O_NOFOLLOW | C.O_CLOEXEC, 0);
+  if (fd === -1) throw errnoError(lastErrno(), "open", { objectName: name });
+  try {
+    const status = fileStatus(fd, name);
+    checkOwnership([status.uid], status.mode, ownership, NAMED, name, "sem_open");
+  } finally {
+    symbols.close(fd);
   }
 }
 
@@ -486,7 +616,7 @@ export class UnnamedSemaphore extends Semaphore {
 
 function validatePlacement(shm: SharedMemory, byteOffset: number): number {
   if (!(shm instanceof SharedMemory)) {
-    throw new TypeError("Invalid shared memory: expected a SharedMemory");
+    throw new TypeError(`Invalid shm: expected a SharedMemory, got ${describe(shm)}`);
   }
   validateInteger(byteOffset, "semaphore byte offset", 0, Math.max(0, shm.size - C.SIZEOF_SEM_T));
   if (byteOffset % C.ALIGNOF_SEM_T !== 0) {

@@ -8,7 +8,14 @@ import { C, ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { check, closedError, ErrnoError } from "../ffi/errno.ts";
 import { Lifetime } from "./_lifetime.ts";
-import { currentPid, currentStartTime, processAlive, sleepSync } from "./_process.ts";
+import {
+  checkOwnership,
+  fileStatus,
+  type Ownership,
+  type OwnershipOptions,
+  validateOwnership,
+} from "./_owner.ts";
+import { currentPid, currentStartTime, processAlive } from "./_process.ts";
 import { step } from "./_steps.ts";
 import {
   cString,
@@ -37,14 +44,22 @@ export interface SharedMemoryCreateOptions {
   initialize?: (shm: SharedMemory) => void;
 }
 
-/** Options of {@link SharedMemory.open}. */
-export interface SharedMemoryOpenOptions {
+/**
+ * Options of {@link SharedMemory.open}. The object must belong to this process's
+ * effective uid and give no group/other access unless `allowModes` /
+ * `allowOtherOwners` say otherwise (`PermissionDeniedError`).
+ */
+export interface SharedMemoryOpenOptions extends OwnershipOptions {
   /** Name of an existing object, such as `"/my-region"`. */
   name: string;
 }
 
-/** Options of {@link SharedMemory.openOrCreate}. */
-export interface SharedMemoryOpenOrCreateOptions {
+/**
+ * Options of {@link SharedMemory.openOrCreate}. An existing object must belong to this
+ * process's effective uid and give no group/other access beyond `mode`'s (or
+ * `allowModes`), unless `allowOtherOwners` is set (`PermissionDeniedError`).
+ */
+export interface SharedMemoryOpenOrCreateOptions extends OwnershipOptions {
   /** Name such as `"/my-region"`. */
   name: string;
   /** Size in bytes when created; an existing object must be at least this large. */
@@ -62,7 +77,6 @@ export type TypedArrayConstructor<T> = {
 // How long an opener waits for a creator that has not sized its object yet: yields
 // first, then sleeps of 1 ms, about 200 ms in all.
 const NOT_READY_YIELDS = 50;
-const NOT_READY_ATTEMPTS = NOT_READY_YIELDS + 200;
 /** The largest object this library maps. */
 const MAX_SIZE = Number.MAX_SAFE_INTEGER;
 const WHAT = "shared memory";
@@ -117,8 +131,10 @@ export class SharedMemory implements Disposable {
    * taken), sizes it, reserves its memory and maps it.
    *
    * Memory is reserved with posix_fallocate(3), so a full `/dev/shm` is an `ErrnoError`
-   * with code `ENOSPC` here, never a SIGBUS later. On any failure the half-made object is
-   * removed again.
+   * with code `ENOSPC` here rather than a SIGBUS on a later write. (A process that can
+   * write the object can still shrink it with ftruncate(2), and our next access past
+   * the new end dies with SIGBUS: see the ownership checks of {@link SharedMemory.open}.)
+   * On any failure the half-made object is removed again.
    *
    * @example Create with a random name
    * ```ts
@@ -148,7 +164,12 @@ export class SharedMemory implements Disposable {
   }
 
   /**
-   * Opens and maps an existing object; its size is read from the object.
+   * Opens and maps an existing object; its size is read from the object (fstat(2)).
+   *
+   * An object another user owns, or whose mode gives group or other users access, is
+   * refused with `PermissionDeniedError` (whoever can write it can forge its contents, or
+   * shrink it so that our next access dies with SIGBUS): see `allowModes` and
+   * `allowOtherOwners`.
    *
    * @example Open by name
    * ```ts
@@ -167,7 +188,8 @@ export class SharedMemory implements Disposable {
   static open(options: SharedMemoryOpenOptions): SharedMemory {
     const checked = validateOptions<SharedMemoryOpenOptions>(options, WHAT);
     const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
-    return SharedMemory.#openWhenReady(name, 0);
+    const ownership = validateOwnership(checked);
+    return SharedMemory.#openWhenReady(name, 0, ownership);
   }
 
   /**
@@ -195,12 +217,13 @@ export class SharedMemory implements Disposable {
     const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
     const size = validateInteger(checked.size, `${WHAT} size`, 1, MAX_SIZE);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
+    const ownership = validateOwnership(checked, mode);
     // Open first: creating reserves a full-size temporary, which must not be paid (or
     // fail with ENOSPC) for an object that exists. Retry while another process creates
     // or removes the same name between our calls.
     for (let attempt = 0;; attempt++) {
       try {
-        return SharedMemory.#openWhenReady(name, size);
+        return SharedMemory.#openWhenReady(name, size, ownership);
       } catch (error) {
         if (!(error instanceof ErrnoError && error.code === "ENOENT") || attempt > 100) throw error;
       }
@@ -279,25 +302,35 @@ export class SharedMemory implements Disposable {
     }
   }
 
-  // Opens an object, waiting briefly while its size is 0 (its creator is between
-  // shm_open and posix_fallocate, a window of microseconds).
-  static #openWhenReady(name: string, minimumSize: number): SharedMemory {
+  // Opens an object, yielding the CPU a few times while its size is 0: objects this
+  // library makes never have size 0 under their name (see #create), so only another
+  // program's object between its shm_open and its ftruncate does, for microseconds. A
+  // longer wait would block the event loop: after the yields, size 0 is an error.
+  static #openWhenReady(name: string, minimumSize: number, ownership: Ownership): SharedMemory {
     for (let attempt = 0;; attempt++) {
-      const opened = SharedMemory.#open(name, minimumSize, attempt >= NOT_READY_ATTEMPTS);
+      const final = attempt >= NOT_READY_YIELDS;
+      const opened = SharedMemory.#open(name, minimumSize, ownership, final);
       if (opened) return opened;
-      if (attempt < NOT_READY_YIELDS) libc().symbols.sched_yield();
-      else sleepSync(1);
+      libc().symbols.sched_yield();
     }
   }
 
   // Returns undefined for an object of size 0, unless `final` (then it throws).
-  static #open(name: string, minimumSize: number, final: boolean): SharedMemory | undefined {
+  static #open(
+    name: string,
+    minimumSize: number,
+    ownership: Ownership,
+    final: boolean,
+  ): SharedMemory | undefined {
     const { symbols } = libc();
     const fd = check("shm_open", symbols.shm_open(cString(name), C.O_RDWR | C.O_CLOEXEC, 0), name);
     try {
-      const stat = new Uint8Array(C.SIZEOF_STAT);
-      check("fstat", symbols.fstat(fd, stat), name);
-      const size = Number(new DataView(stat.buffer).getBigInt64(C.STAT_OFFSET_SIZE, true));
+      // Owner and mode first, before we touch (fallocate, map) someone else's object.
+      const status = fileStatus(fd, name);
+      checkOwnership([status.uid], status.mode, ownership, WHAT, name, "shm_open");
+      // The size comes from the object itself, never from what the caller expects, so
+      // the mapping never reaches past the end of the object.
+      const size = status.size;
       if (size === 0 && !final) return undefined;
       if (size === 0 || size < minimumSize) {
         throw new ErrnoError(ERRNO.EINVAL, "shm_open", {

@@ -24,7 +24,14 @@
  * @module
  */
 import { C, type SignalName, SIGNALS } from "../ffi/constants.ts";
-import { check, closedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
+import {
+  check,
+  closedError,
+  errnoError,
+  lastErrno,
+  stringArgument,
+  timedOutError,
+} from "../ffi/errno.ts";
 import { ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { openLayout } from "./_layout.ts";
@@ -106,6 +113,8 @@ export class UnlistenableSignalError extends TypeError {
 
   /** Creates the error for `signal` with the reason it cannot be listened for. */
   constructor(signal: string, reason: string) {
+    stringArgument(signal, "signal");
+    stringArgument(reason, "reason");
     super(`Cannot listen for ${signal}: ${reason}`);
     this.name = "UnlistenableSignalError";
     this.signal = signal;
@@ -128,7 +137,7 @@ function validateListenable(signal: unknown): SignalName {
   return name;
 }
 
-function validatePid(pid: unknown, what = "process id"): number {
+function validatePid(pid: unknown, what = "pid"): number {
   return validateInteger(pid, what, 1, 2 ** 31 - 1);
 }
 
@@ -289,7 +298,7 @@ export function startProcessGroup(): number {
  * ```
  */
 export function processGroupOf(pid: number): number {
-  validateInteger(pid, "process id", 0, 2 ** 31 - 1);
+  validateInteger(pid, "pid", 0, 2 ** 31 - 1);
   return check("getpgid", libc().symbols.getpgid(pid), `process ${pid}`);
 }
 

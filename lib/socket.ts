@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { timedOutError } from "../ffi/errno.ts";
+import { numberArgument, timedOutError } from "../ffi/errno.ts";
 import {
   closedConnection,
   describeAddress,
@@ -76,6 +76,8 @@ export class FrameTooLargeError extends RangeError {
 
   /** Creates the error; `received` says whether the peer announced it. */
   constructor(size: number, limit: number, received: boolean) {
+    numberArgument(size, "size");
+    numberArgument(limit, "limit");
     super(
       received
         ? `The peer announced a frame of ${size} bytes, over the limit of ${limit} ` +
@@ -92,6 +94,7 @@ export class FrameTooLargeError extends RangeError {
 export class TruncatedFrameError extends Error {
   /** Creates the error. */
   constructor(missing: number) {
+    numberArgument(missing, "missing");
     super(`The peer closed the connection ${missing} bytes before the end of a frame`);
     this.name = "TruncatedFrameError";
   }
@@ -117,9 +120,13 @@ function validateMaxFrame(options: FramingOptions | undefined): number {
 }
 
 /** Checks a stream address; `listening` allows port 0 and defaults the host to loopback. */
-export function validateSocketAddress(address: unknown, listening: boolean): SocketAddress {
+export function validateSocketAddress(
+  address: unknown,
+  listening: boolean,
+  what = "socket address",
+): SocketAddress {
   if (address === null || typeof address !== "object") {
-    throw new TypeError(`Invalid socket address: expected an object, got ${describe(address)}`);
+    throw new TypeError(`Invalid ${what}: expected an object, got ${describe(address)}`);
   }
   const { transport } = address as { transport?: unknown };
   if (transport === "tcp") {
@@ -140,7 +147,9 @@ export function validateSocketAddress(address: unknown, listening: boolean): Soc
     }
     return { transport, path };
   }
-  throw new TypeError(`Invalid socket transport ${describe(transport)}: expected "tcp" or "unix"`);
+  throw new TypeError(
+    `Invalid ${what}: transport ${describe(transport)}, expected "tcp" or "unix"`,
+  );
 }
 
 // Called when a connection closes (its server counts the open ones).
@@ -204,6 +213,12 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
 
   /** Wraps an open connection (from `Deno.connect` / `accept`); it now owns it. */
   constructor(conn: Deno.Conn, options?: FramingOptions) {
+    if (
+      conn === null || typeof conn !== "object" || typeof conn.read !== "function" ||
+      typeof conn.write !== "function" || typeof conn.remoteAddr !== "object"
+    ) {
+      throw new TypeError(`Invalid conn: expected a Deno.Conn, got ${describe(conn)}`);
+    }
     this.#maxFrame = validateMaxFrame(options);
     this.#conn = conn as Stream;
     // Each frame is written whole; waiting to coalesce small writes (Nagle) would only

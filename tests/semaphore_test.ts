@@ -10,7 +10,9 @@ import {
   TimedOutError,
   UnnamedSemaphore,
 } from "../mod.ts";
-import { Child, delay, ipcTest, runChild, testName } from "./_helpers.ts";
+import { C } from "../ffi/constants.ts";
+import { libc } from "../ffi/libc.ts";
+import { Child, delay, ipcTest, propertyRuns, runChild, testName } from "./_helpers.ts";
 
 // A wait abandoned by abort or close leaves its last pool-thread slice (at most 100 ms)
 // running; tests that abandon one wait this long so that no op outlives the test.
@@ -587,3 +589,53 @@ ipcTest("Mutex rejects anything but a semaphore before any syscall", () => {
   const anything = [undefined, null, {}, { tryWait() {}, post() {} }] as any[];
   for (const value of anything) assert.throws(() => new Mutex(value), TypeError);
 });
+
+ipcTest(
+  "semaphores: garbage written over a sem_t never kills the process; operations work or throw CorruptedError",
+  async () => {
+    // Before, glibc's sem_post/sem_clockwait aborted the child (SIGABRT, "The futex
+    // facility returned an unexpected error code") within a few runs.
+    const result = await runChild("semaphore_corruption_child.ts", [
+      `${propertyRuns(30)}`,
+      `${Date.now() % 2 ** 31}`,
+    ]);
+    assert.equal(result.code, 0, `child failed (exit ${result.code}):\n${result.stderr}`);
+    assert.equal(result.stdout.trim(), "survived");
+  },
+);
+
+ipcTest(
+  "semaphores: the TypeScript protocol interoperates with glibc's sem_post, sem_trywait and sem_clockwait",
+  async () => {
+    const { symbols } = libc();
+    using shm = SharedMemory.create({ size: UnnamedSemaphore.SIZE });
+    try {
+      using sem = UnnamedSemaphore.init(shm, { value: 0 });
+      const pointer = shm.unsafePointer(0);
+      assert.equal(symbols.sem_post(pointer), 0);
+      assert.equal(sem.value, 1);
+      assert.equal(sem.tryWait(), true);
+      sem.post();
+      assert.equal(symbols.sem_trywait(pointer), 0);
+      assert.equal(symbols.sem_trywait(pointer), -1);
+      // A glibc waiter asleep on the futex is woken by our post.
+      const deadline = new BigInt64Array(2);
+      symbols.clock_gettime(C.CLOCK_MONOTONIC, deadline);
+      deadline[0] += 10n;
+      const waiting = symbols.sem_clockwait_async(pointer, C.CLOCK_MONOTONIC, deadline);
+      while (new Int32Array(shm.buffer, 4, 1)[0] === 0) await delay(1); // it counted itself in
+      const started = performance.now();
+      sem.post();
+      assert.equal(await waiting, 0);
+      assert.ok(performance.now() - started < 5000);
+      // Our waiter asleep on the futex is woken by glibc's post.
+      const ours = sem.wait({ timeout: 10_000 });
+      await delay(150); // past the spin, into a futex sleep
+      assert.equal(symbols.sem_post(pointer), 0);
+      await ours;
+      assert.equal(sem.value, 0);
+    } finally {
+      shm.unlink();
+    }
+  },
+);

@@ -82,6 +82,7 @@ export const LINUX_X86_64 = {
   SIZEOF_MSQID_DS: 120,
   MSQID_OFFSET_MODE: 20, // msg_perm.mode: u32
   MSQID_OFFSET_UID: 4, // msg_perm.uid: u32
+  MSQID_OFFSET_CUID: 12, // msg_perm.cuid: u32 (the creator)
   MSQID_OFFSET_STIME: 48, // i64 seconds
   MSQID_OFFSET_RTIME: 56,
   MSQID_OFFSET_CBYTES: 72, // u64
