@@ -179,6 +179,10 @@ export class CorruptedError extends ErrnoError {
 
   /** The error for `field` of the object `objectName`, a `what` (e.g. "message ring"). */
   static of(what: string, objectName: string, field: string, detail?: string): CorruptedError {
+    stringArgument(what, "what");
+    stringArgument(objectName, "objectName");
+    stringArgument(field, "field");
+    if (detail !== undefined) stringArgument(detail, "detail");
     return new CorruptedError(ERRNO.EBADMSG, "validate", {
       objectName,
       field,

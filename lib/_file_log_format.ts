@@ -32,6 +32,8 @@ export const CURSOR_MAGIC = 0x31525543;
 export const CURSOR_SIZE = 24;
 /** Name of the lock file inside a log directory. */
 export const LOCK_FILE = "lock";
+/** Only FileLog has it: a reader is made by `FileLog.reader()`, never by `new`. */
+export const READER_KEY: unique symbol = Symbol("FileLog.reader");
 /** Name of the cursor directory inside a log directory. */
 export const CURSOR_DIRECTORY = "cursors";
 

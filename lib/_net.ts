@@ -16,7 +16,8 @@ export function toBytes(message: unknown, what = "message"): Uint8Array {
 
 /** Checks a host name or IP address. */
 export function validateHostname(hostname: unknown): string {
-  if (typeof hostname !== "string" || hostname.length === 0 || /[\s/]/.test(hostname)) {
+  // Letters, digits and the punctuation of names and addresses (IPv6 included).
+  if (typeof hostname !== "string" || !/^[A-Za-z0-9._:%-]{1,253}$/.test(hostname)) {
     throw new TypeError(
       `Invalid hostname: expected a host name or IP address, got ${describe(hostname)}`,
     );

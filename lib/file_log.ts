@@ -48,6 +48,7 @@ import {
   LOCK_FILE,
   parseSegmentName,
   readCursorFile,
+  READER_KEY,
   readRecordAt,
   scanError,
   segmentName,
@@ -452,7 +453,7 @@ export class FileLog implements Disposable {
    */
   reader(options: FileLogReaderOptions = {}): FileLogReader {
     this.#assertOpen("read");
-    return new FileLogReader(this.#path, this.#dirFd, {
+    return new FileLogReader(READER_KEY, this.#path, this.#dirFd, {
       mode: this.#mode,
       maxRecordSize: this.#maxRecordSize,
     }, options);

@@ -30,6 +30,7 @@ import {
   encodeCursor,
   listSegments,
   LOCK_FILE,
+  READER_KEY,
   readRecordAt,
   scanError,
   segmentName,
@@ -163,13 +164,17 @@ export class FileLogReader implements Disposable {
   #next = 0;
   #committed = -1;
 
-  /** Made by `FileLog.reader()`. */
+  /** Made by `FileLog.reader()` (a TypeError otherwise). */
   constructor(
+    key: symbol,
     path: string,
     logDirFd: number,
     settings: ReaderSettings,
     options: FileLogReaderOptions = {},
   ) {
+    if (key !== READER_KEY) {
+      throw new TypeError("Invalid key: a FileLogReader is made by FileLog.reader(), not by new");
+    }
     const checked = validateReaderOptions(options);
     const { symbols } = libc();
     this.#path = path;

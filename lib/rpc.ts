@@ -88,6 +88,12 @@ export class ServerBusyError extends Error {
 
   /** Creates the error. */
   constructor(limit: "connections" | "calls", message: string) {
+    if (limit !== "connections" && limit !== "calls") {
+      throw new TypeError(
+        `Invalid limit: expected "connections" or "calls", got ${describe(limit)}`,
+      );
+    }
+    stringArgument(message, "message");
     super(message);
     this.name = "ServerBusyError";
     this.limit = limit;
@@ -102,6 +108,8 @@ export class ServerBusyError extends Error {
 export class ServiceNameTakenError extends Error {
   /** Creates the error. */
   constructor(name: string, message?: string) {
+    stringArgument(name, "name");
+    if (message !== undefined) stringArgument(message, "message");
     super(
       message ??
         `The service name "${name}" is registered by another server that still answers`,
