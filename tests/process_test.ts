@@ -12,23 +12,27 @@ import {
 } from "../lib/_process.ts";
 import { delay } from "./_helpers.ts";
 
-// `sh` starts `sleep 0` in the background and then becomes `sleep 10`, which never
-// waits for it: the exited child stays a zombie until the parent dies.
-async function withZombie(fn: (zombie: number) => Promise<void> | void): Promise<void> {
+// `sh` starts `sleep 0.2` in the background and then becomes `sleep 10`, which never
+// waits for it: once it exits, the child stays a zombie until the parent dies. The
+// callback gets its pid and the start time read while it is a zombie.
+async function withZombie(
+  fn: (zombie: number, start: number) => Promise<void> | void,
+): Promise<void> {
   const parent = new Deno.Command("sh", {
-    args: ["-c", "sleep 0 & echo $!; exec sleep 10"],
+    args: ["-c", "sleep 0.2 & echo $!; exec sleep 10"],
     stdout: "piped",
   }).spawn();
   try {
     const reader = parent.stdout.pipeThrough(new TextDecoderStream()).getReader();
     const zombie = Number((await reader.read()).value!.trim());
     reader.releaseLock();
-    for (let i = 0; i < 200; i++) {
+    for (let i = 0; i < 500; i++) {
       const stat = Deno.readTextFileSync(`/proc/${zombie}/stat`);
-      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) break;
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (fields[0] === "Z") return await fn(zombie, Number(fields[19]));
       await delay(10);
     }
-    await fn(zombie);
+    throw new Error(`process ${zombie} never became a zombie`);
   } finally {
     parent.kill("SIGKILL");
     await parent.status;
@@ -95,10 +99,8 @@ Deno.test("PidLock is taken over from a dead holder, a zombie or a reused pid, n
   assert.equal(lock.recoverFromDeadHolder(), true);
 
   // A zombie holder.
-  await withZombie((zombie) => {
+  await withZombie((zombie, start) => {
     // Its true start time: only being a zombie makes it dead.
-    const stat = Deno.readTextFileSync(`/proc/${zombie}/stat`);
-    const start = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]);
     words[0] = processToken(zombie, start);
     assert.equal(lock.recoverFromDeadHolder(), true);
   });
