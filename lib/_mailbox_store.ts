@@ -31,6 +31,8 @@ import { libc } from "../ffi/libc.ts";
 import {
   AlreadyExistsError,
   closedError,
+  CorruptedError,
+  ErrnoError,
   NotFoundError,
   QueueRemovedError,
   timedOutError,
@@ -91,6 +93,10 @@ const I_SENT = 19;
 const I_SEND_INTENT = 20; // the sequence being published; equals SENT between sends
 const I_RECEIVE_LOCK = 32; // 64-bit
 const I_READ_SEGMENT = 34;
+// An unbounded mailbox chains at most this many segments (at least 4 GiB of messages at
+// the smallest segment size): every loop over the chain is bounded by it, whatever
+// another process writes into the segment indices.
+const MAX_CHAIN = 65_536;
 const I_TAKEN = 35;
 const I_SEND_WAITING = 48; // futex flag: senders wait for room (or the send lock)
 const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message (or the lock)
@@ -538,9 +544,21 @@ export class MailboxStore {
     ignoreNotFound(() => SharedMemory.unlink(name));
     const first = Atomics.load(words, I_READ_SEGMENT);
     const last = Atomics.load(words, I_WRITE_SEGMENT);
-    for (let k = first; ((k - last) | 0) <= 0; k = (k + 1) | 0) {
-      ignoreNotFound(() => MessageRing.unlink(segmentName(name, words[I_TOKEN], k)));
+    const span = (last - first) | 0;
+    const token = words[I_TOKEN];
+    for (let n = 0; n <= Math.min(span, MAX_CHAIN); n++) {
+      ignoreNotFound(() => MessageRing.unlink(segmentName(name, token, (first + n) | 0)));
     }
+    if (span < 0 || span > MAX_CHAIN) throw this.#corruptChain(first, last);
+  }
+
+  #corruptChain(first: number, last: number): CorruptedError {
+    return CorruptedError.of(
+      this.#what,
+      this.#label,
+      "segment indices",
+      `read ${first}, write ${last}: more than ${MAX_CHAIN} segments apart or reversed`,
+    );
   }
 
   /** Releases this handle. Idempotent. */
@@ -695,7 +713,11 @@ export class MailboxStore {
   #chainEmpty(): boolean {
     const words = this.#words;
     const last = Atomics.load(words, I_WRITE_SEGMENT);
-    for (let k = words[I_READ_SEGMENT]; ((k - last) | 0) <= 0; k = (k + 1) | 0) {
+    const first = words[I_READ_SEGMENT];
+    if (((last - first) | 0) < 0 || ((last - first) | 0) > MAX_CHAIN) {
+      throw this.#corruptChain(first, last);
+    }
+    for (let k = first; ((k - last) | 0) <= 0; k = (k + 1) | 0) {
       try {
         if (this.#segment(k).usedBytes !== 0) return false;
       } catch (error) {
@@ -757,6 +779,13 @@ export class MailboxStore {
     // message is not sent.
     if (this.#capacity !== UNBOUNDED) return false;
     const next = (current + 1) | 0;
+    if (((next - Atomics.load(words, I_READ_SEGMENT)) | 0) > MAX_CHAIN) {
+      throw new ErrnoError(ERRNO.ENOSPC, "send", {
+        objectName: this.#label,
+        message: `The ${this.#what} "${this.#label}" holds ${MAX_CHAIN} segments, its most: ` +
+          `nothing more can be queued until receivers catch up`,
+      });
+    }
     const ring = this.#createSegment(next);
     ring.trySend(record);
     this.#segments.set(next, ring);

@@ -23,3 +23,16 @@ for (const kind of ["ring", "textbook"]) {
     },
   );
 }
+
+ipcTest(
+  "a hostile peer writing over a mailbox's control block and segment cannot crash the victim, hang it or grow its memory",
+  async () => {
+    const seed = Math.floor(Math.random() * 2 ** 31);
+    const result = await runChild("hostile_mailbox_child.ts", [
+      String(propertyRuns(60)),
+      String(seed),
+    ]);
+    assert.equal(result.code, 0, `seed ${seed}:\n${result.stderr.slice(-3000)}`);
+    assert.match(result.stdout, /^ok /);
+  },
+);
