@@ -46,6 +46,7 @@ const CHANNEL_PROCESSES = "tests/channel_process_test.ts";
 const STEPS = "tests/step_schedule_test.ts";
 const HOSTILE = "tests/hostile_peer_test.ts";
 const PROCESS = "tests/process_test.ts";
+const MAILBOX_CRASH = "tests/mailbox_crash_test.ts";
 const SIGNAL = "tests/signal_test.ts";
 
 /** The list, grouped by file. */
@@ -420,6 +421,39 @@ export const MUTANTS: Mutant[] = [
     find: "    if (!(value >= 0 && value < this.#bufferSize)) {",
     replace: "    if (false) {",
     killers: [{ test: HOSTILE, filter: "a hostile peer cannot crash a" }],
+  },
+  // lib/_mailbox_store.ts, lib/_rendezvous.ts
+  {
+    id: "mailbox-dead-offer-live",
+    description: "a rendezvous offer of a dead receiver counts as live",
+    file: "lib/_rendezvous.ts",
+    find: "const alive = token === own || tokenAlive(token);",
+    replace: "const alive = true;",
+    killers: [{ test: MAILBOX_CRASH, filter: "a receiver killed while its offer is up" }],
+  },
+  {
+    id: "mailbox-send-repair-dropped",
+    description: "a sender killed between publishing and counting leaves SENT one short",
+    file: "lib/_mailbox_store.ts",
+    find: "    if (published) words[I_SENT] = intent;",
+    replace: "",
+    killers: [{ test: MAILBOX_CRASH, filter: "a sender killed between publishing and counting" }],
+  },
+  {
+    id: "mailbox-release-wake-dropped",
+    description: "releasing the send lock does not wake senders that slept on it",
+    file: "lib/_mailbox_store.ts",
+    find: "    this.#sendLock.release();\n    this.#sendLockWaiting.wake();",
+    replace: "    this.#sendLock.release();",
+    killers: [{ test: MAILBOX_CRASH, filter: "a sender that finds the mailbox full wakes" }],
+  },
+  {
+    id: "mailbox-chain-unbounded",
+    description: "delete() walks segment indices another process wrote without a bound",
+    file: "lib/_mailbox_store.ts",
+    find: "    for (let n = 0; n <= Math.min(span, MAX_CHAIN); n++) {",
+    replace: "    for (let n = 0; n <= span; n++) {",
+    killers: [{ test: HOSTILE, filter: "a hostile peer writing over a mailbox" }],
   },
   // lib/_process.ts
   {
