@@ -1004,11 +1004,19 @@ export class MailboxStore {
         recover();
         if (lock !== undefined && lock.held()) {
           lockFlag!.announce();
-          if (lock.held()) await lockFlag!.sleep(ms);
+          step("wait.announced");
+          if (lock.held()) {
+            step("wait.sleep");
+            await lockFlag!.sleep(ms);
+          }
           return PENDING;
         }
         flag.announce();
-        if (!ready() && !lock?.held()) await flag.sleep(ms);
+        step("wait.announced");
+        if (!ready() && !lock?.held()) {
+          step("wait.sleep");
+          await flag.sleep(ms);
+        }
         return PENDING;
       },
       closedError: () => closedError(operation, this.#what, this.#label),

@@ -445,7 +445,18 @@ export const MUTANTS: Mutant[] = [
     file: "lib/_mailbox_store.ts",
     find: "    this.#sendLock.release();\n    this.#sendLockWaiting.wake();",
     replace: "    this.#sendLock.release();",
-    killers: [{ test: MAILBOX_CRASH, filter: "a sender that finds the mailbox full wakes" }],
+    killers: [
+      { test: MAILBOX_CRASH, filter: "a sender that finds the mailbox full wakes" },
+      { test: STEPS, filter: "Mailbox, step by step" },
+    ],
+  },
+  {
+    id: "mailbox-receiver-wake-dropped",
+    description: "a send does not wake receivers sleeping for a message",
+    file: "lib/_mailbox_store.ts",
+    find: "    this.#receiveWaiting.wake();\n    this.onPublish?.();",
+    replace: "    this.onPublish?.();",
+    killers: [{ test: STEPS, filter: "Mailbox, step by step" }],
   },
   {
     id: "mailbox-chain-unbounded",

@@ -61,7 +61,7 @@ export interface RunResult {
 
 /** Runs the participants on the object `objectName` (a `kind`) under `schedule`. */
 export async function runSchedule(
-  kind: "ring" | "textbook",
+  kind: "ring" | "textbook" | "mailbox",
   objectName: string,
   participants: ParticipantSpec[],
   schedule: Schedule,

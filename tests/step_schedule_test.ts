@@ -17,8 +17,8 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { testing } from "../lib/_testing.ts";
-import { checkLinearizable, fifoQueue, type Operation } from "./_linearizability.ts";
-import { BoundedBuffer, MessageRing } from "../mod.ts";
+import { checkLinearizable, fifoQueue, type Operation, rendezvous } from "./_linearizability.ts";
+import { BoundedBuffer, Mailbox, MessageRing } from "../mod.ts";
 import { ipcTest, propertyRuns, testName } from "./_helpers.ts";
 import {
   type ParticipantSpec,
@@ -203,6 +203,60 @@ ipcTest(
     await fc.assert(
       fc.asyncProperty(schedule(0), async (plan) => {
         check(await runOnTextbook(plan), TEXTBOOK_PARTICIPANTS);
+      }),
+      options(3),
+    );
+  },
+);
+
+// Mailboxes have no end of stream: each consumer takes a fixed share.
+const MAILBOX_PARTICIPANTS: ParticipantSpec[] = [
+  { role: "producer", count: 2 },
+  { role: "producer", count: 2 },
+  { role: "consumer", count: 2 },
+  { role: "consumer", count: 2 },
+];
+
+// Every message once, whole, in each producer's order per consumer; linearizable against
+// a FIFO queue of the mailbox's capacity (a rendezvous at capacity 0).
+function checkMailbox(result: RunResult, capacity: number): void {
+  const explain = () => `\nsteps:\n  ${result.trace.join("\n  ")}`;
+  assert.equal(result.stuck, undefined, `${result.stuck}${explain()}`);
+  const received = result.events.filter((event) => event.op === "receive" && event.e === "ok");
+  const values = received.map((event) => event.v!);
+  assert.ok(!values.includes("CORRUPT"), `a corrupt message${explain()}`);
+  assert.deepEqual(
+    [...values].sort(),
+    ["0:0", "0:1", "1:0", "1:1"],
+    `not every message exactly once${explain()}`,
+  );
+  const model = capacity === 0 ? rendezvous() : fifoQueue(capacity);
+  const verdict = checkLinearizable(
+    model as Parameters<typeof checkLinearizable>[0],
+    history(result),
+  );
+  assert.notEqual(
+    verdict.result,
+    "illegal",
+    `not linearizable:\n${verdict.result === "illegal" ? verdict.report : ""}${explain()}`,
+  );
+}
+
+ipcTest(
+  "Mailbox, step by step: any interleaving of 2 sender and 2 receiver processes at capacity 0, 1 or 2 delivers each message once and is linearizable",
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(0, 1, 2), schedule(0), async (capacity, plan) => {
+        const box = Mailbox.create({ name: testName("sched"), capacity });
+        try {
+          checkMailbox(
+            await runSchedule("mailbox", box.name, MAILBOX_PARTICIPANTS, plan),
+            capacity,
+          );
+        } finally {
+          box.delete();
+          box.close();
+        }
       }),
       options(3),
     );

@@ -5,12 +5,13 @@
 //   step_participant.ts CONTROL INDEX ROLE KIND NAME COUNT
 //     ROLE producer: sends COUNT messages [INDEX, seq, ...] then end()
 //     ROLE consumer: receives until the end of the stream
-//     KIND ring (MessageRing) | textbook (BoundedBuffer, messages of 48 bytes)
+//     KIND ring (MessageRing) | textbook (BoundedBuffer, messages of 48 bytes) |
+//          mailbox (Mailbox: no end; a consumer receives COUNT messages)
 // Prints one JSON line per event: {"e":"inv"|"ok"|"fail", "op", "v", "t"}.
 import { sleepSync } from "../../lib/_process.ts";
 import { setStepHook } from "../../lib/_steps.ts";
 import { testing } from "../../lib/_testing.ts";
-import { BoundedBuffer, type Channel, MessageRing, SharedMemory } from "../../mod.ts";
+import { BoundedBuffer, type Channel, Mailbox, MessageRing, SharedMemory } from "../../mod.ts";
 import { SLOT_WORDS, STATE_AT_STEP, STATE_DONE, STATE_RUNNING } from "../_step_scheduler.ts";
 
 const [controlName, indexText, role, kind, objectName, countText] = Deno.args;
@@ -38,20 +39,55 @@ setStepHook((step) => {
   Atomics.store(words, base, STATE_RUNNING);
 });
 
+const length = (sequence: number, producer = index) =>
+  kind === "textbook" ? FIXED : 8 + ((sequence * 13 + producer * 7) % 40);
+const timeout = 120_000;
+
+// The bytes of message `sequence` of `producer`, and the check that a received one is whole.
+function message(sequence: number): Uint8Array {
+  const bytes = new Uint8Array(length(sequence)).fill(sequence & 0xff);
+  new DataView(bytes.buffer).setUint32(0, index, true);
+  new DataView(bytes.buffer).setUint32(4, sequence, true);
+  return bytes;
+}
+function received(bytes: Uint8Array): string {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  const producer = view.getUint32(0, true);
+  const sequence = view.getUint32(4, true);
+  const intact = bytes.length === length(sequence, producer) &&
+    bytes.subarray(8).every((byte) => byte === (sequence & 0xff));
+  return intact ? `${producer}:${sequence}` : "CORRUPT";
+}
+
+if (kind === "mailbox") {
+  const box = Mailbox.open({ name: objectName });
+  for (let sequence = 0; sequence < Number(countText); sequence++) {
+    if (role === "producer") {
+      const v = `${index}:${sequence}`;
+      log({ e: "inv", op: "send", v });
+      await box.send(message(sequence), { timeout });
+      log({ e: "ok", op: "send", v });
+    } else {
+      log({ e: "inv", op: "receive" });
+      const got = await box.receive({ timeout });
+      log({ e: "ok", op: "receive", v: received(got.data) });
+    }
+  }
+  setStepHook(undefined);
+  box.close();
+  Atomics.store(words, base, STATE_DONE);
+  control.close();
+  Deno.exit(0);
+}
+
 const ring: Channel = kind === "ring"
   ? MessageRing.open({ name: objectName })
   : BoundedBuffer.open({ name: objectName });
-const length = (sequence: number) =>
-  kind === "ring" ? 8 + ((sequence * 13 + index * 7) % 40) : FIXED;
-const timeout = 120_000;
 if (role === "producer") {
   for (let sequence = 0; sequence < Number(countText); sequence++) {
-    const message = new Uint8Array(length(sequence)).fill(sequence & 0xff);
-    new DataView(message.buffer).setUint32(0, index, true);
-    new DataView(message.buffer).setUint32(4, sequence, true);
     const v = `${index}:${sequence}`;
     log({ e: "inv", op: "send", v });
-    await ring.send(message, { timeout });
+    await ring.send(message(sequence), { timeout });
     log({ e: "ok", op: "send", v });
   }
   log({ e: "inv", op: "end" });
@@ -60,18 +96,12 @@ if (role === "producer") {
 } else {
   for (;;) {
     log({ e: "inv", op: "receive" });
-    const message = await ring.receive({ timeout });
-    if (message === null) {
+    const got = await ring.receive({ timeout });
+    if (got === null) {
       log({ e: "ok", op: "receive", v: null });
       break;
     }
-    const view = new DataView(message.buffer, message.byteOffset, message.length);
-    const producer = view.getUint32(0, true);
-    const sequence = view.getUint32(4, true);
-    const expected = kind === "ring" ? 8 + ((sequence * 13 + producer * 7) % 40) : FIXED;
-    const intact = message.length === expected &&
-      message.subarray(8).every((byte) => byte === (sequence & 0xff));
-    log({ e: "ok", op: "receive", v: intact ? `${producer}:${sequence}` : "CORRUPT" });
+    log({ e: "ok", op: "receive", v: received(got) });
   }
 }
 setStepHook(undefined);
