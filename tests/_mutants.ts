@@ -253,15 +253,6 @@ export const MUTANTS: Mutant[] = [
     timeoutSeconds: 60,
   },
   {
-    id: "wait-give-back-dropped",
-    description: "a unit a park took after its caller gave up is not given back (it is lost)",
-    file: "lib/_wait.ts",
-    find: "waitable.giveBack!(parked);\n        return PENDING;",
-    replace: "return PENDING;",
-    killers: [{ test: SEMAPHORE, filter: "NamedSemaphore.wait() rejects with the abort reason" }],
-    timeoutSeconds: 60,
-  },
-  {
     id: "turns-give-up-overtakes",
     description: "a caller that gives up in the queue lets the next one overtake the one before",
     file: "lib/_wait.ts",
@@ -294,8 +285,8 @@ export const MUTANTS: Mutant[] = [
     id: "shm-create-not-exclusive",
     description: "create() opens an existing object instead of failing with AlreadyExistsError",
     file: "lib/shared_memory.ts",
-    find: "C.O_RDWR | C.O_CREAT | C.O_EXCL | C.O_CLOEXEC",
-    replace: "C.O_RDWR | C.O_CREAT | C.O_CLOEXEC",
+    find: '        check(\n          "link",\n          symbols.link(',
+    replace: "        (\n          symbols.link(",
     killers: [{ test: SHM, filter: "SharedMemory.create() is exclusive" }],
   },
   {
@@ -498,7 +489,7 @@ export const MUTANTS: Mutant[] = [
     file: "lib/signal.ts",
     find: "    if (pidfd < 0 || !processAlive(pid, startTime)) {",
     replace: "    if (pidfd < 0) {",
-    killers: [{ test: SIGNAL, filter: "never signals what shared memory names" }],
+    killers: [{ test: SIGNAL, filter: "listens on the signal but has another start time" }],
   },
   {
     id: "doorbell-uncaught-signal",

@@ -358,3 +358,23 @@ ipcTest("Doorbell: a ringer opened with another signal than the listener's is re
     bell.unlink();
   }
 });
+
+ipcTest(
+  "Doorbell.ring() does not signal a process that listens on the signal but has another start time (a reused pid)",
+  async () => {
+    using bell = Doorbell.create();
+    // A process that catches SIGUSR2 (and says so when it gets one): only its start time
+    // tells it apart from the listener the shared memory names.
+    await using listener = new Child("signal_child.ts", ["listen", "SIGUSR2"]);
+    try {
+      assert.equal(await listener.line(), "ready");
+      const start = processStartTime(listener.process.pid)!;
+      writeReceiver(bell.name, listener.process.pid, start + 1, 12);
+      assert.equal(bell.ring(), false);
+      const got = await Promise.race([listener.line(), delay(200).then(() => "nothing")]);
+      assert.equal(got, "nothing", "the process was signalled");
+    } finally {
+      bell.unlink();
+    }
+  },
+);
