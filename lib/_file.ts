@@ -56,6 +56,23 @@ export function fileSize(fd: number, name: string): number {
  * Checks that an opened file is of `type`, belongs to this user and has no permission
  * bits beyond `mode` (so a file others may write is refused unless `mode` allows them).
  */
+/** {@link checkOwnership}, closing `fd` when the check fails; returns `fd`. */
+export function checkedOrClosed(
+  fd: number,
+  name: string,
+  type: number,
+  mode: number,
+  what: string,
+): number {
+  try {
+    checkOwnership(fd, name, type, mode, what);
+  } catch (error) {
+    libc().symbols.close(fd);
+    throw error;
+  }
+  return fd;
+}
+
 export function checkOwnership(
   fd: number,
   name: string,

@@ -193,7 +193,9 @@ export function tryOpenSegment(dirFd: number, first: number, flags: number, name
   const fd = libc().symbols.openat(
     dirFd,
     cString(segmentName(first)),
-    flags | C.O_NOFOLLOW | C.O_CLOEXEC,
+    // O_NONBLOCK: a FIFO planted under a segment's name must not block this thread in
+    // open(2) (the type check that follows refuses it).
+    flags | C.O_NOFOLLOW | C.O_CLOEXEC | C.O_NONBLOCK,
     0,
   );
   if (fd >= 0) return fd;

@@ -29,6 +29,7 @@ import {
 import { libc } from "../ffi/libc.ts";
 import {
   AT_FDCWD,
+  checkedOrClosed,
   checkOwnership,
   fileSize,
   fileStatus,
@@ -593,10 +594,16 @@ export class FileLog implements Disposable {
       this.#segmentFd = -1;
       const segments = listSegments(this.#dirFd, this.#path);
       const newest = segments.at(-1) ?? 0;
-      this.#segmentFd = segments.length === 0
-        ? this.#createSegment(0)
-        : openNoFollow(this.#dirFd, segmentName(newest), C.O_RDWR, 0, this.#path);
-      checkOwnership(this.#segmentFd, this.#segmentPath(), C.S_IFREG, this.#mode, WHAT);
+      // Checked before it is kept: a refused file is never used by a later call.
+      this.#segmentFd = checkedOrClosed(
+        segments.length === 0
+          ? this.#createSegment(0)
+          : openNoFollow(this.#dirFd, segmentName(newest), C.O_RDWR, 0, this.#path),
+        `${this.#path}/${segmentName(newest)}`,
+        C.S_IFREG,
+        this.#mode,
+        WHAT,
+      );
       this.#segmentFirst = newest;
       this.#tail = 0;
       this.#next = newest;
@@ -634,11 +641,12 @@ export class FileLog implements Disposable {
       if (this.#next === this.#segmentFirst) return;
       const newer = tryOpenSegment(this.#dirFd, this.#next, C.O_RDWR, this.#path);
       if (newer < 0) return;
+      const name = `${this.#path}/${segmentName(this.#next)}`;
+      checkedOrClosed(newer, name, C.S_IFREG, this.#mode, WHAT);
       symbols.close(this.#segmentFd);
       this.#segmentFd = newer;
       this.#segmentFirst = this.#next;
       this.#tail = 0;
-      checkOwnership(newer, this.#segmentPath(), C.S_IFREG, this.#mode, WHAT);
     }
   }
 

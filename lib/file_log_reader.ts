@@ -15,6 +15,7 @@ import {
 } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import {
+  checkedOrClosed,
   checkOwnership,
   fileSize,
   fileStatus,
@@ -391,10 +392,10 @@ export class FileLogReader implements Disposable {
       : segments.findLast((segment) => segment <= target)!;
     const fd = tryOpenSegment(this.#dirFd, first, C.O_RDONLY, this.#path);
     if (fd < 0) throw this.#rotatedAway(target, first);
-    this.#segmentFd = fd;
+    const name = `${this.#path}/${segmentName(first)}`;
+    this.#segmentFd = checkedOrClosed(fd, name, C.S_IFREG, this.#settings.mode, WHAT);
     this.#segmentFirst = this.#next = first;
     this.#offset = 0;
-    checkOwnership(fd, this.#segmentPath(), C.S_IFREG, this.#settings.mode, WHAT);
     const size = fileSize(fd, this.#path);
     while (this.#next < target) {
       const record = this.#readAt(size, true);
@@ -428,10 +429,10 @@ export class FileLogReader implements Disposable {
       if (this.#segmentFd < 0) {
         const fd = tryOpenSegment(this.#dirFd, this.#next, C.O_RDONLY, this.#path);
         if (fd < 0) return undefined;
-        this.#segmentFd = fd;
+        const name = `${this.#path}/${segmentName(this.#next)}`;
+        this.#segmentFd = checkedOrClosed(fd, name, C.S_IFREG, this.#settings.mode, WHAT);
         this.#segmentFirst = this.#next;
         this.#offset = 0;
-        checkOwnership(fd, this.#segmentPath(), C.S_IFREG, this.#settings.mode, WHAT);
       }
       const size = fileSize(this.#segmentFd, this.#path);
       if (this.#offset < size) return this.#readAt(size, false);
@@ -446,11 +447,12 @@ export class FileLogReader implements Disposable {
       // Safe to move on although we looked at this segment's size before: the next
       // segment is named by its first record, our next one, so that record and all
       // after it are there, never here.
+      const name = `${this.#path}/${segmentName(this.#next)}`;
+      checkedOrClosed(newer, name, C.S_IFREG, this.#settings.mode, WHAT);
       symbols.close(this.#segmentFd);
       this.#segmentFd = newer;
       this.#segmentFirst = this.#next;
       this.#offset = 0;
-      checkOwnership(newer, this.#segmentPath(), C.S_IFREG, this.#settings.mode, WHAT);
     }
     return undefined;
   }

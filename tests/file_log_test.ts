@@ -502,3 +502,42 @@ ipcTest("file log: appends wait for the lock file's byte 0; tryAppend does not w
     cleanup();
   }
 });
+
+ipcTest(
+  "file log: a FIFO planted under the next segment's name is refused, never waited on in open(2)",
+  async () => {
+    const { path, cleanup } = tempLog();
+    try {
+      using log = FileLog.open(path);
+      using reader = log.reader({ from: "start" });
+      await log.append(new Uint8Array([1]));
+      assert.deepEqual((await reader.read({ timeout: 1000 })).data, new Uint8Array([1]));
+      const fifo = `${path}/${"1".padStart(20, "0")}.seg`;
+      const made = await new Deno.Command("mkfifo", { args: ["-m", "600", fifo] }).output();
+      assert.equal(made.code, 0);
+      // Without O_NONBLOCK this read would block the thread in open(2) for good.
+      await assert.rejects(reader.read({ timeout: 500 }), ErrnoError);
+    } finally {
+      cleanup();
+    }
+  },
+);
+
+ipcTest(
+  "file log: a segment another user could write is refused every time, not only the first",
+  async () => {
+    const { path, cleanup } = tempLog();
+    try {
+      using log = FileLog.open(path);
+      await log.append(new Uint8Array([1]));
+      const segment = `${path}/${segmentFiles(path)[0]}`;
+      Deno.chmodSync(segment, 0o666);
+      using other = FileLog.open(path);
+      await assert.rejects(other.append(new Uint8Array([2])), PermissionDeniedError);
+      await assert.rejects(other.append(new Uint8Array([3])), PermissionDeniedError);
+      assert.throws(() => other.reader({ from: "start" }), PermissionDeniedError);
+    } finally {
+      cleanup();
+    }
+  },
+);
