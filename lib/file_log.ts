@@ -571,13 +571,38 @@ export class FileLog implements Disposable {
         if (this.#sync !== "none") await syncToDisk(this.#segmentFd, name);
       }
     } catch (error) {
-      // Leave no partial record behind (a full disk, an I/O error).
-      libc().symbols.ftruncate(this.#segmentFd, BigInt(this.#tail));
+      // A full disk, an I/O error: records already whole in the file may have been read
+      // (and synced), so they stay, committed; only a partial record is cut off.
+      this.#keepWholeRecords(records.length, name);
       throw error;
     }
     this.#tail += bytes.length;
     this.#next += records.length;
     return first;
+  }
+
+  // After a failed append: counts the whole records it wrote from #tail on and cuts what
+  // follows them.
+  #keepWholeRecords(count: number, name: string): void {
+    const size = fileSize(this.#segmentFd, this.#path);
+    let end = this.#tail;
+    let whole = 0;
+    while (whole < count) {
+      const scanned = readRecordAt(
+        this.#segmentFd,
+        end,
+        this.#next + whole,
+        size,
+        this.#maxRecordSize,
+        name,
+      );
+      if (scanned === undefined || typeof scanned === "string") break;
+      end = scanned.end;
+      whole++;
+    }
+    libc().symbols.ftruncate(this.#segmentFd, BigInt(end));
+    this.#tail = end;
+    this.#next += whole;
   }
 
   #segmentPath(): string {

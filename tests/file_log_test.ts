@@ -541,3 +541,31 @@ ipcTest(
     }
   },
 );
+
+ipcTest(
+  "file log: an append that fails partway (EFBIG) keeps the whole records readers may have read",
+  async () => {
+    const { path, cleanup } = tempLog();
+    try {
+      const child = new URL("./children/file_efbig_child.ts", import.meta.url).pathname;
+      const output = await new Deno.Command("bash", {
+        args: [
+          "-c",
+          `trap '' XFSZ; ulimit -f 8; exec "$0" run -A "$1" "$2"`,
+          Deno.execPath(),
+          child,
+          path,
+        ],
+        stdout: "piped",
+        stderr: "inherit",
+      }).output();
+      assert.equal(output.code, 0);
+      const { seen, held } = JSON.parse(new TextDecoder().decode(output.stdout));
+      // Every record the reader returned is the log's record of that number.
+      assert.deepEqual(seen, held.slice(0, seen.length));
+      assert.ok(held.length >= 2 && held.at(-1).endsWith(":7:100"), JSON.stringify(held));
+    } finally {
+      cleanup();
+    }
+  },
+);
