@@ -383,6 +383,7 @@ export class FileLog implements Disposable {
         waitOptions,
       );
       try {
+        this.#checkLockFileKept();
         return await this.#appendLocked(records);
       } finally {
         trySetOfdLock(this.#lockFd, "unlock", 0, 1, this.#path);
@@ -391,6 +392,17 @@ export class FileLog implements Disposable {
       this.#lifetime.unpin();
       endTurn();
     }
+  }
+
+  // The lock is held on the lock file this handle opened. If that file was removed, a
+  // handle opened since locks a new one, and both would append at once: this one stops.
+  #checkLockFileKept(): void {
+    if (fileStatus(this.#lockFd, this.#path).links !== 0) return;
+    throw new ErrnoError(ERRNO.ESTALE, "append", {
+      objectName: this.#path,
+      message: `The lock file of file log "${this.#path}" was removed while this handle had ` +
+        `it open: appends through this handle would not exclude newer ones; open the log again`,
+    });
   }
 
   /**
@@ -419,6 +431,7 @@ export class FileLog implements Disposable {
     try {
       if (!trySetOfdLock(this.#lockFd, "exclusive", 0, 1, this.#path)) return undefined;
       try {
+        this.#checkLockFileKept();
         return await this.#appendLocked([data]);
       } finally {
         trySetOfdLock(this.#lockFd, "unlock", 0, 1, this.#path);

@@ -569,3 +569,28 @@ ipcTest(
     }
   },
 );
+
+ipcTest(
+  "file log: a handle whose lock file was removed stops appending, so it never writes over a newer handle's records",
+  async () => {
+    const { path, cleanup } = tempLog();
+    try {
+      using old = FileLog.open(path);
+      await old.append(new Uint8Array([1]));
+      Deno.removeSync(`${path}/lock`); // e.g. someone clearing a "stale lock"
+      using newer = FileLog.open(path); // creates and locks a new lock file
+      await newer.append(new Uint8Array([2]));
+      await assert.rejects(
+        old.append(new Uint8Array([3])),
+        (error: unknown) => error instanceof ErrnoError && error.code === "ESTALE",
+      );
+      await newer.append(new Uint8Array([4]));
+      using reader = newer.reader({ from: "start" });
+      const data = [];
+      for (let record; (record = reader.tryRead());) data.push(record.data[0]);
+      assert.deepEqual(data, [1, 2, 4]);
+    } finally {
+      cleanup();
+    }
+  },
+);
