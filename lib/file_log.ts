@@ -102,7 +102,12 @@ export interface FileLogOpenOptions {
    * segments were removed fails with code `ENOSPC`. Default: no limit.
    */
   maxSegments?: number;
-  /** Largest record, in bytes; readers take a longer length as corruption. Default: 1 MiB. */
+  /**
+   * Largest record, in bytes: appends refuse longer ones, and this handle's readers take
+   * a longer length as corruption (so that a length never sizes a larger allocation):
+   * give readers at least the bound of every writer. Appenders accept any record up to
+   * {@link MAX_RECORD_SIZE_LIMIT} written by other handles. Default: 1 MiB.
+   */
   maxRecordSize?: number;
 }
 
@@ -657,12 +662,15 @@ export class FileLog implements Disposable {
           await new Promise((resolve) => setTimeout(resolve, 0));
         }
         const before = this.#tail;
+        // Other handles may allow longer records than this one: an appender accepts any
+        // record within the format's limit (its header checksum vouches for the length),
+        // so no handle's setting can stop the others from appending.
         const scanned = readRecordAt(
           this.#segmentFd,
           this.#tail,
           this.#next,
           size,
-          this.#maxRecordSize,
+          MAX_RECORD_SIZE_LIMIT,
           this.#segmentPath(),
         );
         if (scanned === undefined) {

@@ -164,6 +164,7 @@ export class FileLogReader implements Disposable {
   #offset = 0;
   #next = 0;
   #committed = -1;
+  #cursorCreated = false;
 
   /** Made by `FileLog.reader()` (a TypeError otherwise). */
   constructor(
@@ -210,6 +211,14 @@ export class FileLogReader implements Disposable {
       if (this.#cursorFd >= 0 && this.#committed !== this.#next) this.#writeCursor();
       if (checked.notify !== "poll") this.#watch(checked.notify === "inotify");
     } catch (error) {
+      // A cursor this failed call created would keep every segment from rotating away.
+      if (this.#cursorCreated && checked.cursor !== undefined) {
+        libc().symbols.unlinkat(
+          this.#dirFd,
+          cString(`${CURSOR_DIRECTORY}/${checked.cursor}`),
+          0,
+        );
+      }
       this.close();
       throw error;
     }
@@ -345,13 +354,19 @@ export class FileLogReader implements Disposable {
     const label = `${this.#path}/${CURSOR_DIRECTORY}/${name}`;
     const cursors = openNoFollow(this.#dirFd, CURSOR_DIRECTORY, C.O_RDONLY | C.O_DIRECTORY, 0);
     try {
-      this.#cursorFd = openNoFollow(
-        cursors,
-        name,
-        C.O_RDWR | C.O_CREAT,
-        this.#settings.mode,
-        label,
-      );
+      try {
+        this.#cursorFd = openNoFollow(
+          cursors,
+          name,
+          C.O_RDWR | C.O_CREAT | C.O_EXCL,
+          this.#settings.mode,
+          label,
+        );
+        this.#cursorCreated = true;
+      } catch (error) {
+        if (!(error instanceof ErrnoError && error.code === "EEXIST")) throw error;
+        this.#cursorFd = openNoFollow(cursors, name, C.O_RDWR, 0, label);
+      }
     } finally {
       symbols.close(cursors);
     }

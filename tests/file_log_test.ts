@@ -594,3 +594,15 @@ ipcTest(
     }
   },
 );
+
+ipcTest("file log: a reader that fails to start leaves no cursor behind", async () => {
+  const { path, cleanup } = tempLog();
+  try {
+    using log = FileLog.open(path);
+    await log.append(new Uint8Array([1]));
+    assert.throws(() => log.reader({ cursor: "typo", from: 5 }));
+    assert.deepEqual(log.cursors(), []);
+  } finally {
+    cleanup();
+  }
+});
