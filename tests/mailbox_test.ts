@@ -2,10 +2,12 @@ import assert from "node:assert/strict";
 import {
   AlreadyExistsError,
   ClosedError,
+  CorruptedError,
   ErrnoError,
   Mailbox,
   NotFoundError,
   QueueRemovedError,
+  SharedMemory,
   TimedOutError,
 } from "../mod.ts";
 import { Child, delay, ipcTest, testName } from "./_helpers.ts";
@@ -358,6 +360,27 @@ ipcTest(
       // The dead creator's first segment, under its own random token.
       for (const entry of Deno.readDirSync("/dev/shm")) {
         if (entry.name.startsWith(`${name.slice(1)}.`)) Deno.removeSync(`/dev/shm/${entry.name}`);
+      }
+    }
+  },
+);
+
+ipcTest(
+  "delete() of a mailbox whose segment indices another process wrote over removes what it can and reports CorruptedError, without walking 2^30 names",
+  () => {
+    const box = Mailbox.create({ name: testName("mbx"), capacity: "unbounded" });
+    try {
+      using control = SharedMemory.open({ name: box.name });
+      const words = control.view(Int32Array, 0, 64);
+      Atomics.store(words, 18, Atomics.load(words, 34) + 2 ** 30); // write segment
+      assert.throws(() => box.delete(), CorruptedError);
+      assert.throws(() => Mailbox.open({ name: box.name }), NotFoundError);
+    } finally {
+      box.close();
+      for (const entry of Deno.readDirSync("/dev/shm")) {
+        if (entry.name.startsWith(`${box.name.slice(1)}.`)) {
+          Deno.removeSync(`/dev/shm/${entry.name}`);
+        }
       }
     }
   },
