@@ -164,8 +164,9 @@ function validateBuffer(buffer: unknown, what: string): Uint8Array {
  */
 export class PipeReader extends PipeEnd {
   /** Wraps a descriptor this object will own (and make non-blocking). */
-  constructor(fd: number, name = `pipe read end ${fd}`, what = "pipe") {
-    super(fd, what, name);
+  constructor(fd: number, name?: string, what = "pipe") {
+    validateInteger(fd, "fd", 0, 2 ** 31 - 1); // before it is put in the default name
+    super(fd, what, name ?? `pipe read end ${fd}`);
   }
 
   /** Another handle on this read end (its own descriptor; close both for EOF). */
@@ -239,8 +240,9 @@ export class PipeReader extends PipeEnd {
  */
 export class PipeWriter extends PipeEnd {
   /** Wraps a descriptor this object will own (and make non-blocking). */
-  constructor(fd: number, name = `pipe write end ${fd}`, what = "pipe") {
-    super(fd, what, name);
+  constructor(fd: number, name?: string, what = "pipe") {
+    validateInteger(fd, "fd", 0, 2 ** 31 - 1); // before it is put in the default name
+    super(fd, what, name ?? `pipe write end ${fd}`);
   }
 
   /**
