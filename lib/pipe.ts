@@ -165,7 +165,7 @@ function validateBuffer(buffer: unknown, what: string): Uint8Array {
 export class PipeReader extends PipeEnd {
   /** Wraps a descriptor this object will own (and make non-blocking). */
   constructor(fd: number, name?: string, what = "pipe") {
-    validateInteger(fd, "fd", 0, 2 ** 31 - 1); // before it is written into the name
+    validateInteger(fd, "fd", 0, 2 ** 31 - 1); // before it is put in the default name
     super(fd, what, name ?? `pipe read end ${fd}`);
   }
 
@@ -241,7 +241,7 @@ export class PipeReader extends PipeEnd {
 export class PipeWriter extends PipeEnd {
   /** Wraps a descriptor this object will own (and make non-blocking). */
   constructor(fd: number, name?: string, what = "pipe") {
-    validateInteger(fd, "fd", 0, 2 ** 31 - 1); // before it is written into the name
+    validateInteger(fd, "fd", 0, 2 ** 31 - 1); // before it is put in the default name
     super(fd, what, name ?? `pipe write end ${fd}`);
   }
 

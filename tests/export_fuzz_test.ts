@@ -50,9 +50,7 @@ ipcTest(
         0,
         `child exit ${output.code} (seed ${seed}):\n${stderr.slice(-2000)}`,
       );
-      const summary = JSON.parse(
-        new TextDecoder().decode(output.stdout).trim().split("\n").at(-1)!,
-      );
+      const summary = JSON.parse(Deno.readTextFileSync(`${temporary}/summary.json`));
       assert.deepEqual(
         summary.failures,
         [],
