@@ -731,6 +731,7 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
       task.finally(() => running.delete(task));
     }
     await Promise.all(running);
+    await this.released; // no accept left waiting off the main thread
   }
 
   // Over the limit: the client gets the refusal (if any) and the end of the stream. The
