@@ -525,6 +525,8 @@ export class SemaphoreBoundedBuffer extends Channel {
   private constructor(
     shm: SharedMemory,
     semaphores: [UnnamedSemaphore, UnnamedSemaphore, UnnamedSemaphore],
+    bufferSize: number,
+    itemSize: number,
   ) {
     super();
     this.#shm = shm;
@@ -534,8 +536,8 @@ export class SemaphoreBoundedBuffer extends Channel {
       shm.close();
     });
     this.#words = shm.view(Int32Array, WORDS_AT, 8);
-    this.#bufferSize = this.#words[J_BUFFER_SIZE];
-    this.#itemSize = this.#words[J_ITEM_SIZE];
+    this.#bufferSize = bufferSize;
+    this.#itemSize = itemSize;
     this.#slots = shm.view(Uint8Array, SEMAPHORE_HEADER, this.#bufferSize * this.#itemSize);
   }
 
@@ -574,7 +576,7 @@ export class SemaphoreBoundedBuffer extends Channel {
         words[J_MAGIC] = SEMAPHORE_MAGIC;
       },
     });
-    return new SemaphoreBoundedBuffer(shm, semaphores!);
+    return new SemaphoreBoundedBuffer(shm, semaphores!, shape.bufferSize, shape.itemSize);
   }
 
   /**
@@ -598,14 +600,27 @@ export class SemaphoreBoundedBuffer extends Channel {
     const shm = openLayout(options, SEMAPHORE_FORM, (shm) => {
       if (shm.size < SEMAPHORE_HEADER) return false;
       const words = shm.view(Int32Array, WORDS_AT, 8);
-      return Atomics.load(words, J_MAGIC) === SEMAPHORE_MAGIC &&
-        shm.size >= SEMAPHORE_HEADER + words[J_BUFFER_SIZE] * words[J_ITEM_SIZE];
+      return Atomics.load(words, J_MAGIC) === SEMAPHORE_MAGIC;
     });
-    return new SemaphoreBoundedBuffer(shm, [
-      UnnamedSemaphore.attach(shm, { byteOffset: SEM_EMPTY }),
-      UnnamedSemaphore.attach(shm, { byteOffset: SEM_FULL }),
-      UnnamedSemaphore.attach(shm, { byteOffset: SEM_MUTEX }),
-    ]);
+    try {
+      // Read once: later changes by another process never reshape this handle.
+      const words = shm.view(Int32Array, WORDS_AT, 8);
+      const [bufferSize, itemSize] = [words[J_BUFFER_SIZE], words[J_ITEM_SIZE]];
+      checkShape(shm, SEMAPHORE_FORM, SEMAPHORE_HEADER, bufferSize, itemSize, 1);
+      return new SemaphoreBoundedBuffer(
+        shm,
+        [
+          UnnamedSemaphore.attach(shm, { byteOffset: SEM_EMPTY }),
+          UnnamedSemaphore.attach(shm, { byteOffset: SEM_FULL }),
+          UnnamedSemaphore.attach(shm, { byteOffset: SEM_MUTEX }),
+        ],
+        bufferSize,
+        itemSize,
+      );
+    } catch (error) {
+      shm.close();
+      throw error;
+    }
   }
 
   /** Removes the buffer's name; open handles keep working. */
@@ -795,6 +810,15 @@ export class SemaphoreBoundedBuffer extends Channel {
     await this.#mutex.wait({ timeout: remaining, signal });
   }
 
+  #corruptIndex(field: string, value: number): CorruptedError {
+    return CorruptedError.of(
+      SEMAPHORE_FORM,
+      this.name,
+      field,
+      `${value} is not a slot index from 0 to ${this.#bufferSize - 1}`,
+    );
+  }
+
   // Holding the mutex and one unit of `empty`.
   #putLocked(item: Uint8Array): void {
     const words = this.#words;
@@ -804,6 +828,11 @@ export class SemaphoreBoundedBuffer extends Channel {
       throw streamEndedError(SEMAPHORE_FORM, this.name);
     }
     const inIndex = words[J_IN];
+    if (!(inIndex >= 0 && inIndex < this.#bufferSize)) {
+      this.#mutex.post();
+      this.#empty.post();
+      throw this.#corruptIndex("in", inIndex);
+    }
     this.#slots.set(item, inIndex * this.#itemSize);
     words[J_IN] = (inIndex + 1) % this.#bufferSize;
     Atomics.add(words, J_COUNT, 1);
@@ -823,6 +852,11 @@ export class SemaphoreBoundedBuffer extends Channel {
       return null;
     }
     const outIndex = words[J_OUT];
+    if (!(outIndex >= 0 && outIndex < this.#bufferSize)) {
+      this.#mutex.post();
+      this.#full.post();
+      throw this.#corruptIndex("out", outIndex);
+    }
     const start = outIndex * this.#itemSize;
     const item = this.#slots.slice(start, start + this.#itemSize);
     words[J_OUT] = (outIndex + 1) % this.#bufferSize;

@@ -457,6 +457,15 @@ export const MUTANTS: Mutant[] = [
     replace: "    for (let n = 0; n <= span; n++) {",
     killers: [{ test: "tests/mailbox_test.ts", filter: "without walking 2^30 names" }],
   },
+  {
+    id: "semaphore-buffer-index-unchecked",
+    description:
+      "the semaphore buffer's in index, which another process can write, is used unchecked",
+    file: "lib/bounded_buffer.ts",
+    find: "    if (!(inIndex >= 0 && inIndex < this.#bufferSize)) {",
+    replace: "    if (false) {",
+    killers: [{ test: HOSTILE, filter: "a hostile peer cannot crash a" }],
+  },
   // lib/_process.ts
   {
     id: "process-zombie-alive",

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { processStartTime } from "../lib/_process.ts";
 import { delay, ipcTest, propertyRuns, runChild } from "./_helpers.ts";
 
-for (const kind of ["ring", "textbook"]) {
+for (const kind of ["ring", "textbook", "semaphore"]) {
   ipcTest(
     `a hostile peer cannot crash a ${kind} victim, grow its memory or leak other bytes`,
     async () => {

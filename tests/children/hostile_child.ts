@@ -3,7 +3,7 @@
 // victim's operations. Every operation must work or throw CorruptedError (a wait may also
 // run out its timeout); nothing may crash this process, grow its memory beyond a bound, or
 // hand it bytes from outside the object. The parent checks the exit status.
-//   hostile_child.ts KIND RUNS SEED      KIND: ring | textbook
+//   hostile_child.ts KIND RUNS SEED      KIND: ring | textbook | semaphore
 // Prints "ok RUNS" at the end, or throws (exit status 1) with the counterexample.
 import fc from "fast-check";
 import {
@@ -11,6 +11,7 @@ import {
   type Channel,
   CorruptedError,
   MessageRing,
+  SemaphoreBoundedBuffer,
   SharedMemory,
 } from "../../mod.ts";
 
@@ -23,9 +24,13 @@ const NEXT_RECORD = -1;
 const RING_WORDS = [2, 3, 4, 16, 17, 32, 33, 48, 49, 64, 65, 112, NEXT_RECORD, NEXT_RECORD];
 // Textbook buffer: size, item size, ended, in, out, the two futex flags.
 const TEXTBOOK_WORDS = [1, 2, 3, 16, 32, 48, 64];
+// Semaphore buffer: the three sem_t (value and waiters words), then size, item size,
+// ended, in, out, count.
+const SEMAPHORE_WORDS = [0, 1, 2, 8, 9, 10, 16, 17, 18, 25, 26, 27, 28, 29, 30];
 const RING_DATA_WORD = (512 + 64) / 4; // after the header and the slots of 2 producers
 
 function create(multi: boolean): Channel & { name: string; unlink(): void } {
+  if (kind === "semaphore") return SemaphoreBoundedBuffer.create({ bufferSize: 4, itemSize: 16 });
   return kind === "ring"
     ? MessageRing.create({
       capacity: 256,
@@ -37,6 +42,7 @@ function create(multi: boolean): Channel & { name: string; unlink(): void } {
 }
 
 function open(name: string): Channel {
+  if (kind === "semaphore") return SemaphoreBoundedBuffer.open({ name });
   return kind === "ring" ? MessageRing.open({ name }) : BoundedBuffer.open({ name });
 }
 
@@ -47,7 +53,16 @@ const command = fc.oneof(
     op: fc.constant("corrupt" as const),
     // The words a victim reads (header fields, the length of the next record), or any.
     word: fc.oneof(
-      { arbitrary: fc.constantFrom(...(kind === "ring" ? RING_WORDS : TEXTBOOK_WORDS)), weight: 4 },
+      {
+        arbitrary: fc.constantFrom(
+          ...(kind === "ring"
+            ? RING_WORDS
+            : kind === "semaphore"
+            ? SEMAPHORE_WORDS
+            : TEXTBOOK_WORDS),
+        ),
+        weight: 4,
+      },
       { arbitrary: fc.integer({ min: 0, max: 127 + 64 }), weight: 1 },
     ),
     value: fc.oneof(
