@@ -71,10 +71,11 @@ export interface FileLogReaderOptions {
    */
   cursor?: string;
   /**
-   * With a cursor: store the position after every record read (default true). Otherwise
-   * the position is stored by {@link FileLogReader.commit}. A reader that dies between
-   * reading a record and storing the position reads that record again after restart
-   * (at least once).
+   * With a cursor: store the position as each record is read (default true), before the
+   * caller has handled it, so a reader that dies after `read()` returned does not get
+   * that record again: at most once. With `false` the position is stored by
+   * {@link FileLogReader.commit}: commit after handling a record, and a reader that dies
+   * before its commit reads the record again after a restart: at least once.
    */
   autoCommit?: boolean;
   /**
