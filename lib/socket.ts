@@ -6,7 +6,7 @@
  * @module
  */
 import { ERRNO } from "../ffi/constants.ts";
-import { ClosedError, numberArgument, timedOutError } from "../ffi/errno.ts";
+import { ClosedError, NotFoundError, numberArgument, timedOutError } from "../ffi/errno.ts";
 import { describe, validateInteger, validateOptions } from "./_validate.ts";
 import { Turns, validateWaitOptions, type WaitOptions, within } from "./_wait.ts";
 
@@ -91,8 +91,34 @@ function toBytes(message: unknown, what = "message"): Uint8Array {
   );
 }
 
+// A DNS name (labels of 1 to 63 letters, digits, "-" and "_", 253 characters in all), an
+// IPv4 address, or an IPv6 address: anything else Deno refuses with a URIError that does
+// not say which argument was wrong.
+const HOST_NAME =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+const IPV6_ADDRESS = /^\[?[0-9A-Fa-f:.]{2,45}\]?$/;
+
+// A host name that does not resolve: Deno reports it as a plain Error; make it a
+// NotFoundError naming the host.
+function unresolvable(error: unknown, hostname: string | undefined): unknown {
+  if (
+    error instanceof Error && error.constructor === Error &&
+    /failed to lookup address/i.test(error.message)
+  ) {
+    return new NotFoundError(ERRNO.ENOENT, "getaddrinfo", {
+      objectName: hostname,
+      message: `Cannot resolve hostname "${hostname}": ${error.message}`,
+      cause: error,
+    });
+  }
+  return error;
+}
+
 function validateHostname(hostname: unknown): string {
-  if (typeof hostname !== "string" || hostname.length === 0 || /[\s/]/.test(hostname)) {
+  if (
+    typeof hostname !== "string" ||
+    !(HOST_NAME.test(hostname) || (hostname.includes(":") && IPV6_ADDRESS.test(hostname)))
+  ) {
     throw new TypeError(
       `Invalid hostname: expected a host name or IP address, got ${describe(hostname)}`,
     );
@@ -252,6 +278,7 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
       : checked.path;
     const connecting: Promise<Deno.Conn> = checked.transport === "tcp"
       ? Deno.connect({ transport: "tcp", hostname: checked.hostname!, port: checked.port })
+        .catch((error) => Promise.reject(unresolvable(error, checked.hostname)))
       : Deno.connect({ transport: "unix", path: checked.path });
     connecting.then((conn) => {
       if (abandoned) conn.close();
@@ -543,11 +570,16 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
     const checked = validateSocketAddress(address, true);
     const maxFrameSize = validateMaxFrame(options);
     if (checked.transport === "tcp") {
-      const listener = Deno.listen({
-        transport: "tcp",
-        hostname: checked.hostname,
-        port: checked.port,
-      });
+      let listener: Deno.Listener;
+      try {
+        listener = Deno.listen({
+          transport: "tcp",
+          hostname: checked.hostname,
+          port: checked.port,
+        });
+      } catch (error) {
+        throw unresolvable(error, checked.hostname);
+      }
       return new FramedServer(listener, { maxFrameSize });
     }
     const listener = Deno.listen({ transport: "unix", path: checked.path });
@@ -817,7 +849,11 @@ export class DatagramSocket implements Disposable {
     const hostname = validateHostname(target.hostname);
     const port = validatePort(target.port, false);
     if (bytes.length > this.#maxSize) throw new DatagramTooLargeError(bytes.length, this.#maxSize);
-    await this.#socket.send(bytes, { transport: "udp", hostname, port });
+    try {
+      await this.#socket.send(bytes, { transport: "udp", hostname, port });
+    } catch (error) {
+      throw unresolvable(error, hostname);
+    }
   }
 
   /**
@@ -880,7 +916,11 @@ function listenDatagram(options: Deno.UdpListenOptions & { transport: "udp" }): 
   if (typeof Deno.listenDatagram !== "function") {
     throw new TypeError("UDP sockets need Deno's --unstable-net flag (Deno.listenDatagram)");
   }
-  return Deno.listenDatagram(options);
+  try {
+    return Deno.listenDatagram(options);
+  } catch (error) {
+    throw unresolvable(error, options.hostname);
+  }
 }
 
 function validateMaxDatagram(value: unknown): number {
