@@ -42,7 +42,7 @@ import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { currentPid, PidLock } from "./_process.ts";
 import { OFFER_SLOTS, Rendezvous } from "./_rendezvous.ts";
-import { step } from "./_steps.ts";
+import { step, stepping } from "./_steps.ts";
 import {
   type MailboxCapacity,
   MailboxMessage,
@@ -490,7 +490,7 @@ export class MailboxStore {
     // every slot taken this receiver waits without offering.
     this.#lifetime.pin();
     offer.slot = this.#rendezvous.makeOffer();
-    step("mailbox.receive.offered");
+    if (stepping) step("mailbox.receive.offered");
     try {
       return await waitFor(waitable, options);
     } catch (error) {
@@ -735,7 +735,7 @@ export class MailboxStore {
     try {
       if (words[I_DELETED] !== 0) this.#throwIfDeleted("send");
       if (!this.#hasRoomLocked()) {
-        step("mailbox.send.full");
+        if (stepping) step("mailbox.send.full");
         return undefined;
       }
       sequence = (words[I_SENT] + 1) | 0;
@@ -752,7 +752,7 @@ export class MailboxStore {
         words[I_SEND_INTENT] = words[I_SENT];
         return undefined;
       }
-      step("mailbox.send.published");
+      if (stepping) step("mailbox.send.published");
       // Plain writes under the lock: releasing it (a sequentially consistent store)
       // publishes them.
       words[I_SENT] = sequence;
@@ -840,7 +840,7 @@ export class MailboxStore {
             break;
           }
         }
-        step("mailbox.receive.taken");
+        if (stepping) step("mailbox.receive.taken");
         const sequence = (record[RECORD_SEQUENCE] | (record[RECORD_SEQUENCE + 1] << 8) |
           (record[RECORD_SEQUENCE + 2] << 16) | (record[RECORD_SEQUENCE + 3] << 24)) | 0;
         const kept = this.#capacity !== 0 || this.#rendezvous.markTaken(sequence);
@@ -851,7 +851,7 @@ export class MailboxStore {
         record = undefined; // its sender took it back: drop it and look again
         repaired = true;
       }
-      if (record === undefined) step("mailbox.receive.empty");
+      if (record === undefined && stepping) step("mailbox.receive.empty");
       if (record !== undefined && offer !== undefined && offer.slot >= 0) {
         // False: claimed by a trySend, whose message this may be.
         this.#rendezvous.withdrawOffer(offer.slot);
