@@ -625,9 +625,11 @@ export class MessageRing extends Channel {
 
   #attemptSend(message: Uint8Array): boolean {
     const stepped = stepping; // one load per attempt, not one per step
-    if (stepped) step("ring.send.attempt"); // before any shared word is touched
-    if (this.#ended || this.#streamEnded()) throw streamEndedError(WHAT, this.name);
+    // A producer is tracked from its first attempt on, before any step: one that dies at
+    // any step of its first send then ends the stream when its death is noticed.
     if (this.#slot < 0 && this.#producers > 0) this.#claimProducerSlot(currentProcessToken());
+    if (stepped) step("ring.send.attempt"); // before any message word is touched
+    if (this.#ended || this.#streamEnded()) throw streamEndedError(WHAT, this.name);
     const lock = this.#sendLock;
     if (lock && !lock.tryAcquire()) {
       if (stepped) step("ring.send.busy");

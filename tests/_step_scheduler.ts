@@ -54,7 +54,8 @@ export interface RunResult {
   events: Event[];
   /** Steps in the order granted: "P1 ring.send.locked", "kill P2 at ring.receive.taken". */
   trace: string[];
-  killed: { process: number; step: string }[];
+  /** Who was killed, at which step, and the step it took before (undefined: none). */
+  killed: { process: number; step: string; previous: string | undefined }[];
   /** Set when every participant left slept and nobody reported (a lost wake-up). */
   stuck: string | undefined;
 }
@@ -76,7 +77,8 @@ export async function runSchedule(
   const children: Deno.ChildProcess[] = [];
   const outputs: Promise<string>[] = [];
   const trace: string[] = [];
-  const killed: { process: number; step: string }[] = [];
+  const killed: { process: number; step: string; previous: string | undefined }[] = [];
+  const lastGranted = new Map<number, string>();
   let stuck: string | undefined;
   try {
     const words = control.view(Int32Array, 0, control.size / 4);
@@ -171,10 +173,11 @@ export async function runSchedule(
         children[picked].kill("SIGKILL");
         await children[picked].status;
         exited[picked] = true;
-        killed.push({ process: picked, step });
+        killed.push({ process: picked, step, previous: lastGranted.get(picked) });
         trace.push(`kill P${picked} at ${step}`);
       } else {
         trace.push(`P${picked} ${step}`);
+        lastGranted.set(picked, step);
         answered.set(picked, reports(picked));
         if (step === "wait.sleep") sleeping.add(picked);
         Atomics.add(words, picked * SLOT_WORDS + 1, 1);

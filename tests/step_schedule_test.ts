@@ -112,7 +112,12 @@ function check(result: RunResult, participants = PARTICIPANTS): void {
     assert.ok(attempted.has(message), `${message} was never sent${explain()}`);
   }
   const lost = [...completed].filter((message) => !received.has(message));
-  const mayLose = result.killed.filter((kill) => kill.step.endsWith(".receive.taken")).length;
+  // Killed after its take: at the step that follows it ("taken"), or at the lock release
+  // that follows that one.
+  const mayLose = result.killed.filter((kill) =>
+    kill.step.endsWith(".receive.taken") ||
+    (kill.step.endsWith(".receive.released") && kill.previous?.endsWith(".receive.taken"))
+  ).length;
   assert.ok(lost.length <= mayLose, `lost ${lost.join(", ")}${explain()}`);
   // The history is linearizable against a FIFO queue whose stream ends once every
   // producer ended (a killed producer's end is pending: it may have happened).
@@ -192,7 +197,15 @@ ipcTest(
       fc.asyncProperty(fc.constantFrom(...STARTS), schedule(1), async (start, plan) => {
         check(await runOnRing(start, plan));
       }),
-      options(3),
+      {
+        ...options(3),
+        // Found by CI: a producer killed at its very first step had not been tracked yet.
+        examples: [
+          [0, { choices: [0, 1], kills: [{ at: 0 }] }],
+          // A consumer killed at the lock release after its take loses that message only.
+          [0, { choices: [0, 6, 6, 1, 7, 0, 7], kills: [{ at: 106 }] }],
+        ],
+      },
     );
   },
 );
