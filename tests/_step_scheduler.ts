@@ -6,7 +6,8 @@
 //
 // Sleeping is real: a participant that parks passes the step "wait.sleep" and then sleeps
 // on its futex. With a long wait slice (no kills), a run in which every participant that
-// has not finished sleeps and nobody reports for a while has lost a wake-up: the run fails.
+// has not finished sleeps and nobody reports for 2 s (a woken process reports within
+// milliseconds, even on a loaded machine) has lost a wake-up: the run fails.
 import { SharedMemory } from "../mod.ts";
 import { delay, testName } from "./_helpers.ts";
 
@@ -68,7 +69,7 @@ export async function runSchedule(
   schedule: Schedule,
   options: { settleMs?: number; deadlineMs?: number } = {},
 ): Promise<RunResult> {
-  const { settleMs = 400, deadlineMs = 60_000 } = options;
+  const { settleMs = 2000, deadlineMs = 60_000 } = options;
   const withKills = schedule.kills.length > 0;
   using control = SharedMemory.create({
     name: testName("sched"),
