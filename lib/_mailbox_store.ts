@@ -649,6 +649,11 @@ export class MailboxStore {
       ring = MessageRing.open({ name: this.#segmentName(index) });
       this.#segments.set(index, ring);
       this.#releaseDrainedSegments();
+      // Released at once: the index is behind the read segment, which only an index
+      // another process wrote over can be.
+      if (ring.closed) {
+        throw this.#corruptChain(Atomics.load(this.#words, I_READ_SEGMENT), index);
+      }
     }
     this.#lastSegmentIndex = index;
     this.#lastSegment = ring;
