@@ -79,69 +79,76 @@ using secret = MessageRing.create({ capacity: 4096 });
 const secretMessage = new Uint8Array(500).fill(SECRET);
 
 let rssBefore = Deno.memoryUsage().rss;
-await fc.assert(
-  fc.asyncProperty(fc.boolean(), fc.array(command, { maxLength: 40 }), async (multi, commands) => {
-    const victim = create(multi);
-    const hostile = SharedMemory.open({ name: victim.name });
-    const words = hostile.view(Int32Array, 0, Math.min(hostile.size, 192 * 4) / 4);
-    try {
-      for (const command of commands) {
-        // Traffic on another object, through the same pool.
-        secret.trySend(secretMessage);
-        secret.tryReceive();
-        const started = performance.now();
+try {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.boolean(),
+      fc.array(command, { maxLength: 40 }),
+      async (multi, commands) => {
+        const victim = create(multi);
+        const hostile = SharedMemory.open({ name: victim.name });
+        const words = hostile.view(Int32Array, 0, Math.min(hostile.size, 192 * 4) / 4);
         try {
-          switch (command.op) {
-            case "send": {
-              const size = kind === "ring" ? command.size : 16;
-              await victim.send(new Uint8Array(size).fill(7), { timeout: 20 });
-              break;
-            }
-            case "receive": {
-              const message = await victim.receive({ timeout: 20 });
-              if (message instanceof Uint8Array) {
-                if (message.length > 256) throw new Error(`a ${message.length}-byte message`);
-                if (message.includes(SECRET)) throw new Error("another object's bytes");
+          for (const command of commands) {
+            // Traffic on another object, through the same pool.
+            secret.trySend(secretMessage);
+            secret.tryReceive();
+            const started = performance.now();
+            try {
+              switch (command.op) {
+                case "send": {
+                  const size = kind === "ring" ? command.size : 16;
+                  await victim.send(new Uint8Array(size).fill(7), { timeout: 20 });
+                  break;
+                }
+                case "receive": {
+                  const message = await victim.receive({ timeout: 20 });
+                  if (message instanceof Uint8Array) {
+                    if (message.length > 256) throw new Error(`a ${message.length}-byte message`);
+                    if (message.includes(SECRET)) throw new Error("another object's bytes");
+                  }
+                  break;
+                }
+                case "corrupt": {
+                  let word = command.word;
+                  if (word === NEXT_RECORD) word = RING_DATA_WORD + ((words[32] & 255) >> 2);
+                  if (word < words.length) words[word] = command.value;
+                  break;
+                }
+                case "reopen":
+                  open(victim.name).close();
+                  break;
               }
-              break;
+            } catch (error) {
+              const name = (error as Error).name;
+              // Another typed error naming this object is fine too: a semaphore whose value a
+              // peer set to SEM_VALUE_MAX cannot be posted (EOVERFLOW).
+              const named = error instanceof ErrnoError &&
+                (error.objectName ?? "").startsWith(victim.name);
+              if (
+                !(error instanceof CorruptedError) && name !== "TimedOutError" &&
+                name !== "StreamEndedError" && !named
+              ) throw error;
             }
-            case "corrupt": {
-              let word = command.word;
-              if (word === NEXT_RECORD) word = RING_DATA_WORD + ((words[32] & 255) >> 2);
-              if (word < words.length) words[word] = command.value;
-              break;
-            }
-            case "reopen":
-              open(victim.name).close();
-              break;
+            // A liveness bound, not a speed test: every wait here has a 20 ms timeout.
+            const elapsed = performance.now() - started;
+            if (elapsed > 2000) throw new Error(`${command.op} took ${elapsed.toFixed(0)} ms`);
           }
-        } catch (error) {
-          const name = (error as Error).name;
-          // Another typed error naming this object is fine too: a semaphore whose value a
-          // peer set to SEM_VALUE_MAX cannot be posted (EOVERFLOW).
-          const named = error instanceof ErrnoError &&
-            (error.objectName ?? "").startsWith(victim.name);
-          if (
-            !(error instanceof CorruptedError) && name !== "TimedOutError" &&
-            name !== "StreamEndedError" && !named
-          ) throw error;
+        } finally {
+          hostile.close();
+          victim.close();
+          victim.unlink();
         }
-        // A liveness bound, not a speed test: every wait here has a 20 ms timeout.
-        const elapsed = performance.now() - started;
-        if (elapsed > 2000) throw new Error(`${command.op} took ${elapsed.toFixed(0)} ms`);
-      }
-    } finally {
-      hostile.close();
-      victim.close();
-      victim.unlink();
-    }
-    const rss = Deno.memoryUsage().rss;
-    if (rss - rssBefore > MEMORY_BOUND) {
-      throw new Error(`memory grew ${(rss - rssBefore) >> 20} MiB in one run`);
-    }
-    rssBefore = Math.max(rssBefore, rss);
-  }),
-  { numRuns: Number(runsText), seed: Number(seedText) },
-);
-secret.unlink();
+        const rss = Deno.memoryUsage().rss;
+        if (rss - rssBefore > MEMORY_BOUND) {
+          throw new Error(`memory grew ${(rss - rssBefore) >> 20} MiB in one run`);
+        }
+        rssBefore = Math.max(rssBefore, rss);
+      },
+    ),
+    { numRuns: Number(runsText), seed: Number(seedText) },
+  );
+} finally {
+  secret.unlink();
+}
 console.log(`ok ${runsText}`);
