@@ -12,6 +12,31 @@ import { libc } from "../ffi/libc.ts";
 import { step } from "./_steps.ts";
 import { PENDING, type Pinnable, type Waitable } from "./_wait.ts";
 
+/**
+ * FUTEX_WAIT on a pool thread: sleeps at most `ms` while the 32-bit word at `address` is
+ * still `expected`. Its result (woken, EAGAIN, ETIMEDOUT, EINTR) is lost on the pool
+ * thread and not needed: callers check their condition again.
+ */
+export async function futexWait(
+  address: Deno.PointerObject,
+  expected: number,
+  ms: number,
+): Promise<void> {
+  const timeout = new BigInt64Array(2);
+  const nanoseconds = BigInt(Math.max(0, Math.ceil(ms * 1e6)));
+  timeout[0] = nanoseconds / 1_000_000_000n;
+  timeout[1] = nanoseconds % 1_000_000_000n;
+  await libc().symbols.futex_wait_async(
+    C.SYS_futex,
+    address,
+    C.FUTEX_WAIT,
+    expected,
+    timeout,
+    null,
+    0,
+  );
+}
+
 /** A flag word in shared memory that waiters sleep on and wakers clear. */
 export class FutexFlag {
   readonly #words: Int32Array;
@@ -36,19 +61,7 @@ export class FutexFlag {
    * ETIMEDOUT, EINTR) is lost on the pool thread and not needed: the caller re-checks.
    */
   async sleep(ms: number): Promise<void> {
-    const timeout = new BigInt64Array(2);
-    const nanoseconds = BigInt(Math.max(0, Math.ceil(ms * 1e6)));
-    timeout[0] = nanoseconds / 1_000_000_000n;
-    timeout[1] = nanoseconds % 1_000_000_000n;
-    await libc().symbols.futex_wait_async(
-      C.SYS_futex,
-      this.#address,
-      C.FUTEX_WAIT,
-      1,
-      timeout,
-      null,
-      0,
-    );
+    await futexWait(this.#address, 1, ms);
   }
 
   /** Wakes every sleeper if the flag was set. Call after publishing a change. */

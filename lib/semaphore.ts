@@ -30,6 +30,7 @@ import {
   lastErrno,
   timedOutError,
 } from "../ffi/errno.ts";
+import { futexWait } from "./_futex.ts";
 import { Lifetime } from "./_lifetime.ts";
 import {
   checkOwnership,
@@ -134,21 +135,8 @@ class SemaphoreCore implements Waitable<true> {
     Atomics.add(words, SEM_WAITERS, 1); // before the check: a poster then wakes us
     try {
       if (this.#value() !== 0) return PENDING;
-      const timeout = new BigInt64Array(2);
-      const nanoseconds = BigInt(Math.max(0, Math.ceil(ms * 1e6)));
-      timeout[0] = nanoseconds / 1_000_000_000n;
-      timeout[1] = nanoseconds % 1_000_000_000n;
-      // Sleeps while the value word is still 0. Its result (woken, EAGAIN, ETIMEDOUT,
-      // EINTR) is not needed: waitFor makes an attempt next.
-      await libc().symbols.futex_wait_async(
-        C.SYS_futex,
-        this.#pointer,
-        C.FUTEX_WAIT,
-        0,
-        timeout,
-        null,
-        0,
-      );
+      // Sleeps while the value word is still 0; waitFor makes an attempt next.
+      await futexWait(this.#pointer, 0, ms);
       return PENDING;
     } finally {
       Atomics.sub(words, SEM_WAITERS, 1);
