@@ -11,7 +11,7 @@ import { check, closedError, ErrnoError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { AT_FDCWD, checkOwnership, openNoFollow, validatePath } from "./_file.ts";
 import { Lifetime } from "./_lifetime.ts";
-import type { TypedArrayConstructor } from "./shared_memory.ts";
+import { type TypedArrayConstructor, typedView } from "./shared_memory.ts";
 import {
   cString,
   DEFAULT_MODE,
@@ -232,21 +232,7 @@ export class MappedFile implements Disposable {
    */
   view<T>(type: TypedArrayConstructor<T>, byteOffset = 0, length?: number): T {
     this.#assertOpen("make a view of");
-    const elementSize = type?.BYTES_PER_ELEMENT;
-    if (typeof elementSize !== "number") {
-      throw new TypeError("Invalid view type: expected a typed array constructor");
-    }
-    validateInteger(byteOffset, "view byte offset", 0, this.#size);
-    if (byteOffset % elementSize !== 0) {
-      throw new RangeError(
-        `Invalid view byte offset ${byteOffset}: it must be a multiple of ${elementSize}`,
-      );
-    }
-    const available = Math.floor((this.#size - byteOffset) / elementSize);
-    const count = length === undefined
-      ? available
-      : validateInteger(length, "view length", 0, available);
-    return new type(this.#buffer, byteOffset, count);
+    return typedView(this.#buffer, this.#size, type, byteOffset, length);
   }
 
   /**

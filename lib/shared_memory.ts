@@ -408,21 +408,7 @@ export class SharedMemory implements Disposable {
    */
   view<T>(type: TypedArrayConstructor<T>, byteOffset = 0, length?: number): T {
     this.#assertOpen("make a view of");
-    const elementSize = type?.BYTES_PER_ELEMENT;
-    if (typeof elementSize !== "number") {
-      throw new TypeError("Invalid view type: expected a typed array constructor");
-    }
-    validateInteger(byteOffset, "view byte offset", 0, this.#size);
-    if (byteOffset % elementSize !== 0) {
-      throw new RangeError(
-        `Invalid view byte offset ${byteOffset}: it must be a multiple of ${elementSize}`,
-      );
-    }
-    const available = Math.floor((this.#size - byteOffset) / elementSize);
-    const count = length === undefined
-      ? available
-      : validateInteger(length, "view length", 0, available);
-    return new type(this.#buffer, byteOffset, count);
+    return typedView(this.#buffer, this.#size, type, byteOffset, length);
   }
 
   /**
@@ -498,6 +484,35 @@ function mapShared(fd: number, size: number, name: string): Deno.PointerObject {
     0n,
   );
   return check("mmap", mapped, name);
+}
+
+/**
+ * A typed view of `length` elements at `byteOffset` of a mapping of `size` bytes (default:
+ * to the end), checked: a typed array constructor, an aligned offset, within the mapping.
+ * Shared by SharedMemory and MappedFile (not part of the public API).
+ */
+export function typedView<T>(
+  buffer: ArrayBuffer,
+  size: number,
+  type: TypedArrayConstructor<T>,
+  byteOffset: number,
+  length: number | undefined,
+): T {
+  const elementSize = type?.BYTES_PER_ELEMENT;
+  if (typeof elementSize !== "number") {
+    throw new TypeError("Invalid view type: expected a typed array constructor");
+  }
+  validateInteger(byteOffset, "view byte offset", 0, size);
+  if (byteOffset % elementSize !== 0) {
+    throw new RangeError(
+      `Invalid view byte offset ${byteOffset}: it must be a multiple of ${elementSize}`,
+    );
+  }
+  const available = Math.floor((size - byteOffset) / elementSize);
+  const count = length === undefined
+    ? available
+    : validateInteger(length, "view length", 0, available);
+  return new type(buffer, byteOffset, count);
 }
 
 // Temporary names: "/.deno-ipc-init.PID.START.RANDOM" (hidden, and never a valid name of
