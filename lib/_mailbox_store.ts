@@ -108,6 +108,8 @@ const I_OFFER_SLOTS = 128; // 64-bit slots: tokens of receivers blocked in recei
 const CONTROL_BYTES = 512 + OFFER_SLOTS * 8;
 
 const UNBOUNDED = -1;
+// A power of two: see #attemptReceive.
+const EMPTY_LOOKS_PER_REPAIR = 64;
 
 // A lock is held only while one message is copied; a holder that stays longer is
 // preempted or stopped. A try form spins this long for it, then reports "busy"; waiting
@@ -168,6 +170,7 @@ export class MailboxStore {
   #lastSender: MessageSender = { pid: 0, name: undefined };
   #takenSeen = 0;
   #sentWhenSeen = 0;
+  #emptyLooks = 0; // empty looks since this handle last took a record
   #takenRead = false;
   #prepared: Uint8Array | undefined;
   #lastSegmentIndex = NaN;
@@ -835,7 +838,10 @@ export class MailboxStore {
         if (record === undefined) {
           // Empty now. If SENT (read after this look) is ahead of TAKEN, a second look
           // that finds the chain still empty proves every record it counts was taken:
-          // by a receiver killed before counting its take.
+          // by a receiver killed before counting its take. SENT is on the senders'
+          // cache line: a receiver polling an empty mailbox reads it at its first empty
+          // look and then once every EMPTY_LOOKS_PER_REPAIR, not at every look.
+          if ((this.#emptyLooks++ & (EMPTY_LOOKS_PER_REPAIR - 1)) !== 0) break;
           const sent = Atomics.load(words, I_SENT);
           if (((sent - words[I_TAKEN]) | 0) <= 0) break;
           record = this.#takeRecord();
@@ -846,6 +852,7 @@ export class MailboxStore {
           }
         }
         if (stepping) step("mailbox.receive.taken");
+        this.#emptyLooks = 0;
         const sequence = (record[RECORD_SEQUENCE] | (record[RECORD_SEQUENCE + 1] << 8) |
           (record[RECORD_SEQUENCE + 2] << 16) | (record[RECORD_SEQUENCE + 3] << 24)) | 0;
         const kept = this.#capacity !== 0 || this.#rendezvous.markTaken(sequence);
@@ -886,7 +893,11 @@ export class MailboxStore {
       const ring = this.#segment(current);
       const record = ring.tryReceive();
       if (record) return record;
-      if (Atomics.load(words, I_WRITE_SEGMENT) === current) return undefined;
+      // Only an unbounded mailbox chains segments; the others never read the senders'
+      // cache line here.
+      if (this.#capacity !== UNBOUNDED || Atomics.load(words, I_WRITE_SEGMENT) === current) {
+        return undefined;
+      }
       // The writer moved on after its last write here: one more look is definitive.
       const last = ring.tryReceive();
       if (last) return last;
