@@ -61,6 +61,16 @@ export function benchCases(quick: boolean): BenchCase[] {
       c: ["ring", "throughput", "64", String(2_000_000 / scale), String(2 ** 20)],
     },
     {
+      name: "bounded buffer (textbook) 64 B one-way",
+      deno: [
+        "bounded_buffer.ts",
+        "--size=64",
+        `--count=${1_000_000 / scale}`,
+        "--slots=4096",
+      ],
+      c: ["bounded_buffer", "64", String(1_000_000 / scale), "4096"],
+    },
+    {
       name: "mailbox 64 B one-way (C: ring)",
       deno: [
         "mailbox.ts",
