@@ -265,13 +265,8 @@ const MERMAID_ARROWS: Record<ArrowStyle, string> = {
  * ends, `<` and `>` HTML; line breaks end a statement.
  */
 export function mermaidText(text: string): string {
-  return text
-    .replace(/[\r\n]+/g, " ")
-    .replace(/#/g, "#35;")
-    .replace(/;/g, "#59;")
-    .replace(/</g, "#lt;")
-    .replace(/>/g, "#gt;")
-    .trim();
+  const codes: Record<string, string> = { "#": "#35;", ";": "#59;", "<": "#lt;", ">": "#gt;" };
+  return text.replace(/[\r\n]+/g, " ").replace(/[#;<>]/g, (c) => codes[c]).trim();
 }
 
 /** The diagram as a Mermaid `sequenceDiagram`. */

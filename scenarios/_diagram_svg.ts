@@ -52,8 +52,9 @@ interface Column {
 }
 
 function layoutColumns(participants: Participant[], steps: Step[]): Column[] {
-  // A column is wide enough for its box and for the labels of arrows to its neighbour.
+  // Columns fit their boxes; gaps widen to fit the labels of arrows between neighbours.
   const widths = participants.map((p) => Math.max(120, textWidth(p.label) + 24));
+  const gaps = participants.map(() => COLUMN_GAP);
   const index = new Map(participants.map((p, i) => [p.id, i]));
   const arrows = steps.flatMap((s) =>
     s.type === "arrow" ? [s] : s.type === "loop" ? [s.arrow] : []
@@ -62,16 +63,16 @@ function layoutColumns(participants: Participant[], steps: Step[]): Column[] {
     const a = index.get(arrow.from)!;
     const b = index.get(arrow.to)!;
     if (Math.abs(a - b) !== 1) continue;
-    const needed = Math.min(textWidth(arrow.label) + 24, 420);
     const left = Math.min(a, b);
-    const span = (widths[left] + widths[left + 1]) / 2 + COLUMN_GAP;
-    if (span < needed) widths[left + 1] += 2 * (needed - span);
+    const needed = Math.min(textWidth(arrow.label) + 24, 420);
+    const span = (widths[left] + widths[left + 1]) / 2 + gaps[left];
+    if (span < needed) gaps[left] += needed - span;
   }
   const columns: Column[] = [];
   let x = MARGIN + GUTTER;
   for (const [i, participant] of participants.entries()) {
     columns.push({ participant, x: x + widths[i] / 2, width: widths[i] });
-    x += widths[i] + COLUMN_GAP;
+    x += widths[i] + gaps[i];
   }
   return columns;
 }

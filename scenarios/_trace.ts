@@ -63,6 +63,8 @@ export interface TraceEvent {
 /** The fields a scenario gives; time, pid and version are filled in. */
 export type TraceFields = Omit<TraceEvent, "v" | "t" | "pid" | "role" | "kind">;
 
+const OPTIONAL_STRINGS = ["object", "peer", "label", "text"] as const;
+
 /** Longest text kept in a field: keeps a line well under PIPE_BUF (4096 bytes). */
 const FIELD_LIMIT = 600;
 
@@ -90,7 +92,7 @@ export function makeEvent(
     role: clip(role)!,
     kind,
   };
-  for (const key of ["object", "peer", "label", "text"] as const) {
+  for (const key of OPTIONAL_STRINGS) {
     const value = clip(fields[key]);
     if (value !== undefined) event[key] = value;
   }
@@ -98,9 +100,25 @@ export function makeEvent(
   return event;
 }
 
-/** One trace line: JSON and a newline, short enough to be appended in one write. */
+/** Longest line in bytes: appends of up to PIPE_BUF (4096) bytes are never split. */
+export const MAX_LINE_BYTES = 4000;
+
+/**
+ * One trace line: JSON and a newline, at most {@link MAX_LINE_BYTES} bytes (the longest
+ * text fields are shortened until it fits), so that it is appended in one write.
+ */
 export function formatEvent(event: TraceEvent): string {
-  return JSON.stringify(event) + "\n";
+  const encoder = new TextEncoder();
+  const shortened = { ...event };
+  for (;;) {
+    const line = JSON.stringify(shortened) + "\n";
+    if (encoder.encode(line).length <= MAX_LINE_BYTES) return line;
+    const longest = (["role", ...OPTIONAL_STRINGS] as const)
+      .filter((key) => shortened[key] !== undefined)
+      .reduce((a, b) => (shortened[a]!.length >= shortened[b]!.length ? a : b));
+    const text = shortened[longest]!;
+    shortened[longest] = text.slice(0, Math.floor(text.length / 2)) + "…";
+  }
 }
 
 /**
@@ -118,8 +136,6 @@ export function appendEvent(path: string, event: TraceEvent): void {
 export class TraceFormatError extends Error {
   override name = "TraceFormatError";
 }
-
-const OPTIONAL_STRINGS = ["object", "peer", "label", "text"] as const;
 
 /** Checks one parsed line; throws TraceFormatError naming the line and the bad field. */
 export function validateEvent(value: unknown, line = 0): TraceEvent {
