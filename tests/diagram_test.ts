@@ -203,6 +203,33 @@ Deno.test("Mermaid's own parser (npm:mermaid) accepts the golden and a long diag
   await assert.rejects(mermaid.parse("sequenceDiagram\n  deactivate P0\n"));
 });
 
+Deno.test("a moved right and direct messages between processes are drawn as arrows", () => {
+  const diagram = buildDiagram("rights", [
+    event(0, 1, "task A", "move", { object: "port P", peer: "task B", label: "send right" }),
+    event(1, 1, "task A", "send", { peer: "task B", label: "call f()" }),
+    event(2, 1, "task A", "receive", { peer: "task B", label: "= 1" }),
+  ]);
+  assert.equal(
+    toMermaid(diagram),
+    `sequenceDiagram
+  participant P0 as task A (pid 1)
+  participant O0 as port P
+  participant P1 as task B
+  P0->>O0: right: send right
+  O0->>P1: right: send right
+  P0->>P1: call f()
+  P1->>P0: = 1
+`,
+  );
+});
+
+Deno.test("every Mermaid diagram in README.md parses with Mermaid's parser", async () => {
+  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+  const blocks = Array.from(readme.matchAll(/```mermaid\n([\s\S]*?)```/g), (m) => m[1]);
+  assert.ok(blocks.length >= 1);
+  for (const block of blocks) await mermaid.parse(block);
+});
+
 Deno.test("the Markdown page wraps the Mermaid text in a mermaid block", () => {
   const diagram = buildDiagram("scenarios/sample.ts", SAMPLE);
   const page = toMarkdown(diagram, "sample.svg");
