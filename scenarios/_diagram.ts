@@ -55,7 +55,8 @@ export const MAX_STEPS = 240;
  * - a receive (and the wake just before it) follows the send of the same label into the
  *   same object, first sent first matched;
  * - a wake from a block on an object follows the first thing another process did to that
- *   object after the block began (the receive that made room, the send that filled it).
+ *   object after the block began (the receive that made room, the send that filled it)
+ *   and not already taken as the cause of an earlier wake.
  * Otherwise events keep their time order, and each process its own order.
  */
 export function causalOrder(events: readonly TraceEvent[]): TraceEvent[] {
@@ -75,6 +76,7 @@ export function causalOrder(events: readonly TraceEvent[]): TraceEvent[] {
   };
   const queues = new Map<number, number[]>(); // pid -> its events, in order
   const blockedAt = new Map<number, number>(); // pid -> its pending block
+  const claimed = new Set<number>(); // events already taken as the cause of a wake
   sorted.forEach((event, i) => {
     const queue = queues.get(event.pid) ?? [];
     queue.push(i);
@@ -86,10 +88,14 @@ export function causalOrder(events: readonly TraceEvent[]): TraceEvent[] {
       const cause = block === undefined
         ? -1
         : sorted.findIndex((other, j) =>
-          j > block && other.pid !== event.pid && other.object === sorted[block].object &&
+          j > block && !claimed.has(j) && other.pid !== event.pid &&
+          other.object === sorted[block].object &&
           (other.kind === "send" || other.kind === "receive")
         );
-      if (cause !== -1) follow(i, cause);
+      if (cause !== -1) {
+        claimed.add(cause);
+        follow(i, cause);
+      }
     }
     if (event.kind !== "receive") return;
     const send = sends.get(key(event))?.shift();

@@ -90,6 +90,7 @@ export function toSvg(diagram: Diagram): string {
   const top = MARGIN + 28;
   let y = top + BOX_HEIGHT + 16;
   let lastTime = "";
+  let widest = 0; // right edge of the notes
 
   const stamp = (t: number, at: number) => {
     if (!Number.isFinite(t)) return;
@@ -160,11 +161,12 @@ export function toSvg(diagram: Diagram): string {
       case "note": {
         const column = byId.get(step.over[0])!;
         const blocked = step.tone !== "note";
-        const width = blocked ? NOTE_WIDTH - 40 : Math.max(column.width, NOTE_WIDTH);
+        const width = blocked ? NOTE_WIDTH + 40 : Math.max(column.width, NOTE_WIDTH);
         const lines = wrap(step.text, Math.floor((width - 16) / CHAR_WIDTH));
         const boxWidth = Math.max(...lines.map(textWidth)) + 16;
         const height = lines.length * LINE_HEIGHT + 10;
-        const x = blocked ? column.x + BAR + 6 : column.x - boxWidth / 2;
+        const x = blocked ? column.x + BAR + 6 : Math.max(MARGIN + GUTTER, column.x - boxWidth / 2); // clear of the time column
+        widest = Math.max(widest, x + boxWidth);
         const fill = step.tone === "blocked"
           ? "#fde2e2"
           : step.tone === "woken"
@@ -204,7 +206,7 @@ export function toSvg(diagram: Diagram): string {
   for (const [participant, start] of active) bars.push(bar(byId.get(participant)!, start, y));
   const bottom = y + 10;
   const height = bottom + BOX_HEIGHT + MARGIN;
-  const width = right + MARGIN;
+  const width = Math.ceil(Math.max(right, widest) + MARGIN);
   const lifelines = columns.map((column) => {
     const { participant: p, x, width: w } = column;
     const fill = p.kind === "process" ? "#e8eefc" : "#fdf0d8";

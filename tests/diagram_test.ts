@@ -183,6 +183,30 @@ Deno.test("causal order: a blocked sender wakes after the receive that made room
   ]);
 });
 
+Deno.test("causal order: each wake is caused by a different receive, even when stamped late", () => {
+  // A rendezvous whose receiver stamps its receives after the sender has moved on.
+  const events = [
+    event(0, 1, "sender", "send", { object: "box", label: "m1" }),
+    event(0, 1, "sender", "block", { object: "box" }),
+    event(10, 1, "sender", "wake", { object: "box" }),
+    event(10.1, 1, "sender", "send", { object: "box", label: "m2" }),
+    event(10.1, 1, "sender", "block", { object: "box" }),
+    event(12, 2, "receiver", "receive", { object: "box", label: "m1" }),
+    event(20, 1, "sender", "wake", { object: "box" }),
+    event(21, 2, "receiver", "receive", { object: "box", label: "m2" }),
+  ];
+  assert.deepEqual(causalOrder(events).map((e) => `${e.kind}:${e.label ?? ""}`), [
+    "send:m1",
+    "block:",
+    "receive:m1",
+    "wake:",
+    "send:m2",
+    "block:",
+    "receive:m2",
+    "wake:",
+  ]);
+});
+
 Deno.test("the Mermaid writer turns the sample run into the golden text", () => {
   assert.equal(toMermaid(buildDiagram("sample", SAMPLE)), SAMPLE_MERMAID);
 });
