@@ -57,11 +57,43 @@ export const MAX_STEPS = 240;
  * - a wake from a block on an object follows the first thing another process did to that
  *   object after the block began (the receive that made room, the send that filled it)
  *   and not already taken as the cause of an earlier wake.
- * Otherwise events keep their time order, and each process its own order.
+ * A rule is not applied where it would contradict the others (a cycle: two processes that
+ * each reported waiting for the other). Otherwise events keep their time order, and each
+ * process its own order.
  */
 export function causalOrder(events: readonly TraceEvent[]): TraceEvent[] {
   const sorted = events.map((event, index) => ({ event, index }))
     .sort((a, b) => a.event.t - b.event.t || a.index - b.index).map(({ event }) => event);
+  const queues = new Map<number, number[]>(); // pid -> its events, in order
+  const previous: (number | undefined)[] = []; // the same process's event before
+  sorted.forEach((event, i) => {
+    const queue = queues.get(event.pid) ?? [];
+    previous[i] = queue[queue.length - 1];
+    queue.push(i);
+    queues.set(event.pid, queue);
+  });
+  const after = new Map<number, number[]>(); // event -> the events it must follow
+  /** Whether `event` already (transitively) follows `target`. */
+  const follows = (event: number, target: number): boolean => {
+    const seen = new Set<number>();
+    const stack = [event];
+    while (stack.length > 0) {
+      const current = stack.pop()!;
+      if (current === target) return true;
+      if (seen.has(current)) continue;
+      seen.add(current);
+      const before = previous[current];
+      if (before !== undefined) stack.push(before);
+      stack.push(...after.get(current) ?? []);
+    }
+    return false;
+  };
+  const follow = (event: number, cause: number): boolean => {
+    if (cause === event || follows(cause, event)) return false;
+    after.set(event, [...after.get(event) ?? [], cause]);
+    return true;
+  };
+
   const key = (event: TraceEvent) => `${event.object}\u0000${event.label ?? ""}`;
   const sends = new Map<string, number[]>();
   sorted.forEach((event, i) => {
@@ -70,53 +102,45 @@ export function causalOrder(events: readonly TraceEvent[]): TraceEvent[] {
     list.push(i);
     sends.set(key(event), list);
   });
-  const after = new Map<number, number[]>(); // event -> the events it must follow
-  const follow = (event: number, cause: number) => {
-    if (cause !== event) after.set(event, [...after.get(event) ?? [], cause]);
-  };
-  const queues = new Map<number, number[]>(); // pid -> its events, in order
+  sorted.forEach((event, i) => {
+    if (event.kind !== "receive" || event.object === undefined) return;
+    const send = sends.get(key(event))?.shift();
+    if (send === undefined || !follow(i, send)) return;
+    const before = previous[i];
+    if (before !== undefined && sorted[before].kind === "wake") follow(before, send);
+  });
+
   const blockedAt = new Map<number, number>(); // pid -> its pending block
   const claimed = new Set<number>(); // events already taken as the cause of a wake
   sorted.forEach((event, i) => {
-    const queue = queues.get(event.pid) ?? [];
-    queue.push(i);
-    queues.set(event.pid, queue);
     if (event.kind === "block") blockedAt.set(event.pid, i);
-    if (event.kind === "wake") {
-      const block = blockedAt.get(event.pid);
-      blockedAt.delete(event.pid);
-      const cause = block === undefined
-        ? -1
-        : sorted.findIndex((other, j) =>
-          j > block && !claimed.has(j) && other.pid !== event.pid &&
-          other.object === sorted[block].object &&
-          (other.kind === "send" || other.kind === "receive")
-        );
-      if (cause !== -1) {
-        claimed.add(cause);
-        follow(i, cause);
+    if (event.kind !== "wake") return;
+    const block = blockedAt.get(event.pid);
+    blockedAt.delete(event.pid);
+    if (block === undefined) return;
+    for (let j = block + 1; j < sorted.length; j++) {
+      const other = sorted[j];
+      if (claimed.has(j) || other.pid === event.pid) continue;
+      if (other.object !== sorted[block].object) continue;
+      if (other.kind !== "send" && other.kind !== "receive") continue;
+      if (follow(i, j)) {
+        claimed.add(j);
+        break;
       }
     }
-    if (event.kind !== "receive") return;
-    const send = sends.get(key(event))?.shift();
-    if (send === undefined) return;
-    follow(i, send);
-    const previous = queue[queue.length - 2];
-    if (previous !== undefined && sorted[previous].kind === "wake") follow(previous, send);
   });
+
   const done = new Set<number>();
   const heads = [...queues.values()];
   const result: TraceEvent[] = [];
   while (result.length < sorted.length) {
     let best: number[] | undefined;
-    let fallback: number[] | undefined;
     for (const queue of heads) {
       if (queue.length === 0) continue;
-      if (fallback === undefined || queue[0] < fallback[0]) fallback = queue;
       if ((after.get(queue[0]) ?? []).some((cause) => !done.has(cause))) continue;
       if (best === undefined || queue[0] < best[0]) best = queue;
     }
-    const next = (best ?? fallback)!.shift()!; // no candidate only in a cycle of mislabels
+    const next = best!.shift()!; // acyclic: some head is always free
     done.add(next);
     result.push(sorted[next]);
   }

@@ -2,6 +2,7 @@
 // Mermaid text, SVG structure, Mermaid's own parser (npm:mermaid), concurrent appends from
 // several processes, and the SVG rendered by headless Chromium.
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import mermaid from "mermaid";
 import {
   buildDiagram,
@@ -21,7 +22,7 @@ import {
   TraceFormatError,
 } from "../scenarios/_trace.ts";
 import { findChromium, HeadlessPage } from "./_browser.ts";
-import { ipcTest } from "./_helpers.ts";
+import { ipcTest, propertyRuns } from "./_helpers.ts";
 
 const event = (
   t: number,
@@ -205,6 +206,58 @@ Deno.test("causal order: each wake is caused by a different receive, even when s
     "receive:m2",
     "wake:",
   ]);
+});
+
+Deno.test("causal order: two processes that each report waiting on the other keep their order", () => {
+  // Both find a contended buffer busy at once, so each reports a block; neither rule may
+  // then push one process's later events past the other's (the run's other rows would
+  // otherwise be drawn first).
+  const events = [
+    event(0, 2, "consumer", "block", { object: "buffer", label: "empty" }),
+    event(1, 1, "producer", "block", { object: "buffer", label: "full" }),
+    event(2, 1, "producer", "wake", { object: "buffer" }),
+    event(3, 1, "producer", "send", { object: "buffer", label: "item 9" }),
+    event(4, 2, "consumer", "wake", { object: "buffer" }),
+    event(5, 2, "consumer", "receive", { object: "buffer", label: "item 9" }),
+    event(6, 3, "other", "note", { text: "later, elsewhere" }),
+  ];
+  assert.deepEqual(causalOrder(events).map((e) => `${e.role}:${e.kind}`), [
+    "consumer:block",
+    "producer:block",
+    "producer:wake",
+    "producer:send",
+    "consumer:wake",
+    "consumer:receive",
+    "other:note",
+  ]);
+});
+
+Deno.test("causal order keeps every event once and each process's own order, on any trace", async () => {
+  const kinds = ["note", "send", "receive", "block", "wake"] as const;
+  const anyEvent = fc.record({
+    t: fc.integer({ min: 0, max: 50 }),
+    pid: fc.integer({ min: 1, max: 3 }),
+    kind: fc.constantFrom(...kinds),
+    object: fc.constantFrom("a", "b"),
+    label: fc.constantFrom("x", "y", "z"),
+  });
+  await fc.assert(
+    fc.asyncProperty(fc.array(anyEvent, { maxLength: 40 }), async (drafts) => {
+      const events = drafts.map((d) =>
+        event(d.t, d.pid, `role ${d.pid}`, d.kind, { object: d.object, label: d.label })
+      );
+      const ordered = causalOrder(events);
+      assert.equal(ordered.length, events.length);
+      assert.deepEqual(new Set(ordered), new Set(events));
+      for (const pid of [1, 2, 3]) {
+        const own = events.map((e, i) => ({ e, i })).filter(({ e }) => e.pid === pid)
+          .sort((a, b) => a.e.t - b.e.t || a.i - b.i).map(({ e }) => e);
+        assert.deepEqual(ordered.filter((e) => e.pid === pid), own);
+      }
+      await mermaid.parse(toMermaid(buildDiagram("any", events))); // balanced activations
+    }),
+    { numRuns: propertyRuns(300) },
+  );
 });
 
 Deno.test("the Mermaid writer turns the sample run into the golden text", () => {
