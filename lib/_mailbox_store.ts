@@ -39,6 +39,7 @@ import {
 } from "../ffi/errno.ts";
 import { FutexFlag } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
+import { Attachment, withLife, writeIdentity } from "./_lifecycle.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { currentPid, PidLock } from "./_process.ts";
 import { OFFER_SLOTS, Rendezvous } from "./_rendezvous.ts";
@@ -87,6 +88,7 @@ const I_SEGMENT_BYTES = 4;
 const I_MODE = 5;
 const I_DELETED = 6;
 const I_TOKEN = 7; // random: segment names are <name>.<token>.<index>
+const I_LIFE = 8; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older stores
 const I_SEND_LOCK = 16; // 64-bit: the token of the process holding it
 const I_WRITE_SEGMENT = 18;
 const I_SENT = 19;
@@ -194,7 +196,10 @@ export class MailboxStore {
     this.#takenWaiting = flag(I_TAKEN_WAITING);
     this.#sendLockWaiting = flag(I_SEND_LOCK_WAITING);
     this.#receiveLockWaiting = flag(I_RECEIVE_LOCK_WAITING);
+    // Throws NotFoundError when a cleaner is removing the store (the caller closes it).
+    const attachment = Attachment.attach(control, words[I_LIFE], identity.what);
     this.#lifetime = new Lifetime(() => {
+      attachment.detach();
       for (const ring of this.#segments.values()) ring.close();
       this.#segments.clear();
       control.close();
@@ -227,7 +232,7 @@ export class MailboxStore {
       // the name free (at worst an orphan segment under its random token).
       control = SharedMemory.create({
         name,
-        size: CONTROL_BYTES,
+        size: withLife(CONTROL_BYTES),
         mode,
         initialize: (shm) => {
           const words = shm.view(Int32Array, 0, CONTROL_BYTES / 4);
@@ -238,6 +243,7 @@ export class MailboxStore {
           words[I_SEGMENT_BYTES] = ringBytes;
           words[I_MODE] = mode;
           words[I_TOKEN] = token;
+          words[I_LIFE] = writeIdentity(shm, identity.what === "link" ? "direct-link" : "mailbox");
           MessageRing.create(ringOptions(firstSegment, ringBytes, mode)).close();
           segmentMade = true;
         },
@@ -257,7 +263,12 @@ export class MailboxStore {
       const words = shm.view(Int32Array, 0, CONTROL_BYTES / 4);
       return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION;
     });
-    return new MailboxStore(control, identity, senderName);
+    try {
+      return new MailboxStore(control, identity, senderName);
+    } catch (error) {
+      control.close();
+      throw error;
+    }
   }
 
   /**

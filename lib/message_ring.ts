@@ -10,6 +10,7 @@ import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { allocateMessage, POOL_MESSAGE_MAX, poolWords } from "./_pool.ts";
+import { Attachment, withLife, writeIdentity } from "./_lifecycle.ts";
 import { currentProcessToken, PidLock, tokenAlive } from "./_process.ts";
 import { step, stepping } from "./_steps.ts";
 import { testing } from "./_testing.ts";
@@ -62,10 +63,20 @@ const I_CAPACITY = 2;
 const I_FLAGS = 3;
 const I_PRODUCERS = 4;
 const I_HANDLES = 5; // handles opened so far: each takes the next number as its id
+const I_LIFE = 6; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older rings
 const I_HEAD = 16; // byte 64: where the next record goes (bytes sent, mod 2^32)
 const I_LAST_SENDER = 17; // id of the handle that moved the head last
+// Counters, on the line their side writes anyway (so they cost no cache traffic): plain
+// float64 adds by the side's owner (the one producer, or the lock holder), read only by
+// introspection (lib/introspect.ts). Bytes count payloads.
+const F_SENT_MESSAGES = 9; // Float64 index: byte 72
+const F_SENT_BYTES = 10; // byte 80
+const I_FULL = 22; // byte 88: sends that could not complete at once (full, or lock busy)
 const I_TAIL = 32; // byte 128: where the next unread record is (bytes received, mod 2^32)
 const I_LAST_RECEIVER = 33; // id of the handle that moved the tail last
+const F_RECEIVED_MESSAGES = 17; // Float64 index: byte 136
+const F_RECEIVED_BYTES = 18; // byte 144
+const F_HIGHEST_DEPTH = 19; // byte 152: the most bytes a receiver found waiting
 const I_SEND_LOCK = 48; // byte 192: 64-bit token of the sending process (multi-producer only)
 const I_RECEIVE_LOCK = 64; // byte 256: 64-bit token of the receiving process (multi-consumer)
 const I_SEND_WAITING = 80; // byte 320: futex flag: a sender sleeps until room is made
@@ -190,6 +201,7 @@ export class MessageRing extends Channel {
   readonly #shm: SharedMemory;
   readonly #lifetime: Lifetime;
   readonly #words: Int32Array;
+  readonly #stats: Float64Array;
   readonly #data: Uint8Array;
   readonly #dataWords: Int32Array;
   readonly #capacity: number;
@@ -214,9 +226,15 @@ export class MessageRing extends Channel {
   private constructor(shm: SharedMemory, shape: Shape) {
     super();
     this.#shm = shm;
-    this.#lifetime = new Lifetime(() => shm.close());
     const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
+    // Throws NotFoundError when a cleaner is removing the ring (the caller closes shm).
+    const attachment = Attachment.attach(shm, words[I_LIFE], WHAT);
+    this.#lifetime = new Lifetime(() => {
+      attachment.detach();
+      shm.close();
+    });
     this.#words = words;
+    this.#stats = shm.view(Float64Array, 0, HEADER_BYTES / 8);
     this.#capacity = shape.capacity;
     this.#mask = this.#capacity - 1;
     this.#producers = shape.producers;
@@ -277,7 +295,7 @@ export class MessageRing extends Channel {
         throw new TypeError(`Invalid ${WHAT} option ${key}: expected a boolean`);
       }
     }
-    const size = HEADER_BYTES + slotTableBytes(producers) + capacity;
+    const size = withLife(HEADER_BYTES + slotTableBytes(producers) + capacity);
     const shm = SharedMemory.create({
       name: checked.name,
       size,
@@ -293,6 +311,7 @@ export class MessageRing extends Channel {
         words[I_FLAGS] = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
           (checked.multiConsumer ? FLAG_MULTI_CONSUMER : 0);
         words[I_PRODUCERS] = producers;
+        words[I_LIFE] = writeIdentity(shm, "ring");
       },
     });
     const flags = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
@@ -323,14 +342,12 @@ export class MessageRing extends Channel {
       const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
       return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION;
     });
-    let shape: Shape;
     try {
-      shape = readShape(shm);
+      return new MessageRing(shm, readShape(shm));
     } catch (error) {
       shm.close();
       throw error;
     }
-    return new MessageRing(shm, shape);
   }
 
   /** Removes the ring's name; handles that have it open keep working. */
@@ -373,7 +390,9 @@ export class MessageRing extends Channel {
   trySend(message: Uint8Array): boolean {
     this.#assertOpen("send");
     this.#validateMessage(message);
-    return this.#attemptSend(message);
+    if (this.#attemptSend(message)) return true;
+    Atomics.add(this.#words, I_FULL, 1);
+    return false;
   }
 
   /**
@@ -391,6 +410,7 @@ export class MessageRing extends Channel {
       return Promise.reject(error);
     }
     const need = recordSize(message.length);
+    Atomics.add(this.#words, I_FULL, 1);
     return waitFor(
       this.#waitable(
         "send",
@@ -671,6 +691,9 @@ export class MessageRing extends Channel {
       if (lastSender !== this.#id) Atomics.store(words, I_LAST_SENDER, this.#id);
       // Publishing: everything written above becomes visible with this store.
       Atomics.store(words, I_HEAD, (head + need) | 0);
+      const stats = this.#stats;
+      stats[F_SENT_MESSAGES]++;
+      stats[F_SENT_BYTES] += message.length;
       sent = true;
       if (stepped) step("ring.send.published");
     } finally {
@@ -735,6 +758,8 @@ export class MessageRing extends Channel {
           if (stepped) step("ring.receive.empty");
           return ended ? null : undefined;
         }
+        const depth = (this.#cachedHead - tail) >>> 0;
+        if (depth > this.#stats[F_HIGHEST_DEPTH]) this.#stats[F_HIGHEST_DEPTH] = depth;
       }
       const at = tail & this.#mask;
       length = this.#dataWords[at >> 2];
@@ -788,6 +813,9 @@ export class MessageRing extends Channel {
       if (stepped) step("ring.receive.copied");
       if (lastReceiver !== this.#id) Atomics.store(words, I_LAST_RECEIVER, this.#id);
       Atomics.store(words, I_TAIL, (tail + recordSize(length)) | 0);
+      const stats = this.#stats;
+      stats[F_RECEIVED_MESSAGES]++;
+      stats[F_RECEIVED_BYTES] += length;
       taken = true;
       if (stepped) step("ring.receive.taken");
     } finally {
