@@ -462,6 +462,11 @@ export interface CleanupOptions {
   kinds?: string[];
   /** Only objects with these names. */
   names?: string[];
+  /**
+   * Also keep every object a live process maps (read from /proc/PID/maps), whatever its
+   * attachment table says. Default: true.
+   */
+  scanMappings?: boolean;
 }
 
 /** One object {@link cleanupDead} removed or left, and why. */
@@ -518,7 +523,7 @@ export function cleanupDead(options: CleanupOptions = {}): CleanupResult {
     }
   }
   const euid = libc().symbols.geteuid();
-  const all = listObjects();
+  const all = listObjects({ scanMappings: options.scanMappings !== false });
   const result: CleanupResult = { removed: [], kept: [] };
   const segmentsOf = new Map<string, IpcObject[]>();
   for (const o of all) {
