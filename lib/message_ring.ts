@@ -66,12 +66,15 @@ const I_HANDLES = 5; // handles opened so far: each takes the next number as its
 const I_LIFE = 6; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older rings
 const I_HEAD = 16; // byte 64: where the next record goes (bytes sent, mod 2^32)
 const I_LAST_SENDER = 17; // id of the handle that moved the head last
-// Counters, on the line their side writes anyway (so they cost no cache traffic): plain
-// float64 adds by the side's owner (the one producer, or the lock holder), read only by
-// introspection (lib/introspect.ts). Bytes count payloads.
+// Counters, on the line their side writes anyway, read only by introspection
+// (lib/introspect.ts). Each handle tallies in its own fields and adds its tallies to
+// these float64 words every COUNTER_FLUSH messages, when it finds the ring full or empty,
+// and on close: the words lag by fewer than COUNTER_FLUSH messages per handle, and cost the
+// hot path two field increments. Bytes count payloads.
 const F_SENT_MESSAGES = 9; // Float64 index: byte 72
 const F_SENT_BYTES = 10; // byte 80
 const I_FULL = 22; // byte 88: sends that could not complete at once (full, or lock busy)
+const COUNTER_FLUSH = 64;
 const I_TAIL = 32; // byte 128: where the next unread record is (bytes received, mod 2^32)
 const I_LAST_RECEIVER = 33; // id of the handle that moved the tail last
 const F_RECEIVED_MESSAGES = 17; // Float64 index: byte 136
@@ -202,6 +205,11 @@ export class MessageRing extends Channel {
   readonly #lifetime: Lifetime;
   readonly #words: Int32Array;
   readonly #stats: Float64Array;
+  #sentTally = 0; // messages and bytes sent or received by this handle, not yet flushed
+  #sentBytesTally = 0;
+  #receivedTally = 0;
+  #receivedBytesTally = 0;
+  #highestDepth = 0;
   readonly #data: Uint8Array;
   readonly #dataWords: Int32Array;
   readonly #capacity: number;
@@ -230,6 +238,8 @@ export class MessageRing extends Channel {
     // Throws NotFoundError when a cleaner is removing the ring (the caller closes shm).
     const attachment = Attachment.attach(shm, words[I_LIFE], WHAT);
     this.#lifetime = new Lifetime(() => {
+      this.#flushSent();
+      this.#flushReceived();
       attachment.detach();
       shm.close();
     });
@@ -574,6 +584,23 @@ export class MessageRing extends Channel {
     this.#shm.unlink();
   }
 
+  // Adds this handle's tallies to the shared counters. Plain adds: only one handle
+  // moves each side at a time (the one producer or consumer, or the lock holder), so
+  // they race only between handles misusing a single-producer ring.
+  #flushSent(): void {
+    if (this.#sentTally === 0) return;
+    this.#stats[F_SENT_MESSAGES] += this.#sentTally;
+    this.#stats[F_SENT_BYTES] += this.#sentBytesTally;
+    this.#sentTally = this.#sentBytesTally = 0;
+  }
+
+  #flushReceived(): void {
+    if (this.#receivedTally === 0) return;
+    this.#stats[F_RECEIVED_MESSAGES] += this.#receivedTally;
+    this.#stats[F_RECEIVED_BYTES] += this.#receivedBytesTally;
+    this.#receivedTally = this.#receivedBytesTally = 0;
+  }
+
   #corruptPositions(): CorruptedError {
     const head = Atomics.load(this.#words, I_HEAD) >>> 0;
     const tail = Atomics.load(this.#words, I_TAIL) >>> 0;
@@ -673,6 +700,7 @@ export class MessageRing extends Channel {
         if (((head - this.#cachedTail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
           if (stepped) step("ring.send.full");
+          this.#flushSent();
           return false;
         }
       }
@@ -691,9 +719,8 @@ export class MessageRing extends Channel {
       if (lastSender !== this.#id) Atomics.store(words, I_LAST_SENDER, this.#id);
       // Publishing: everything written above becomes visible with this store.
       Atomics.store(words, I_HEAD, (head + need) | 0);
-      const stats = this.#stats;
-      stats[F_SENT_MESSAGES]++;
-      stats[F_SENT_BYTES] += message.length;
+      this.#sentBytesTally += message.length;
+      if (++this.#sentTally === COUNTER_FLUSH) this.#flushSent();
       sent = true;
       if (stepped) step("ring.send.published");
     } finally {
@@ -756,10 +783,14 @@ export class MessageRing extends Channel {
         if (((this.#cachedHead - tail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#cachedHead === tail) {
           if (stepped) step("ring.receive.empty");
+          if (this.#receivedTally !== 0) this.#flushReceived();
           return ended ? null : undefined;
         }
         const depth = (this.#cachedHead - tail) >>> 0;
-        if (depth > this.#stats[F_HIGHEST_DEPTH]) this.#stats[F_HIGHEST_DEPTH] = depth;
+        if (depth > this.#highestDepth) {
+          this.#highestDepth = depth;
+          if (depth > this.#stats[F_HIGHEST_DEPTH]) this.#stats[F_HIGHEST_DEPTH] = depth;
+        }
       }
       const at = tail & this.#mask;
       length = this.#dataWords[at >> 2];
@@ -813,9 +844,8 @@ export class MessageRing extends Channel {
       if (stepped) step("ring.receive.copied");
       if (lastReceiver !== this.#id) Atomics.store(words, I_LAST_RECEIVER, this.#id);
       Atomics.store(words, I_TAIL, (tail + recordSize(length)) | 0);
-      const stats = this.#stats;
-      stats[F_RECEIVED_MESSAGES]++;
-      stats[F_RECEIVED_BYTES] += length;
+      this.#receivedBytesTally += length;
+      if (++this.#receivedTally === COUNTER_FLUSH) this.#flushReceived();
       taken = true;
       if (stepped) step("ring.receive.taken");
     } finally {
