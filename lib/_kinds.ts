@@ -106,7 +106,8 @@ const ring: ShmKind = {
         sentBytes: counter(view, 80),
         receivedMessages: counter(view, 136),
         receivedBytes: counter(view, 144),
-        highestDepthBytes: counter(view, 152),
+        // Sampled when a receiver catches up, so the depth now may be higher.
+        highestDepthBytes: Math.max(counter(view, 152), used),
         sendsFoundFull: u32(view, 22),
       },
     };

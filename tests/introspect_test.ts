@@ -160,3 +160,38 @@ ipcTest(
     }
   },
 );
+
+ipcTest(
+  "ipc watch prints one line of rates per interval when stdout is not a terminal",
+  async () => {
+    using ring = MessageRing.create({ name: testName("life-watch"), capacity: 4096 });
+    try {
+      using other = MessageRing.open({ name: ring.name });
+      const watching = ipc("watch", ring.name, "--interval", "100", "--count", "3");
+      const until = Date.now() + 30_000;
+      let done = false;
+      watching.finally(() => done = true);
+      while (!done && Date.now() < until) {
+        for (let i = 0; i < 64; i++) {
+          ring.trySend(new Uint8Array(32));
+          other.tryReceive();
+        }
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+      const output = await watching;
+      assert.equal(output.code, 0, output.stderr);
+      const lines = output.stdout.trim().split("\n");
+      assert.equal(lines.length, 3);
+      for (const line of lines) {
+        assert.match(
+          line,
+          /live {2}sent \d+\/s {2}received \d+\/s .*depth \d+ bytes {2}attached 2$/,
+        );
+      }
+      assert.ok(lines.some((line) => !/ sent 0\/s/.test(line)), "some samples saw traffic");
+      assert.equal((await ipc("watch", ring.name, "--interval", "1")).code, 2);
+    } finally {
+      ring.unlink();
+    }
+  },
+);
