@@ -514,7 +514,9 @@ export function cleanupDead(options: CleanupOptions = {}): CleanupResult {
     throw new TypeError("Invalid cleanup options: expected an object");
   }
   const { dryRun = false, kinds, names } = options;
-  if (typeof dryRun !== "boolean") throw new TypeError("Invalid option dryRun: expected a boolean");
+  if (typeof dryRun !== "boolean") {
+    throw new TypeError("Invalid cleanup option dryRun: expected a boolean");
+  }
   for (const [key, value] of [["kinds", kinds], ["names", names]] as const) {
     if (
       value !== undefined && (!Array.isArray(value) || value.some((v) => typeof v !== "string"))

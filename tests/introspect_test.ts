@@ -195,3 +195,17 @@ ipcTest(
     }
   },
 );
+
+ipcTest(
+  "bad arguments of listObjects, inspectObject and cleanupDead are TypeErrors naming them",
+  () => {
+    assert.throws(() => listObjects(null as never), /Invalid list options/);
+    assert.throws(() => listObjects({ kinds: "ring" as never }), /option kinds/);
+    assert.throws(() => inspectObject(42 as never), /Invalid object name/);
+    assert.throws(() => inspectObject(""), /Invalid object name/);
+    assert.throws(() => cleanupDead(7 as never), /Invalid cleanup options/);
+    assert.throws(() => cleanupDead({ dryRun: "yes" as never }), /option dryRun/);
+    assert.throws(() => cleanupDead({ names: [1] as never }), /option names/);
+    assert.throws(() => cleanupDead({ kinds: {} as never }), /option kinds/);
+  },
+);
