@@ -22,6 +22,7 @@ import { ERRNO } from "../ffi/constants.ts";
 import { NotFoundError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { currentProcessToken, tokenAlive } from "./_process.ts";
+import { step } from "./_steps.ts";
 import type { SharedMemory } from "./shared_memory.ts";
 
 /** Bytes of the identity block. */
@@ -123,6 +124,7 @@ export class Attachment {
   static attach(shm: SharedMemory, offset: number, what: string): Attachment {
     const attachment = new Attachment(shm, offset);
     attachment.#claim();
+    step("lifecycle.attach.claimed"); // slot taken, mark not read yet
     const mark = attachment.#big === undefined ? 0n : Atomics.load(attachment.#big, B_MARK);
     if (mark !== 0n) {
       // A cleaner that died while deciding leaves its mark: cleared, the object is live.
@@ -247,11 +249,13 @@ export class RemovalMark {
    * (mark withdrawn) when another cleaner works on it or a process is attached.
    */
   tryMark(): boolean {
+    step("lifecycle.clean.marking"); // decided from the listing, not marked yet
     const me = currentProcessToken();
     const mark = Atomics.load(this.#big, B_MARK);
     if (mark === REMOVED) return false;
     if (mark !== 0n && (mark === me || tokenAlive(mark))) return false;
     if (Atomics.compareExchange(this.#big, B_MARK, mark, me) !== mark) return false;
+    step("lifecycle.clean.marked"); // marked, slots not looked at yet
     // After the mark: an opener that takes a slot from now on sees the mark and gives up.
     let live = Atomics.load(this.#words, W_UNTRACKED) !== 0;
     for (let i = 0; i < ATTACH_SLOTS && !live; i++) {

@@ -223,3 +223,102 @@ ipcTest(
     );
   },
 );
+
+ipcTest("an object of another user is listed but never read", () => {
+  const name = testName("life-other");
+  const bytes = new Uint8Array(1024);
+  new DataView(bytes.buffer).setInt32(0, 0x52_50_49_44, true); // a ring's magic
+  Deno.writeFileSync(`/dev/shm${name}`, bytes, { mode: 0o600 });
+  try {
+    Deno.chownSync(`/dev/shm${name}`, 65534, 65534);
+    const object = find(name);
+    assert.equal(object?.state, "other-user");
+    assert.equal(object?.kind, "shm", "its header was not read");
+    assert.equal(object?.uid, 65534);
+    assert.deepEqual(cleanupDead({ names: [name] }).removed, []);
+  } finally {
+    unlinkQuietly(name);
+  }
+});
+
+// Waits until the process is stopped (state T in /proc/PID/stat).
+async function untilStopped(pid: number): Promise<void> {
+  const started = performance.now();
+  while (!/^\d+ \(.*\) T /.test(Deno.readTextFileSync(`/proc/${pid}/stat`))) {
+    if (performance.now() - started > 10_000) throw new Error(`process ${pid} did not stop`);
+    await delay(5);
+  }
+}
+
+function stoppedAt(step: string, args: string[]): Child {
+  return new Child("lifecycle_child.ts", args, ["-A"], {
+    DENO_IPC_CRASH_AT: step,
+    DENO_IPC_CRASH_SIGNAL: "STOP",
+  });
+}
+
+// Kills the mutant "the cleaner decides from what it saw before marking": an opener that
+// took its slot after the cleaner's listing, but before its mark, must be seen after it.
+ipcTest(
+  "a slot taken between a cleaner's listing and its mark is seen after the mark: the ring stays, the opener gets it",
+  async () => {
+    const name = testName("life-step-open");
+    ringOfTheDead(name);
+    try {
+      await using cleaner = stoppedAt("lifecycle.clean.marking", ["clean", name]);
+      await untilStopped(cleaner.process.pid);
+      await using opener = stoppedAt("lifecycle.attach.claimed", ["race", name, "0"]);
+      assert.equal(await opener.line(), "ready");
+      await untilStopped(opener.process.pid);
+      cleaner.process.kill("SIGCONT");
+      const result = JSON.parse(await cleaner.line());
+      assert.deepEqual(result.removed, []);
+      assert.match(result.kept[0]?.reason ?? "", /in use/);
+      opener.process.kill("SIGCONT");
+      assert.deepEqual(JSON.parse(await opener.line()), { ok: 1, notFound: 0, holding: true });
+      assert.equal(find(name)?.state, "live");
+    } finally {
+      unlinkQuietly(name);
+    }
+  },
+);
+
+// Kills the mutant "an opener does not look at the mark": it would get a ring that the
+// cleaner goes on to remove.
+ipcTest(
+  "an open while a cleaner has marked the ring is NotFoundError; the cleaner then removes it",
+  async () => {
+    const name = testName("life-step-clean");
+    ringOfTheDead(name);
+    try {
+      await using cleaner = stoppedAt("lifecycle.clean.marked", ["clean", name]);
+      await untilStopped(cleaner.process.pid);
+      assert.equal(find(name)?.state, "removing");
+      assert.throws(() => MessageRing.open({ name }), NotFoundError);
+      cleaner.process.kill("SIGCONT");
+      const result = JSON.parse(await cleaner.line());
+      assert.deepEqual(result.removed.map((e: { name: string }) => e.name), [name]);
+      assert.equal(find(name), undefined);
+    } finally {
+      unlinkQuietly(name);
+    }
+  },
+);
+
+// A cleaner that died between marking and deciding leaves its mark: the next opener
+// clears it and gets the ring.
+ipcTest("a mark left by a cleaner killed while deciding does not keep openers out", async () => {
+  const name = testName("life-step-killed");
+  ringOfTheDead(name);
+  try {
+    await using cleaner = new Child("lifecycle_child.ts", ["clean", name], ["-A"], {
+      DENO_IPC_CRASH_AT: "lifecycle.clean.marked",
+    });
+    assert.equal((await cleaner.status()).signal, "SIGKILL");
+    using ring = MessageRing.open({ name });
+    assert.equal(ring.capacity, 1024);
+    assert.equal(find(name)?.state, "live");
+  } finally {
+    unlinkQuietly(name);
+  }
+});

@@ -209,3 +209,38 @@ ipcTest(
     assert.throws(() => cleanupDead({ kinds: {} as never }), /option kinds/);
   },
 );
+
+ipcTest(
+  "attachment table: handles beyond its 24 slots are counted, and slots of dead processes are taken again",
+  () => {
+    const name = testName("life-slots");
+    const handles = [MessageRing.create({ name, capacity: 256 })];
+    try {
+      for (let i = 0; i < 29; i++) handles.push(MessageRing.open({ name }));
+      let object = inspectObject(name);
+      assert.equal(object.attached.length, 24);
+      assert.ok(object.attached.every((p) => p.pid === Deno.pid && p.alive));
+      assert.equal(object.untracked, 6);
+      for (const handle of handles.splice(0)) handle.close();
+      object = inspectObject(name);
+      assert.deepEqual([object.attached.length, object.untracked], [0, 0]);
+      // Every slot held by a dead process (pid 1 with another start time: a reused pid).
+      {
+        using shm = SharedMemory.open({ name });
+        const view = new DataView(shm.buffer);
+        const life = view.getInt32(24, true);
+        for (let slot = 0; slot < 24; slot++) {
+          view.setBigInt64(life + 64 + slot * 8, (0x7fff_0000n << 32n) | 1n, true);
+        }
+      }
+      assert.equal(inspectObject(name).attached.filter((p) => !p.alive).length, 24);
+      handles.push(MessageRing.open({ name }));
+      object = inspectObject(name);
+      assert.equal(object.attached.filter((p) => p.alive && p.pid === Deno.pid).length, 1);
+      assert.equal(object.untracked, 0);
+    } finally {
+      for (const handle of handles) handle.close();
+      MessageRing.unlink(name);
+    }
+  },
+);

@@ -3,8 +3,12 @@
 //   lifecycle_child.ts create PREFIX NAMESPACE   objects named PREFIX-<kind>
 //   lifecycle_child.ts open NAME...              rings opened by name (kept open)
 //   lifecycle_child.ts race NAME OPENS           opens/closes a ring OPENS times, then holds it
+//   lifecycle_child.ts clean NAME                cleanupDead of NAME (without /proc maps)
+// With DENO_IPC_CRASH_AT (tests/children/_crash.ts) it stops or dies at a named step.
+import "./_crash.ts";
 import {
   BoundedBuffer,
+  cleanupDead,
   DirectEndpoint,
   Doorbell,
   Mailbox,
@@ -67,5 +71,8 @@ if (command === "create") {
   const held = attempt();
   if (held) keep.push(held);
   console.log(JSON.stringify({ ok, notFound, holding: held !== undefined }));
+} else if (command === "clean") {
+  console.log(JSON.stringify(cleanupDead({ names: [args[0]], scanMappings: false })));
+  Deno.exit(0);
 }
 setInterval(() => {}, 1 << 30); // until killed
