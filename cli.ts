@@ -13,6 +13,7 @@ import {
   inspectObject,
   type IpcObject,
   listObjects,
+  OBJECT_KINDS,
 } from "./lib/introspect.ts";
 
 const HELP = `ipc: list, inspect, watch and clean up IPC objects (deno-ipc)
@@ -28,14 +29,15 @@ Usage:
   --match PREFIX (list, clean; repeatable)   only objects whose name starts with PREFIX
 
 NAME is "/name" (shared memory, semaphores, POSIX queues) or "sysv:ID" (System V queues).
-Kinds: ring, mailbox, direct-link, direct-registry, bounded-buffer,
-semaphore-bounded-buffer, doorbell, shm, semaphore, sysv-queue, posix-queue, temporary.
+Kinds: ${OBJECT_KINDS.join(", ")}.
 States: live, dead, initializing, removing, corrupted, other-user, unknown.
 
 Exit status: 0 success, 1 error, 2 usage error.
 --json prints the objects of lib/introspect.ts (IpcObject, CleanupResult): stable fields.`;
 
 class UsageError extends Error {}
+
+const KINDS = OBJECT_KINDS;
 
 /** Runs the command with `args`; returns the exit status. */
 export async function main(args: string[]): Promise<number> {
@@ -102,6 +104,8 @@ function list(args: string[]): number {
     match: { type: "string", multiple: true },
   }, 0);
   const kinds = values.kind as string[] | undefined;
+  const unknown = kinds?.find((kind) => !KINDS.includes(kind));
+  if (unknown !== undefined) throw new UsageError(`unknown kind "${unknown}"`);
   let objects = listObjects(kinds === undefined ? {} : { kinds })
     .filter((o) => matches(values.match as string[] | undefined, o.name));
   if (values.dead) objects = objects.filter((o) => o.state === "dead");

@@ -12,7 +12,14 @@ import { C, ERRNO } from "../ffi/constants.ts";
 import { ErrnoError, lastErrno, NotFoundError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { DIRECT_LINK, HeaderProblem, MAILBOX_FAMILY, recognise, type ShmKind } from "./_kinds.ts";
-import { decodeIdentity, type Identity, LIFE_BYTES, RemovalMark, REMOVED } from "./_lifecycle.ts";
+import {
+  decodeIdentity,
+  type Identity,
+  KIND_CODES,
+  LIFE_BYTES,
+  RemovalMark,
+  REMOVED,
+} from "./_lifecycle.ts";
 import { currentPid, processAlive, processExists, tokenAlive, tokenParts } from "./_process.ts";
 import { cString } from "./_validate.ts";
 import { SharedMemory } from "./shared_memory.ts";
@@ -87,6 +94,16 @@ export interface IpcObject {
   /** Everything else the header says (capacity, positions, counters, lock holders, ...). */
   details: Record<string, unknown>;
 }
+
+/** Every kind {@link listObjects} reports: the library's (KIND_CODES), then plain ones. */
+export const OBJECT_KINDS: readonly string[] = [
+  ...Object.keys(KIND_CODES),
+  "shm",
+  "semaphore",
+  "sysv-queue",
+  "posix-queue",
+  "temporary",
+];
 
 /** Options of {@link listObjects}. */
 export interface ListOptions {
