@@ -151,7 +151,7 @@ ipcTest(
       assert.equal(usage.code, 2);
       assert.equal(usage.stderr.trim().split("\n").length, 1);
       assert.equal((await ipc("frobnicate")).code, 2);
-    assert.equal((await ipc("list", "--kind", "rings")).code, 2);
+      assert.equal((await ipc("list", "--kind", "rings")).code, 2);
       assert.equal((await ipc("inspect")).code, 2);
       const help = await ipc("help");
       assert.equal(help.code, 0);
