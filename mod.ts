@@ -205,3 +205,15 @@ export {
   unmarshal,
 } from "./lib/rpc.ts";
 export { Matchmaker } from "./lib/matchmaker.ts";
+export {
+  cleanupDead,
+  type CleanupEntry,
+  type CleanupOptions,
+  type CleanupResult,
+  inspectObject,
+  type IpcObject,
+  listObjects,
+  type ListOptions,
+  type ObjectState,
+  type ProcessState,
+} from "./lib/introspect.ts";

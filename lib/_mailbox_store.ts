@@ -37,6 +37,7 @@ import {
 } from "../ffi/errno.ts";
 import { FutexFlag } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
+import { Attachment, withLife, writeIdentity } from "./_lifecycle.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { PidLock } from "./_process.ts";
 import { OFFER_SLOTS, Rendezvous } from "./_rendezvous.ts";
@@ -88,6 +89,7 @@ const I_SEGMENT_BYTES = 4;
 const I_MODE = 5;
 const I_DELETED = 6;
 const I_TOKEN = 7; // random: segment names are <name>.<token>.<index>
+const I_LIFE = 8; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older stores
 const I_SEND_LOCK = 16; // 64-bit: the token of the process holding it
 const I_WRITE_SEGMENT = 18;
 const I_SENT = 19;
@@ -192,7 +194,10 @@ export class MailboxStore {
       label: this.#label,
       throwIfDeleted: (operation) => this.#throwIfDeleted(operation),
     });
+    // Throws NotFoundError when a cleaner is removing the store (the caller closes it).
+    const attachment = Attachment.attach(control, words[I_LIFE], identity.what);
     this.#lifetime = new Lifetime(() => {
+      attachment.detach();
       this.#chain.close();
       control.close();
     });
@@ -223,7 +228,7 @@ export class MailboxStore {
       // the name free (at worst an orphan segment under its random token).
       control = SharedMemory.create({
         name,
-        size: CONTROL_BYTES,
+        size: withLife(CONTROL_BYTES),
         mode,
         initialize: (shm) => {
           const words = shm.view(Int32Array, 0, CONTROL_BYTES / 4);
@@ -234,6 +239,7 @@ export class MailboxStore {
           words[I_SEGMENT_BYTES] = ringBytes;
           words[I_MODE] = mode;
           words[I_TOKEN] = token;
+          words[I_LIFE] = writeIdentity(shm, identity.what === "link" ? "direct-link" : "mailbox");
           MessageRing.create(ringOptions(firstSegment, ringBytes, mode)).close();
           segmentMade = true;
         },
@@ -253,7 +259,12 @@ export class MailboxStore {
       const words = shm.view(Int32Array, 0, CONTROL_BYTES / 4);
       return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION;
     });
-    return new MailboxStore(control, identity, senderName);
+    try {
+      return new MailboxStore(control, identity, senderName);
+    } catch (error) {
+      control.close();
+      throw error;
+    }
   }
 
   /**

@@ -15,6 +15,7 @@
 import { closedError, CorruptedError, streamEndedError } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
+import { Attachment, withLife, writeIdentity } from "./_lifecycle.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { step } from "./_steps.ts";
 import type { OwnershipOptions } from "./_owner.ts";
@@ -122,6 +123,7 @@ const I_MAGIC = 0;
 const I_BUFFER_SIZE = 1;
 const I_ITEM_SIZE = 2;
 const I_ENDED = 3;
+const I_LIFE = 4; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older buffers
 const I_IN = 16; // byte 64, written by the producer only
 const I_OUT = 32; // byte 128, written by the consumer only
 const I_PRODUCER_WAITING = 48; // byte 192: futex flag
@@ -184,8 +186,13 @@ export class BoundedBuffer extends Channel {
   private constructor(shm: SharedMemory, bufferSize: number, itemSize: number) {
     super();
     this.#shm = shm;
-    this.#lifetime = new Lifetime(() => shm.close());
     const words = shm.view(Int32Array, 0, TEXTBOOK_HEADER / 4);
+    // Throws NotFoundError when a cleaner is removing the buffer (the caller closes shm).
+    const attachment = Attachment.attach(shm, words[I_LIFE], TEXTBOOK);
+    this.#lifetime = new Lifetime(() => {
+      attachment.detach();
+      shm.close();
+    });
     this.#words = words;
     this.#bufferSize = bufferSize;
     this.#itemSize = itemSize;
@@ -215,13 +222,14 @@ export class BoundedBuffer extends Channel {
     const shape = validateShape(options, TEXTBOOK, 2);
     const shm = SharedMemory.create({
       name: shape.name,
-      size: TEXTBOOK_HEADER + shape.bufferSize * shape.itemSize,
+      size: withLife(TEXTBOOK_HEADER + shape.bufferSize * shape.itemSize),
       mode: shape.mode,
       initialize: (shm) => {
         const words = shm.view(Int32Array, 0, TEXTBOOK_HEADER / 4);
         words[I_BUFFER_SIZE] = shape.bufferSize;
         words[I_ITEM_SIZE] = shape.itemSize;
         words[I_MAGIC] = TEXTBOOK_MAGIC;
+        words[I_LIFE] = writeIdentity(shm, "bounded-buffer");
       },
     });
     return new BoundedBuffer(shm, shape.bufferSize, shape.itemSize);
@@ -470,6 +478,7 @@ const J_ENDED = 3;
 const J_IN = 4;
 const J_OUT = 5;
 const J_COUNT = 6;
+const J_LIFE = 7; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older buffers
 const SEMAPHORE_HEADER = 128;
 // The mutex is only ever held inside synchronous code, for one item copy. A process
 // that dies holding it leaves it locked (the textbook mutex is not robust): waits for
@@ -527,11 +536,13 @@ export class SemaphoreBoundedBuffer extends Channel {
     semaphores: [UnnamedSemaphore, UnnamedSemaphore, UnnamedSemaphore],
     bufferSize: number,
     itemSize: number,
+    attachment: Attachment,
   ) {
     super();
     this.#shm = shm;
     [this.#empty, this.#full, this.#mutex] = semaphores;
     this.#lifetime = new Lifetime(() => {
+      attachment.detach();
       for (const semaphore of semaphores) semaphore.close();
       shm.close();
     });
@@ -562,7 +573,7 @@ export class SemaphoreBoundedBuffer extends Channel {
     let semaphores: [UnnamedSemaphore, UnnamedSemaphore, UnnamedSemaphore] | undefined;
     const shm = SharedMemory.create({
       name: shape.name,
-      size: SEMAPHORE_HEADER + shape.bufferSize * shape.itemSize,
+      size: withLife(SEMAPHORE_HEADER + shape.bufferSize * shape.itemSize),
       mode: shape.mode,
       initialize: (shm) => {
         semaphores = [
@@ -574,9 +585,17 @@ export class SemaphoreBoundedBuffer extends Channel {
         words[J_BUFFER_SIZE] = shape.bufferSize;
         words[J_ITEM_SIZE] = shape.itemSize;
         words[J_MAGIC] = SEMAPHORE_MAGIC;
+        words[J_LIFE] = writeIdentity(shm, "semaphore-bounded-buffer");
       },
     });
-    return new SemaphoreBoundedBuffer(shm, semaphores!, shape.bufferSize, shape.itemSize);
+    const words = shm.view(Int32Array, WORDS_AT, 8);
+    return new SemaphoreBoundedBuffer(
+      shm,
+      semaphores!,
+      shape.bufferSize,
+      shape.itemSize,
+      Attachment.attach(shm, words[J_LIFE], SEMAPHORE_FORM),
+    );
   }
 
   /**
@@ -607,6 +626,8 @@ export class SemaphoreBoundedBuffer extends Channel {
       const words = shm.view(Int32Array, WORDS_AT, 8);
       const [bufferSize, itemSize] = [words[J_BUFFER_SIZE], words[J_ITEM_SIZE]];
       checkShape(shm, SEMAPHORE_FORM, SEMAPHORE_HEADER, bufferSize, itemSize, 1);
+      // Throws NotFoundError when a cleaner is removing the buffer.
+      const attachment = Attachment.attach(shm, words[J_LIFE], SEMAPHORE_FORM);
       return new SemaphoreBoundedBuffer(
         shm,
         [
@@ -616,6 +637,7 @@ export class SemaphoreBoundedBuffer extends Channel {
         ],
         bufferSize,
         itemSize,
+        attachment,
       );
     } catch (error) {
       shm.close();

@@ -9,6 +9,7 @@ import { ERRNO } from "../ffi/constants.ts";
 import { AlreadyExistsError, closedError, NotFoundError } from "../ffi/errno.ts";
 import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
+import { Attachment, withLife, writeIdentity } from "./_lifecycle.ts";
 import { Lifetime } from "./_lifetime.ts";
 import {
   encodeSenderName,
@@ -50,6 +51,7 @@ const VERSION = 3;
 const I_MAGIC = 0;
 const I_VERSION = 1;
 const I_OWNER = 2; // pid of the process that has the endpoint open; 0 when none
+const I_LIFE = 3; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older ones
 const I_PEER_COUNT = 18; // slots claimed in the peer table (may pass MAX_PEERS briefly)
 const I_ANY_WAITING = 32; // futex flag: the owner waits in receive() from anyone
 const I_ARRIVALS = 48; // bumped on every message sent to the owner, and on new peers
@@ -88,16 +90,29 @@ class Registry {
   readonly words: Int32Array;
   readonly bytes: Uint8Array;
   readonly anyWaiting: FutexFlag;
+  readonly #attachment: Attachment;
 
   constructor(shm: SharedMemory) {
     this.shm = shm;
     this.words = shm.view(Int32Array, 0, TABLE_OFFSET / 4);
+    try {
+      this.#attachment = Attachment.attach(shm, this.words[I_LIFE], WHAT);
+    } catch (error) {
+      shm.close();
+      throw error;
+    }
     this.bytes = shm.view(Uint8Array, 0, REGISTRY_BYTES);
     this.anyWaiting = new FutexFlag(
       this.words,
       I_ANY_WAITING,
       shm.unsafePointer(I_ANY_WAITING * 4),
     );
+  }
+
+  /** Detaches this process and unmaps the registry. */
+  close(): void {
+    this.#attachment.detach();
+    this.shm.close();
   }
 
   static openExisting(name: string): Registry {
@@ -111,12 +126,13 @@ class Registry {
     try {
       const shm = SharedMemory.create({
         name,
-        size: REGISTRY_BYTES,
+        size: withLife(REGISTRY_BYTES),
         mode,
         initialize: (shm) => {
           const words = shm.view(Int32Array, 0, 4);
           words[I_MAGIC] = MAGIC;
           words[I_VERSION] = VERSION;
+          words[I_LIFE] = writeIdentity(shm, "direct-registry");
         },
       });
       return new Registry(shm);
@@ -241,8 +257,8 @@ export class DirectEndpoint implements Disposable {
     this.#senderName = encodeSenderName(name);
     this.#lifetime = new Lifetime(() => {
       for (const store of [...this.#outgoing.values(), ...this.#incoming.values()]) store.close();
-      for (const peer of this.#peerRegistries.values()) peer.shm.close();
-      registry.shm.close();
+      for (const peer of this.#peerRegistries.values()) peer.close();
+      registry.close();
     });
   }
 
@@ -267,7 +283,7 @@ export class DirectEndpoint implements Disposable {
     while (true) {
       const owner = Atomics.load(registry.words, I_OWNER);
       if (owner !== 0 && (owner === pid || processExists(owner))) {
-        registry.shm.close();
+        registry.close();
         throw new AlreadyExistsError(ERRNO.EEXIST, "open", {
           objectName: name,
           message: `Endpoint "${name}" in namespace "${namespace}" is already open in process ` +
@@ -511,7 +527,7 @@ export class DirectEndpoint implements Disposable {
       map.get(peer)?.close();
       map.delete(peer);
     }
-    this.#peerRegistries.get(peer)?.shm.close();
+    this.#peerRegistries.get(peer)?.close();
     this.#peerRegistries.delete(peer);
   }
 

@@ -10,6 +10,7 @@ import { FutexFlag, futexWaitable } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { allocateMessage, POOL_MESSAGE_MAX, poolWords } from "./_pool.ts";
+import { Attachment, withLife, writeIdentity } from "./_lifecycle.ts";
 import { currentProcessToken, PidLock, tokenAlive } from "./_process.ts";
 import { step, stepping } from "./_steps.ts";
 import { testing } from "./_testing.ts";
@@ -62,10 +63,23 @@ const I_CAPACITY = 2;
 const I_FLAGS = 3;
 const I_PRODUCERS = 4;
 const I_HANDLES = 5; // handles opened so far: each takes the next number as its id
+const I_LIFE = 6; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older rings
 const I_HEAD = 16; // byte 64: where the next record goes (bytes sent, mod 2^32)
 const I_LAST_SENDER = 17; // id of the handle that moved the head last
+// Counters, on the line their side writes anyway, read only by introspection
+// (lib/introspect.ts). Each handle tallies in its own fields and adds its tallies to
+// these float64 words every COUNTER_FLUSH messages, when it finds the ring full or empty,
+// and on close: the words lag by fewer than COUNTER_FLUSH messages per handle, and cost the
+// hot path two field increments. Bytes count payloads.
+const F_SENT_MESSAGES = 9; // Float64 index: byte 72
+const F_SENT_BYTES = 10; // byte 80
+const I_FULL = 22; // byte 88: sends that could not complete at once (full, or lock busy)
+const COUNTER_FLUSH = 64;
 const I_TAIL = 32; // byte 128: where the next unread record is (bytes received, mod 2^32)
 const I_LAST_RECEIVER = 33; // id of the handle that moved the tail last
+const F_RECEIVED_MESSAGES = 17; // Float64 index: byte 136
+const F_RECEIVED_BYTES = 18; // byte 144
+const F_HIGHEST_DEPTH = 19; // byte 152: the most bytes a receiver found waiting
 const I_SEND_LOCK = 48; // byte 192: 64-bit token of the sending process (multi-producer only)
 const I_RECEIVE_LOCK = 64; // byte 256: 64-bit token of the receiving process (multi-consumer)
 const I_SEND_WAITING = 80; // byte 320: futex flag: a sender sleeps until room is made
@@ -193,6 +207,12 @@ export class MessageRing extends Channel {
   readonly #shm: SharedMemory;
   readonly #lifetime: Lifetime;
   readonly #words: Int32Array;
+  readonly #stats: Float64Array;
+  #sentTally = 0; // messages and bytes sent or received by this handle, not yet flushed
+  #sentBytesTally = 0;
+  #receivedTally = 0;
+  #receivedBytesTally = 0;
+  #highestDepth = 0;
   readonly #data: Uint8Array;
   readonly #dataWords: Int32Array;
   readonly #capacity: number;
@@ -218,9 +238,17 @@ export class MessageRing extends Channel {
   private constructor(shm: SharedMemory, shape: Shape) {
     super();
     this.#shm = shm;
-    this.#lifetime = new Lifetime(() => shm.close());
     const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
+    // Throws NotFoundError when a cleaner is removing the ring (the caller closes shm).
+    const attachment = Attachment.attach(shm, words[I_LIFE], WHAT);
+    this.#lifetime = new Lifetime(() => {
+      this.#flushSent();
+      this.#flushReceived();
+      attachment.detach();
+      shm.close();
+    });
     this.#words = words;
+    this.#stats = shm.view(Float64Array, 0, HEADER_BYTES / 8);
     this.#capacity = shape.capacity;
     this.#mask = this.#capacity - 1;
     this.#producers = shape.producers;
@@ -281,7 +309,7 @@ export class MessageRing extends Channel {
         throw new TypeError(`Invalid ${WHAT} option ${key}: expected a boolean`);
       }
     }
-    const size = HEADER_BYTES + slotTableBytes(producers) + capacity;
+    const size = withLife(HEADER_BYTES + slotTableBytes(producers) + capacity);
     const shm = SharedMemory.create({
       name: checked.name,
       size,
@@ -297,6 +325,7 @@ export class MessageRing extends Channel {
         words[I_FLAGS] = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
           (checked.multiConsumer ? FLAG_MULTI_CONSUMER : 0);
         words[I_PRODUCERS] = producers;
+        words[I_LIFE] = writeIdentity(shm, "ring");
       },
     });
     const flags = (checked.multiProducer ? FLAG_MULTI_PRODUCER : 0) |
@@ -327,14 +356,12 @@ export class MessageRing extends Channel {
       const words = shm.view(Int32Array, 0, HEADER_BYTES / 4);
       return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION;
     });
-    let shape: Shape;
     try {
-      shape = readShape(shm);
+      return new MessageRing(shm, readShape(shm));
     } catch (error) {
       shm.close();
       throw error;
     }
-    return new MessageRing(shm, shape);
   }
 
   /** Removes the ring's name; handles that have it open keep working. */
@@ -377,7 +404,9 @@ export class MessageRing extends Channel {
   trySend(message: Uint8Array): boolean {
     this.#assertOpen("send");
     this.#validateMessage(message);
-    return this.#attemptSend(message);
+    if (this.#attemptSend(message)) return true;
+    Atomics.add(this.#words, I_FULL, 1);
+    return false;
   }
 
   /**
@@ -395,6 +424,7 @@ export class MessageRing extends Channel {
       return Promise.reject(error);
     }
     const need = recordSize(message.length);
+    Atomics.add(this.#words, I_FULL, 1);
     return waitFor(
       this.#waitable(
         "send",
@@ -561,6 +591,23 @@ export class MessageRing extends Channel {
     this.#shm.unlink();
   }
 
+  // Adds this handle's tallies to the shared counters. Plain adds: only one handle
+  // moves each side at a time (the one producer or consumer, or the lock holder), so
+  // they race only between handles misusing a single-producer ring.
+  #flushSent(): void {
+    if (this.#sentTally === 0) return;
+    this.#stats[F_SENT_MESSAGES] += this.#sentTally;
+    this.#stats[F_SENT_BYTES] += this.#sentBytesTally;
+    this.#sentTally = this.#sentBytesTally = 0;
+  }
+
+  #flushReceived(): void {
+    if (this.#receivedTally === 0) return;
+    this.#stats[F_RECEIVED_MESSAGES] += this.#receivedTally;
+    this.#stats[F_RECEIVED_BYTES] += this.#receivedBytesTally;
+    this.#receivedTally = this.#receivedBytesTally = 0;
+  }
+
   #corruptPositions(): CorruptedError {
     const head = Atomics.load(this.#words, I_HEAD) >>> 0;
     const tail = Atomics.load(this.#words, I_TAIL) >>> 0;
@@ -660,6 +707,7 @@ export class MessageRing extends Channel {
         if (((head - this.#cachedTail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#capacity - ((head - this.#cachedTail) >>> 0) < need) {
           if (stepped) step("ring.send.full");
+          this.#flushSent();
           return false;
         }
       }
@@ -678,6 +726,8 @@ export class MessageRing extends Channel {
       if (lastSender !== this.#id) Atomics.store(words, I_LAST_SENDER, this.#id);
       // Publishing: everything written above becomes visible with this store.
       Atomics.store(words, I_HEAD, (head + need) | 0);
+      this.#sentBytesTally += message.length;
+      if (++this.#sentTally === COUNTER_FLUSH) this.#flushSent();
       sent = true;
       if (stepped) step("ring.send.published");
     } finally {
@@ -740,7 +790,13 @@ export class MessageRing extends Channel {
         if (((this.#cachedHead - tail) >>> 0) > this.#capacity) throw this.#corruptPositions();
         if (this.#cachedHead === tail) {
           if (stepped) step("ring.receive.empty");
+          if (this.#receivedTally !== 0) this.#flushReceived();
           return ended ? null : undefined;
+        }
+        const depth = (this.#cachedHead - tail) >>> 0;
+        if (depth > this.#highestDepth) {
+          this.#highestDepth = depth;
+          if (depth > this.#stats[F_HIGHEST_DEPTH]) this.#stats[F_HIGHEST_DEPTH] = depth;
         }
       }
       const at = tail & this.#mask;
@@ -795,6 +851,8 @@ export class MessageRing extends Channel {
       if (stepped) step("ring.receive.copied");
       if (lastReceiver !== this.#id) Atomics.store(words, I_LAST_RECEIVER, this.#id);
       Atomics.store(words, I_TAIL, (tail + recordSize(length)) | 0);
+      this.#receivedBytesTally += length;
+      if (++this.#receivedTally === COUNTER_FLUSH) this.#flushReceived();
       taken = true;
       if (stepped) step("ring.receive.taken");
     } finally {

@@ -35,6 +35,7 @@ import {
 import { ERRNO } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { openLayout } from "./_layout.ts";
+import { Attachment, withLife, writeIdentity } from "./_lifecycle.ts";
 import { Lifetime } from "./_lifetime.ts";
 import {
   currentPid,
@@ -414,6 +415,7 @@ const DOORBELL_VERSION = 2;
 const D_MAGIC = 0;
 const D_VERSION = 1;
 const D_IN_FLIGHT = 3; // rings between reading the receiver and their signal returning
+const D_LIFE = 6; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older bells
 // 64-bit word 2 (bytes 16 to 23): the listener, as its process token (pid and start
 // time) with the number of the signal it listens on in bits 24 to 30; 0 when none.
 const D_RECEIVER_WORD = 2;
@@ -480,8 +482,11 @@ export class Doorbell implements Disposable {
     this.#words = shm.view(Int32Array, 0, DOORBELL_SIZE / 4);
     this.#receiver = shm.view(BigInt64Array, 0, 4);
     this.#signal = signal;
+    // Throws NotFoundError when a cleaner is removing the doorbell (the caller closes shm).
+    const attachment = Attachment.attach(shm, this.#words[D_LIFE], DOORBELL);
     this.#lifetime = new Lifetime(() => {
       this.#forgetTarget();
+      attachment.detach();
       shm.close();
     });
   }
@@ -508,11 +513,12 @@ export class Doorbell implements Disposable {
     if (checked.name !== undefined) validatePosixName(checked.name, DOORBELL, 255);
     const shm = SharedMemory.create({
       name: checked.name,
-      size: DOORBELL_SIZE,
+      size: withLife(DOORBELL_SIZE),
       initialize: (shm) => {
         const words = shm.view(Int32Array, 0, DOORBELL_SIZE / 4);
         words[D_MAGIC] = DOORBELL_MAGIC;
         words[D_VERSION] = DOORBELL_VERSION;
+        words[D_LIFE] = writeIdentity(shm, "doorbell");
       },
     });
     return new Doorbell(shm, signal);
@@ -542,7 +548,12 @@ export class Doorbell implements Disposable {
       shm.size >= DOORBELL_SIZE &&
       Atomics.load(shm.view(Int32Array, 0, 2), D_MAGIC) === DOORBELL_MAGIC &&
       shm.view(Int32Array, 0, 2)[D_VERSION] === DOORBELL_VERSION);
-    return new Doorbell(shm, signal);
+    try {
+      return new Doorbell(shm, signal);
+    } catch (error) {
+      shm.close();
+      throw error;
+    }
   }
 
   /** Removes a doorbell's name. */

@@ -22,6 +22,7 @@ export const SCENARIOS: readonly string[] = [
   "socket_echo.ts",
   "udp_multicast.ts",
   "rpc.ts",
+  "crash_and_clean.ts",
 ];
 
 if (import.meta.main) {

@@ -29,6 +29,8 @@ function log(event: Record<string, unknown>): void {
 
 testing.spin = 0;
 setStepHook((step) => {
+  // Attaching to an object (lib/_lifecycle.ts) comes before any channel step: not scheduled.
+  if (step.startsWith("lifecycle.")) return;
   const granted = Atomics.load(words, base + 1);
   const name = encoder.encode(step);
   words[base + 2] = name.length;
