@@ -20,7 +20,7 @@ export function shortNumber(value: number): string {
   for (const [size, suffix] of units) {
     if (value >= size) return `${trimZeros((value / size).toPrecision(3))}${suffix}`;
   }
-  return value >= 10 ? value.toFixed(0) : value.toPrecision(2);
+  return value >= 10 || value === 0 ? value.toFixed(0) : trimZeros(value.toPrecision(2));
 }
 
 /** Maps a rate to 0..1 along the axis, and gives the axis ticks. */

@@ -77,7 +77,7 @@ export interface Durations {
 
 /**
  * The message count both sides of a case run, from a pilot run of `count` messages that
- * took `fast` and `slow` seconds on the faster and the slower side: long enough that the
+ * took `fast` and `slow` seconds on its two sides (in either order): long enough that the
  * faster side runs `target` seconds, short enough that the slower one stays under `cap`
  * (when the two differ by more than cap/target, the cap wins). Rounded up to a multiple of
  * `step`, and never below `step`.
@@ -89,7 +89,7 @@ export function scaleCount(
   durations: Durations,
   step = 1,
 ): number {
-  const perMessageFast = Math.max(fast, 1e-9) / count;
+  const perMessageFast = Math.max(Math.min(fast, slow), 1e-9) / count;
   const perMessageSlow = Math.max(slow, fast, 1e-9) / count;
   const wanted = Math.min(durations.target / perMessageFast, durations.cap / perMessageSlow);
   return Math.max(step, Math.ceil(wanted / step) * step);
