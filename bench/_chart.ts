@@ -3,7 +3,7 @@
 // a comparison), and the median ratio with the min-max of its pairs. The rate axis is
 // logarithmic when the rates differ by two orders of magnitude or more, linear otherwise.
 import type { BenchReport } from "./_report.ts";
-import { formatRatio } from "./_report.ts";
+import { formatRange, formatRatio } from "./_report.ts";
 
 /** Escapes text for SVG content and attribute values. */
 export function escapeXml(text: string): string {
@@ -132,9 +132,8 @@ export function renderChart(report: BenchReport): string {
         }</text>`,
       );
     }
-    const ratio = `${formatRatio(result.ratio.median)} (${result.ratio.min.toFixed(2)}-${
-      result.ratio.max.toFixed(2)
-    })${noisy ? " noisy" : ""}`;
+    const ratio = `${formatRatio(result.ratio.median)} (${formatRange(result.ratio)})` +
+      (noisy ? " noisy" : "");
     out.push(
       `<text class="ratio${noisy ? " noisy" : ""}" x="${x0 + BAR_WIDTH + 110}" y="${y + BAR}">${
         escapeXml(ratio)

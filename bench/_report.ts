@@ -32,9 +32,19 @@ export function formatNumber(value: number | null, digits = 0): string {
   });
 }
 
-/** A ratio as "0.38x" (more digits below 0.1). */
+/** A ratio as "0.38" (more digits below 0.1). */
+export function ratioDigits(value: number): string {
+  return value.toFixed(value < 0.1 ? 3 : 2);
+}
+
+/** A ratio as "0.38x". */
 export function formatRatio(value: number): string {
-  return `${value.toFixed(value < 0.1 ? 3 : 2)}x`;
+  return `${ratioDigits(value)}x`;
+}
+
+/** The min-max of a ratio summary, as "0.35-0.41". */
+export function formatRange(ratio: { min: number; max: number }): string {
+  return `${ratioDigits(ratio.min)}-${ratioDigits(ratio.max)}`;
 }
 
 /** The lines above the table: what ran where, with the machine facts. */
@@ -109,7 +119,7 @@ export function resultLines(layout: TableLayout, result: PairedResult): string[]
     formatNumber(s.p99Us, 1),
   ];
   const { ratio } = result;
-  const range = `${ratio.min.toFixed(2)}-${ratio.max.toFixed(2)}`;
+  const range = formatRange(ratio);
   return [
     line(
       layout,
@@ -130,8 +140,8 @@ export interface ProgressSink {
   write(text: string): void;
   /** A terminal gets a progress line redrawn in place; anything else gets plain lines. */
   isTerminal: boolean;
-  /** Terminal width (the progress line is cut to it). */
-  columns: number;
+  /** Terminal width now (the progress line is cut to it). */
+  columns(): number;
   /** Milliseconds, monotonic. */
   now(): number;
 }
@@ -201,7 +211,7 @@ export class ProgressReporter {
 
   #draw(): void {
     if (!this.#sink.isTerminal || this.#status === "") return;
-    const text = this.progressText().slice(0, Math.max(10, this.#sink.columns - 1));
+    const text = this.progressText().slice(0, Math.max(10, this.#sink.columns() - 1));
     this.#sink.write(CLEAR_LINE + text);
     this.#shown = true;
   }

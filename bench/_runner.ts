@@ -63,6 +63,8 @@ export interface PairedResult {
   name: string;
   /** Messages per repetition, both sides. */
   count: number;
+  /** The command lines of the measured repetitions (to rerun one by hand). */
+  commands: { a: string[]; b: string[] };
   /** The pilot runs (warm-ups, not counted): count and the result of each side. */
   pilot: { count: number; a: BenchResult; b: BenchResult }[];
   a: SideSummary;
@@ -237,6 +239,7 @@ export async function measure(
     kind: pairing.kind,
     name: pairing.name,
     count,
+    commands: { a: pairing.a.command(count), b: pairing.b.command(count) },
     pilot,
     a: summarizeSide(pairing.a.label, pairs.map((p) => p.a)),
     b: summarizeSide(pairing.b.label, pairs.map((p) => p.b)),

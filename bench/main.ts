@@ -150,7 +150,13 @@ const isTerminal = Deno.stdout.isTerminal();
 const progress = new ProgressReporter({
   write: (text) => Deno.stdout.writeSync(encoder.encode(text)),
   isTerminal,
-  columns: isTerminal ? Deno.consoleSize().columns : 80,
+  columns: () => {
+    try {
+      return Deno.consoleSize().columns || 80; // a new pseudo-terminal may say 0
+    } catch {
+      return 80;
+    }
+  },
   now: () => performance.now(),
 }, pairings.length * (pairs + 1));
 

@@ -23,6 +23,7 @@ export function fakeResult(
     kind: options.kind ?? "deno-vs-c",
     name,
     count: 1000,
+    commands: { a: ["deno", "run", "a.ts"], b: ["a"] },
     pilot: [{ count: 10, a: run(aRate), b: run(bRate) }],
     a: {
       label: aLabel,

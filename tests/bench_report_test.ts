@@ -22,7 +22,7 @@ function fakeSink(isTerminal: boolean): ProgressSink & { output: string; clock: 
     output: "",
     clock: 0,
     isTerminal,
-    columns: 200,
+    columns: () => 200,
     write(text: string) {
       sink.output += text;
     },
@@ -84,7 +84,7 @@ Deno.test("bench progress on a terminal: one line redrawn in place, rows printed
 
 Deno.test("bench progress line is cut to the terminal's width", () => {
   const sink = fakeSink(true);
-  sink.columns = 40;
+  sink.columns = () => 40;
   const progress = new ProgressReporter(sink, 1);
   progress.status(1, 1, "a case with a very long name that goes on and on", "pair 1/5");
   const drawn = sink.output.replace("\r\x1b[2K", "");
@@ -276,3 +276,52 @@ ipcTest(
     }
   },
 );
+
+async function hasScript(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("script", { args: ["--version"], stdout: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+ipcTest("bench run on a terminal: a progress line redrawn in place, then the row", async (t) => {
+  if (!await hasScript()) {
+    console.warn("skipped: this test needs `script` (util-linux) to give the bench a terminal");
+    return;
+  }
+  const directory = await Deno.makeTempDir({ prefix: "deno-ipc-test-bench-" });
+  try {
+    const log = `${directory}/typescript`;
+    const command = [Deno.execPath(), "run", "-A", "--unstable-net", main, "--case=ring 4 KiB"]
+      .concat(["--pairs=1", "--target=0.02"])
+      .map((word) => `'${word}'`).join(" ");
+    // script(1) runs the command on a new pseudo-terminal and copies what it printed.
+    const output = await new Deno.Command("script", {
+      args: ["-qec", command, log],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1", COLUMNS: "200", LINES: "40" },
+    }).output();
+    // Control characters made visible: "<CR><ESC>[2K" returns to the start and clears the line.
+    const text = new TextDecoder().decode(output.stdout).replaceAll("\r", "<CR>")
+      .replaceAll("\x1b", "<ESC>");
+    assert.equal(output.code, 0, text + new TextDecoder().decode(output.stderr));
+    await t.step("the progress line names the case and its step", () => {
+      assert.match(text, /<CR><ESC>\[2K\[1\/1\] ring 4 KiB one-way: pilot 1 +\d+:\d\d elapsed, /);
+      assert.match(text, /<CR><ESC>\[2K\[1\/1\] ring 4 KiB one-way: pair 1\/1 +\d+:\d\d elapsed, /);
+    });
+    await t.step("the row replaces the progress line, which is gone at the end", () => {
+      assert.match(text, /<CR><ESC>\[2Kring 4 KiB one-way +deno +[\d,]+/);
+      const beforeSummary = text.slice(0, text.indexOf("1 measured in"));
+      assert.ok(
+        beforeSummary.endsWith("<CR><ESC>[2K<CR>\n"),
+        JSON.stringify(beforeSummary.slice(-80)),
+      );
+    });
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+});
