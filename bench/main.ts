@@ -121,11 +121,12 @@ if (pin !== null) {
   if (!probe.success) fail(`taskset refused CPU list "${pin}"`);
 }
 
-const pairings: (() => Promise<Pairing>)[] = [
-  ...cases.map((c) => () => casePairing(c)),
-  ...comparisons.map((c) => () => Promise.resolve(comparisonPairing(c, allCases))),
+// Build every C program first, so that compiler messages come before the table.
+const pairings: Pairing[] = [
+  ...await Promise.all(cases.map(casePairing)),
+  ...comparisons.map((c) => comparisonPairing(c, allCases)),
 ];
-const names = [...cases.map((c) => c.name), ...comparisons.map((c) => c.name)];
+const names = pairings.map((p) => p.name);
 const labels = ["deno", "C", ...comparisons.flatMap((c) => [c.aLabel, c.bLabel])];
 
 const startedAt = new Date().toISOString().replace(/\.\d+Z$/, "Z");
@@ -166,12 +167,11 @@ progress.lines([
   "",
   ...tableHead(layout),
 ]);
-for (const [i, makePairing] of pairings.entries()) {
-  const name = names[i];
+for (const [i, pairing] of pairings.entries()) {
+  const name = pairing.name;
   if (i === cases.length) progress.lines(["", comparisonHeading()]);
   let result: PairedResult;
   try {
-    const pairing = await makePairing();
     result = await measure(pairing, options, (step) => {
       if (step.phase === "pair") progress.advance();
       progress.status(
@@ -199,7 +199,7 @@ report.machine.loadAverageAfter = loadAverage();
 save();
 const noisy = report.results.filter((r) => r.ratio.noisy).length;
 console.log(
-  `\n${report.results.length} measured in ${report.seconds} s, ${noisy} noisy; load average ` +
+  `\n${report.results.length} rows measured in ${report.seconds} s, ${noisy} of them noisy; load average ` +
     `${report.machine.loadAverageAfter.join(" ")} after the run` +
     (values.json ? `; JSON in ${values.json}` : ""),
 );
