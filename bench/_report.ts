@@ -249,6 +249,7 @@ export function compareReports(first: BenchReport, second: BenchReport): string[
   let within = 0;
   let both = 0;
   const beyond: string[] = [];
+  // Rows are matched by name and kind; rows only one run has are listed as such.
   for (const a of first.results) {
     const b = second.results.find((r) => r.name === a.name && r.kind === a.kind);
     if (!b) {
@@ -278,9 +279,16 @@ export function compareReports(first: BenchReport, second: BenchReport): string[
     }
   }
   out.push(
-    `${within} of ${both} cases in both runs have median ratios within ` +
+    `${within} of ${both} rows in both runs have median ratios within ` +
       `${COMPARE_TOLERANCE * 100}% of each other` +
-      (beyond.length > 0 ? `; beyond: ${beyond.join("; ")}` : ""),
+      (beyond.length > 0 ? `; ${beyond.length} moved more (marked above)` : ""),
   );
+  const options = (r: BenchReport) => JSON.stringify({ ...r.options, filter: undefined });
+  if (options(first) !== options(second) || first.machine.pin !== second.machine.pin) {
+    out.push(
+      `note: the runs were made with different options (A: ${options(first)}, pin ` +
+        `${first.machine.pin}; B: ${options(second)}, pin ${second.machine.pin})`,
+    );
+  }
   return out;
 }

@@ -144,8 +144,14 @@ Deno.test("bench --compare lines: each case's two ratios, the change, and a mark
   assert.match(row("new"), /\(not in A\)/);
   assert.equal(
     lines.at(-1),
-    "1 of 3 cases in both runs have median ratios within 15% of each other; " +
-      "beyond: moved; mailbox / ring",
+    "1 of 3 rows in both runs have median ratios within 15% of each other; " +
+      "2 moved more (marked above)",
+  );
+  const quick = fakeReport([fakeResult("steady", 1, 2)]);
+  quick.options = { ...quick.options, quick: true, pairs: 3 };
+  assert.match(
+    compareReports(first, quick).at(-1)!,
+    /^note: the runs were made with different options \(A: .*"pairs":5.*; B: .*"pairs":3/,
   );
 });
 
