@@ -179,6 +179,12 @@ export function benchCases(): BenchCase[] {
     },
     ring(64, RING, true),
     {
+      name: "bounded buffer (textbook) 64 B one-way",
+      count: 100_000,
+      deno: (n) => ["bounded_buffer.ts", "--size=64", `--count=${n}`, "--slots=4096"],
+      c: (n) => ["bounded_buffer", "64", String(n), "4096"],
+    },
+    {
       name: "mailbox 64 B one-way (C: ring)",
       count: 200_000,
       deno: (

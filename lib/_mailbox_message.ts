@@ -9,6 +9,7 @@ import {
   validateOptions,
   validatePosixName,
 } from "./_validate.ts";
+import { currentPid } from "./_process.ts";
 
 /** How many messages a mailbox or link holds: 0 (rendezvous), n, or `"unbounded"`. */
 export type MailboxCapacity = number | "unbounded";
@@ -182,4 +183,91 @@ export function encodeSenderName(name: unknown): Uint8Array {
 /** Checks a mailbox name, leaving room for segment suffixes. */
 export function validateStoreName(name: unknown, what: string): string {
   return validatePosixName(name, what, SHM_NAME_MAX - SEGMENT_SUFFIX_MAX);
+}
+
+/**
+ * Writes this handle's records (sender pid and name, then the message; the sequence is
+ * filled in when it is sent) and reads received ones back into messages. One per store
+ * handle: the record buffer is reused by every send.
+ */
+export class RecordCodec {
+  readonly #maxMessage: number;
+  readonly #what: string;
+  readonly #label: string;
+  readonly #nameLength: number;
+  #record: Uint8Array;
+  #prepared: Uint8Array | undefined;
+  #lastName: Uint8Array = new Uint8Array(0);
+  #lastNameText: string | undefined;
+  #lastSender: MessageSender = { pid: 0, name: undefined };
+
+  /** `senderName`: checked UTF-8 bytes (see {@link encodeSenderName}). */
+  constructor(senderName: Uint8Array, maxMessage: number, what: string, label: string) {
+    this.#maxMessage = maxMessage;
+    this.#what = what;
+    this.#label = label;
+    const record = new Uint8Array(RECORD_HEADER + senderName.length + 64);
+    const pid = currentPid();
+    record[0] = pid & 0xff;
+    record[1] = (pid >>> 8) & 0xff;
+    record[2] = (pid >>> 16) & 0xff;
+    record[3] = pid >>> 24;
+    record[RECORD_NAME_LENGTH] = senderName.length;
+    record.set(senderName, RECORD_HEADER);
+    this.#record = record;
+    this.#nameLength = senderName.length;
+  }
+
+  /** Checks a message and builds its record (valid until the next call). */
+  prepare(message: unknown): Uint8Array {
+    let bytes: Uint8Array;
+    if (typeof message === "string") bytes = encoder.encode(message);
+    else if (message instanceof Uint8Array) bytes = message;
+    else throw new TypeError(`Invalid message: expected a Uint8Array or a string`);
+    if (bytes.length > this.#maxMessage) {
+      throw new RangeError(
+        `Message of ${bytes.length} bytes does not fit ${this.#what} "${this.#label}": ` +
+          `the largest is ${this.#maxMessage} bytes (maxMessageSize)`,
+      );
+    }
+    const headerLength = RECORD_HEADER + this.#nameLength;
+    const length = headerLength + bytes.length;
+    if (this.#record.length < length) {
+      const grown = new Uint8Array(Math.max(length, this.#record.length * 2));
+      grown.set(this.#record.subarray(0, headerLength));
+      this.#record = grown;
+    }
+    const record = this.#record;
+    if (bytes.length <= 64) {
+      for (let i = 0; i < bytes.length; i++) record[headerLength + i] = bytes[i];
+    } else {
+      record.set(bytes, headerLength);
+    }
+    if (this.#prepared?.buffer !== record.buffer || this.#prepared.length !== length) {
+      this.#prepared = record.subarray(0, length);
+    }
+    return this.#prepared;
+  }
+
+  /** The message in a received record (which it keeps: records are not reused). */
+  unpack(record: Uint8Array): MailboxMessage {
+    const pid = (record[0] | (record[1] << 8) | (record[2] << 16) | (record[3] << 24)) >>> 0;
+    const nameLength = record[RECORD_NAME_LENGTH];
+    let name: string | undefined;
+    if (nameLength > 0) {
+      const last = this.#lastName;
+      let same = last.length === nameLength;
+      for (let i = 0; same && i < nameLength; i++) same = last[i] === record[RECORD_HEADER + i];
+      if (!same) {
+        this.#lastName = record.slice(RECORD_HEADER, RECORD_HEADER + nameLength);
+        this.#lastNameText = decoder.decode(this.#lastName);
+      }
+      name = this.#lastNameText;
+    }
+    let sender = this.#lastSender;
+    if (sender.pid !== pid || sender.name !== name) {
+      sender = this.#lastSender = Object.freeze({ pid, name });
+    }
+    return new MailboxMessage(record.subarray(RECORD_HEADER + nameLength), sender, this.#label);
+  }
 }

@@ -31,8 +31,6 @@ import { libc } from "../ffi/libc.ts";
 import {
   AlreadyExistsError,
   closedError,
-  CorruptedError,
-  ErrnoError,
   NotFoundError,
   QueueRemovedError,
   timedOutError,
@@ -40,17 +38,16 @@ import {
 import { FutexFlag } from "./_futex.ts";
 import { openLayout } from "./_layout.ts";
 import { Lifetime } from "./_lifetime.ts";
-import { currentPid, PidLock } from "./_process.ts";
+import { PidLock } from "./_process.ts";
 import { OFFER_SLOTS, Rendezvous } from "./_rendezvous.ts";
 import { step, stepping } from "./_steps.ts";
 import {
   type MailboxCapacity,
   MailboxMessage,
   type MailboxStats,
-  type MessageSender,
   RECORD_HEADER,
-  RECORD_NAME_LENGTH,
   RECORD_SEQUENCE,
+  RecordCodec,
   RING_RECORD_OVERHEAD,
   roundUp8,
   SENDER_NAME_MAX,
@@ -69,10 +66,14 @@ import {
   type WaitOptions,
 } from "./_wait.ts";
 import { MessageRing } from "./message_ring.ts";
+import {
+  ignoreNotFound,
+  ringOptions,
+  SegmentChain,
+  segmentName,
+  unlinkSegments,
+} from "./_segment_chain.ts";
 import { SharedMemory } from "./shared_memory.ts";
-
-const decoder = new TextDecoder();
-const encoder = new TextEncoder();
 
 const MAGIC = 0x4d_42_4f_58; // "MBOX"
 const VERSION = 4;
@@ -93,10 +94,6 @@ const I_SENT = 19;
 const I_SEND_INTENT = 20; // the sequence being published; equals SENT between sends
 const I_RECEIVE_LOCK = 32; // 64-bit
 const I_READ_SEGMENT = 34;
-// An unbounded mailbox chains at most this many segments (at least 4 GiB of messages at
-// the smallest segment size): every loop over the chain is bounded by it, whatever
-// another process writes into the segment indices.
-const MAX_CHAIN = 65_536;
 const I_TAKEN = 35;
 const I_SEND_WAITING = 48; // futex flag: senders wait for room (or the send lock)
 const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message (or the lock)
@@ -108,6 +105,8 @@ const I_OFFER_SLOTS = 128; // 64-bit slots: tokens of receivers blocked in recei
 const CONTROL_BYTES = 512 + OFFER_SLOTS * 8;
 
 const UNBOUNDED = -1;
+// A power of two: see #attemptReceive.
+const EMPTY_LOOKS_PER_REPAIR = 64;
 
 // A lock is held only while one message is copied; a holder that stays longer is
 // preempted or stopped. A try form spins this long for it, then reports "busy"; waiting
@@ -132,14 +131,6 @@ function acquire(lock: PidLock, patient: boolean): boolean {
   }
 }
 
-function ignoreNotFound(action: () => void): void {
-  try {
-    action();
-  } catch (error) {
-    if (!(error instanceof NotFoundError)) throw error;
-  }
-}
-
 /**
  * The shared state of one mailbox or one direction of a link, as seen by one handle.
  * Public classes wrap it; `onPublish` lets a direct endpoint learn of each send.
@@ -160,18 +151,12 @@ export class MailboxStore {
   readonly #takenWaiting: FutexFlag;
   readonly #sendLockWaiting: FutexFlag;
   readonly #receiveLockWaiting: FutexFlag;
-  readonly #segments = new Map<number, MessageRing>();
-  #record: Uint8Array;
-  #recordNameLength = 0;
-  #lastName: Uint8Array = new Uint8Array(0);
-  #lastNameText: string | undefined;
-  #lastSender: MessageSender = { pid: 0, name: undefined };
+  readonly #chain: SegmentChain;
+  readonly #records: RecordCodec;
   #takenSeen = 0;
   #sentWhenSeen = 0;
+  #emptyLooks = 0; // empty looks since this handle last took a record
   #takenRead = false;
-  #prepared: Uint8Array | undefined;
-  #lastSegmentIndex = NaN;
-  #lastSegment: MessageRing | undefined;
   readonly #sendTurns = new Turns();
   /** Called after every message this handle publishes. */
   onPublish: (() => void) | undefined;
@@ -194,13 +179,24 @@ export class MailboxStore {
     this.#takenWaiting = flag(I_TAKEN_WAITING);
     this.#sendLockWaiting = flag(I_SEND_LOCK_WAITING);
     this.#receiveLockWaiting = flag(I_RECEIVE_LOCK_WAITING);
+    this.#chain = new SegmentChain({
+      words,
+      readSegment: I_READ_SEGMENT,
+      writeSegment: I_WRITE_SEGMENT,
+      storeName: control.name,
+      token: words[I_TOKEN],
+      segmentBytes: words[I_SEGMENT_BYTES],
+      mode: words[I_MODE],
+      unbounded: this.#capacity === UNBOUNDED,
+      what: this.#what,
+      label: this.#label,
+      throwIfDeleted: (operation) => this.#throwIfDeleted(operation),
+    });
     this.#lifetime = new Lifetime(() => {
-      for (const ring of this.#segments.values()) ring.close();
-      this.#segments.clear();
+      this.#chain.close();
       control.close();
     });
-    this.#record = new Uint8Array(RECORD_HEADER + senderName.length + 64);
-    this.#setSender(senderName);
+    this.#records = new RecordCodec(senderName, this.#maxMessage, this.#what, this.#label);
   }
 
   /** Creates the store exclusively (`AlreadyExistsError` when the name is taken). */
@@ -327,33 +323,7 @@ export class MailboxStore {
   /** Checks a message and builds its record; throws before touching shared state. */
   prepare(message: unknown, operation = "send"): Uint8Array {
     this.#assertOpen(operation);
-    let bytes: Uint8Array;
-    if (typeof message === "string") bytes = encoder.encode(message);
-    else if (message instanceof Uint8Array) bytes = message;
-    else throw new TypeError(`Invalid message: expected a Uint8Array or a string`);
-    if (bytes.length > this.#maxMessage) {
-      throw new RangeError(
-        `Message of ${bytes.length} bytes does not fit ${this.#what} "${this.#label}": ` +
-          `the largest is ${this.#maxMessage} bytes (maxMessageSize)`,
-      );
-    }
-    const headerLength = RECORD_HEADER + this.#recordNameLength;
-    const length = headerLength + bytes.length;
-    if (this.#record.length < length) {
-      const grown = new Uint8Array(Math.max(length, this.#record.length * 2));
-      grown.set(this.#record.subarray(0, headerLength));
-      this.#record = grown;
-    }
-    const record = this.#record;
-    if (bytes.length <= 64) {
-      for (let i = 0; i < bytes.length; i++) record[headerLength + i] = bytes[i];
-    } else {
-      record.set(bytes, headerLength);
-    }
-    if (this.#prepared?.buffer !== record.buffer || this.#prepared.length !== length) {
-      this.#prepared = record.subarray(0, length);
-    }
-    return this.#prepared;
+    return this.#records.prepare(message);
   }
 
   /** Sends a prepared record if there is room now. */
@@ -544,21 +514,9 @@ export class MailboxStore {
     ignoreNotFound(() => SharedMemory.unlink(name));
     const first = Atomics.load(words, I_READ_SEGMENT);
     const last = Atomics.load(words, I_WRITE_SEGMENT);
-    const span = (last - first) | 0;
-    const token = words[I_TOKEN];
-    for (let n = 0; n <= Math.min(span, MAX_CHAIN); n++) {
-      ignoreNotFound(() => MessageRing.unlink(segmentName(name, token, (first + n) | 0)));
+    if (!unlinkSegments(name, words[I_TOKEN], first, last)) {
+      throw this.#chain.corrupt(first, last);
     }
-    if (span < 0 || span > MAX_CHAIN) throw this.#corruptChain(first, last);
-  }
-
-  #corruptChain(first: number, last: number): CorruptedError {
-    return CorruptedError.of(
-      this.#what,
-      this.#label,
-      "segment indices",
-      `read ${first}, write ${last}: more than ${MAX_CHAIN} segments apart or reversed`,
-    );
   }
 
   /** Releases this handle. Idempotent. */
@@ -573,19 +531,6 @@ export class MailboxStore {
     } finally {
       this.close();
     }
-  }
-
-  #setSender(name: Uint8Array): void {
-    const record = new Uint8Array(Math.max(this.#record.length, RECORD_HEADER + name.length + 64));
-    const pid = currentPid();
-    record[0] = pid & 0xff;
-    record[1] = (pid >>> 8) & 0xff;
-    record[2] = (pid >>> 16) & 0xff;
-    record[3] = pid >>> 24;
-    record[RECORD_NAME_LENGTH] = name.length;
-    record.set(name, RECORD_HEADER);
-    this.#record = record;
-    this.#recordNameLength = name.length;
   }
 
   #assertOpen(operation: string): void {
@@ -625,39 +570,6 @@ export class MailboxStore {
 
   #sendPending(): boolean {
     return Atomics.load(this.#words, I_SEND_INTENT) !== Atomics.load(this.#words, I_SENT);
-  }
-
-  #segmentName(index: number): string {
-    return segmentName(this.#control.name, this.#words[I_TOKEN], index);
-  }
-
-  // Closes this handle's segments that receivers have moved past (drained, unlinked).
-  #releaseDrainedSegments(): void {
-    const readSegment = Atomics.load(this.#words, I_READ_SEGMENT);
-    for (const [k, old] of this.#segments) {
-      if (((k - readSegment) | 0) < 0) {
-        old.close();
-        this.#segments.delete(k);
-      }
-    }
-  }
-
-  #segment(index: number): MessageRing {
-    if (index === this.#lastSegmentIndex && !this.#lastSegment!.closed) return this.#lastSegment!;
-    let ring = this.#segments.get(index);
-    if (ring === undefined) {
-      ring = MessageRing.open({ name: this.#segmentName(index) });
-      this.#segments.set(index, ring);
-      this.#releaseDrainedSegments();
-      // Released at once: the index is behind the read segment, which only an index
-      // another process wrote over can be.
-      if (ring.closed) {
-        throw this.#corruptChain(Atomics.load(this.#words, I_READ_SEGMENT), index);
-      }
-    }
-    this.#lastSegmentIndex = index;
-    this.#lastSegment = ring;
-    return ring;
   }
 
   // Under the send lock. TAKEN is on the receivers' cache line: it is re-read only when
@@ -703,7 +615,7 @@ export class MailboxStore {
     let published = true;
     if (acquire(this.#receiveLock, false)) {
       try {
-        if (this.#chainEmpty()) published = ((words[I_TAKEN] - intent) | 0) >= 0;
+        if (this.#chain.empty()) published = ((words[I_TAKEN] - intent) | 0) >= 0;
       } finally {
         this.#releaseReceive();
       }
@@ -712,24 +624,6 @@ export class MailboxStore {
     Atomics.store(words, I_SEND_INTENT, words[I_SENT]);
     this.#receiveWaiting.wake(); // the count changed
     this.#sendWaiting.wake();
-  }
-
-  // Under the receive lock: whether no record is left in any segment.
-  #chainEmpty(): boolean {
-    const words = this.#words;
-    const last = Atomics.load(words, I_WRITE_SEGMENT);
-    const first = words[I_READ_SEGMENT];
-    if (((last - first) | 0) < 0 || ((last - first) | 0) > MAX_CHAIN) {
-      throw this.#corruptChain(first, last);
-    }
-    for (let k = first; ((k - last) | 0) <= 0; k = (k + 1) | 0) {
-      try {
-        if (this.#segment(k).usedBytes !== 0) return false;
-      } catch (error) {
-        if (!(error instanceof NotFoundError)) throw error; // deleted, or never chained
-      }
-    }
-    return true;
   }
 
   // Publishes a record; returns its sequence number, or undefined when full or busy.
@@ -753,7 +647,7 @@ export class MailboxStore {
       }
       // Plain write: the ring's publishing store orders it before the record appears.
       words[I_SEND_INTENT] = sequence;
-      if (!this.#publish(record)) {
+      if (!this.#chain.publish(record)) {
         words[I_SEND_INTENT] = words[I_SENT];
         return undefined;
       }
@@ -773,51 +667,6 @@ export class MailboxStore {
     return sequence;
   }
 
-  // Under the send lock: puts a record in the current segment, chaining a new one when
-  // an unbounded mailbox's segment is full. False when there is no room.
-  #publish(record: Uint8Array): boolean {
-    const words = this.#words;
-    const current = words[I_WRITE_SEGMENT]; // written only under the send lock
-    if (this.#segment(current).trySend(record)) return true;
-    // Bounded rings are sized for `capacity` messages, so only an unbounded mailbox
-    // gets here: chain a new segment. A full /dev/shm makes this throw ENOSPC, and the
-    // message is not sent.
-    if (this.#capacity !== UNBOUNDED) return false;
-    const next = (current + 1) | 0;
-    if (((next - Atomics.load(words, I_READ_SEGMENT)) | 0) > MAX_CHAIN) {
-      throw new ErrnoError(ERRNO.ENOSPC, "send", {
-        objectName: this.#label,
-        message: `The ${this.#what} "${this.#label}" holds ${MAX_CHAIN} segments, its most: ` +
-          `nothing more can be queued until receivers catch up`,
-      });
-    }
-    const ring = this.#createSegment(next);
-    ring.trySend(record);
-    this.#segments.set(next, ring);
-    Atomics.store(words, I_WRITE_SEGMENT, next);
-    // delete() sets DELETED, then reads WRITE_SEGMENT: one of the two sides sees the
-    // other's store, so the new segment's name is removed either way.
-    if (Atomics.load(words, I_DELETED) !== 0) {
-      ignoreNotFound(() => MessageRing.unlink(this.#segmentName(next)));
-      this.#throwIfDeleted("send");
-    }
-    this.#releaseDrainedSegments(); // a handle that only sends would keep them all
-    return true;
-  }
-
-  #createSegment(index: number): MessageRing {
-    const name = this.#segmentName(index);
-    const options = ringOptions(name, this.#words[I_SEGMENT_BYTES], this.#words[I_MODE]);
-    try {
-      return MessageRing.create(options);
-    } catch (error) {
-      // Left over by a process that died between creating and chaining it.
-      if (!(error instanceof AlreadyExistsError)) throw error;
-      MessageRing.unlink(name);
-      return MessageRing.create(options);
-    }
-  }
-
   // `offer`: this receiver's zero-capacity offer, withdrawn here when it takes a
   // message, before TAKEN makes room for the next send.
   #attemptReceive(
@@ -831,14 +680,17 @@ export class MailboxStore {
     try {
       if (words[I_DELETED] !== 0) this.#throwIfDeleted("receive");
       while (true) {
-        record = this.#takeRecord();
+        record = this.#chain.take();
         if (record === undefined) {
           // Empty now. If SENT (read after this look) is ahead of TAKEN, a second look
           // that finds the chain still empty proves every record it counts was taken:
-          // by a receiver killed before counting its take.
+          // by a receiver killed before counting its take. SENT is on the senders'
+          // cache line: a receiver polling an empty mailbox reads it at its first empty
+          // look and then once every EMPTY_LOOKS_PER_REPAIR, not at every look.
+          if ((this.#emptyLooks++ & (EMPTY_LOOKS_PER_REPAIR - 1)) !== 0) break;
           const sent = Atomics.load(words, I_SENT);
           if (((sent - words[I_TAKEN]) | 0) <= 0) break;
-          record = this.#takeRecord();
+          record = this.#chain.take();
           if (record === undefined) {
             words[I_TAKEN] = sent;
             repaired = true;
@@ -846,6 +698,7 @@ export class MailboxStore {
           }
         }
         if (stepping) step("mailbox.receive.taken");
+        this.#emptyLooks = 0;
         const sequence = (record[RECORD_SEQUENCE] | (record[RECORD_SEQUENCE + 1] << 8) |
           (record[RECORD_SEQUENCE + 2] << 16) | (record[RECORD_SEQUENCE + 3] << 24)) | 0;
         const kept = this.#capacity !== 0 || this.#rendezvous.markTaken(sequence);
@@ -874,48 +727,7 @@ export class MailboxStore {
     }
     this.#sendWaiting.wake();
     if (this.#capacity === 0) this.#takenWaiting.wake();
-    return this.#unpack(record);
-  }
-
-  // Under the receive lock: the next record, moving on to the next segment when the
-  // current one is drained and a sender has moved on (it never writes there again).
-  #takeRecord(): Uint8Array | undefined {
-    const words = this.#words;
-    while (true) {
-      const current = words[I_READ_SEGMENT]; // written only under the receive lock
-      const ring = this.#segment(current);
-      const record = ring.tryReceive();
-      if (record) return record;
-      if (Atomics.load(words, I_WRITE_SEGMENT) === current) return undefined;
-      // The writer moved on after its last write here: one more look is definitive.
-      const last = ring.tryReceive();
-      if (last) return last;
-      Atomics.store(words, I_READ_SEGMENT, (current + 1) | 0);
-      this.#segments.delete(current);
-      ring.close();
-      ignoreNotFound(() => MessageRing.unlink(this.#segmentName(current)));
-    }
-  }
-
-  #unpack(record: Uint8Array): MailboxMessage {
-    const pid = (record[0] | (record[1] << 8) | (record[2] << 16) | (record[3] << 24)) >>> 0;
-    const nameLength = record[RECORD_NAME_LENGTH];
-    let name: string | undefined;
-    if (nameLength > 0) {
-      const last = this.#lastName;
-      let same = last.length === nameLength;
-      for (let i = 0; same && i < nameLength; i++) same = last[i] === record[RECORD_HEADER + i];
-      if (!same) {
-        this.#lastName = record.slice(RECORD_HEADER, RECORD_HEADER + nameLength);
-        this.#lastNameText = decoder.decode(this.#lastName);
-      }
-      name = this.#lastNameText;
-    }
-    let sender = this.#lastSender;
-    if (sender.pid !== pid || sender.name !== name) {
-      sender = this.#lastSender = Object.freeze({ pid, name });
-    }
-    return new MailboxMessage(record.subarray(RECORD_HEADER + nameLength), sender, this.#label);
+    return this.#records.unpack(record);
   }
 
   // Rendezvous only: takes back this handle's published message `sequence` if no
@@ -933,7 +745,7 @@ export class MailboxStore {
             // At capacity 0 at most one message is queued: still queued, it is this one.
             if (
               words[I_SENT] === sequence && ((words[I_TAKEN] - sequence) | 0) < 0 &&
-              this.#takeRecord() !== undefined
+              this.#chain.take() !== undefined
             ) {
               words[I_SENT] = (sequence - 1) | 0;
               words[I_SEND_INTENT] = words[I_SENT];
@@ -960,7 +772,7 @@ export class MailboxStore {
       let repaired = false;
       try {
         const sent = Atomics.load(words, I_SENT);
-        if (((sent - words[I_TAKEN]) | 0) > 0 && this.#chainEmpty()) {
+        if (((sent - words[I_TAKEN]) | 0) > 0 && this.#chain.empty()) {
           words[I_TAKEN] = sent;
           repaired = true;
         }
@@ -1028,19 +840,4 @@ export class MailboxStore {
       timedOutError: (ms) => timedOutError(operation, this.#what, this.#label, ms),
     };
   }
-}
-
-// Single-producer, single-consumer rings: the mailbox's own locks let one sender and
-// one receiver in at a time. (Different handles take turns; a ring handle trusts its
-// cached positions only while no other handle has moved its side since.)
-function ringOptions(name: string, capacity: number, mode: number) {
-  return { name, capacity, mode, producers: 0 };
-}
-
-/**
- * The name of segment `index` of the store `name`. The store's random token keeps it
- * apart from any other object's name (a user's "/jobs.1" is never a segment of "/jobs").
- */
-function segmentName(name: string, token: number, index: number): string {
-  return `${name}.${(token >>> 0).toString(16).padStart(8, "0")}.${index >>> 0}`;
 }

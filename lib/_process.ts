@@ -180,6 +180,9 @@ export function tokenAlive(value: bigint): boolean {
   return processAlive(processId, start);
 }
 
+/** How long a lock holder found alive is not looked up again, in milliseconds. */
+export const HOLDER_RECHECK_MS = 5;
+
 /**
  * A lock word in shared memory holding its owner's process token (0 when free): a 64-bit
  * word, so the pid and start time are taken and released in one atomic step. It is taken
@@ -190,6 +193,8 @@ export function tokenAlive(value: bigint): boolean {
 export class PidLock {
   readonly #words: BigInt64Array;
   readonly #index: number;
+  #aliveHolder = 0n;
+  #aliveCheckedAt = 0;
 
   /** The lock is `words[index]`, a 64-bit word. */
   constructor(words: BigInt64Array, index: number) {
@@ -217,10 +222,24 @@ export class PidLock {
     return tokenParts(Atomics.load(this.#words, this.#index)).pid;
   }
 
-  /** Frees the lock if its holder is dead; returns whether it did. */
+  /**
+   * Frees the lock if its holder is dead; returns whether it did. A holder found alive
+   * is taken for alive for {@link HOLDER_RECHECK_MS}: waiters call this at every park,
+   * and a busy peer holds the lock often, so reading /proc each time (several
+   * microseconds) would slow the very exchange being waited for.
+   */
   recoverFromDeadHolder(): boolean {
     const holder = Atomics.load(this.#words, this.#index);
-    if (holder === 0n || holder === currentProcessToken() || tokenAlive(holder)) return false;
+    if (holder === 0n || holder === currentProcessToken()) return false;
+    const now = performance.now();
+    if (holder === this.#aliveHolder && now - this.#aliveCheckedAt < HOLDER_RECHECK_MS) {
+      return false;
+    }
+    if (tokenAlive(holder)) {
+      this.#aliveHolder = holder;
+      this.#aliveCheckedAt = now;
+      return false;
+    }
     return Atomics.compareExchange(this.#words, this.#index, holder, 0n) === holder;
   }
 }

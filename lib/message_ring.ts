@@ -77,10 +77,13 @@ const SLOT_FREE = 0n;
 const SLOT_ENDED = -1n;
 const MAX_PRODUCERS = 4096;
 // A receiver that finds the ring empty looks at a few producer slots (round-robin) every
-// so many empty attempts, and whenever it is about to sleep: the work per look is bounded,
-// and looking costs nothing on the path that finds messages.
+// so many empty attempts, and whenever it is about to sleep, but at most once per
+// PRODUCER_LOOK_MS: the work per look is bounded, looking costs nothing on the path that
+// finds messages, and a receiver that waits for every message (a round trip) does not
+// read /proc for every one of them.
 const EMPTY_ATTEMPTS_PER_LOOK = 256;
 const SLOTS_PER_LOOK = 16;
+const PRODUCER_LOOK_MS = 5;
 
 function slotTableBytes(producers: number): number {
   return Math.ceil((producers * 8) / 64) * 64;
@@ -208,6 +211,7 @@ export class MessageRing extends Channel {
   #cachedHead = 0;
   #slot = -1; // this handle's producer slot, once it sent or ended
   #emptyAttempts = 0;
+  #lastProducerLook = -Infinity;
   #nextSlot = 0; // where the next look for dead producers starts
   #ended = false;
 
@@ -530,6 +534,9 @@ export class MessageRing extends Channel {
   // per call, round-robin (each costs a /proc read), so a call's work is bounded whatever
   // the number of producers.
   #endDeadProducers(): void {
+    const now = performance.now();
+    if (now - this.#lastProducerLook < PRODUCER_LOOK_MS) return;
+    this.#lastProducerLook = now;
     const slots = this.#slots;
     const count = Math.min(SLOTS_PER_LOOK, slots.length);
     for (let n = 0; n < count; n++) {

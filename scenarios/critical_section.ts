@@ -5,13 +5,16 @@
 //
 //   deno run -A --unstable-net scenarios/critical_section.ts
 import { Mutex, NamedSemaphore, SharedMemory } from "../mod.ts";
-import { scenarioArgs, spawnRole, trace } from "./_common.ts";
+import { scenarioArgs, spawnRole, trace, traceEvent } from "./_common.ts";
 
 const PROCESSES = 4;
 const UNLOCKED_INCREMENTS = 200_000;
 const LOCKED_INCREMENTS = 5_000;
 
 const { role, values } = scenarioArgs();
+const COUNTER = "counter (shm)";
+const MUTEX = "mutex (semaphore)";
+const START = "start (semaphore)";
 
 if (role === "worker") {
   using shm = SharedMemory.open({ name: values.shm });
@@ -19,8 +22,10 @@ if (role === "worker") {
   using start = NamedSemaphore.open({ name: values.start });
   const counter = shm.view(Int32Array, 0, 1);
   const increments = Number(values.increments);
+  const me = `worker ${values.index}`;
   ready.post();
   await start.wait({ timeout: 30_000 });
+  traceEvent(me, "receive", { object: START, label: "go" });
   if (values.lock) {
     using mutex = Mutex.open({ name: values.lock });
     for (let i = 0; i < increments; i++) {
@@ -34,15 +39,20 @@ if (role === "worker") {
       counter[0] = value + 1;
     }
   }
-  trace(
-    `worker ${values.index}`,
-    `did ${increments} increments${values.lock ? " under the lock" : ""}`,
-  );
+  traceEvent(me, "summary", {
+    object: values.lock ? MUTEX : COUNTER,
+    count: increments,
+    label: values.lock ? "lock; counter = counter + 1; unlock" : "counter = counter + 1",
+    text: `did ${increments} increments${values.lock ? " under the lock" : ""}`,
+  });
 } else {
   using shm = SharedMemory.create({ size: 4 });
   using ready = NamedSemaphore.create();
   using start = NamedSemaphore.create();
   using mutex = Mutex.create();
+  traceEvent("main", "create", { object: COUNTER, label: "4 bytes" });
+  traceEvent("main", "create", { object: START, label: "sem_open" });
+  traceEvent("main", "create", { object: MUTEX, label: "sem_open, value 1" });
   try {
     for (const locked of [false, true]) {
       const increments = locked ? LOCKED_INCREMENTS : UNLOCKED_INCREMENTS;
@@ -69,6 +79,9 @@ if (role === "worker") {
       try {
         for (let i = 0; i < PROCESSES; i++) await ready.wait({ timeout: 30_000 });
         for (let i = 0; i < PROCESSES; i++) start.post(); // all start together
+        for (let i = 0; i < PROCESSES; i++) {
+          traceEvent("main", "send", { object: START, label: "go" });
+        }
       } catch (error) {
         for (const worker of workers) worker.kill();
         throw error;
@@ -86,5 +99,6 @@ if (role === "worker") {
     ready.unlink();
     start.unlink();
     mutex.unlink();
+    for (const object of [COUNTER, START, MUTEX]) traceEvent("main", "unlink", { object });
   }
 }

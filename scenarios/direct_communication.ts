@@ -6,26 +6,44 @@
 //
 //   deno run -A --unstable-net scenarios/direct_communication.ts
 import { DirectEndpoint } from "../mod.ts";
-import { runRole, scenarioArgs, trace } from "./_common.ts";
+import { runRole, scenarioArgs, trace, traceEvent } from "./_common.ts";
 
 const { role, values } = scenarioArgs();
 const namespace = values.namespace;
 const TIMEOUT = { timeout: 10_000 };
+/** The lifeline of the link between two processes (one per pair, set up on first use). */
+const link = (a: string, b: string) => `link ${[a, b].sort().join("-")}`;
 
 if (role === "P") {
   using p = DirectEndpoint.open({ name: "P", namespace });
   for (let i = 1; i <= 2; i++) {
     await p.send("Q", `question ${i}`, TIMEOUT);
-    trace("P", `send(Q, "question ${i}")`);
+    traceEvent("P", "send", {
+      object: link("P", "Q"),
+      label: `question ${i}`,
+      text: `send(Q, "question ${i}")`,
+    });
     const reply = await p.receiveFrom("Q", TIMEOUT);
-    trace("P", `receive(Q) -> "${reply.text()}"`);
+    traceEvent("P", "receive", {
+      object: link("P", "Q"),
+      label: reply.text(),
+      text: `receive(Q) -> "${reply.text()}"`,
+    });
   }
 } else if (role === "R") {
   using r = DirectEndpoint.open({ name: "R", namespace });
   await r.send("Q", "hello from R", TIMEOUT);
-  trace("R", `send(Q, "hello from R")`);
+  traceEvent("R", "send", {
+    object: link("Q", "R"),
+    label: "hello from R",
+    text: `send(Q, "hello from R")`,
+  });
   const reply = await r.receiveFrom("Q", TIMEOUT);
-  trace("R", `receive(Q) -> "${reply.text()}"`);
+  traceEvent("R", "receive", {
+    object: link("Q", "R"),
+    label: reply.text(),
+    text: `receive(Q) -> "${reply.text()}"`,
+  });
   const stolen = r.tryReceiveFrom("P");
   trace("R", `receive(P) without waiting -> ${stolen?.text() ?? "nothing: P's messages go to Q"}`);
 } else if (role === "Q") {
@@ -33,9 +51,18 @@ if (role === "P") {
   for (let served = 0; served < 3; served++) {
     const message = await q.receive(TIMEOUT);
     const from = message.sender.name!;
-    trace("Q", `receive() from anyone -> "${message.text()}" from ${from}`);
-    await q.send(from, `answer to "${message.text()}"`, TIMEOUT);
-    trace("Q", `send(${from}, answer)`);
+    traceEvent("Q", "receive", {
+      object: link("Q", from),
+      label: message.text(),
+      text: `receive() from anyone -> "${message.text()}" from ${from}`,
+    });
+    const answer = `answer to "${message.text()}"`;
+    await q.send(from, answer, TIMEOUT);
+    traceEvent("Q", "send", {
+      object: link("Q", from),
+      label: answer,
+      text: `send(${from}, answer)`,
+    });
   }
   trace("Q", `links: ${q.peers.map((peer) => `Q-${peer}`).join(", ")}`);
 } else {

@@ -5,12 +5,13 @@
 //
 //   deno run -A --unstable-net scenarios/fifo_client_server.ts
 import { Fifo } from "../mod.ts";
-import { scenarioArgs, spawnRole, trace } from "./_common.ts";
+import { scenarioArgs, spawnRole, trace, traceEvent } from "./_common.ts";
 
 const CLIENTS = 3;
 const { role, values } = scenarioArgs();
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+const SERVER_FIFO = "server.fifo";
 
 if (role === "server") {
   const path = values.fifo;
@@ -33,34 +34,52 @@ if (role === "server") {
       const [client, replyPath, ...words] = pending.slice(0, end).split(" ");
       pending = pending.slice(end + 1);
       const text = words.join(" ");
-      trace("server", `request from ${client}: "${text}"`);
+      traceEvent("server", "receive", {
+        object: SERVER_FIFO,
+        label: text,
+        text: `request from ${client}: "${text}"`,
+      });
       using reply = await Fifo.openWriter(replyPath, { timeout: 10_000 });
-      await reply.write(encoder.encode(`${text.toUpperCase()} (served by ${Deno.pid})`));
+      const answer = `${text.toUpperCase()} (served by ${Deno.pid})`;
+      await reply.write(encoder.encode(answer));
+      traceEvent("server", "send", { object: replyPath.split("/").pop()!, label: answer });
       served++;
     }
   }
   trace("server", `served ${served} clients; exiting`);
 } else if (role === "client") {
   const replyPath = `${values.dir}/reply-${Deno.pid}.fifo`;
+  const me = `client ${values.index}`;
+  const replyFifo = replyPath.split("/").pop()!;
   Fifo.create(replyPath);
+  traceEvent(me, "create", { object: replyFifo, label: "mkfifo" });
   try {
     using server = await Fifo.openWriter(values.fifo, { timeout: 10_000 });
     const request = `client-${values.index} ${replyPath} hello from client ${values.index}\n`;
     await server.write(encoder.encode(request));
-    trace(`client ${values.index}`, `sent a request; waiting on ${replyPath.split("/").pop()}`);
+    traceEvent(me, "send", {
+      object: SERVER_FIFO,
+      label: `hello from client ${values.index}`,
+      text: `sent a request; waiting on ${replyFifo}`,
+    });
     using reply = await Fifo.openReader(replyPath, { timeout: 10_000 });
     let text = "";
     for await (const chunk of reply.readable()) text += decoder.decode(chunk);
-    trace(`client ${values.index}`, `reply: "${text}"`);
+    traceEvent(me, "receive", { object: replyFifo, label: text, text: `reply: "${text}"` });
   } finally {
     Fifo.unlink(replyPath);
+    traceEvent(me, "unlink", { object: replyFifo });
   }
 } else {
   const dir = Deno.makeTempDirSync({ prefix: "deno-ipc-fifo-" });
   const fifo = `${dir}/server.fifo`;
   try {
     Fifo.create(fifo);
-    trace("main", `mkfifo ${fifo} (mode 0600)`);
+    traceEvent("main", "create", {
+      object: SERVER_FIFO,
+      label: "mkfifo",
+      text: `mkfifo ${fifo} (mode 0600)`,
+    });
     const server = spawnRole(import.meta.url, "server", { fifo });
     const clients = Array.from(
       { length: CLIENTS },
@@ -70,5 +89,6 @@ if (role === "server") {
     if (statuses.some((status) => status.code !== 0)) throw new Error("a process failed");
   } finally {
     Deno.removeSync(dir, { recursive: true });
+    traceEvent("main", "unlink", { object: SERVER_FIFO });
   }
 }

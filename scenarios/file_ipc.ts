@@ -8,12 +8,14 @@
 //
 //   deno run -A --unstable-net scenarios/file_ipc.ts
 import { FileLog, MappedFile } from "../mod.ts";
-import { runRole, scenarioArgs, spawnRole, trace } from "./_common.ts";
+import { runRole, scenarioArgs, spawnRole, trace, traceEvent } from "./_common.ts";
 
 const { role, values } = scenarioArgs();
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const RECORDS_PER_PRODUCER = 4;
+const LOG = "log (files)";
+const MAPPED = "mapped file";
 
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across processes. */
 function now(): number {
@@ -29,7 +31,11 @@ if (role === "producer") {
       encoder.encode(JSON.stringify({ text, pid: Deno.pid, sentAt: now() })),
       { timeout: 5000 },
     );
-    trace(values.name, `appended "${text}" as record ${sequence} (lock, write, unlock)`);
+    traceEvent(values.name, "send", {
+      object: LOG,
+      label: text,
+      text: `appended "${text}" as record ${sequence} (lock, write, unlock)`,
+    });
   }
 } else if (role === "map-writer") {
   using file = MappedFile.create(values.path, { size: 4096 });
@@ -37,19 +43,36 @@ if (role === "producer") {
   const bytes = encoder.encode(text);
   file.bytes.set(bytes, 4);
   file.view(Uint32Array, 0, 1)[0] = bytes.length;
-  trace("writer", `MappedFile.create: open(O_CREAT | O_EXCL), posix_fallocate(4096), mmap`);
-  trace("writer", `stored "${text}" through the mapping; exiting`);
+  traceEvent("writer", "create", {
+    object: MAPPED,
+    label: "open, posix_fallocate, mmap",
+    text: `MappedFile.create: open(O_CREAT | O_EXCL), posix_fallocate(4096), mmap`,
+  });
+  traceEvent("writer", "send", {
+    object: MAPPED,
+    label: text,
+    text: `stored "${text}" through the mapping; exiting`,
+  });
 } else if (role === "map-reader") {
   using file = MappedFile.open(values.path);
   const length = file.view(Uint32Array, 0, 1)[0];
   const text = decoder.decode(file.bytes.subarray(4, 4 + length));
-  trace("reader", `MappedFile.open: fstat says ${file.size} bytes; mmap; read "${text}"`);
+  traceEvent("reader", "open", { object: MAPPED, label: "open, fstat, mmap" });
+  traceEvent("reader", "receive", {
+    object: MAPPED,
+    label: text,
+    text: `MappedFile.open: fstat says ${file.size} bytes; mmap; read "${text}"`,
+  });
 } else {
   const directory = Deno.makeTempDirSync({ prefix: "deno-ipc-scenario-" });
   try {
     const path = `${directory}/log`;
     using log = FileLog.open(path);
-    trace("consumer", `FileLog.open("${path}"): a directory of segment files and a lock file`);
+    traceEvent("consumer", "create", {
+      object: LOG,
+      label: "FileLog.open",
+      text: `FileLog.open("${path}"): a directory of segment files and a lock file`,
+    });
     const latencies: Record<string, number[]> = {};
     for (const notify of ["inotify", "poll"] as const) {
       using reader = log.reader({ from: "end", notify, pollInterval: 10 });
@@ -68,12 +91,13 @@ if (role === "producer") {
         const latency = now() - JSON.parse(decoder.decode(record.data)).sentAt;
         const { text, pid } = JSON.parse(decoder.decode(record.data));
         samples.push(latency);
-        trace(
-          "consumer",
-          `record ${record.sequence}: "${text}" from pid ${pid}, delivered in ${
+        traceEvent("consumer", "receive", {
+          object: LOG,
+          label: text,
+          text: `record ${record.sequence}: "${text}" from pid ${pid}, delivered in ${
             latency.toFixed(2)
           } ms`,
-        );
+        });
       }
       for (const producer of producers) {
         if ((await producer.status).code !== 0) throw new Error("a producer failed");
@@ -94,5 +118,7 @@ if (role === "producer") {
     await runRole(import.meta.url, "map-reader", { path: mapped });
   } finally {
     Deno.removeSync(directory, { recursive: true });
+    traceEvent("main", "unlink", { object: LOG, label: "rm -r" });
+    traceEvent("main", "unlink", { object: MAPPED, label: "rm -r" });
   }
 }

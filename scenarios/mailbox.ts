@@ -6,7 +6,7 @@
 //
 //   deno run -A --unstable-net scenarios/mailbox.ts
 import { Mailbox } from "../mod.ts";
-import { runRole, scenarioArgs, trace } from "./_common.ts";
+import { runRole, scenarioArgs, trace, traceEvent } from "./_common.ts";
 
 const { role, values } = scenarioArgs();
 const TIMEOUT = { timeout: 10_000 };
@@ -16,31 +16,40 @@ if (role === "P1") {
   using b = Mailbox.open({ name: values.b, senderName: "P1" });
   for (const text of ["order #1", "order #2"]) {
     await a.send(text, TIMEOUT);
-    trace("P1", `send(A, "${text}")`);
+    traceEvent("P1", "send", { object: "mailbox A", label: text, text: `send(A, "${text}")` });
   }
-  await b.send("note for whoever shares B", TIMEOUT);
-  trace("P1", `send(B, "note for whoever shares B")`);
+  const note = "note for whoever shares B";
+  await b.send(note, TIMEOUT);
+  traceEvent("P1", "send", { object: "mailbox B", label: note, text: `send(B, "${note}")` });
 } else if (role === "P2") {
   using a = Mailbox.open({ name: values.a, senderName: "P2" });
   using b = Mailbox.open({ name: values.b, senderName: "P2" });
   await a.send("order #3", TIMEOUT);
-  trace("P2", `send(A, "order #3")`);
+  traceEvent("P2", "send", { object: "mailbox A", label: "order #3", text: `send(A, "order #3")` });
   const note = await b.receive(TIMEOUT);
-  trace("P2", `receive(B) -> "${note.text()}" from ${note.sender.name} (pid ${note.sender.pid})`);
+  traceEvent("P2", "receive", {
+    object: "mailbox B",
+    label: note.text(),
+    text: `receive(B) -> "${note.text()}" from ${note.sender.name} (pid ${note.sender.pid})`,
+  });
 } else if (role === "P3") {
   using a = Mailbox.open({ name: values.a, senderName: "P3" });
   for (let i = 0; i < 3; i++) {
     const message = await a.receive(TIMEOUT);
-    trace(
-      "P3",
-      `receive(A) -> "${message.text()}" from ${message.sender.name} (pid ${message.sender.pid})`,
-    );
+    traceEvent("P3", "receive", {
+      object: "mailbox A",
+      label: message.text(),
+      text: `receive(A) -> "${message.text()}" from ${message.sender.name} ` +
+        `(pid ${message.sender.pid})`,
+    });
   }
   trace("P3", `receive(A) without waiting -> ${a.tryReceive() ?? "null message (A is empty)"}`);
 } else {
   using a = Mailbox.create({ capacity: 4 });
   using b = Mailbox.create({ capacity: 4 });
   try {
+    traceEvent("main", "create", { object: "mailbox A", label: "capacity 4" });
+    traceEvent("main", "create", { object: "mailbox B", label: "capacity 4" });
     trace("main", `created mailbox A = ${a.name} (P1, P2, P3) and B = ${b.name} (P1, P2)`);
     const names = { a: a.name, b: b.name };
     await Promise.all(["P1", "P2", "P3"].map((name) => runRole(import.meta.url, name, names)));
@@ -49,5 +58,7 @@ if (role === "P1") {
   } finally {
     a.delete();
     b.delete();
+    traceEvent("main", "unlink", { object: "mailbox A", label: "delete" });
+    traceEvent("main", "unlink", { object: "mailbox B", label: "delete" });
   }
 }

@@ -5,7 +5,7 @@
 //
 //   deno run -A --unstable-net scenarios/rpc.ts
 import { marshal, Matchmaker, RpcClient, RpcServer, type SocketAddress } from "../mod.ts";
-import { scenarioArgs, spawnRole, trace } from "./_common.ts";
+import { scenarioArgs, spawnRole, trace, traceEvent } from "./_common.ts";
 
 const { role, values } = scenarioArgs();
 
@@ -54,7 +54,11 @@ if (role === "matchmaker") {
       trace("server", `${direction === "request" ? "<-" : "->"} ${bytes} bytes ${show(message)}`),
   });
   await server.registerWith(registry, "calculator");
-  trace("server", `registered "calculator" at ${show(server.address)}`);
+  traceEvent("server", "send", {
+    peer: "matchmaker",
+    label: `register "calculator"`,
+    text: `registered "calculator" at ${show(server.address)}`,
+  });
   await Deno.writeTextFile(values.ready, "ready");
   await new Promise<void>((resolve) => Deno.addSignalListener("SIGTERM", () => resolve()));
 } else if (role === "client") {
@@ -63,24 +67,36 @@ if (role === "matchmaker") {
     registry,
     callTimeout: 10_000,
   });
-  trace(who, `found "calculator" through the matchmaker`);
+  traceEvent(who, "send", {
+    peer: "matchmaker",
+    label: `look up "calculator"`,
+    text: `found "calculator" through the matchmaker`,
+  });
+  traceEvent(who, "receive", { peer: "matchmaker", label: "the server's address" });
   const a = Number(values.index) * 10;
   const request = [0, 1, "add", [a, 5]];
   trace(who, `add(${a}, 5): request marshalled as ${hex(marshal(request))}`);
-  trace(who, `add(${a}, 5) = ${await client.stub.add(a, 5)}`);
-  trace(
-    who,
-    `checksum(<1000 bytes>) = ${await client.stub.checksum(new Uint8Array(1000).fill(7))}`,
-  );
+  traceEvent(who, "send", { peer: "server", label: `call add(${a}, 5)` });
+  const sum = await client.stub.add(a, 5);
+  traceEvent(who, "receive", { peer: "server", label: `= ${sum}`, text: `add(${a}, 5) = ${sum}` });
+  traceEvent(who, "send", { peer: "server", label: "call checksum(<1000 bytes>)" });
+  const checksum = await client.stub.checksum(new Uint8Array(1000).fill(7));
+  traceEvent(who, "receive", {
+    peer: "server",
+    label: `= ${checksum}`,
+    text: `checksum(<1000 bytes>) = ${checksum}`,
+  });
+  traceEvent(who, "send", { peer: "server", label: `call divide(${a}, 0)` });
   try {
     await client.stub.divide(a, 0);
   } catch (error) {
-    trace(
-      who,
-      `divide(${a}, 0) threw ${(error as Error).name}: remote ${
+    traceEvent(who, "receive", {
+      peer: "server",
+      label: `error: ${(error as Error).message}`,
+      text: `divide(${a}, 0) threw ${(error as Error).name}: remote ${
         show((error as { remoteName: string }).remoteName)
       }, "${(error as Error).message}"`,
-    );
+    });
   }
 } else {
   const directory = await Deno.makeTempDir({ prefix: "deno-ipc-rpc-" });

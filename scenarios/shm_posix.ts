@@ -6,13 +6,18 @@
 //
 //   deno run -A --unstable-net scenarios/shm_posix.ts
 import { NotFoundError, SharedMemory } from "../mod.ts";
-import { runRole, scenarioArgs, trace } from "./_common.ts";
+import { runRole, scenarioArgs, trace, traceEvent } from "./_common.ts";
 
 const SIZE = 4096;
 const { role, values } = scenarioArgs();
+const SHM = `shared memory ${values.name ?? ""}`;
 
 if (role === "producer") {
-  trace(role, `shm_open("${values.name}", O_CREAT | O_EXCL | O_RDWR, 0600)`);
+  traceEvent(role, "create", {
+    object: SHM,
+    label: "shm_open(O_CREAT | O_EXCL)",
+    text: `shm_open("${values.name}", O_CREAT | O_EXCL | O_RDWR, 0600)`,
+  });
   trace(role, `posix_fallocate(fd, 0, ${SIZE}): sizes it like ftruncate, and reserves the memory`);
   trace(role, `mmap(0, ${SIZE}, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)`);
   using shm = SharedMemory.create({ name: values.name, size: SIZE });
@@ -20,7 +25,11 @@ if (role === "producer") {
   let offset = 0;
   for (const message of ["Hello", "World!"]) {
     const { written } = encoder.encodeInto(message, shm.bytes.subarray(offset));
-    trace(role, `wrote "${message}" at offset ${offset} (ptr += ${written})`);
+    traceEvent(role, "send", {
+      object: SHM,
+      label: `"${message}" at offset ${offset}`,
+      text: `wrote "${message}" at offset ${offset} (ptr += ${written})`,
+    });
     offset += written;
   }
   shm.bytes[offset] = 0; // NUL-terminated, as sprintf leaves it
@@ -28,12 +37,20 @@ if (role === "producer") {
   trace(role, "munmap: closed its mapping; the object stays for the consumer");
 } else if (role === "consumer") {
   using shm = SharedMemory.open({ name: values.name });
-  trace(role, `shm_open("${values.name}", O_RDWR); fstat: ${shm.size} bytes; mmap(MAP_SHARED)`);
+  traceEvent(role, "open", {
+    object: SHM,
+    label: "shm_open, fstat, mmap",
+    text: `shm_open("${values.name}", O_RDWR); fstat: ${shm.size} bytes; mmap(MAP_SHARED)`,
+  });
   const end = shm.bytes.indexOf(0);
   const text = new TextDecoder().decode(shm.bytes.subarray(0, end));
-  trace(role, `read "${text}"`);
+  traceEvent(role, "receive", { object: SHM, label: `"${text}"`, text: `read "${text}"` });
   shm.unlink();
-  trace(role, `shm_unlink("${values.name}")`);
+  traceEvent(role, "unlink", {
+    object: SHM,
+    label: "shm_unlink",
+    text: `shm_unlink("${values.name}")`,
+  });
 } else {
   const name = `/OS-${Deno.pid}`;
   trace("main", `POSIX shared memory: producer and consumer are separate processes`);

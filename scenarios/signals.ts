@@ -6,11 +6,12 @@
 //
 //   deno run -A --unstable-net scenarios/signals.ts
 import { defaultAction, Doorbell, sendSignal, SharedMemory, waitForSignal } from "../mod.ts";
-import { scenarioArgs, spawnRole, trace } from "./_common.ts";
+import { scenarioArgs, spawnRole, trace, traceEvent } from "./_common.ts";
 
 const JOBS = 12;
 const SLOT = 32;
 const { role, values } = scenarioArgs();
+const JOBS_SHM = "jobs (shm)";
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 if (role === "worker") {
@@ -26,6 +27,7 @@ if (role === "worker") {
       const slot = jobs.bytes.subarray(done * SLOT, (done + 1) * SLOT);
       texts.push(decoder.decode(slot.subarray(0, slot.indexOf(0))));
     }
+    for (const text of texts) traceEvent(role, "receive", { object: JOBS_SHM, label: text });
     trace(role, `ring ${rings}: ${events} new job(s): ${texts.join(", ")}`);
   });
   const stop = waitForSignal("SIGTERM");
@@ -38,32 +40,44 @@ if (role === "worker") {
 } else {
   using jobs = SharedMemory.create({ size: JOBS * SLOT });
   using bell = Doorbell.create(); // rings with SIGUSR2 (SIGUSR1 starts Deno's debugger)
+  traceEvent("main", "create", { object: JOBS_SHM, label: `${JOBS} slots` });
   try {
     const worker = spawnRole(import.meta.url, "worker", { bell: bell.name, jobs: jobs.name });
     while (bell.receiver === 0) await sleep(5); // ring only once it listens
     const encoder = new TextEncoder();
     for (let i = 0; i < JOBS; i++) {
       encoder.encodeInto(`job ${i + 1}`, jobs.bytes.subarray(i * SLOT, (i + 1) * SLOT));
+      traceEvent("main", "send", { object: JOBS_SHM, label: `job ${i + 1}` });
+      traceEvent("main", "signal", { peer: "worker", label: "SIGUSR2 (doorbell)" });
       bell.ring(); // bump the counter in shared memory, then kill(worker, SIGUSR2)
       if (i % 4 === 3) await sleep(20); // bursts of four: rings in a burst coalesce
     }
     trace("main", `rang ${JOBS} times in bursts of 4`);
     while (bell.rung !== JOBS || bell.receiver === 0) await sleep(5);
     await sleep(50);
-    trace("main", `kill(${worker.pid}, SIGTERM): it listens, so it decides what happens`);
+    traceEvent("main", "signal", {
+      peer: "worker",
+      label: "SIGTERM",
+      text: `kill(${worker.pid}, SIGTERM): it listens, so it decides what happens`,
+    });
     sendSignal(worker.pid, "SIGTERM");
     const first = await worker.status;
     trace("main", `worker 1 exited with code ${first.code} (signal: ${first.signal ?? "none"})`);
 
     const plain = spawnRole(import.meta.url, "plain-worker");
     await sleep(300);
-    trace("main", `kill(${plain.pid}, SIGTERM): default action is "${defaultAction("SIGTERM")}"`);
+    traceEvent("main", "signal", {
+      peer: "worker 2",
+      label: "SIGTERM",
+      text: `kill(${plain.pid}, SIGTERM): default action is "${defaultAction("SIGTERM")}"`,
+    });
     sendSignal(plain.pid, "SIGTERM");
     const second = await plain.status;
     trace("main", `worker 2 exited with code ${second.code}, killed by ${second.signal}`);
     if (first.code !== 0 || second.signal !== "SIGTERM") throw new Error("unexpected outcome");
   } finally {
     jobs.unlink();
+    traceEvent("main", "unlink", { object: JOBS_SHM });
     bell.unlink();
   }
 }

@@ -5,7 +5,7 @@
 //
 //   deno run -A --unstable-net scenarios/socket_echo.ts
 import { FramedConnection, FramedServer, type SocketAddress } from "../mod.ts";
-import { runRole, scenarioArgs, trace } from "./_common.ts";
+import { runRole, scenarioArgs, trace, traceEvent } from "./_common.ts";
 
 const { role, values } = scenarioArgs();
 const decoder = new TextDecoder();
@@ -15,8 +15,14 @@ if (role === "server") {
   using unix = FramedServer.listen({ transport: "unix", path: values.path });
   const echo = async (connection: FramedConnection, via: string) => {
     for await (const message of connection) {
-      trace("server", `${via}: echo ${message.length}-byte frame "${decoder.decode(message)}"`);
+      const text = decoder.decode(message);
+      traceEvent("server", "receive", {
+        object: `${via} socket`,
+        label: text,
+        text: `${via}: echo ${message.length}-byte frame "${text}"`,
+      });
       await connection.send(message);
+      traceEvent("server", "send", { object: `${via} socket`, label: `echo: ${text}` });
     }
     trace("server", `${via}: client closed its side`);
   };
@@ -35,13 +41,17 @@ if (role === "server") {
 } else if (role === "client") {
   const address = JSON.parse(values.address) as SocketAddress;
   using connection = await FramedConnection.connect(address, { timeout: 10_000 });
-  for (const word of ["hello", `from client ${values.index}`]) {
+  const me = `client ${values.index}`;
+  const socket = `${address.transport} socket`;
+  for (const word of [`hello ${values.index}`, `from client ${values.index}`]) {
     await connection.send(word);
-    const echoed = await connection.receive({ timeout: 10_000 });
-    trace(
-      `client ${values.index}`,
-      `${address.transport}: sent "${word}", got "${decoder.decode(echoed!)}"`,
-    );
+    traceEvent(me, "send", { object: socket, label: word });
+    const echoed = decoder.decode((await connection.receive({ timeout: 10_000 }))!);
+    traceEvent(me, "receive", {
+      object: socket,
+      label: `echo: ${echoed}`,
+      text: `${address.transport}: sent "${word}", got "${echoed}"`,
+    });
   }
   await connection.closeWrite();
 } else {

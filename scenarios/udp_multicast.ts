@@ -4,28 +4,36 @@
 //
 //   deno run -A --unstable-net scenarios/udp_multicast.ts
 import { DatagramSocket } from "../mod.ts";
-import { scenarioArgs, spawnRole, trace } from "./_common.ts";
+import { scenarioArgs, spawnRole, trace, traceEvent } from "./_common.ts";
 
 const { role, values } = scenarioArgs();
 const group = values.group;
 const port = Number(values.port);
 const NEWS = ["market opens", "price 42", "market closes"];
+const GROUP = "multicast group";
 
 if (role === "receiver") {
   using socket = await DatagramSocket.joinGroup({ group, port });
+  traceEvent(`receiver ${values.index}`, "open", { object: GROUP, label: `join ${group}` });
   await Deno.writeTextFile(values.ready, "+", { append: true }); // tells main: joined
   for (let i = 0; i < NEWS.length; i++) {
     const { data, from } = await socket.receive({ timeout: 10_000 });
-    trace(
-      `receiver ${values.index}`,
-      `got "${new TextDecoder().decode(data)}" from ${from.hostname}:${from.port}`,
-    );
+    const text = new TextDecoder().decode(data);
+    traceEvent(`receiver ${values.index}`, "receive", {
+      object: GROUP,
+      label: text,
+      text: `got "${text}" from ${from.hostname}:${from.port}`,
+    });
   }
 } else if (role === "sender") {
   using socket = await DatagramSocket.groupSender({ group, port });
   for (const text of NEWS) {
     await socket.send(text);
-    trace("sender", `sent "${text}" once, to group ${group}:${port}`);
+    traceEvent("sender", "send", {
+      object: GROUP,
+      label: text,
+      text: `sent "${text}" once, to group ${group}:${port}`,
+    });
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 } else {

@@ -14,8 +14,9 @@ function stepChild(
   env: Record<string, string> = {},
 ): Child {
   return new Child("step_child.ts", args, ["-A"], {
-    DENO_IPC_STEP: stepName,
-    DENO_IPC_STEP_SIGNAL: signal,
+    DENO_IPC_CRASH_AT: stepName,
+    DENO_IPC_CRASH_SIGNAL: signal === "SIGKILL" ? "KILL" : "STOP",
+    DENO_IPC_CRASH_ANNOUNCE: "1",
     ...env,
   });
 }
@@ -167,7 +168,7 @@ ipcTest(
         ["direct-send", namespace, "P", "Q", "from P"],
         "direct.register.claimed",
         "SIGSTOP",
-        { DENO_IPC_STEP_AT: "2" },
+        { DENO_IPC_CRASH_AFTER: "2" },
       );
       assert.equal(await child.line(), "stopped direct.register.claimed");
       await untilStopped(child.process.pid);

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import {
   currentProcessToken,
+  HOLDER_RECHECK_MS,
   PidLock,
   processAlive,
   processExists,
@@ -96,6 +97,18 @@ Deno.test("PidLock is taken over from a dead holder, a zombie or a reused pid, n
   const start = processStartTime(child.pid) ?? 0;
   await child.status;
   words[0] = processToken(child.pid, start);
+  assert.equal(lock.recoverFromDeadHolder(), true);
+
+  // A holder found alive that died since: looked up again once HOLDER_RECHECK_MS passed.
+  const sleeper = new Deno.Command("sleep", { args: ["30"] }).spawn();
+  try {
+    words[0] = processToken(sleeper.pid, processStartTime(sleeper.pid)!);
+    assert.equal(lock.recoverFromDeadHolder(), false);
+  } finally {
+    sleeper.kill("SIGKILL");
+    await sleeper.status;
+  }
+  await delay(HOLDER_RECHECK_MS + 1);
   assert.equal(lock.recoverFromDeadHolder(), true);
 
   // A zombie holder.

@@ -1,9 +1,6 @@
-// Child process that kills (SIGKILL) or stops (SIGSTOP) itself inside a protocol step, at
-// the Nth time it reaches the step named in DENO_IPC_STEP (lib/_steps.ts).
-//   DENO_IPC_STEP=mailbox.receive.taken   the step
-//   DENO_IPC_STEP_AT=N                    which occurrence (default 1)
-//   DENO_IPC_STEP_SIGNAL=SIGKILL|SIGSTOP  default SIGKILL; before SIGSTOP it prints
-//                                         "stopped STEP" (the parent waits for that line)
+// Child process for mailbox and direct-link crash tests: it kills (SIGKILL) or stops
+// (SIGSTOP) itself inside a protocol step, as tests/children/_crash.ts arranges from its
+// DENO_IPC_CRASH_* environment.
 // Actions:
 //   mailbox-send NAME TEXT...             sends each TEXT (send, 5 s timeout); prints "sent"
 //   mailbox-try-send NAME TEXT            trySend once; prints its result
@@ -11,29 +8,10 @@
 //   mailbox-receive NAME COUNT            receives COUNT messages (5 s timeout each); prints
 //                                         them as a JSON array of texts
 //   direct-send NAMESPACE NAME PEER TEXT  opens endpoint NAME, sends TEXT to PEER
+import "./_crash.ts";
 import { DirectEndpoint, Mailbox } from "../../mod.ts";
-import { libc } from "../../ffi/libc.ts";
-import { setStepHook } from "../../lib/_steps.ts";
 
-const SIGKILL = 9;
-const SIGSTOP = 19;
 const TIMEOUT = { timeout: 5000 };
-
-const target = Deno.env.get("DENO_IPC_STEP");
-const at = Number(Deno.env.get("DENO_IPC_STEP_AT") ?? "1");
-const signal = Deno.env.get("DENO_IPC_STEP_SIGNAL") ?? "SIGKILL";
-if (target !== undefined) {
-  let seen = 0;
-  setStepHook((name) => {
-    if (name !== target || ++seen !== at) return;
-    if (signal === "SIGSTOP") {
-      console.log(`stopped ${name}`);
-      libc().symbols.raise(SIGSTOP);
-    } else {
-      libc().symbols.raise(SIGKILL);
-    }
-  });
-}
 
 const [action, ...rest] = Deno.args;
 if (action === "mailbox-send") {
