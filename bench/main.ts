@@ -199,7 +199,9 @@ report.machine.loadAverageAfter = loadAverage();
 save();
 const noisy = report.results.filter((r) => r.ratio.noisy).length;
 console.log(
-  `\n${report.results.length} rows measured in ${report.seconds} s, ${noisy} of them noisy; load average ` +
+  `\n${report.results.length} row${
+    report.results.length === 1 ? "" : "s"
+  } measured in ${report.seconds} s, ${noisy} of them noisy; load average ` +
     `${report.machine.loadAverageAfter.join(" ")} after the run` +
     (values.json ? `; JSON in ${values.json}` : ""),
 );

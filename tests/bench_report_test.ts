@@ -321,7 +321,7 @@ ipcTest("bench run on a terminal: a progress line redrawn in place, then the row
     });
     await t.step("the row replaces the progress line, which is gone at the end", () => {
       assert.match(text, /<CR><ESC>\[2Kring 4 KiB one-way +deno +[\d,]+/);
-      const beforeSummary = text.slice(0, text.indexOf("1 rows measured in"));
+      const beforeSummary = text.slice(0, text.indexOf("1 row measured in"));
       assert.ok(
         beforeSummary.endsWith("<CR><ESC>[2K<CR>\n"),
         JSON.stringify(beforeSummary.slice(-80)),
