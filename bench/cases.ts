@@ -1,213 +1,299 @@
-// The benchmark cases: each runs the same workload as two real processes in Deno and
-// in the project's C program. Later transports add their cases here.
+// The benchmark cases: each runs the same workload as two real processes in Deno and in the
+// project's C program; comparisons pair the Deno programs of two cases. Later transports add
+// their cases (and comparisons) here.
+//
+// A case names its Deno program (in bench/) and its C program (bench/c/NAME.c) with their
+// arguments for `n` messages. The runner picks n: it starts from `count`, runs both sides as
+// a pilot (the warm-up, not counted), and scales n so that every repetition lasts about half
+// a second; both sides then run the same n. `step` keeps n a multiple of something.
 
 /** One workload, in Deno and in C. */
 export interface BenchCase {
-  /** Shown in the table. */
+  /** Shown in the table; comparisons refer to cases by it. */
   name: string;
-  /** Deno program (relative to bench/) and its arguments. */
-  deno: string[];
-  /** C source in bench/c/ (without .c) and its arguments. */
-  c: string[];
+  /** Messages (or round trips) of the first pilot run; the runner scales it. */
+  count: number;
+  /** The Deno program (relative to bench/) and its arguments, for `n` messages. */
+  deno: (n: number) => string[];
+  /** The C source in bench/c/ (without .c) and its arguments, for `n` messages. */
+  c: (n: number) => string[];
+  /** n is rounded up to a multiple of this (default 1). */
+  step?: number;
 }
 
-/** All cases; `quick` makes each one shorter (for smoke runs). */
-export function benchCases(quick: boolean): BenchCase[] {
-  const rounds = quick ? 2_000 : 20_000;
-  const total = quick ? 256 * 2 ** 20 : 4 * 2 ** 30;
-  const region = 64 * 2 ** 20;
-  const shmWrite = (chunk: number): BenchCase => ({
-    name: `shm write ${chunk / 1024} KiB (Uint8Array.set vs memcpy)`,
-    deno: ["shm_write.ts", `--total=${total}`, `--chunk=${chunk}`, `--region=${region}`],
-    c: ["shm_write", String(total), String(chunk), String(region)],
-  });
-  const ring = (size: number, count: number, capacity: number): BenchCase => ({
-    name: `ring ${size < 1024 ? `${size} B` : `${size / 1024} KiB`} one-way`,
-    deno: [
+/** Two cases whose Deno programs are paired against each other (ratio = a / b). */
+export interface BenchComparison {
+  name: string;
+  /** Name of the first case (the numerator). */
+  a: string;
+  /** Short label of a's side in the table (e.g. "mailbox"). */
+  aLabel: string;
+  /** Name of the second case (the denominator). */
+  b: string;
+  bLabel: string;
+}
+
+function label(size: number): string {
+  return size < 1024 ? `${size} B` : `${size / 1024} KiB`;
+}
+
+const RING = 2 ** 20;
+
+function ring(size: number, capacity = RING, allocate = false): BenchCase {
+  return {
+    name: `ring ${label(size)} one-way${allocate ? ", receive allocates" : ""}`,
+    count: size < 1024 ? 200_000 : 20_000,
+    deno: (n) => [
       "ring.ts",
       "--mode=throughput",
       `--size=${size}`,
-      `--count=${count}`,
+      `--count=${n}`,
       `--capacity=${capacity}`,
+      ...(allocate ? ["--allocate=true"] : []),
     ],
-    c: ["ring", "throughput", String(size), String(count), String(capacity)],
-  });
-  const scale = quick ? 10 : 1;
+    c: (n) => ["ring", "throughput", String(size), String(n), String(capacity)],
+  };
+}
+
+function shmWrite(chunk: number): BenchCase {
+  const region = 64 * 2 ** 20;
+  return {
+    name: `shm write ${chunk / 1024} KiB (Uint8Array.set vs memcpy)`,
+    count: (256 * 2 ** 20) / chunk,
+    deno: (n) => [
+      "shm_write.ts",
+      `--total=${n * chunk}`,
+      `--chunk=${chunk}`,
+      `--region=${region}`,
+    ],
+    c: (n) => ["shm_write", String(n * chunk), String(chunk), String(region)],
+  };
+}
+
+function pipeCases(size: number, count: number): BenchCase[] {
+  const deno = (mode: string) => (n: number) => [
+    "pipe.ts",
+    `--mode=${mode}`,
+    `--size=${size}`,
+    `--count=${n}`,
+  ];
+  const c = (mode: string) => (n: number) => ["pipe", mode, String(size), String(n)];
   return [
-    ring(64, 2_000_000 / scale, 2 ** 20),
-    ring(4096, 500_000 / scale, 4 * 2 ** 20),
-    ring(65536, 100_000 / scale, 4 * 2 ** 20),
+    { name: `pipe ${label(size)} one-way`, count, deno: deno("throughput"), c: c("throughput") },
+    { name: `fifo ${label(size)} one-way`, count, deno: deno("fifo"), c: c("fifo") },
+    {
+      name: `Deno.Command stdout ${label(size)} (vs C pipe)`,
+      count: count / 10,
+      deno: deno("stdio"),
+      c: c("throughput"),
+    },
+  ];
+}
+
+function queueCases(kind: "sysv" | "posix"): BenchCase[] {
+  const deno = (mode: string, size: number) => (n: number) => [
+    "mq.ts",
+    `--kind=${kind}`,
+    `--mode=${mode}`,
+    `--size=${size}`,
+    `--count=${n}`,
+  ];
+  const c = (mode: string, size: number) => (n: number) => [
+    "mq",
+    kind,
+    mode,
+    String(size),
+    String(n),
+  ];
+  return [
+    ...[64, 4096].map((size) => ({
+      name: `${kind} queue ${label(size)} one-way`,
+      count: 20_000,
+      deno: deno("throughput", size),
+      c: c("throughput", size),
+    })),
+    {
+      name: `${kind} queue 64 B round trip`,
+      count: 2_000,
+      deno: deno("pingpong", 64),
+      c: c("pingpong", 64),
+    },
+  ];
+}
+
+function socketCases(transport: "tcp" | "unix"): BenchCase[] {
+  return [
+    ...[64, 4096].map((size) => ({
+      name: `${transport} framed ${label(size)} one-way`,
+      count: 20_000,
+      deno: (n: number) => [
+        "sock.ts",
+        "--mode=throughput",
+        `--transport=${transport}`,
+        `--size=${size}`,
+        `--count=${n}`,
+      ],
+      c: (n: number) => ["sock", "throughput", transport, String(size), String(n)],
+    })),
+    {
+      name: `${transport} RPC call, 64 B (C: framed round trip)`,
+      count: 2_000,
+      deno: (
+        n,
+      ) => ["sock.ts", "--mode=rpc", `--transport=${transport}`, "--size=64", `--count=${n}`],
+      c: (n) => ["sock", "pingpong", transport, "64", String(n)],
+    },
+  ];
+}
+
+function fileLogCases(size: number, count: number): BenchCase[] {
+  return [
+    {
+      name: `file log ${label(size)} one-way (append per record, inotify)`,
+      count,
+      deno: (n) => ["file_log.ts", "--mode=throughput", `--size=${size}`, `--count=${n}`],
+      c: (n) => ["file_log", "throughput", String(size), String(n)],
+    },
+    {
+      name: `file log baseline: pipe ${label(size)} one-way`,
+      count,
+      deno: (n) => ["pipe.ts", "--mode=throughput", `--size=${size}`, `--count=${n}`],
+      c: (n) => ["pipe", "throughput", String(size), String(n)],
+    },
+  ];
+}
+
+/** All cases, in the order they run. */
+export function benchCases(): BenchCase[] {
+  return [
+    ring(64),
+    ring(4096, 4 * RING),
+    ring(65536, 4 * RING),
     {
       name: "ring 64 B round trip",
-      deno: [
-        "ring.ts",
-        "--mode=pingpong",
-        "--size=64",
-        `--count=${rounds * 5}`,
-        `--capacity=${2 ** 20}`,
-      ],
-      c: ["ring", "pingpong", "64", String(rounds * 5), String(2 ** 20)],
+      count: 20_000,
+      deno: (
+        n,
+      ) => ["ring.ts", "--mode=pingpong", "--size=64", `--count=${n}`, `--capacity=${RING}`],
+      c: (n) => ["ring", "pingpong", "64", String(n), String(RING)],
     },
-    {
-      name: "ring 64 B one-way, receive allocates",
-      deno: [
-        "ring.ts",
-        "--mode=throughput",
-        "--size=64",
-        `--count=${2_000_000 / scale}`,
-        `--capacity=${2 ** 20}`,
-        "--allocate=true",
-      ],
-      c: ["ring", "throughput", "64", String(2_000_000 / scale), String(2 ** 20)],
-    },
+    ring(64, RING, true),
     {
       name: "bounded buffer (textbook) 64 B one-way",
-      deno: [
-        "bounded_buffer.ts",
-        "--size=64",
-        `--count=${1_000_000 / scale}`,
-        "--slots=4096",
-      ],
-      c: ["bounded_buffer", "64", String(1_000_000 / scale), "4096"],
+      count: 100_000,
+      deno: (n) => ["bounded_buffer.ts", "--size=64", `--count=${n}`, "--slots=4096"],
+      c: (n) => ["bounded_buffer", "64", String(n), "4096"],
     },
     {
       name: "mailbox 64 B one-way (C: ring)",
-      deno: [
-        "mailbox.ts",
-        "--mode=throughput",
-        "--size=64",
-        `--count=${2_000_000 / scale}`,
-        "--capacity=4096",
-      ],
-      c: ["ring", "throughput", "64", String(2_000_000 / scale), String(2 ** 20)],
+      count: 200_000,
+      deno: (
+        n,
+      ) => ["mailbox.ts", "--mode=throughput", "--size=64", `--count=${n}`, "--capacity=4096"],
+      c: (n) => ["ring", "throughput", "64", String(n), String(RING)],
     },
     {
       name: "mailbox 64 B round trip (C: ring)",
-      deno: [
-        "mailbox.ts",
-        "--mode=pingpong",
-        "--size=64",
-        `--count=${rounds * 5}`,
-        "--capacity=4096",
-      ],
-      c: ["ring", "pingpong", "64", String(rounds * 5), String(2 ** 20)],
+      count: 20_000,
+      deno: (
+        n,
+      ) => ["mailbox.ts", "--mode=pingpong", "--size=64", `--count=${n}`, "--capacity=4096"],
+      c: (n) => ["ring", "pingpong", "64", String(n), String(RING)],
     },
     {
       name: "unix socket 64 B one-way",
-      deno: ["uds.ts", "--size=64", `--count=${500_000 / scale}`],
-      c: ["uds", "64", String(500_000 / scale)],
+      count: 50_000,
+      deno: (n) => ["uds.ts", "--size=64", `--count=${n}`],
+      c: (n) => ["uds", "64", String(n)],
     },
-    ...[[64, 200_000], [4096, 100_000], [65536, 20_000]].flatMap(([size, count]) => {
-      const n = String(count / scale);
-      const label = size < 1024 ? `${size} B` : `${size / 1024} KiB`;
-      return [
-        {
-          name: `pipe ${label} one-way`,
-          deno: ["pipe.ts", "--mode=throughput", `--size=${size}`, `--count=${n}`],
-          c: ["pipe", "throughput", String(size), n],
-        },
-        {
-          name: `fifo ${label} one-way`,
-          deno: ["pipe.ts", "--mode=fifo", `--size=${size}`, `--count=${n}`],
-          c: ["pipe", "fifo", String(size), n],
-        },
-        {
-          name: `Deno.Command stdout ${label} (vs C pipe)`,
-          deno: ["pipe.ts", "--mode=stdio", `--size=${size}`, `--count=${n}`],
-          c: ["pipe", "throughput", String(size), n],
-        },
-      ];
-    }),
+    ...pipeCases(64, 20_000),
+    ...pipeCases(4096, 10_000),
+    ...pipeCases(65536, 2_000),
     {
       name: "pipe 64 B round trip",
-      deno: ["pipe.ts", "--mode=pingpong", "--size=64", `--count=${rounds}`],
-      c: ["pipe", "pingpong", "64", String(rounds)],
+      count: 2_000,
+      deno: (n) => ["pipe.ts", "--mode=pingpong", "--size=64", `--count=${n}`],
+      c: (n) => ["pipe", "pingpong", "64", String(n)],
     },
-    ...["sysv", "posix"].flatMap((kind) => [
-      ...[[64, 200_000], [4096, 100_000]].map(([size, count]) => ({
-        name: `${kind} queue ${size < 1024 ? `${size} B` : `${size / 1024} KiB`} one-way`,
-        deno: [
-          "mq.ts",
-          `--kind=${kind}`,
-          "--mode=throughput",
-          `--size=${size}`,
-          `--count=${count / scale}`,
-        ],
-        c: ["mq", kind, "throughput", String(size), String(count / scale)],
-      })),
-      {
-        name: `${kind} queue 64 B round trip`,
-        deno: ["mq.ts", `--kind=${kind}`, "--mode=pingpong", "--size=64", `--count=${rounds}`],
-        c: ["mq", kind, "pingpong", "64", String(rounds)],
-      },
-    ]),
-    ...["tcp", "unix"].flatMap((transport) => [
-      ...[[64, 200_000], [4096, 50_000]].map(([size, n]) => ({
-        name: `${transport} framed ${size < 1024 ? `${size} B` : `${size / 1024} KiB`} one-way`,
-        deno: [
-          "sock.ts",
-          "--mode=throughput",
-          `--transport=${transport}`,
-          `--size=${size}`,
-          `--count=${n / scale}`,
-        ],
-        c: ["sock", "throughput", transport, String(size), String(n / scale)],
-      })),
-      {
-        name: `${transport} RPC call, 64 B (C: framed round trip)`,
-        deno: [
-          "sock.ts",
-          "--mode=rpc",
-          `--transport=${transport}`,
-          "--size=64",
-          `--count=${rounds}`,
-        ],
-        c: ["sock", "pingpong", transport, "64", String(rounds)],
-      },
-    ]),
+    ...queueCases("sysv"),
+    ...queueCases("posix"),
+    ...socketCases("tcp"),
+    ...socketCases("unix"),
     {
       name: "signal round trip (kill -> listener -> kill)",
-      deno: ["signal_pingpong.ts", `--rounds=${rounds / 10}`],
-      c: ["signal_pingpong", String(rounds / 10)],
+      count: 500,
+      deno: (n) => ["signal_pingpong.ts", `--rounds=${n}`],
+      c: (n) => ["signal_pingpong", String(n)],
     },
     {
       name: "named semaphore ping-pong (C: sem_wait)",
-      deno: ["sem_pingpong.ts", `--rounds=${rounds}`],
-      c: ["sem_pingpong", String(rounds)],
+      count: 2_000,
+      deno: (n) => ["sem_pingpong.ts", `--rounds=${n}`],
+      c: (n) => ["sem_pingpong", String(n)],
     },
     {
       name: "named semaphore ping-pong (C: same spin)",
-      deno: ["sem_pingpong.ts", `--rounds=${rounds}`],
-      c: ["sem_pingpong", String(rounds), "spin"],
+      count: 2_000,
+      deno: (n) => ["sem_pingpong.ts", `--rounds=${n}`],
+      c: (n) => ["sem_pingpong", String(n), "spin"],
     },
     shmWrite(64 * 1024),
     shmWrite(1024 * 1024),
-    // The file log next to a pipe in the same run (`--case="file log"` runs both).
-    ...[[64, 100_000], [4096, 50_000]].flatMap(([size, count]) => {
-      const n = String(count / scale);
-      const label = size < 1024 ? `${size} B` : `${size / 1024} KiB`;
-      return [
-        {
-          name: `file log ${label} one-way (append per record, inotify)`,
-          deno: ["file_log.ts", "--mode=throughput", `--size=${size}`, `--count=${n}`],
-          c: ["file_log", "throughput", String(size), n],
-        },
-        {
-          name: `file log baseline: pipe ${label} one-way`,
-          deno: ["pipe.ts", "--mode=throughput", `--size=${size}`, `--count=${n}`],
-          c: ["pipe", "throughput", String(size), n],
-        },
-      ];
-    }),
+    // The file log next to a pipe (`--case="file log"` runs both).
+    ...fileLogCases(64, 10_000),
+    ...fileLogCases(4096, 5_000),
     {
       name: "file log 64 B round trip (an inotify wake-up each way)",
-      deno: ["file_log.ts", "--mode=pingpong", "--size=64", `--count=${rounds / 4}`],
-      c: ["file_log", "pingpong", "64", String(rounds / 4)],
+      count: 500,
+      deno: (n) => ["file_log.ts", "--mode=pingpong", "--size=64", `--count=${n}`],
+      c: (n) => ["file_log", "pingpong", "64", String(n)],
     },
     {
       name: "file log baseline: pipe 64 B round trip",
-      deno: ["pipe.ts", "--mode=pingpong", "--size=64", `--count=${rounds / 4}`],
-      c: ["pipe", "pingpong", "64", String(rounds / 4)],
+      count: 500,
+      deno: (n) => ["pipe.ts", "--mode=pingpong", "--size=64", `--count=${n}`],
+      c: (n) => ["pipe", "pingpong", "64", String(n)],
+    },
+  ];
+}
+
+/** Deno against Deno, paired like the cases (the claims the README makes as ratios). */
+export function benchComparisons(): BenchComparison[] {
+  return [
+    {
+      name: "mailbox / ring, 64 B one-way",
+      a: "mailbox 64 B one-way (C: ring)",
+      aLabel: "mailbox",
+      b: "ring 64 B one-way",
+      bLabel: "ring",
+    },
+    {
+      name: "mailbox / ring (allocating receive), 64 B one-way",
+      a: "mailbox 64 B one-way (C: ring)",
+      aLabel: "mailbox",
+      b: "ring 64 B one-way, receive allocates",
+      bLabel: "ring",
+    },
+    {
+      name: "mailbox / ring, 64 B round trip",
+      a: "mailbox 64 B round trip (C: ring)",
+      aLabel: "mailbox",
+      b: "ring 64 B round trip",
+      bLabel: "ring",
+    },
+    ...[64, 4096, 65536].map((size) => ({
+      name: `deno-ipc pipe / Deno.Command stdout, ${label(size)}`,
+      a: `pipe ${label(size)} one-way`,
+      aLabel: "pipe",
+      b: `Deno.Command stdout ${label(size)} (vs C pipe)`,
+      bLabel: "Command",
+    })),
+    {
+      name: "ring / unix socket, 64 B one-way",
+      a: "ring 64 B one-way",
+      aLabel: "ring",
+      b: "unix socket 64 B one-way",
+      bLabel: "socket",
     },
   ];
 }

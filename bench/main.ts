@@ -1,110 +1,217 @@
-// Benchmark harness: runs every case in bench/cases.ts as two real processes, in Deno and
-// in the project's C program (built here with gcc), and prints one table.
+// Benchmark harness: runs every case in bench/cases.ts as real processes, Deno against the
+// project's C program (built here with gcc), in paired, interleaved repetitions, and the
+// Deno-against-Deno comparisons the same way; prints each row as soon as it is measured.
 //
-//   deno task bench [--quick] [--case=TEXT] [--taskset=CPUS] [--repeat=N]
+//   deno task bench [--quick] [--case=TEXT] [--pairs=N] [--target=SECONDS] [--pin=CPUS]
+//                   [--json=FILE] [--chart=FILE.svg] [--list]
+//   deno task bench --chart=FILE.svg --from=REPORT.json    (draw a saved run)
+//   deno task bench --compare A.json B.json                (ratio changes between two runs)
 //
-// --taskset=0 runs both processes of every case on CPU 0 (needs `taskset`).
+// README.md ("Benchmarks") describes the method and every option.
 import { parseArgs } from "node:util";
-import { type BenchResult } from "./_common.ts";
-import { benchCases } from "./cases.ts";
+import { renderChart } from "./_chart.ts";
+import {
+  type BenchReport,
+  checkReport,
+  compareReports,
+  comparisonHeading,
+  headerLines,
+  ProgressReporter,
+  resultLines,
+  tableHead,
+  tableLayout,
+} from "./_report.ts";
+import {
+  casePairing,
+  comparisonPairing,
+  loadAverage,
+  machineFacts,
+  measure,
+  type PairedResult,
+  type Pairing,
+  type RunOptions,
+} from "./_runner.ts";
+import { benchCases, benchComparisons } from "./cases.ts";
 
-const { values } = parseArgs({
+const { values, positionals } = parseArgs({
   args: Deno.args,
+  allowPositionals: true,
   options: {
     quick: { type: "boolean", default: false },
     case: { type: "string" },
+    pairs: { type: "string" },
+    // The harness's earlier name for --pairs.
+    repeat: { type: "string" },
+    target: { type: "string" },
+    pin: { type: "string" },
+    // The harness's earlier name for --pin.
     taskset: { type: "string" },
-    repeat: { type: "string", default: "1" },
+    json: { type: "string" },
+    chart: { type: "string" },
+    from: { type: "string" },
+    compare: { type: "boolean", default: false },
+    list: { type: "boolean", default: false },
   },
 });
 
-const here = new URL(".", import.meta.url).pathname;
-const buildDirectory = `${here}.build/`;
-
-async function run(command: string[]): Promise<BenchResult> {
-  const argv = values.taskset ? ["taskset", "-c", values.taskset, ...command] : command;
-  const output = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  const text = new TextDecoder().decode(output.stdout).trim();
-  if (output.code !== 0) throw new Error(`${command.join(" ")} failed (exit ${output.code})`);
-  return JSON.parse(text.split("\n").at(-1)!);
+function fail(message: string): never {
+  console.error(message);
+  Deno.exit(2);
 }
 
-async function buildC(name: string): Promise<string> {
-  const source = `${here}c/${name}.c`;
-  const binary = `${buildDirectory}${name}`;
-  await Deno.mkdir(buildDirectory, { recursive: true });
-  const output = await new Deno.Command("gcc", {
-    args: ["-O2", "-Wall", "-o", binary, source],
-    stderr: "inherit",
-  }).output().catch((error) => {
-    throw new Error(`the C baselines need gcc on PATH: ${error.message}`);
-  });
-  if (output.code !== 0) throw new Error(`gcc failed on ${source}`);
-  return binary;
+function readReport(file: string): BenchReport {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(file);
+  } catch (error) {
+    fail(`cannot read ${file}: ${(error as Error).message}`);
+  }
+  try {
+    return checkReport(JSON.parse(text), file);
+  } catch (error) {
+    fail((error as Error).message);
+  }
 }
 
-async function best(command: string[]): Promise<BenchResult> {
-  const results: BenchResult[] = [];
-  for (let i = Number(values.repeat); i > 0; i--) results.push(await run(command));
-  results.sort((a, b) => b.messages / b.seconds - a.messages / a.seconds);
-  return results[Math.floor(results.length / 2)];
+function positiveNumber(text: string | undefined, fallback: number, option: string): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!(value > 0) || !Number.isFinite(value)) fail(`--${option} must be a positive number`);
+  return value;
 }
 
-function format(value: number | null, digits = 0): string {
-  if (value === null || !Number.isFinite(value)) return "-";
-  return value.toLocaleString("en-US", {
-    minimumFractionDigits: digits,
-    maximumFractionDigits: digits,
-  });
+if (values.compare) {
+  if (positionals.length !== 2) fail("usage: deno task bench --compare A.json B.json");
+  const [a, b] = positionals.map(readReport);
+  for (const line of compareReports(a, b)) console.log(line);
+  Deno.exit(0);
+}
+if (positionals.length > 0) fail(`unexpected argument ${positionals[0]} (see bench/main.ts)`);
+
+if (values.from) {
+  if (!values.chart) fail("--from needs --chart=FILE.svg");
+  Deno.writeTextFileSync(values.chart, renderChart(readReport(values.from)));
+  console.log(`chart of ${values.from} written to ${values.chart}`);
+  Deno.exit(0);
 }
 
-const rows: string[][] = [];
-const header = ["case", "impl", "msgs/s", "MB/s", "p50 µs", "p99 µs", "Deno/C msgs/s"];
-for (const benchCase of benchCases(values.quick!)) {
-  if (values.case && !benchCase.name.includes(values.case)) continue;
-  const binary = await buildC(benchCase.c[0]);
-  const deno = await best([
-    Deno.execPath(),
-    "run",
-    "-A",
-    here + benchCase.deno[0],
-    ...benchCase.deno.slice(1),
-  ]);
-  const c = await best([binary, ...benchCase.c.slice(1)]);
-  const rate = (r: BenchResult) => r.messages / r.seconds;
-  const mbs = (r: BenchResult) => (r.bytes > 0 ? r.bytes / r.seconds / 1e6 : null);
-  rows.push([
-    benchCase.name,
-    "deno",
-    format(rate(deno)),
-    format(mbs(deno)),
-    format(deno.p50_us, 1),
-    format(deno.p99_us, 1),
-    `${(rate(deno) / rate(c)).toFixed(2)}x`,
-  ]);
-  rows.push([
-    "",
-    "C",
-    format(rate(c)),
-    format(mbs(c)),
-    format(c.p50_us, 1),
-    format(c.p99_us, 1),
-    "",
-  ]);
-}
+const pin = values.pin ?? values.taskset ?? null;
+const quick = values.quick!;
+const pairs = Math.round(positiveNumber(values.pairs ?? values.repeat, quick ? 3 : 5, "pairs"));
+const target = positiveNumber(values.target, quick ? 0.1 : 0.5, "target");
+const options: RunOptions = { pairs, durations: { target, cap: target * 4 }, pin };
 
-const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-const line = (cells: string[]) =>
-  cells.map((cell, i) => (i < 2 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join("  ");
-console.log(
-  `deno-ipc benchmarks: ${Deno.build.target}, ${navigator.hardwareConcurrency} CPUs` +
-    (values.taskset ? `, both processes on CPU ${values.taskset}` : ", unpinned") +
-    (values.quick ? ", quick run" : ""),
+const allCases = benchCases();
+const filter = values.case ?? null;
+const cases = allCases.filter((c) => filter === null || c.name.includes(filter));
+const selected = new Set(cases.map((c) => c.name));
+const comparisons = benchComparisons().filter((c) =>
+  filter === null || c.name.includes(filter) || (selected.has(c.a) && selected.has(c.b))
 );
-console.log(line(header));
-console.log(widths.map((w) => "-".repeat(w)).join("  "));
-for (const row of rows) console.log(line(row));
+
+if (values.list) {
+  for (const c of cases) console.log(c.name);
+  for (const c of comparisons) console.log(`${c.name}  (Deno against Deno)`);
+  Deno.exit(0);
+}
+if (cases.length + comparisons.length === 0) fail(`no case matches "${filter}" (see --list)`);
+if (pin !== null) {
+  const probe = await new Deno.Command("taskset", { args: ["-c", pin, "true"] }).output()
+    .catch(() => fail("--pin needs taskset (util-linux) on PATH"));
+  if (!probe.success) fail(`taskset refused CPU list "${pin}"`);
+}
+
+// Build every C program first, so that compiler messages come before the table.
+const pairings: Pairing[] = [
+  ...await Promise.all(cases.map(casePairing)),
+  ...comparisons.map((c) => comparisonPairing(c, allCases)),
+];
+const names = pairings.map((p) => p.name);
+const labels = ["deno", "C", ...comparisons.flatMap((c) => [c.aLabel, c.bLabel])];
+
+const startedAt = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+const started = performance.now();
+const report: BenchReport = {
+  format: "deno-ipc-bench/1",
+  startedAt,
+  seconds: 0,
+  machine: await machineFacts(pin),
+  options: { pairs, targetSeconds: target, capSeconds: target * 4, quick, filter },
+  results: [],
+  failures: [],
+};
+
+function save(): void {
+  report.seconds = Math.round((performance.now() - started) / 100) / 10;
+  if (values.json) Deno.writeTextFileSync(values.json, JSON.stringify(report, null, 2) + "\n");
+}
+
+const encoder = new TextEncoder();
+const isTerminal = Deno.stdout.isTerminal();
+const progress = new ProgressReporter({
+  write: (text) => Deno.stdout.writeSync(encoder.encode(text)),
+  isTerminal,
+  columns: () => {
+    try {
+      return Deno.consoleSize().columns || 80; // a new pseudo-terminal may say 0
+    } catch {
+      return 80;
+    }
+  },
+  now: () => performance.now(),
+}, pairings.length * (pairs + 1));
+
+const layout = tableLayout(names, labels);
+progress.lines([
+  ...headerLines(report.machine, report.options, startedAt),
+  "",
+  ...tableHead(layout),
+]);
+for (const [i, pairing] of pairings.entries()) {
+  const name = pairing.name;
+  if (i === cases.length) progress.lines(["", comparisonHeading()]);
+  let result: PairedResult;
+  try {
+    result = await measure(pairing, options, (step) => {
+      if (step.phase === "pair") progress.advance();
+      progress.status(
+        i + 1,
+        pairings.length,
+        name,
+        step.phase === "pilot" ? `pilot ${step.index + 1}` : `pair ${step.index + 1}/${step.of}`,
+      );
+    });
+    progress.advance();
+  } catch (error) {
+    report.failures!.push({ name, error: (error as Error).message });
+    progress.lines([`${name}  FAILED: ${(error as Error).message}`]);
+    progress.advance(pairs + 1);
+    save();
+    continue;
+  }
+  report.results.push(result);
+  progress.lines(resultLines(layout, result));
+  save();
+}
+progress.finish();
+
+report.machine.loadAverageAfter = loadAverage();
+save();
+const noisy = report.results.filter((r) => r.ratio.noisy).length;
+console.log(
+  `\n${report.results.length} row${
+    report.results.length === 1 ? "" : "s"
+  } measured in ${report.seconds} s, ${noisy} of them noisy; load average ` +
+    `${report.machine.loadAverageAfter.join(" ")} after the run` +
+    (values.json ? `; JSON in ${values.json}` : ""),
+);
+if (values.chart) {
+  Deno.writeTextFileSync(values.chart, renderChart(report));
+  console.log(`chart in ${values.chart}`);
+}
+if (report.failures!.length > 0) {
+  console.error(
+    `${report.failures!.length} failed: ${report.failures!.map((f) => f.name).join("; ")}`,
+  );
+  Deno.exit(1);
+}

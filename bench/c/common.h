@@ -26,7 +26,7 @@ static void print_result(long messages, double bytes, double seconds, double *sa
   }
 }
 
-static void die(const char *what) {
+__attribute__((unused)) static void die(const char *what) {
   perror(what);
   exit(1);
 }
