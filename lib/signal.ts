@@ -42,7 +42,6 @@ import {
   currentProcessToken,
   processAlive,
   processUid,
-  sleepSync,
   tokenParts,
 } from "./_process.ts";
 import { describe, validateInteger, validateOptions, validatePosixName } from "./_validate.ts";
@@ -414,7 +413,7 @@ const DOORBELL_MAGIC = 0x4c_42_49_44; // "DIBL"
 const DOORBELL_VERSION = 2;
 const D_MAGIC = 0;
 const D_VERSION = 1;
-const D_IN_FLIGHT = 3; // rings between reading the receiver and their signal returning
+// Word 3 is unused (version 2 counted rings in flight there).
 const D_LIFE = 6; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older bells
 // 64-bit word 2 (bytes 16 to 23): the listener, as its process token (pid and start
 // time) with the number of the signal it listens on in bits 24 to 30; 0 when none.
@@ -423,11 +422,18 @@ const D_RUNG = 16; // byte 64: events rung so far (mod 2^32)
 const D_DELIVERED = 32; // byte 128: events handed to a listener so far (mod 2^32)
 const DOORBELL_SIZE = 192;
 
-// How long a listener that stops waits for rings in flight (a ringer killed between
-// counting itself in and out would otherwise hold it forever), and then for the kernel
-// to deliver the last of their signals, before it removes its signal listener.
-const IN_FLIGHT_WAIT_MS = 100;
-const DELIVERY_GRACE_MS = 2;
+// Signals this process handles for good, once a doorbell of it listened on them: a ring
+// that read a listener's pid just before the listener stopped still signals it, and
+// without a handler that late signal would kill the process.
+const guardedSignals = new Set<SignalName>();
+
+function guardSignal(signal: SignalName): void {
+  if (guardedSignals.has(signal)) return;
+  Deno.addSignalListener(signal, ignoreLateRing);
+  guardedSignals.add(signal);
+}
+
+function ignoreLateRing(): void {}
 
 /**
  * The doorbell pattern: the sender adds to an event counter in shared memory, then
@@ -439,10 +445,11 @@ const DELIVERY_GRACE_MS = 2;
  * ring. A ring while nobody listens is counted and reported when a listener starts.
  *
  * A ring counts its event before it signals, so a listener can see an event before the
- * ring's signal arrives. A signal arriving after its listener is gone would get the
- * default action (death, for SIGUSR2); so a listener that stops first withdraws its pid,
- * then waits until no ring is between reading that pid and signalling (a count in the
- * shared memory), and gives the kernel a moment to deliver, before it stops listening.
+ * ring's signal arrives, and a ring that read the listener's pid just before it stopped
+ * still signals it. Such a late signal would get the default action (death, for SIGUSR2)
+ * if nothing handled it: so once a doorbell of a process listens on a signal, the
+ * process keeps a handler that ignores that signal for the rest of its life (it does not
+ * keep the process alive), and a listener stops at once, without waiting for rings.
  *
  * @example Ring three times, receive three events
  * ```ts
@@ -602,35 +609,29 @@ export class Doorbell implements Disposable {
   ring(events = 1): boolean {
     this.#assertOpen("ring");
     validateInteger(events, "number of events", 1, 2 ** 31 - 1);
-    const words = this.#words;
-    Atomics.add(words, D_RUNG, events);
-    Atomics.add(words, D_IN_FLIGHT, 1); // before reading the receiver: see #stopListening
-    try {
-      const word = Atomics.load(this.#receiver, D_RECEIVER_WORD);
-      if (word === 0n) return false;
-      const { signal } = receiverParts(word);
-      if (signal !== SIGNALS[this.#signal]) {
-        throw new TypeError(
-          `Doorbell "${this.name}" is rung with ${this.#signal}, but its listener listens on ` +
-            `signal ${signal}: open it with the listener's signal`,
-        );
-      }
-      const pidfd = this.#pidfdOf(word);
-      if (pidfd === undefined) return false;
-      const { symbols } = libc();
-      if (symbols.pidfd_send_signal(C.SYS_pidfd_send_signal, pidfd, signal, null, 0) === 0) {
-        return true;
-      }
-      const errno = lastErrno();
-      if (errno !== ERRNO.ESRCH) {
-        throw errnoError(errno, "pidfd_send_signal", { objectName: this.name });
-      }
-      this.#forgetTarget();
-      Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, word, 0n);
-      return false;
-    } finally {
-      Atomics.sub(words, D_IN_FLIGHT, 1);
+    Atomics.add(this.#words, D_RUNG, events);
+    const word = Atomics.load(this.#receiver, D_RECEIVER_WORD);
+    if (word === 0n) return false;
+    const { signal } = receiverParts(word);
+    if (signal !== SIGNALS[this.#signal]) {
+      throw new TypeError(
+        `Doorbell "${this.name}" is rung with ${this.#signal}, but its listener listens on ` +
+          `signal ${signal}: open it with the listener's signal`,
+      );
     }
+    const pidfd = this.#pidfdOf(word);
+    if (pidfd === undefined) return false;
+    const { symbols } = libc();
+    if (symbols.pidfd_send_signal(C.SYS_pidfd_send_signal, pidfd, signal, null, 0) === 0) {
+      return true;
+    }
+    const errno = lastErrno();
+    if (errno !== ERRNO.ESRCH) {
+      throw errnoError(errno, "pidfd_send_signal", { objectName: this.name });
+    }
+    this.#forgetTarget();
+    Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, word, 0n);
+    return false;
   }
 
   // A pidfd for the listener `word` names, opened once per listener; undefined when that
@@ -683,6 +684,7 @@ export class Doorbell implements Disposable {
       throw new TypeError("Invalid handler: expected a function");
     }
     if (!this.#listening) {
+      guardSignal(this.#signal); // before a ringer can read our pid
       const me = this.#receiverWord();
       const receiver = this.#receiver;
       let other = Atomics.compareExchange(receiver, D_RECEIVER_WORD, 0n, me);
@@ -803,20 +805,9 @@ export class Doorbell implements Disposable {
 
   #stopListening(): void {
     if (!this.#listening) return;
-    const words = this.#words;
     Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, this.#receiverWord(), 0n);
-    // A ringer counts itself in before it reads the pid, so once the count is 0 no ring
-    // can still signal us; then the kernel gets a moment to deliver the last signals.
-    const deadline = performance.now() + IN_FLIGHT_WAIT_MS;
-    while (Atomics.load(words, D_IN_FLIGHT) > 0 && performance.now() < deadline) {
-      libc().symbols.sched_yield();
-    }
-    sleepSync(DELIVERY_GRACE_MS);
-    // A signal sent to this process but not yet taken by a thread would meet the default
-    // action (death) once the listener is gone: wait until the kernel delivered it.
-    const signal = SIGNALS[this.#signal];
-    const pendingDeadline = performance.now() + IN_FLIGHT_WAIT_MS;
-    while (signalPending(signal) && performance.now() < pendingDeadline) sleepSync(0.1);
+    // A ring that read our pid before this exchange may still signal us: the guard of
+    // guardSignal() takes that signal, so stopping waits for nothing.
     this.#deliver();
     this.#listening[Symbol.dispose]();
     this.#listening = undefined;
@@ -838,13 +829,7 @@ function receiverAlive(word: bigint): boolean {
   return processAlive(pid, startTime);
 }
 
-const statusPath = new TextEncoder().encode("/proc/self/status\0");
 const statusBuffer = new Uint8Array(4096);
-
-// Whether `signal` is pending for this process (ShdPnd) or the calling thread (SigPnd).
-function signalPending(signal: number): boolean {
-  return signalBitSet(statusPath, ["SigPnd", "ShdPnd"], signal);
-}
 
 // Whether process `pid` has a handler installed for `signal` (SigCgt of its status).
 function signalCaught(pid: number, signal: number): boolean {

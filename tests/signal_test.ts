@@ -206,6 +206,23 @@ ipcTest(
   },
 );
 
+ipcTest(
+  "Doorbell: a ring that arrives after its listener stopped does not kill the listener's process",
+  async () => {
+    using bell = Doorbell.create({ name: testName("bell") });
+    try {
+      await using child = new Child("signal_child.ts", ["doorbell-stop", bell.name]);
+      assert.equal(await child.line(), "stopped");
+      // What a ring that read the listener's pid just before it stopped then sends.
+      sendSignal(child.process.pid, "SIGUSR2");
+      assert.equal(await child.line(), "alive");
+      assert.equal((await child.status()).code, 0);
+    } finally {
+      bell.unlink();
+    }
+  },
+);
+
 ipcTest("Doorbell: a second handle in the listening process cannot listen too", () => {
   using bell = Doorbell.create({ name: testName() });
   try {
