@@ -413,7 +413,7 @@ const DOORBELL_MAGIC = 0x4c_42_49_44; // "DIBL"
 const DOORBELL_VERSION = 2;
 const D_MAGIC = 0;
 const D_VERSION = 1;
-// Word 3 is unused (version 2 counted rings in flight there).
+const D_IN_FLIGHT = 3; // rings between reading the receiver and their signal returning
 const D_LIFE = 6; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older bells
 // 64-bit word 2 (bytes 16 to 23): the listener, as its process token (pid and start
 // time) with the number of the signal it listens on in bits 24 to 30; 0 when none.
@@ -424,13 +424,62 @@ const DOORBELL_SIZE = 192;
 
 // Signals this process handles for good, once a doorbell of it listened on them: a ring
 // that read a listener's pid just before the listener stopped still signals it, and
-// without a handler that late signal would kill the process.
+// without a handler that late signal would kill the process. Deno drops its handlers
+// as the process exits, and a late signal then would still kill it (exit code 128 + the
+// signal instead of the process's own): at unload the kernel is told to ignore them.
 const guardedSignals = new Set<SignalName>();
 
 function guardSignal(signal: SignalName): void {
   if (guardedSignals.has(signal)) return;
+  if (guardedSignals.size === 0) globalThis.addEventListener("unload", ignoreGuardedSignals);
   Deno.addSignalListener(signal, ignoreLateRing);
   guardedSignals.add(signal);
+}
+
+const SIG_IGN = Deno.UnsafePointer.create(1n);
+
+// How long a listener that stops waits for rings in flight before it leaves them to the
+// exit (a ringer is in flight for microseconds unless it is descheduled).
+const IN_FLIGHT_SPIN_MS = 1;
+// At exit: how long to wait for rings still in flight (a ringer killed in flight would
+// hold the count up for good) and for their signals to be delivered.
+const EXIT_WAIT_MS = 1000;
+const EXIT_GRACE_MS = 50;
+// When a doorbell listener of this process last stopped (performance.now()).
+let lastStop = -Infinity;
+
+// Counters of doorbells whose listener stopped while a ring was in flight, kept mapped
+// (with what unmaps them) until the ring is done.
+const unsettled = new Map<Int32Array, () => void>();
+
+function ignoreGuardedSignals(): void {
+  const { sched_yield, signal } = libc().symbols;
+  const deadline = performance.now() + EXIT_WAIT_MS;
+  // From here, the last moment a signal may have reached a thread.
+  let lastSignal = lastStop;
+  for (const [words, release] of unsettled) {
+    while (Atomics.load(words, D_IN_FLIGHT) > 0 && performance.now() < deadline) {
+      sched_yield();
+      lastSignal = performance.now();
+    }
+    release();
+  }
+  unsettled.clear();
+  // A signal sent is pending until a thread takes it; Deno's handler (still installed)
+  // takes it as soon as a thread runs, which this loop gives a chance to.
+  for (const name of guardedSignals) {
+    while (signalPending(SIGNALS[name]) && performance.now() < deadline) {
+      sched_yield();
+      lastSignal = performance.now();
+    }
+  }
+  // A signal a thread took is passed to the listeners by Deno's signal thread, which
+  // may lag (5 ms seen under load); finding no listener, as it does once the runtime is
+  // torn down, it kills the process with the signal. So a process that stopped
+  // listening just now gives it time while the handlers are still there.
+  const settled = Math.min(lastSignal + EXIT_GRACE_MS, deadline);
+  while (performance.now() < settled) sched_yield();
+  for (const name of guardedSignals) signal(SIGNALS[name], SIG_IGN);
 }
 
 function ignoreLateRing(): void {}
@@ -449,7 +498,9 @@ function ignoreLateRing(): void {}
  * still signals it. Such a late signal would get the default action (death, for SIGUSR2)
  * if nothing handled it: so once a doorbell of a process listens on a signal, the
  * process keeps a handler that ignores that signal for the rest of its life (it does not
- * keep the process alive), and a listener stops at once, without waiting for rings.
+ * keep the process alive). A listener that stops waits at most 1 ms for rings in flight;
+ * the process waits for the rest, and for their signals to reach Deno's listeners, when
+ * it exits (up to 50 ms after a listener stopped).
  *
  * @example Ring three times, receive three events
  * ```ts
@@ -609,29 +660,35 @@ export class Doorbell implements Disposable {
   ring(events = 1): boolean {
     this.#assertOpen("ring");
     validateInteger(events, "number of events", 1, 2 ** 31 - 1);
-    Atomics.add(this.#words, D_RUNG, events);
-    const word = Atomics.load(this.#receiver, D_RECEIVER_WORD);
-    if (word === 0n) return false;
-    const { signal } = receiverParts(word);
-    if (signal !== SIGNALS[this.#signal]) {
-      throw new TypeError(
-        `Doorbell "${this.name}" is rung with ${this.#signal}, but its listener listens on ` +
-          `signal ${signal}: open it with the listener's signal`,
-      );
+    const words = this.#words;
+    Atomics.add(words, D_RUNG, events);
+    Atomics.add(words, D_IN_FLIGHT, 1); // before reading the receiver: see #stopListening
+    try {
+      const word = Atomics.load(this.#receiver, D_RECEIVER_WORD);
+      if (word === 0n) return false;
+      const { signal } = receiverParts(word);
+      if (signal !== SIGNALS[this.#signal]) {
+        throw new TypeError(
+          `Doorbell "${this.name}" is rung with ${this.#signal}, but its listener listens on ` +
+            `signal ${signal}: open it with the listener's signal`,
+        );
+      }
+      const pidfd = this.#pidfdOf(word);
+      if (pidfd === undefined) return false;
+      const { symbols } = libc();
+      if (symbols.pidfd_send_signal(C.SYS_pidfd_send_signal, pidfd, signal, null, 0) === 0) {
+        return true;
+      }
+      const errno = lastErrno();
+      if (errno !== ERRNO.ESRCH) {
+        throw errnoError(errno, "pidfd_send_signal", { objectName: this.name });
+      }
+      this.#forgetTarget();
+      Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, word, 0n);
+      return false;
+    } finally {
+      Atomics.sub(words, D_IN_FLIGHT, 1);
     }
-    const pidfd = this.#pidfdOf(word);
-    if (pidfd === undefined) return false;
-    const { symbols } = libc();
-    if (symbols.pidfd_send_signal(C.SYS_pidfd_send_signal, pidfd, signal, null, 0) === 0) {
-      return true;
-    }
-    const errno = lastErrno();
-    if (errno !== ERRNO.ESRCH) {
-      throw errnoError(errno, "pidfd_send_signal", { objectName: this.name });
-    }
-    this.#forgetTarget();
-    Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, word, 0n);
-    return false;
   }
 
   // A pidfd for the listener `word` names, opened once per listener; undefined when that
@@ -806,8 +863,20 @@ export class Doorbell implements Disposable {
   #stopListening(): void {
     if (!this.#listening) return;
     Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, this.#receiverWord(), 0n);
-    // A ring that read our pid before this exchange may still signal us: the guard of
-    // guardSignal() takes that signal, so stopping waits for nothing.
+    // A ring counts itself in before it reads our pid, so once the count is 0 no ring
+    // can signal us any more. A ring still in flight may: the handler of guardSignal()
+    // takes its signal, and at exit the process waits for it (settleBeforeExit), so
+    // this handle's memory stays mapped until then.
+    const words = this.#words;
+    const deadline = performance.now() + IN_FLIGHT_SPIN_MS;
+    while (Atomics.load(words, D_IN_FLIGHT) > 0 && performance.now() < deadline) {
+      libc().symbols.sched_yield();
+    }
+    lastStop = performance.now();
+    if (Atomics.load(words, D_IN_FLIGHT) > 0 && !unsettled.has(words)) {
+      this.#lifetime.pin();
+      unsettled.set(words, () => this.#lifetime.unpin());
+    }
     this.#deliver();
     this.#listening[Symbol.dispose]();
     this.#listening = undefined;
@@ -830,6 +899,13 @@ function receiverAlive(word: bigint): boolean {
 }
 
 const statusBuffer = new Uint8Array(4096);
+
+const statusPath = new TextEncoder().encode("/proc/self/status\0");
+
+// Whether `signal` is pending for this process (ShdPnd) or the calling thread (SigPnd).
+function signalPending(signal: number): boolean {
+  return signalBitSet(statusPath, ["SigPnd", "ShdPnd"], signal);
+}
 
 // Whether process `pid` has a handler installed for `signal` (SigCgt of its status).
 function signalCaught(pid: number, signal: number): boolean {

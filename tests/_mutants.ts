@@ -504,8 +504,8 @@ export const MUTANTS: Mutant[] = [
     id: "doorbell-signal-from-memory",
     description: "a ring sends the signal shared memory names",
     file: "lib/signal.ts",
-    find: "    if (signal !== SIGNALS[this.#signal]) {",
-    replace: "    if (false) {",
+    find: "      if (signal !== SIGNALS[this.#signal]) {",
+    replace: "      if (false) {",
     killers: [{ test: SIGNAL, filter: "never signals what shared memory names" }],
   },
   {
