@@ -252,22 +252,31 @@ export class RemovalMark {
     step("lifecycle.clean.marking"); // decided from the listing, not marked yet
     const me = currentProcessToken();
     const mark = Atomics.load(this.#big, B_MARK);
-    if (mark === REMOVED) return false;
+    // Sealed by a cleaner that died (or is about to remove the name): no opener gets it
+    // any more, so finishing the removal loses nothing, unless someone is attached.
+    if (mark === REMOVED) return !this.#inUse();
     if (mark !== 0n && (mark === me || tokenAlive(mark))) return false;
     if (Atomics.compareExchange(this.#big, B_MARK, mark, me) !== mark) return false;
     step("lifecycle.clean.marked"); // marked, slots not looked at yet
     // After the mark: an opener that takes a slot from now on sees the mark and gives up.
-    let live = Atomics.load(this.#words, W_UNTRACKED) !== 0;
-    for (let i = 0; i < ATTACH_SLOTS && !live; i++) {
-      const value = Atomics.load(this.#big, B_SLOTS + i);
-      if (value !== 0n && tokenAlive(value)) live = true;
-    }
+    const live = this.#inUse();
     if (live) Atomics.compareExchange(this.#big, B_MARK, me, 0n);
     return !live;
+  }
+
+  // Whether a live process is attached, or handles are open beyond the table.
+  #inUse(): boolean {
+    if (Atomics.load(this.#words, W_UNTRACKED) !== 0) return true;
+    for (let i = 0; i < ATTACH_SLOTS; i++) {
+      const value = Atomics.load(this.#big, B_SLOTS + i);
+      if (value !== 0n && tokenAlive(value)) return true;
+    }
+    return false;
   }
 
   /** Seals the mark: openers that still reach the object get NotFoundError. */
   seal(): void {
     Atomics.store(this.#big, B_MARK, REMOVED);
+    step("lifecycle.clean.sealed"); // sealed, name not removed yet
   }
 }

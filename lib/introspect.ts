@@ -386,12 +386,14 @@ function applyIdentity(object: IpcObject, identity: Identity): void {
   }));
   object.untracked = identity.untracked;
   const mark = identity.mark;
-  if (mark === REMOVED || (mark !== 0n && tokenAlive(mark))) {
+  const live = creatorAlive || identity.untracked > 0 ||
+    object.attached.some((p) => p.alive) || object.mappedBy.some((pid) => processExists(pid));
+  // Sealed (REMOVED) and used by no live process: its cleaner died before removing the
+  // name (or is removing it now); the next clean-up finishes the removal.
+  if ((mark === REMOVED && live) || (mark !== 0n && mark !== REMOVED && tokenAlive(mark))) {
     object.state = "removing";
     return;
   }
-  const live = creatorAlive || identity.untracked > 0 ||
-    object.attached.some((p) => p.alive) || object.mappedBy.some((pid) => processExists(pid));
   object.state = live ? "live" : "dead";
 }
 

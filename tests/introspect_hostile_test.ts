@@ -322,3 +322,26 @@ ipcTest("a mark left by a cleaner killed while deciding does not keep openers ou
     unlinkQuietly(name);
   }
 });
+
+// A cleaner that died after sealing, before it removed the name, leaves an object nobody
+// can open: the next clean-up must finish the removal, or it stays forever.
+ipcTest(
+  "a ring sealed by a cleaner killed before it removed the name is removed by the next clean-up",
+  async () => {
+    const name = testName("life-step-sealed");
+    ringOfTheDead(name);
+    try {
+      await using cleaner = new Child("lifecycle_child.ts", ["clean", name], ["-A"], {
+        DENO_IPC_CRASH_AT: "lifecycle.clean.sealed",
+      });
+      assert.equal((await cleaner.status()).signal, "SIGKILL");
+      assert.throws(() => MessageRing.open({ name }), NotFoundError);
+      assert.equal(find(name)?.state, "dead", "sealed, and no live process left to remove it");
+      const result = cleanupDead({ names: [name] });
+      assert.deepEqual(result.removed.map((e) => e.name), [name]);
+      assert.equal(find(name), undefined);
+    } finally {
+      unlinkQuietly(name);
+    }
+  },
+);
