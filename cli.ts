@@ -37,6 +37,18 @@ Exit status: 0 success, 1 error, 2 usage error.
 
 class UsageError extends Error {}
 
+/**
+ * `text` with its control characters as `\xNN`: object names come from /dev/shm, where
+ * any process may put a newline (a fake row) or a terminal escape sequence.
+ */
+export function printable(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(
+    /[\x00-\x1f\x7f-\x9f\\]/g,
+    (c) => c === "\\" ? "\\\\" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+}
+
 const KINDS = OBJECT_KINDS;
 
 /** Runs the command with `args`; returns the exit status. */
@@ -64,11 +76,11 @@ export async function main(args: string[]): Promise<number> {
     }
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`ipc: ${error.message} (see "ipc help")`);
+      console.error(`ipc: ${printable(error.message)} (see "ipc help")`);
       return 2;
     }
     const message = error instanceof Error ? error.message : String(error);
-    console.error(`ipc: ${message.split("\n")[0]}`);
+    console.error(`ipc: ${printable(message.split("\n")[0])}`);
     return 1;
   }
 }
@@ -132,7 +144,7 @@ export function table(objects: IpcObject[]): string {
     const attached = pids(o.attached) + (o.untracked > 0 ? `+${o.untracked}` : "");
     rows.push([
       o.kind,
-      o.partOf === null ? o.name : `${o.name} (of ${o.partOf})`,
+      printable(o.partOf === null ? o.name : `${o.name} (of ${o.partOf})`),
       String(o.size),
       o.creator === null ? "-" : `${o.creator.pid}${o.creator.alive ? "" : "(dead)"}`,
       o.state,
@@ -153,8 +165,10 @@ function inspect(args: string[]): number {
     return 0;
   }
   const lines = [
-    `${object.kind} ${object.name}`,
-    `  state      ${object.state}${object.problem === null ? "" : `: ${object.problem}`}`,
+    `${object.kind} ${printable(object.name)}`,
+    `  state      ${object.state}${
+      object.problem === null ? "" : `: ${printable(object.problem)}`
+    }`,
     `  size       ${object.size} bytes, owner uid ${object.uid}, mode 0${object.mode.toString(8)}`,
     `  creator    ${
       object.creator === null
@@ -168,7 +182,7 @@ function inspect(args: string[]): number {
     }`,
   ];
   if (object.mappedBy.length > 0) lines.push(`  mapped by  ${object.mappedBy.join(", ")}`);
-  if (object.partOf !== null) lines.push(`  part of    ${object.partOf}`);
+  if (object.partOf !== null) lines.push(`  part of    ${printable(object.partOf)}`);
   if (object.depth !== null) lines.push(`  depth      ${object.depth} ${object.depthUnit}`);
   for (const [key, value] of Object.entries(object.details)) {
     lines.push(`  ${key.padEnd(18)} ${formatValue(value)}`);
@@ -183,7 +197,7 @@ function formatValue(value: unknown): string {
     const p = value as { pid: number; alive: boolean };
     return `pid ${p.pid} (${p.alive ? "alive" : "dead"})`;
   }
-  return String(value);
+  return printable(String(value));
 }
 
 async function watch(args: string[]): Promise<number> {
@@ -249,7 +263,7 @@ function rates(name: string, before: Sample, after: Sample): string {
   const rate = (a: number, b: number) => Math.max(0, (b - a) / seconds);
   const o = after.object;
   const parts = [
-    `${name} ${o.state}`,
+    `${printable(name)} ${o.state}`,
     `sent ${rate(before.sent, after.sent).toFixed(0)}/s`,
     `received ${rate(before.received, after.received).toFixed(0)}/s`,
   ];
@@ -301,8 +315,12 @@ function clean(args: string[]): number {
 
 function printPlan(result: CleanupResult, verb: string): void {
   if (result.removed.length === 0) console.log("nothing to remove");
-  for (const e of result.removed) console.log(`${verb} ${e.kind} ${e.name}: ${e.reason}`);
-  for (const e of result.kept) console.log(`kept ${e.kind} ${e.name}: ${e.reason}`);
+  for (const e of result.removed) {
+    console.log(`${verb} ${e.kind} ${printable(e.name)}: ${printable(e.reason)}`);
+  }
+  for (const e of result.kept) {
+    console.log(`kept ${e.kind} ${printable(e.name)}: ${printable(e.reason)}`);
+  }
 }
 
 if (import.meta.main) {

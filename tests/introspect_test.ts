@@ -12,6 +12,7 @@ import {
   NotFoundError,
   SharedMemory,
 } from "../mod.ts";
+import { currentStartTime } from "../lib/_process.ts";
 import { Child, ipcTest, testName } from "./_helpers.ts";
 
 const cli = new URL("../cli.ts", import.meta.url).pathname;
@@ -242,6 +243,44 @@ ipcTest(
     } finally {
       for (const handle of handles) handle.close();
       MessageRing.unlink(name);
+    }
+  },
+);
+
+ipcTest(
+  "ipc list, inspect, clean and errors print control characters of a hostile name escaped: one row per object, no terminal escapes",
+  async () => {
+    const prefix = testName("life-ctl");
+    // A file another process put in /dev/shm: a newline and a terminal escape in its name.
+    const name = `${prefix}\nfake\x1b[2J\x9b`;
+    Deno.writeFileSync(`/dev/shm${name}`, new Uint8Array(16), { mode: 0o600 });
+    // And the temporary of a create whose creator died (pid 1 with another start time).
+    const temporary = `/.deno-ipc-init.1.${currentStartTime() + 12345}.${prefix.slice(1)}`;
+    Deno.writeFileSync(`/dev/shm${temporary}\x1b[2J`, new Uint8Array(16), { mode: 0o600 });
+    try {
+      const outputs = [
+        await ipc("list", "--match", prefix),
+        await ipc("inspect", name),
+        await ipc("inspect", `${name}-missing`),
+        await ipc("clean", "--dry-run", "--match", temporary),
+      ];
+      for (const output of outputs) {
+        // deno-lint-ignore no-control-regex
+        assert.doesNotMatch(output.stdout + output.stderr, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/);
+      }
+      assert.equal(outputs[0].code, 0, outputs[0].stderr);
+      assert.equal(outputs[0].stdout.trim().split("\n").length, 2, "header and one row");
+      assert.match(outputs[0].stdout, /fake\\x1b\[2J\\x9b/);
+      assert.equal(outputs[1].code, 0, outputs[1].stderr);
+      assert.equal(outputs[2].code, 1);
+      assert.equal(outputs[2].stderr.trim().split("\n").length, 1);
+      assert.equal(outputs[3].code, 0, outputs[3].stderr);
+      assert.match(outputs[3].stdout, /^would remove temporary .*\\x1b\[2J: half-created/);
+      const json = JSON.parse((await ipc("list", "--match", prefix, "--json")).stdout);
+      assert.deepEqual(json.map((o: IpcObject) => o.name), [name], "--json keeps the name");
+    } finally {
+      Deno.removeSync(`/dev/shm${name}`);
+      Deno.removeSync(`/dev/shm${temporary}\x1b[2J`);
     }
   },
 );
