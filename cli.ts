@@ -42,8 +42,8 @@ class UsageError extends Error {}
  * any process may put a newline (a fake row) or a terminal escape sequence.
  */
 export function printable(text: string): string {
-  // deno-lint-ignore no-control-regex
   return text.replace(
+    // deno-lint-ignore no-control-regex
     /[\x00-\x1f\x7f-\x9f\\]/g,
     (c) => c === "\\" ? "\\\\" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
   );
