@@ -56,7 +56,9 @@ export interface BoundedBufferOpenOptions extends OwnershipOptions {
 
 const MAX_BUFFER_SIZE = 2 ** 20;
 const MAX_ITEM_SIZE = 2 ** 20;
-const MAX_BYTES = 2 ** 31;
+// Slots end below 2 GiB: the header keeps the identity block's offset (after the slots)
+// in a 32-bit word.
+const MAX_BYTES = 2 ** 31 - 1024;
 
 interface Shape {
   name: string | undefined;
@@ -78,7 +80,9 @@ function validateShape(options: unknown, what: string, minimumSlots: number): Sh
   );
   const itemSize = validateInteger(checked.itemSize, "item size", 1, MAX_ITEM_SIZE);
   if (bufferSize * itemSize > MAX_BYTES) {
-    throw new RangeError(`Invalid ${what}: ${bufferSize} x ${itemSize} bytes is over 2 GiB`);
+    throw new RangeError(
+      `Invalid ${what}: ${bufferSize} x ${itemSize} bytes is over 2 GiB less 1 KiB`,
+    );
   }
   return { name, bufferSize, itemSize, mode: validateMode(checked.mode ?? DEFAULT_MODE, what) };
 }

@@ -111,6 +111,9 @@ for (const [label, Kind, minimumSlots] of kinds) {
     ["a zero item size", { bufferSize: 4, itemSize: 0 }, RangeError],
     ["a NaN buffer size", { bufferSize: NaN, itemSize: 1 }, TypeError],
     ["more than 2 GiB", { bufferSize: 2 ** 20, itemSize: 2 ** 20 }, RangeError],
+    // Its identity block would lie past the 32-bit offset the header keeps: untracked,
+    // and listed as corrupted.
+    ["exactly 2 GiB of slots", { bufferSize: 2 ** 20, itemSize: 2 ** 11 }, RangeError],
     ["a string item size", { bufferSize: 4, itemSize: "8" }, TypeError],
     ["a bad name", { bufferSize: 4, itemSize: 1, name: "/a/b" }, TypeError],
   ];
