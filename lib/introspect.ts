@@ -156,7 +156,8 @@ export function listObjects(options: ListOptions = {}): IpcObject[] {
     throw new TypeError("Invalid list option kinds: expected an array of strings");
   }
   const mappers = options.scanMappings === false ? new Map<string, number[]>() : scanMappings();
-  const objects = [...listShm(mappers), ...listSysvQueues(), ...listPosixQueues()];
+  const euid = libc().symbols.geteuid();
+  const objects = [...listShm(mappers), ...listSysvQueues(euid), ...listPosixQueues(euid)];
   groupSegments(objects);
   objects.sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   return kinds === undefined ? objects : objects.filter((o) => kinds.includes(o.kind));
@@ -413,7 +414,7 @@ function groupSegments(objects: IpcObject[]): void {
 }
 
 // /proc/sysvipc/msg: key msqid perms cbytes qnum lspid lrpid uid gid cuid cgid ...
-function listSysvQueues(): IpcObject[] {
+function listSysvQueues(euid: number): IpcObject[] {
   let text: string;
   try {
     text = Deno.readTextFileSync("/proc/sysvipc/msg");
@@ -428,6 +429,7 @@ function listSysvQueues(): IpcObject[] {
     object.size = f[3];
     object.mode = f[2] & 0o777;
     object.uid = f[7];
+    if (object.uid !== euid) object.state = "other-user";
     object.depth = f[4];
     object.depthUnit = "messages";
     object.details = {
@@ -442,7 +444,7 @@ function listSysvQueues(): IpcObject[] {
   return objects;
 }
 
-function listPosixQueues(): IpcObject[] {
+function listPosixQueues(euid: number): IpcObject[] {
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(MQUEUE)];
@@ -456,6 +458,11 @@ function listPosixQueues(): IpcObject[] {
       const info = Deno.lstatSync(`${MQUEUE}/${entry.name}`);
       object.uid = info.uid ?? 0;
       object.mode = (info.mode ?? 0) & 0o7777;
+      if (object.uid !== euid) {
+        object.state = "other-user";
+        objects.push(object);
+        continue;
+      }
       // "QSIZE:129 NOTIFY:0 SIGNO:0 NOTIFY_PID:0": bytes queued.
       const status = Deno.readTextFileSync(`${MQUEUE}/${entry.name}`);
       const size = /QSIZE:(\d+)/.exec(status);

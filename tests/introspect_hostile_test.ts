@@ -8,10 +8,14 @@ import {
   Fifo,
   type IpcObject,
   listObjects,
+  MessageQueue,
   MessageRing,
   NotFoundError,
+  PosixMessageQueue,
   SharedMemory,
 } from "../mod.ts";
+import { C } from "../ffi/constants.ts";
+import { libc } from "../ffi/libc.ts";
 import { currentPid, currentStartTime } from "../lib/_process.ts";
 import { Child, delay, ipcTest, propertyRuns, testName } from "./_helpers.ts";
 
@@ -345,3 +349,34 @@ ipcTest(
     }
   },
 );
+
+ipcTest("message queues of another user are listed as other-user", () => {
+  const name = testName("life-mq-other");
+  const mounted = Deno.readTextFileSync("/proc/self/mounts").includes(" /dev/mqueue mqueue ");
+  const sysv = MessageQueue.create();
+  try {
+    // Given to uid 65534 (msgctl IPC_SET): the creator (us) may still remove it.
+    const stat = new Uint8Array(C.SIZEOF_MSQID_DS);
+    assert.equal(libc().symbols.msgctl(sysv.id, C.IPC_STAT, stat), 0);
+    new DataView(stat.buffer).setUint32(C.MSQID_OFFSET_UID, 65534, true);
+    assert.equal(libc().symbols.msgctl(sysv.id, C.IPC_SET, stat), 0);
+    if (mounted) {
+      PosixMessageQueue.create({ name }).close();
+      Deno.chownSync(`/dev/mqueue${name}`, 65534, 65534);
+    }
+    const objects = listObjects({ scanMappings: false });
+    const listed = objects.find((o) => o.name === `sysv:${sysv.id}`);
+    assert.equal(listed?.state, "other-user");
+    assert.equal(listed?.uid, 65534);
+    if (mounted) {
+      const queue = objects.find((o) => o.name === name);
+      assert.equal(queue?.state, "other-user");
+      assert.equal(queue?.uid, 65534);
+      assert.deepEqual(queue?.details, {}, "its status was not read");
+    }
+  } finally {
+    sysv.remove();
+    sysv.close();
+    if (mounted) PosixMessageQueue.unlink(name);
+  }
+});
