@@ -292,9 +292,13 @@ function describeShmEntry(
     0,
   );
   if (fd < 0) {
-    if (lastErrno() === ERRNO.ENOENT) return undefined; // removed since the listing
+    const errno = lastErrno();
+    // Removed since the listing; a symbolic link (shm_open never follows one); a socket.
+    if (errno === ERRNO.ENOENT || errno === ERRNO.ELOOP || errno === ERRNO.ENXIO) {
+      return undefined;
+    }
     object.state = "other-user";
-    object.problem = `cannot open: errno ${lastErrno()}`;
+    object.problem = `cannot open: errno ${errno}`;
     return object;
   }
   try {

@@ -99,7 +99,7 @@ ipcTest(
 );
 
 ipcTest(
-  "half-created objects: a live creator's temporary is initializing, a dead one's is removed by cleanupDead",
+  "half-created objects: a live creator's temporary is initializing, a dead one's is removed by cleanupDead; FIFOs, symbolic links and sockets are not listed",
   () => {
     const random = crypto.randomUUID().slice(0, 8);
     const live = `.deno-ipc-init.${currentPid()}.${currentStartTime()}.${random}`;
@@ -110,15 +110,29 @@ ipcTest(
       Deno.writeFileSync(`/dev/shm/${live}`, new Uint8Array(0), { mode: 0o600 });
       Deno.writeFileSync(`/dev/shm/${dead}`, new Uint8Array(64), { mode: 0o600 });
       Fifo.create(fifo); // not a regular file: skipped, and never opened in a way that waits
+      // Nor are a symbolic link (shm_open never follows one) and a Unix socket: not ours
+      // to report as another user's objects.
+      Deno.symlinkSync("/etc/hostname", `${fifo}-link`);
+      using socket = Deno.listen({ transport: "unix", path: `${fifo}-socket` });
       const objects = listObjects();
       assert.equal(objects.find((o) => o.name === `/${live}`)?.state, "initializing");
       assert.equal(objects.find((o) => o.name === `/${dead}`)?.state, "dead");
-      assert.equal(objects.find((o) => o.name === fifo.slice(8)), undefined);
+      for (const suffix of ["", "-link", "-socket"]) {
+        assert.equal(objects.find((o) => o.name === fifo.slice(8) + suffix), undefined, suffix);
+      }
       const result = cleanupDead({ names: [`/${live}`, `/${dead}`] });
       assert.deepEqual(result.removed.map((e) => e.name), [`/${dead}`]);
       assert.ok(Deno.statSync(`/dev/shm/${live}`).isFile);
     } finally {
-      for (const path of [`/dev/shm/${live}`, `/dev/shm/${dead}`, fifo]) {
+      for (
+        const path of [
+          `/dev/shm/${live}`,
+          `/dev/shm/${dead}`,
+          fifo,
+          `${fifo}-link`,
+          `${fifo}-socket`,
+        ]
+      ) {
         try {
           Deno.removeSync(path);
         } catch { /* removed */ }
