@@ -627,8 +627,37 @@ function removeStructure(object: IpcObject): string | undefined {
     }
     if (!mark.tryMark()) return "in use (a live process attached), or another cleaner has it";
     mark.seal();
+    // Another cleaner may have removed the name since we mapped the object (when it was
+    // sealed already), and another object taken it: remove the name only if it still
+    // names the sealed object.
+    if (!namesSealed(object.name, identity)) return "already removed";
     return unlinkShm(object.name);
   } finally {
     shm.close();
+  }
+}
+
+// Whether `name` names a sealed object with this creator and creation time (read with
+// open(O_NOFOLLOW | O_NONBLOCK) + pread, as the listing reads).
+function namesSealed(name: string, sealed: Identity): boolean {
+  const { open, close, fstat } = libc().symbols;
+  const fd = open(
+    cString(`${SHM}${name}`),
+    C.O_RDONLY | C.O_NOFOLLOW | C.O_NONBLOCK | C.O_CLOEXEC,
+    0,
+  );
+  if (fd < 0) return false;
+  try {
+    if (fstat(fd, statBuffer) !== 0) return false;
+    if ((statView.getUint32(C.STAT_OFFSET_MODE, true) & C.S_IFMT) !== C.S_IFREG) return false;
+    const size = Number(statView.getBigInt64(C.STAT_OFFSET_SIZE, true));
+    if (size < LIFE_BYTES) return false;
+    const identity = decodeIdentity(
+      lifeBuffer.subarray(0, pread(fd, lifeBuffer, size - LIFE_BYTES)),
+    );
+    return typeof identity !== "string" && identity.mark === REMOVED &&
+      identity.creatorToken === sealed.creatorToken && identity.created === sealed.created;
+  } finally {
+    close(fd);
   }
 }

@@ -394,3 +394,31 @@ ipcTest("message queues of another user are listed as other-user", () => {
     if (mounted) PosixMessageQueue.unlink(name);
   }
 });
+
+// Finishing another cleaner's removal (above) must not remove a new object that took
+// the name meanwhile: a cleaner holding the old, sealed object checks that the name
+// still names it before removing the name.
+ipcTest(
+  "a cleaner finishing a sealed removal leaves a new object that took the name meanwhile",
+  async () => {
+    const name = testName("life-step-reused");
+    ringOfTheDead(name);
+    try {
+      await using cleaner = stoppedAt("lifecycle.clean.marking", ["clean", name]);
+      await untilStopped(cleaner.process.pid); // it has the old ring mapped
+      {
+        using shm = SharedMemory.open({ name });
+        const view = new DataView(shm.buffer);
+        view.setBigInt64(view.getInt32(24, true) + 32, -1n, true); // sealed (REMOVED)
+      }
+      SharedMemory.unlink(name);
+      using ring = MessageRing.create({ name, capacity: 4096 });
+      cleaner.process.kill("SIGCONT");
+      const result = JSON.parse(await cleaner.line());
+      assert.deepEqual(result.removed, []);
+      assert.equal(find(name)?.details.capacity, 4096, "the new ring keeps its name");
+    } finally {
+      unlinkQuietly(name);
+    }
+  },
+);
