@@ -297,7 +297,8 @@ function clean(args: string[]): number {
   if (!values["dry-run"] && plan.removed.length > 0) {
     if (!values.yes) {
       if (!Deno.stdin.isTerminal()) {
-        printPlan(plan, "would remove");
+        // Part of the error, so on stderr: stdout stays empty (or JSON, with --json).
+        printPlan(plan, "would remove", console.error);
         throw new UsageError("not a terminal: pass --yes to remove (or --dry-run)");
       }
       printPlan(plan, "will remove");
@@ -313,13 +314,17 @@ function clean(args: string[]): number {
   return 0;
 }
 
-function printPlan(result: CleanupResult, verb: string): void {
-  if (result.removed.length === 0) console.log("nothing to remove");
+function printPlan(
+  result: CleanupResult,
+  verb: string,
+  print: (line: string) => void = console.log,
+): void {
+  if (result.removed.length === 0) print("nothing to remove");
   for (const e of result.removed) {
-    console.log(`${verb} ${e.kind} ${printable(e.name)}: ${printable(e.reason)}`);
+    print(`${verb} ${e.kind} ${printable(e.name)}: ${printable(e.reason)}`);
   }
   for (const e of result.kept) {
-    console.log(`kept ${e.kind} ${printable(e.name)}: ${printable(e.reason)}`);
+    print(`kept ${e.kind} ${printable(e.name)}: ${printable(e.reason)}`);
   }
 }
 

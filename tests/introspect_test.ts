@@ -284,3 +284,32 @@ ipcTest(
     }
   },
 );
+
+ipcTest(
+  "ipc clean off a terminal without --yes removes nothing, exits 2, and keeps stdout for --json",
+  async () => {
+    const prefix = testName("life-noyes");
+    const temporary = `/.deno-ipc-init.1.${currentStartTime() + 12345}.${prefix.slice(1)}`;
+    Deno.writeFileSync(`/dev/shm${temporary}`, new Uint8Array(16), { mode: 0o600 });
+    try {
+      for (const json of [[], ["--json"]]) {
+        const output = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", cli, "clean", ...json, "--match", temporary],
+          stdin: "null",
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const [stdout, stderr] = [output.stdout, output.stderr].map((b) =>
+          new TextDecoder().decode(b)
+        );
+        assert.equal(output.code, 2, stderr);
+        assert.equal(stdout, "", "the refused plan is part of the error, on stderr");
+        assert.match(stderr, /would remove temporary .*half-created/);
+        assert.match(stderr, /^ipc: not a terminal: pass --yes/m);
+        assert.ok(Deno.statSync(`/dev/shm${temporary}`).isFile, "nothing removed");
+      }
+    } finally {
+      Deno.removeSync(`/dev/shm${temporary}`);
+    }
+  },
+);
