@@ -207,7 +207,8 @@ export function decodeIdentity(bytes: Uint8Array): Identity | string {
   const untracked = view.getInt32(W_UNTRACKED * 4, true);
   if (untracked < 0) return `untracked attachments ${untracked}`;
   const created = view.getFloat64(F_CREATED * 8, true);
-  if (!Number.isFinite(created) || created < 0) return `creation time ${created}`;
+  // 8.64e15 ms: the last instant a Date holds (a later one cannot be printed).
+  if (!(created >= 0 && created <= 8.64e15)) return `creation time ${created}`;
   const slots: bigint[] = [];
   for (let i = 0; i < ATTACH_SLOTS; i++) {
     const value = view.getBigInt64((B_SLOTS + i) * 8, true);

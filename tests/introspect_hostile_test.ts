@@ -61,6 +61,8 @@ const RING_MUTATIONS: [string, (view: DataView, size: number) => void, RegExp][]
   ["identity magic", (v, size) => v.setInt32(size - 256, 0x1234, true), /identity magic/],
   ["identity slots", (v, size) => v.setInt32(size - 256 + 44, 9999, true), /slot count/],
   ["creation time", (v, size) => v.setFloat64(size - 256 + 24, NaN, true), /creation time/],
+  // Finite, but past the last date a Date can hold: toISOString would throw.
+  ["late creation time", (v, size) => v.setFloat64(size - 256 + 24, 1e20, true), /creation time/],
 ];
 
 ipcTest(
