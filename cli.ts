@@ -217,12 +217,23 @@ async function watch(args: string[]): Promise<number> {
   const tty = Deno.stdout.isTerminal();
   const encoder = new TextEncoder();
   let stop = false;
-  const onInterrupt = () => stop = true;
+  let wake = () => {};
+  const onInterrupt = () => {
+    stop = true;
+    wake(); // now, not at the end of the interval
+  };
   Deno.addSignalListener("SIGINT", onInterrupt);
   try {
     let previous = sample(inspectObject(name), performance.now());
     for (let n = 0; n < count && !stop; n++) {
-      await new Promise((resolve) => setTimeout(resolve, interval));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, interval);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (stop) break;
       const now = sample(inspectObject(name), performance.now());
       const line = rates(name, previous, now);
       previous = now;

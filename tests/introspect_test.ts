@@ -313,3 +313,50 @@ ipcTest(
     }
   },
 );
+
+// Waits until the process catches SIGINT (its listener is installed).
+async function catchesInterrupt(pid: number): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    const caught = /\nSigCgt:\s+([0-9a-f]+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+    if (caught && (BigInt(`0x${caught[1]}`) & 2n) !== 0n) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`process ${pid} never caught SIGINT`);
+}
+
+ipcTest("ipc watch stops at Ctrl-C without waiting for the rest of its interval", async () => {
+  using ring = MessageRing.create({ name: testName("life-watch-int"), capacity: 1024 });
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", cli, "watch", ring.name, "--interval", "3600000"],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = child.output();
+    try {
+      await catchesInterrupt(child.pid);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // in its sleep now
+      child.kill("SIGINT");
+      // An hour's interval: a watch that sleeps it out fails here (after a minute).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const result = await Promise.race([
+        output,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error("still watching a minute after Ctrl-C")),
+            60_000,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
+      assert.equal(result.code, 0, new TextDecoder().decode(result.stderr));
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await output;
+    }
+  } finally {
+    ring.unlink();
+  }
+});
