@@ -37,7 +37,8 @@ export interface ProcessState {
  * - `live`: its creator, an attached process, or a process mapping it is alive;
  * - `dead`: its creator and every process attached to it are dead (`cleanupDead` removes it);
  * - `initializing`: an object being created (a temporary name whose creator is alive);
- * - `removing`: a cleaner marked it and is removing it;
+ * - `removing`: a live cleaner marked it and is removing it (a sealed object whose cleaner
+ *   died, and which no live process uses, is `dead`: the next clean-up removes it);
  * - `corrupted`: its header or identity block fails validation (see `problem`);
  * - `other-user`: owned by another user: listed, never opened;
  * - `unknown`: a plain kernel object whose creator is not recorded, mapped by nobody.
