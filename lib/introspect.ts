@@ -300,6 +300,17 @@ function describeShmEntry(
     }
     object.state = "other-user";
     object.problem = `cannot open: errno ${errno}`;
+    try {
+      // Its owner, mode and size, as the directory tells them without opening it.
+      const info = Deno.lstatSync(`${SHM}/${entry}`);
+      if (!info.isFile) return undefined;
+      object.uid = info.uid ?? 0;
+      object.mode = (info.mode ?? 0) & 0o7777;
+      object.size = info.size;
+      if (object.uid === euid) object.state = "unknown"; // ours, with a mode we cannot read
+    } catch {
+      return undefined; // removed since
+    }
     return object;
   }
   try {

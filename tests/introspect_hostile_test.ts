@@ -17,7 +17,7 @@ import {
 import { C } from "../ffi/constants.ts";
 import { libc } from "../ffi/libc.ts";
 import { currentPid, currentStartTime } from "../lib/_process.ts";
-import { Child, delay, ipcTest, propertyRuns, testName } from "./_helpers.ts";
+import { Child, delay, ipcTest, propertyRuns, runChild, testName } from "./_helpers.ts";
 
 const STATES = [
   "live",
@@ -419,6 +419,25 @@ ipcTest(
       const result = JSON.parse(await cleaner.line());
       assert.deepEqual(result.removed, []);
       assert.equal(find(name)?.details.capacity, 4096, "the new ring keeps its name");
+    } finally {
+      unlinkQuietly(name);
+    }
+  },
+);
+
+ipcTest(
+  "an object another user keeps unreadable is listed with its owner, mode and size",
+  async () => {
+    const name = testName("life-unreadable");
+    Deno.writeFileSync(`/dev/shm${name}`, new Uint8Array(3000), { mode: 0o600 });
+    try {
+      Deno.chownSync(`/dev/shm${name}`, 1234, 1234);
+      // Listed by uid 65534, which cannot open it.
+      const child = await runChild("lifecycle_child.ts", ["list-as-nobody", name]);
+      assert.equal(child.code, 0, child.stderr);
+      const object = JSON.parse(child.stdout) as IpcObject;
+      assert.equal(object.state, "other-user");
+      assert.deepEqual([object.uid, object.mode, object.size], [1234, 0o600, 3000]);
     } finally {
       unlinkQuietly(name);
     }

@@ -4,6 +4,7 @@
 //   lifecycle_child.ts open NAME...              rings opened by name (kept open)
 //   lifecycle_child.ts race NAME OPENS           opens/closes a ring OPENS times, then holds it
 //   lifecycle_child.ts clean NAME                cleanupDead of NAME (without /proc maps)
+//   lifecycle_child.ts list-as-nobody NAME       as uid 65534: what listObjects says of NAME
 // With DENO_IPC_CRASH_AT (tests/children/_crash.ts) it stops or dies at a named step.
 import "./_crash.ts";
 import {
@@ -11,6 +12,7 @@ import {
   cleanupDead,
   DirectEndpoint,
   Doorbell,
+  listObjects,
   Mailbox,
   MessageRing,
   NotFoundError,
@@ -71,6 +73,17 @@ if (command === "create") {
   const held = attempt();
   if (held) keep.push(held);
   console.log(JSON.stringify({ ok, notFound, holding: held !== undefined }));
+} else if (command === "list-as-nobody") {
+  const privileges = Deno.dlopen("libc.so.6", {
+    setgid: { parameters: ["u32"], result: "i32" },
+    setuid: { parameters: ["u32"], result: "i32" },
+  });
+  if (privileges.symbols.setgid(65534) !== 0 || privileges.symbols.setuid(65534) !== 0) {
+    throw new Error("could not drop privileges to nobody (are the tests running as root?)");
+  }
+  const found = listObjects({ scanMappings: false }).find((o) => o.name === args[0]);
+  console.log(JSON.stringify(found ?? null));
+  Deno.exit(0);
 } else if (command === "clean") {
   console.log(JSON.stringify(cleanupDead({ names: [args[0]], scanMappings: false })));
   Deno.exit(0);
