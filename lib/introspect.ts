@@ -119,6 +119,7 @@ const MQUEUE = "/dev/mqueue";
 const TEMPORARY = /^\.deno-ipc-init\.(\d+)\.(\d+)\./;
 const SEGMENT = /^(.+)\.([0-9a-f]{8})\.(\d+)$/;
 const HEADER_MAX = 512;
+const HEADER_READS = 3;
 const headerBuffer = new Uint8Array(HEADER_MAX);
 const lifeBuffer = new Uint8Array(LIFE_BYTES);
 const statBuffer = new Uint8Array(256);
@@ -376,14 +377,22 @@ function readStructure(fd: number, object: IpcObject): void {
     decoder = DIRECT_LINK;
     object.kind = "direct-link";
   }
-  try {
-    const report = decoder.decode(header, object.size);
-    object.depth = report.depth ?? null;
-    object.depthUnit = report.depthUnit ?? null;
-    object.details = report.details;
-  } catch (error) {
-    if (!(error instanceof HeaderProblem)) throw error;
-    corrupt(object, error.message);
+  // A read that a send and a receive cross can pair an old position with a newer one
+  // (a mailbox taken past sent): read again before calling the object corrupted.
+  for (let attempt = 1;; attempt++) {
+    try {
+      const report = decoder.decode(header, object.size);
+      object.depth = report.depth ?? null;
+      object.depthUnit = report.depthUnit ?? null;
+      object.details = report.details;
+      return;
+    } catch (error) {
+      if (!(error instanceof HeaderProblem)) throw error;
+      if (attempt === HEADER_READS || pread(fd, headerBuffer, 0) < length) {
+        corrupt(object, error.message);
+        return;
+      }
+    }
   }
 }
 
@@ -423,9 +432,16 @@ function groupSegments(objects: IpcObject[]): void {
     if (o.kind !== "ring") continue;
     const match = SEGMENT.exec(o.name);
     const parent = match ? mailboxes.get(match[1]) : undefined;
-    if (parent === undefined || parent.details.segmentToken !== match![2]) continue;
+    if (parent === undefined) continue;
+    // A mailbox whose header does not decode (corrupted, or torn by a send and a receive
+    // during the read) names no token: its segments stay its own, never removed alone.
+    const token = parent.details.segmentToken;
+    if (token !== undefined && token !== match![2]) continue; // an older mailbox's
     o.partOf = parent.name;
     if (o.state !== "corrupted") o.state = parent.state;
+    if (parent.state === "corrupted" && o.problem === null) {
+      o.problem = `its mailbox ${parent.name} is corrupted`;
+    }
   }
 }
 

@@ -8,6 +8,7 @@ import {
   Fifo,
   type IpcObject,
   listObjects,
+  Mailbox,
   MessageQueue,
   MessageRing,
   NotFoundError,
@@ -440,6 +441,41 @@ ipcTest(
       assert.deepEqual([object.uid, object.mode, object.size], [1234, 0o600, 3000]);
     } finally {
       unlinkQuietly(name);
+    }
+  },
+);
+
+// A segment no one has open (its writer died, its reader has not reached it) holds a live
+// mailbox's messages: however the mailbox's header reads (torn by a send and a receive
+// during the read, or corrupted), the segment is the mailbox's and is never removed alone.
+ipcTest(
+  "a dead writer's segment of a live mailbox whose header reads as corrupted is not removed",
+  () => {
+    using box = Mailbox.create({ name: testName("life-torn"), capacity: 4 });
+    const token = (() => {
+      using shm = SharedMemory.open({ name: box.name });
+      return new DataView(shm.buffer).getUint32(7 * 4, true);
+    })();
+    const segment = `${box.name}.${token.toString(16).padStart(8, "0")}.7`;
+    try {
+      ringOfTheDead(segment);
+      {
+        using shm = SharedMemory.open({ name: box.name });
+        const view = new DataView(shm.buffer);
+        const [sent, taken] = [view.getUint32(19 * 4, true), view.getUint32(35 * 4, true)];
+        view.setUint32(35 * 4, sent + 1, true); // taken past sent: depth -1
+        try {
+          assert.equal(find(box.name)?.state, "corrupted");
+          assert.equal(find(segment)?.partOf, box.name);
+          assert.deepEqual(cleanupDead({ names: [segment] }).removed, []);
+          assert.notEqual(find(segment), undefined, "the segment is still there");
+        } finally {
+          view.setUint32(35 * 4, taken, true);
+        }
+      }
+    } finally {
+      unlinkQuietly(segment);
+      box.delete();
     }
   },
 );
