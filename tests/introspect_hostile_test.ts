@@ -116,7 +116,7 @@ ipcTest(
       // Nor are a symbolic link (shm_open never follows one) and a Unix socket: not ours
       // to report as another user's objects.
       Deno.symlinkSync("/etc/hostname", `${fifo}-link`);
-      using socket = Deno.listen({ transport: "unix", path: `${fifo}-socket` });
+      using _socket = Deno.listen({ transport: "unix", path: `${fifo}-socket` });
       const objects = listObjects();
       assert.equal(objects.find((o) => o.name === `/${live}`)?.state, "initializing");
       assert.equal(objects.find((o) => o.name === `/${dead}`)?.state, "dead");
@@ -415,7 +415,7 @@ ipcTest(
         view.setBigInt64(view.getInt32(24, true) + 32, -1n, true); // sealed (REMOVED)
       }
       SharedMemory.unlink(name);
-      using ring = MessageRing.create({ name, capacity: 4096 });
+      using _ring = MessageRing.create({ name, capacity: 4096 });
       cleaner.process.kill("SIGCONT");
       const result = JSON.parse(await cleaner.line());
       assert.deepEqual(result.removed, []);
