@@ -612,6 +612,16 @@ export function cleanupDead(options: CleanupOptions = {}): CleanupResult {
     }
     result.removed.push(entry(why));
     for (const segment of segmentsOf.get(o.name) ?? []) {
+      // No process of a dead mailbox has its segments open: a ring under a segment's
+      // name that a live process holds only looks like one.
+      if (segment.untracked > 0 || segment.attached.some((p) => p.alive)) {
+        result.kept.push({
+          kind: segment.kind,
+          name: segment.name,
+          reason: "named like a segment of a dead mailbox, but a live process has it open",
+        });
+        continue;
+      }
       if (dryRun || unlinkShm(segment.name) === undefined) {
         result.removed.push({
           kind: segment.kind,

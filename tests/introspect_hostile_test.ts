@@ -479,3 +479,38 @@ ipcTest(
     }
   },
 );
+
+// A ring that only looks like a segment of a dead mailbox (its name and token) and that a
+// live process has open is that process's: removing the mailbox leaves it.
+ipcTest(
+  "removing a dead mailbox leaves a ring named like its segment that a live process holds",
+  () => {
+    const name = testName("life-lookalike");
+    Mailbox.create({ name, capacity: 4 }).close();
+    let token = 0;
+    {
+      using shm = SharedMemory.open({ name });
+      const view = new DataView(shm.buffer);
+      token = view.getUint32(7 * 4, true);
+      // Its creator: pid 1 with another start time (a reused pid): dead.
+      const life = view.getInt32(8 * 4, true);
+      view.setBigInt64(life + 16, (BigInt(currentStartTime() + 999) << 32n) | 1n, true);
+    }
+    const lookalike = `${name}.${token.toString(16).padStart(8, "0")}.99`;
+    try {
+      using ring = MessageRing.create({ name: lookalike, capacity: 1024 });
+      assert.equal(find(lookalike)?.partOf, name);
+      const result = cleanupDead({ names: [name], scanMappings: false });
+      assert.ok(result.removed.some((e) => e.name === name), "the dead mailbox is removed");
+      assert.ok(!result.removed.some((e) => e.name === lookalike));
+      assert.match(result.kept.find((e) => e.name === lookalike)?.reason ?? "", /live process/);
+      assert.equal(find(lookalike)?.details.capacity, 1024, "the held ring keeps its name");
+      assert.equal(ring.trySend(new Uint8Array(1)), true);
+    } finally {
+      unlinkQuietly(lookalike);
+      for (const o of listObjects({ scanMappings: false })) {
+        if (o.name.startsWith(name)) unlinkQuietly(o.name);
+      }
+    }
+  },
+);
