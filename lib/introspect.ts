@@ -325,7 +325,7 @@ function describeShmEntry(
       const pid = Number(temporary[1]);
       const alive = processAlive(pid, Number(temporary[2]));
       object.creator = { pid, alive, uid: object.uid };
-      object.state = alive ? "initializing" : "dead";
+      object.state = object.uid !== euid ? "other-user" : alive ? "initializing" : "dead";
       return object;
     }
     if (object.uid !== euid) {

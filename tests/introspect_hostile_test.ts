@@ -245,22 +245,34 @@ ipcTest(
   },
 );
 
-ipcTest("an object of another user is listed but never read", () => {
-  const name = testName("life-other");
-  const bytes = new Uint8Array(1024);
-  new DataView(bytes.buffer).setInt32(0, 0x52_50_49_44, true); // a ring's magic
-  Deno.writeFileSync(`/dev/shm${name}`, bytes, { mode: 0o600 });
-  try {
-    Deno.chownSync(`/dev/shm${name}`, 65534, 65534);
-    const object = find(name);
-    assert.equal(object?.state, "other-user");
-    assert.equal(object?.kind, "shm", "its header was not read");
-    assert.equal(object?.uid, 65534);
-    assert.deepEqual(cleanupDead({ names: [name] }).removed, []);
-  } finally {
-    unlinkQuietly(name);
-  }
-});
+ipcTest(
+  "an object of another user is listed but never read, and its temporaries are not dead",
+  () => {
+    const name = testName("life-other");
+    const bytes = new Uint8Array(1024);
+    new DataView(bytes.buffer).setInt32(0, 0x52_50_49_44, true); // a ring's magic
+    Deno.writeFileSync(`/dev/shm${name}`, bytes, { mode: 0o600 });
+    try {
+      Deno.chownSync(`/dev/shm${name}`, 65534, 65534);
+      const object = find(name);
+      assert.equal(object?.state, "other-user");
+      assert.equal(object?.kind, "shm", "its header was not read");
+      assert.equal(object?.uid, 65534);
+      assert.deepEqual(cleanupDead({ names: [name] }).removed, []);
+      // Nor is another user's temporary of a dead creator ours to call dead.
+      const temporary = `/.deno-ipc-init.1.${currentStartTime() + 12345}.${name.slice(1)}`;
+      Deno.writeFileSync(`/dev/shm${temporary}`, new Uint8Array(8), { mode: 0o600 });
+      try {
+        Deno.chownSync(`/dev/shm${temporary}`, 65534, 65534);
+        assert.equal(find(temporary)?.state, "other-user");
+      } finally {
+        unlinkQuietly(temporary);
+      }
+    } finally {
+      unlinkQuietly(name);
+    }
+  },
+);
 
 // Waits until the process is stopped (state T in /proc/PID/stat).
 async function untilStopped(pid: number): Promise<void> {
