@@ -29,6 +29,7 @@ Usage:
   --match PREFIX (list, clean; repeatable)   only objects whose name starts with PREFIX
 
 NAME is "/name" (shared memory, semaphores, POSIX queues) or "sysv:ID" (System V queues).
+Control characters in names are printed as \\xNN, and \\ as \\\\ (--json keeps them as they are).
 Kinds: ${OBJECT_KINDS.join(", ")}.
 States: live, dead, initializing, removing, corrupted, other-user, unknown.
 
