@@ -167,7 +167,9 @@ export function listObjects(options: ListOptions = {}): IpcObject[] {
 
 /**
  * Everything known about one object (by name: `/name`, or `sysv:<msqid>`). Throws
- * `NotFoundError` when there is none.
+ * `NotFoundError` when there is none. POSIX shared memory, named semaphores and POSIX
+ * queues have separate namespaces: when several objects have the name, the library's
+ * structure (or else the plain shared memory) is the one reported.
  *
  * @example Inspect a mailbox
  * ```ts
@@ -190,7 +192,9 @@ export function inspectObject(name: string): IpcObject {
   if (typeof name !== "string" || name.length === 0) {
     throw new TypeError("Invalid object name: expected a non-empty string");
   }
-  const found = listObjects().find((o) => o.name === name);
+  const rank = (o: IpcObject) => o.kind in KIND_CODES ? 0 : o.kind === "shm" ? 1 : 2;
+  const found = listObjects().filter((o) => o.name === name)
+    .sort((a, b) => rank(a) - rank(b))[0];
   if (found === undefined) {
     throw new NotFoundError(ERRNO.ENOENT, "inspect", {
       objectName: name,

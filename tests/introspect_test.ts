@@ -9,7 +9,9 @@ import {
   type IpcObject,
   listObjects,
   MessageRing,
+  NamedSemaphore,
   NotFoundError,
+  PosixMessageQueue,
   SharedMemory,
 } from "../mod.ts";
 import { currentStartTime } from "../lib/_process.ts";
@@ -360,3 +362,27 @@ ipcTest("ipc watch stops at Ctrl-C without waiting for the rest of its interval"
     ring.unlink();
   }
 });
+
+ipcTest(
+  "inspectObject and ipc inspect find a ring whose name a POSIX queue or a named semaphore also has",
+  async () => {
+    const mounted = Deno.readTextFileSync("/proc/self/mounts").includes(" /dev/mqueue mqueue ");
+    const name = testName("life-same-name");
+    using ring = MessageRing.create({ name, capacity: 1024 });
+    // POSIX names of different kinds live in separate namespaces: all may be "/name".
+    using semaphore = NamedSemaphore.create({ name });
+    const queue = mounted ? PosixMessageQueue.create({ name }) : undefined;
+    try {
+      assert.equal(inspectObject(name).kind, "ring");
+      const inspected = await ipc("inspect", name);
+      assert.equal(inspected.code, 0, inspected.stderr);
+      assert.match(inspected.stdout, /^ring /);
+    } finally {
+      queue?.close();
+      if (queue) PosixMessageQueue.unlink(name);
+      semaphore.close();
+      NamedSemaphore.unlink(name);
+      ring.unlink();
+    }
+  },
+);
