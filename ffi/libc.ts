@@ -17,8 +17,6 @@ export const LIBC_SYMBOLS = {
   kill: { parameters: ["i32", "i32"], result: "i32" },
   // int raise(int sig);
   raise: { parameters: ["i32"], result: "i32" },
-  // sighandler_t signal(int signum, sighandler_t handler);  only to set SIG_IGN at exit
-  signal: { parameters: ["i32", "pointer"], result: "pointer" },
   // int setpgid(pid_t pid, pid_t pgid);
   setpgid: { parameters: ["i32", "i32"], result: "i32" },
   // pid_t getpgid(pid_t pid);

@@ -509,12 +509,12 @@ export const MUTANTS: Mutant[] = [
     killers: [{ test: SIGNAL, filter: "never signals what shared memory names" }],
   },
   {
-    id: "doorbell-late-ring-kills",
-    description: "a listener that stops leaves its signal unhandled: a late ring kills it",
+    id: "doorbell-no-dispatch-grace",
+    description: "a listener stops right after a signal, before Deno passed it on (it kills)",
     file: "lib/signal.ts",
-    find: "  Deno.addSignalListener(signal, ignoreLateRing);\n",
-    replace: "",
-    killers: [{ test: SIGNAL, filter: "a ring that arrives after its listener stopped" }],
+    find: "const DISPATCH_GRACE_MS = 10;",
+    replace: "const DISPATCH_GRACE_MS = 0;",
+    killers: [{ test: SIGNAL, filter: "stops just after a ring's signal arrived" }],
   },
   {
     id: "doorbell-pid-only",
