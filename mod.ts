@@ -205,3 +205,27 @@ export {
   unmarshal,
 } from "./lib/rpc.ts";
 export { Matchmaker } from "./lib/matchmaker.ts";
+export {
+  type AllocateOptions,
+  DeadNameError,
+  DEFAULT_QUEUE_LIMIT,
+  type InheritedToken,
+  MACH_NOTIFY,
+  type MachMessage,
+  type MachSender,
+  type MachNotification,
+  MAX_INLINE_BODY,
+  MAX_QUEUE_LIMIT,
+  MAX_RIGHTS,
+  MessageTooLargeError,
+  NotifyInProgressError,
+  type OutgoingMessage,
+  QueueFullError,
+  type ReceiveOptions,
+  ReceiveRight,
+  type RightTransfer,
+  SendOnceRight,
+  type SendOptions,
+  type SendResult,
+  SendRight,
+} from "./lib/mach_port.ts";
