@@ -17,8 +17,8 @@ import {
   inheritableToken,
   type InheritedToken,
   type MachMessage,
+  type MachReceiveOptions,
   parseToken,
-  type ReceiveOptions,
   SendOnceRight,
   SendRight,
 } from "./_mach_send.ts";
@@ -266,7 +266,7 @@ export class ReceiveRight implements Disposable {
    * `TimedOutError`. A message whose body exceeds `maxSize` throws
    * {@link MessageTooLargeError}: with `large: true` it stays queued.
    */
-  receive(options: ReceiveOptions = {}): Promise<MachMessage> {
+  receive(options: MachReceiveOptions = {}): Promise<MachMessage> {
     let maxSize: number;
     let large: boolean;
     try {
@@ -295,7 +295,9 @@ export class ReceiveRight implements Disposable {
   }
 
   /** The next message if one is queued now, else `undefined`. Never waits. */
-  tryReceive(options: Omit<ReceiveOptions, "timeout" | "signal"> = {}): MachMessage | undefined {
+  tryReceive(
+    options: Omit<MachReceiveOptions, "timeout" | "signal"> = {},
+  ): MachMessage | undefined {
     const { maxSize, large } = validateReceiveOptions(options);
     this.#assertOpen("receive on");
     const result = this.#attempt(maxSize, large);
@@ -526,8 +528,17 @@ export class ReceiveRight implements Disposable {
    */
   close(): void {
     if (this.#lifetime.closed) return;
-    if (!this.#moved) this.#table.markDead();
+    if (!this.#moved) {
+      this.#table.markDead();
+      // Senders see the port die at once, and a receive waiting in poll(2) returns.
+      libc().symbols.shutdown(this.#recv, C.SHUT_RDWR);
+    }
     this.#lifetime.close();
+  }
+
+  /** Resolves once closed and no receive still waits in poll(2) on the thread pool. */
+  get released(): Promise<void> {
+    return this.#lifetime.released;
   }
 
   #release(): void {
@@ -547,7 +558,7 @@ export class ReceiveRight implements Disposable {
 }
 
 function validateReceiveOptions(options: unknown): { maxSize: number; large: boolean } {
-  const checked = validateOptions<ReceiveOptions>(options, "receive");
+  const checked = validateOptions<MachReceiveOptions>(options, "receive");
   const maxSize = checked.maxSize === undefined
     ? MAX_INLINE_BODY
     : validateInteger(checked.maxSize, "maxSize", 0);

@@ -4,7 +4,12 @@ import { check, closedError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { futexWaitable } from "./_futex.ts";
 import { Lifetime } from "./_lifetime.ts";
-import { DeadNameError, NotifyInProgressError, QueueFullError } from "./_mach_errors.ts";
+import {
+  DeadNameError,
+  type MachNotification,
+  NotifyInProgressError,
+  QueueFullError,
+} from "./_mach_errors.ts";
 import { QueueTable } from "./_mach_queue.ts";
 import {
   closeAll,
@@ -104,7 +109,7 @@ export interface SendOptions extends WaitOptions {
 export type SendResult = "sent" | "will-notify";
 
 /** Options of {@link ReceiveRight.receive}. */
-export interface ReceiveOptions extends WaitOptions {
+export interface MachReceiveOptions extends WaitOptions {
   /** The largest body accepted, in bytes. Default: {@link MAX_INLINE_BODY}. */
   maxSize?: number;
   /**

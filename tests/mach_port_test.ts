@@ -1,0 +1,419 @@
+import assert from "node:assert/strict";
+import {
+  ClosedError,
+  DeadNameError,
+  MACH_NOTIFY,
+  type MachMessage,
+  MessageTooLargeError,
+  NotifyInProgressError,
+  QueueFullError,
+  ReceiveRight,
+  SendOnceRight,
+  SendRight,
+  TimedOutError,
+} from "../mod.ts";
+import { Child, delay, ipcTest } from "./_helpers.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+function spawnWith(
+  token: { token: string } & Disposable,
+  args: string[],
+  env?: Record<string, string>,
+): Child {
+  try {
+    return new Child("mach_child.ts", [args[0], token.token, ...args.slice(1)], ["-A"], env);
+  } finally {
+    token[Symbol.dispose]();
+  }
+}
+
+async function receiveAll(port: ReceiveRight, count: number): Promise<MachMessage[]> {
+  const messages: MachMessage[] = [];
+  for (let i = 0; i < count; i++) messages.push(await port.receive({ timeout: 10_000 }));
+  return messages;
+}
+
+ipcTest("Mach port: a message carries its id, body and the kernel's sender pid", async () => {
+  using port = ReceiveRight.allocate({ label: "echo" });
+  using send = port.makeSend();
+  assert.equal(await send.send({ id: -5, body: encoder.encode("hello") }), "sent");
+  using message = await port.receive({ timeout: 1000 });
+  assert.equal(message.id, -5);
+  assert.equal(decoder.decode(message.body), "hello");
+  assert.deepEqual(message.sender, { pid: Deno.pid, uid: Deno.uid(), gid: Deno.gid() });
+  assert.equal(message.notification, undefined);
+  assert.equal(message.sequence, 0);
+});
+
+ipcTest(
+  "Mach port: a send right given to a child sends, and the kernel names the child as sender, whatever the body claims",
+  async () => {
+    using port = ReceiveRight.allocate();
+    using send = port.makeSend();
+    await using child = spawnWith(send.inheritable(), ["send", "3", "100"]);
+    assert.equal(await child.line(), "sent");
+    const messages = await receiveAll(port, 3);
+    assert.deepEqual(messages.map((m) => m.id), [100, 101, 102]);
+    for (const message of messages) {
+      const claim = JSON.parse(decoder.decode(message.body));
+      assert.equal(claim.claimedPid, 1);
+      assert.equal(message.sender?.pid, child.process.pid);
+      assert.notEqual(message.sender?.pid, claim.claimedPid);
+      message[Symbol.dispose]();
+    }
+    assert.equal((await child.status()).code, 0);
+  },
+);
+
+ipcTest(
+  "Mach port: a process that knows the holder's pid and descriptor numbers but holds no right cannot reach the port",
+  async () => {
+    using port = ReceiveRight.allocate();
+    using send = port.makeSend();
+    // The sockets of the port, as numbers in this process: the receive end and a send end.
+    const sockets = Array.from(Deno.readDirSync("/proc/self/fd"))
+      .map((entry) => entry.name)
+      .filter((fd) => {
+        try {
+          return Deno.readLinkSync(`/proc/self/fd/${fd}`).startsWith("socket:");
+        } catch {
+          return false;
+        }
+      });
+    assert.ok(sockets.length >= 2);
+    await using forger = new Child("mach_child.ts", ["forge", String(Deno.pid), ...sockets]);
+    const report = JSON.parse(await forger.line()) as Record<string, string>;
+    for (const fd of sockets) assert.notEqual(report[fd], "opened", `socket ${fd} was opened`);
+    // Nothing arrived from the forger.
+    assert.equal(port.tryReceive(), undefined);
+    assert.equal((await forger.status()).code, 0);
+  },
+);
+
+ipcTest(
+  "Mach port: the queue holds at most its limit; timeout 0 fails at once, timeout N after waiting, no timeout waits for room",
+  async () => {
+    using port = ReceiveRight.allocate();
+    assert.equal(port.queueLimit, 5);
+    using send = port.makeSend();
+    for (let i = 0; i < 5; i++) assert.equal(send.trySend({ id: i }), "sent");
+    assert.equal(port.queued, 5);
+    assert.equal(send.trySend({ id: 5 }), "full");
+    await assert.rejects(send.send({ id: 5 }, { timeout: 0 }), QueueFullError);
+    await assert.rejects(send.send({ id: 5 }, { timeout: 30 }), QueueFullError);
+    assert.equal(port.queued, 5);
+    const waiting = send.send({ id: 5 });
+    let settled = false;
+    waiting.then(() => settled = true);
+    await delay(20);
+    assert.equal(settled, false);
+    (await port.receive()).id;
+    assert.equal(await waiting, "sent");
+    const ids = (await receiveAll(port, 5)).map((m) => m.id);
+    assert.deepEqual(ids, [1, 2, 3, 4, 5]);
+    port.setQueueLimit(1);
+    assert.equal(send.trySend({ id: 6 }), "sent");
+    assert.equal(send.trySend({ id: 7 }), "full");
+    port.tryReceive();
+  },
+);
+
+ipcTest(
+  "Mach port: a cached send queues beyond the limit, a second reports notify in progress, msg-accepted comes when it is taken",
+  async () => {
+    using port = ReceiveRight.allocate({ queueLimit: 2, label: "server" });
+    using client = ReceiveRight.allocate({ label: "client" });
+    using notify = client.makeSend();
+    using send = port.makeSend();
+    send.trySend({ id: 1 });
+    send.trySend({ id: 2 });
+    assert.equal(await send.send({ id: 3 }, { notify }), "will-notify");
+    assert.equal(port.queued, 2); // the cached message is beyond the counted queue
+    await assert.rejects(send.send({ id: 4 }, { notify, timeout: 0 }), NotifyInProgressError);
+    assert.throws(() => send.trySend({ id: 4 }, { notify }), NotifyInProgressError);
+    assert.equal(client.tryReceive(), undefined);
+    assert.deepEqual((await receiveAll(port, 2)).map((m) => m.id), [1, 2]);
+    assert.equal(client.tryReceive(), undefined, "not accepted before it is taken");
+    assert.equal((await port.receive({ timeout: 1000 })).id, 3);
+    using accepted = await client.receive({ timeout: 1000 });
+    assert.equal(accepted.notification, "msg-accepted");
+    assert.equal(accepted.id, MACH_NOTIFY.MSG_ACCEPTED);
+    assert.equal(accepted.sender?.pid, Deno.pid);
+    // The next cached send is allowed again.
+    send.trySend({ id: 5 });
+    send.trySend({ id: 6 });
+    assert.equal(send.trySend({ id: 7 }, { notify }), "will-notify");
+    await receiveAll(port, 3);
+    (await client.receive({ timeout: 1000 }))[Symbol.dispose]();
+  },
+);
+
+ipcTest("Mach port: messages sent through send-once rights ignore the queue limit", async () => {
+  using port = ReceiveRight.allocate({ queueLimit: 1 });
+  using send = port.makeSend();
+  send.trySend({ id: 1 });
+  assert.equal(send.trySend({ id: 2 }), "full");
+  for (let i = 0; i < 3; i++) await port.makeSendOnce().send({ id: 10 + i });
+  assert.deepEqual((await receiveAll(port, 4)).map((m) => m.id), [1, 10, 11, 12]);
+});
+
+ipcTest(
+  "Mach port: a too-large message stays queued with large: true and is destroyed without it",
+  async () => {
+    using port = ReceiveRight.allocate();
+    using send = port.makeSend();
+    using other = ReceiveRight.allocate();
+    other.requestNoSenders();
+    await send.send({ id: 1, body: new Uint8Array(100), rights: [{ makeSend: other }] });
+    await send.send({ id: 2, body: new Uint8Array(100) });
+    await send.send({ id: 3, body: new Uint8Array(10) });
+    const error = await assert.rejects(port.receive({ maxSize: 50, large: true }), (e) => {
+      assert.ok(e instanceof MessageTooLargeError);
+      assert.equal(e.size, 100);
+      assert.equal(e.stillQueued, true);
+      return true;
+    });
+    void error;
+    using first = await port.receive({ maxSize: 100 });
+    assert.equal(first.id, 1);
+    assert.equal(first.rights.length, 1);
+    await assert.rejects(port.receive({ maxSize: 50 }), MessageTooLargeError);
+    using third = await port.receive({ maxSize: 50 });
+    assert.equal(third.id, 3);
+    first[Symbol.dispose]();
+    // The right carried by message 1 is gone now: its port sees no senders.
+    assert.equal((await other.receive({ timeout: 1000 })).notification, "no-senders");
+  },
+);
+
+ipcTest(
+  "Mach port: receive polls with timeout 0, times out, and stops on abort or close",
+  async () => {
+    using port = ReceiveRight.allocate();
+    assert.equal(port.tryReceive(), undefined);
+    await assert.rejects(port.receive({ timeout: 0 }), TimedOutError);
+    await assert.rejects(port.receive({ timeout: 20 }), TimedOutError);
+    const controller = new AbortController();
+    const aborted = port.receive({ signal: controller.signal });
+    controller.abort(new Error("stop"));
+    await assert.rejects(aborted, /stop/);
+    const closing = port.receive();
+    port.close();
+    await assert.rejects(closing, ClosedError);
+    await port.released;
+  },
+);
+
+ipcTest(
+  "Mach port: the reply pattern, and a reply right destroyed unused yields a send-once notification",
+  async () => {
+    using server = ReceiveRight.allocate({ label: "server" });
+    using client = ReceiveRight.allocate({ label: "client" });
+    using toServer = server.makeSend();
+    await toServer.send({ id: 1, reply: { makeSendOnce: client } });
+    await toServer.send({ id: 2, reply: { makeSendOnce: client } });
+    using first = await server.receive({ timeout: 1000 });
+    assert.ok(first.reply instanceof SendOnceRight);
+    await first.reply.send({ id: 101 });
+    await assert.rejects(first.reply.send({ id: 102 }), ClosedError);
+    using second = await server.receive({ timeout: 1000 });
+    second.reply!.close();
+    using reply = await client.receive({ timeout: 1000 });
+    assert.equal(reply.id, 101);
+    assert.equal(reply.sender?.pid, Deno.pid);
+    using notification = await client.receive({ timeout: 1000 });
+    assert.equal(notification.notification, "send-once");
+    assert.equal(notification.id, MACH_NOTIFY.SEND_ONCE);
+    assert.equal(client.tryReceive(), undefined, "exactly one message per send-once right");
+  },
+);
+
+ipcTest(
+  "Mach port: no-senders comes when the last send right, in any process, is gone",
+  async () => {
+    using port = ReceiveRight.allocate();
+    const send = port.makeSend();
+    const copy = send.copy();
+    port.requestNoSenders();
+    await using child = spawnWith(copy.inheritable(), ["send", "1", "7"]);
+    copy.close();
+    send.close();
+    assert.equal(await child.line(), "sent");
+    assert.equal((await port.receive({ timeout: 5000 })).id, 7);
+    assert.equal((await child.status()).code, 0);
+    using notification = await port.receive({ timeout: 5000 });
+    assert.equal(notification.notification, "no-senders");
+  },
+);
+
+ipcTest(
+  "Mach port: destroying the receive right makes dead names, fails a waiting sender and sends a dead-name notification",
+  async () => {
+    using watcher = ReceiveRight.allocate({ label: "watcher" });
+    const port = ReceiveRight.allocate({ queueLimit: 1, label: "doomed" });
+    using send = port.makeSend();
+    send.requestDeadName(watcher);
+    send.trySend({ id: 1 });
+    const waiting = send.send({ id: 2 });
+    await delay(20);
+    port.close();
+    await assert.rejects(waiting, DeadNameError);
+    assert.equal(send.dead, true);
+    await assert.rejects(send.send({ id: 3 }), DeadNameError);
+    using notification = await watcher.receive({ timeout: 1000 });
+    assert.equal(notification.notification, "dead-name");
+    assert.equal(decoder.decode(notification.body), "doomed");
+  },
+);
+
+ipcTest(
+  "Mach port: a receiver killed with SIGKILL: send rights become dead names, a waiting sender fails, queued reply rights yield send-once notifications",
+  async () => {
+    using client = ReceiveRight.allocate({ label: "client" });
+    const port = ReceiveRight.allocate({ queueLimit: 1, label: "victim" });
+    using send = port.makeSend();
+    const token = port.inheritable();
+    await using receiver = spawnWith(token, ["hold-receive"]);
+    assert.equal(await receiver.line(), "ready");
+    assert.equal(send.trySend({ id: 1, reply: { makeSendOnce: client } }), "sent");
+    await using blocked = spawnWith(send.inheritable(), ["blocked-send"]);
+    assert.equal(await blocked.line(), "sending");
+    await delay(50);
+    receiver.process.kill("SIGKILL");
+    await receiver.status();
+    assert.equal(await blocked.line(), "DeadNameError");
+    await assert.rejects(send.send({ id: 2 }), DeadNameError);
+    using notification = await client.receive({ timeout: 5000 });
+    assert.equal(notification.notification, "send-once");
+  },
+);
+
+ipcTest(
+  "Mach port: a server killed holding a request's reply right answers the client with a send-once notification",
+  async () => {
+    using client = ReceiveRight.allocate({ label: "client" });
+    const port = ReceiveRight.allocate({ label: "server" });
+    using send = port.makeSend();
+    await using server = spawnWith(port.inheritable(), ["reply-server"]);
+    assert.equal(await server.line(), "ready");
+    await send.send({ id: 1, reply: { makeSendOnce: client } });
+    assert.equal(await server.line(), "got");
+    server.process.kill("SIGKILL");
+    using answer = await client.receive({ timeout: 5000 });
+    assert.equal(answer.notification, "send-once");
+  },
+);
+
+ipcTest(
+  "Mach port: a sender killed between claiming a slot and sending does not shrink the queue",
+  async () => {
+    using port = ReceiveRight.allocate({ queueLimit: 2 });
+    using send = port.makeSend();
+    send.trySend({ id: 1 });
+    await using crashed = spawnWith(send.inheritable(), ["blocked-send"], {
+      DENO_IPC_CRASH_AT: "mach.send.claimed",
+    });
+    assert.equal(await crashed.line(), "sending");
+    const status = await crashed.process.status;
+    assert.equal(status.signal, "SIGKILL");
+    // The dead sender's slot is taken and its message never came.
+    assert.equal(port.queued, 2);
+    assert.equal(send.trySend({ id: 2 }), "full");
+    assert.equal((await port.receive({ timeout: 1000 })).id, 1);
+    // Looking for the next message finds the slot with no sender and no message.
+    assert.equal(port.tryReceive(), undefined);
+    assert.equal(port.queued, 0);
+    assert.equal(send.trySend({ id: 3 }), "sent");
+    assert.equal(send.trySend({ id: 4 }), "sent");
+    assert.equal(send.trySend({ id: 5 }), "full");
+    assert.deepEqual((await receiveAll(port, 2)).map((m) => m.id), [3, 4]);
+  },
+);
+
+ipcTest(
+  "Mach port: several sending processes: every message arrives exactly once, each sender's in order, the queue never above its limit",
+  async () => {
+    using port = ReceiveRight.allocate({ queueLimit: 3 });
+    using send = port.makeSend();
+    const senders = 3;
+    const count = 40;
+    const children: Child[] = [];
+    try {
+      for (let s = 0; s < senders; s++) {
+        children.push(spawnWith(send.inheritable(), ["send", String(count), String(s * 1000)]));
+      }
+      const seen = new Map<number, number[]>();
+      for (let i = 0; i < senders * count; i++) {
+        assert.ok(port.queued <= 3, `queue at ${port.queued}`);
+        using message = await port.receive({ timeout: 20_000 });
+        const pid = message.sender!.pid;
+        seen.set(pid, [...(seen.get(pid) ?? []), message.id]);
+      }
+      assert.equal(seen.size, senders);
+      for (const ids of seen.values()) {
+        const base = ids[0];
+        assert.deepEqual(ids, Array.from({ length: count }, (_, i) => base + i));
+      }
+      assert.equal(port.tryReceive(), undefined);
+    } finally {
+      for (const child of children) await child[Symbol.asyncDispose]();
+    }
+  },
+);
+
+ipcTest(
+  "Mach port: rights in messages: copySend keeps the right, moveSend consumes it, makeSend gives the receiver a working right",
+  async () => {
+    using port = ReceiveRight.allocate();
+    using target = ReceiveRight.allocate({ label: "target" });
+    using send = port.makeSend();
+    using kept = target.makeSend();
+    const moved = target.makeSend();
+    await send.send({
+      id: 1,
+      rights: [{ copySend: kept }, { moveSend: moved }, { makeSend: target }],
+    });
+    assert.equal(kept.closed, false);
+    assert.equal(moved.closed, true);
+    assert.throws(() => moved.copy(), ClosedError);
+    await assert.rejects(send.send({ id: 2, rights: [{ moveSend: moved }] }), ClosedError);
+    using message = await port.receive({ timeout: 1000 });
+    assert.equal(message.rights.length, 3);
+    for (const [i, right] of message.rights.entries()) {
+      assert.ok(right instanceof SendRight);
+      await right.send({ id: 10 + i });
+    }
+    assert.deepEqual((await receiveAll(target, 3)).map((m) => m.id), [10, 11, 12]);
+  },
+);
+
+ipcTest("Mach port: bad arguments are TypeError or RangeError before any syscall", async () => {
+  assert.throws(() => ReceiveRight.allocate({ queueLimit: 0 }), RangeError);
+  assert.throws(() => ReceiveRight.allocate({ queueLimit: 1025 }), RangeError);
+  assert.throws(() => ReceiveRight.allocate({ queueLimit: 2.5 }), RangeError);
+  assert.throws(() => ReceiveRight.allocate({ label: 5 as unknown as string }), TypeError);
+  using port = ReceiveRight.allocate();
+  using send = port.makeSend();
+  assert.throws(() => port.setQueueLimit(0), RangeError);
+  await assert.rejects(send.send({ id: 1.5 }), RangeError);
+  await assert.rejects(send.send({ id: 2 ** 31 }), RangeError);
+  await assert.rejects(send.send({} as never), TypeError);
+  await assert.rejects(send.send({ id: 1, body: "text" as never }), TypeError);
+  await assert.rejects(send.send({ id: 1, body: new Uint8Array(65_537) }), RangeError);
+  await assert.rejects(send.send({ id: 1, rights: [{ copySend: port }] as never }), TypeError);
+  await assert.rejects(send.send({ id: 1, rights: [{ steal: send }] as never }), TypeError);
+  await assert.rejects(send.send({ id: 1 }, { timeout: -1 }), RangeError);
+  await assert.rejects(send.send({ id: 1 }, { notify: port as never }), TypeError);
+  await assert.rejects(port.receive({ maxSize: -1 }), RangeError);
+  await assert.rejects(port.receive({ large: 1 as never }), TypeError);
+  assert.throws(() => SendRight.fromInherited("send:1,2:x"), RangeError);
+  assert.throws(() => SendRight.fromInherited("nonsense"), TypeError);
+  assert.equal(port.tryReceive(), undefined, "nothing was sent");
+  send.close();
+  send.close();
+  await assert.rejects(send.send({ id: 1 }), ClosedError);
+  port.close();
+  assert.throws(() => port.makeSend(), ClosedError);
+});
