@@ -28,7 +28,9 @@ import {
   FLAG_CACHED,
   FLAG_MSG_ACCEPTED,
   FLAG_VIA_SEND_ONCE,
+  KIND_RECEIVE,
   KIND_SEND,
+  KIND_SEND_ONCE,
   MAX_INLINE_BODY,
   PacketReceiver,
   pollAny,
@@ -37,6 +39,7 @@ import {
   ROLE_NOTIFY,
   ROLE_REPLY,
   seqpacketPair,
+  type WireRight,
 } from "./_mach_wire.ts";
 import {
   cString,
@@ -413,17 +416,20 @@ export class ReceiveRight implements Disposable {
     this.#settle(entry);
     const label = `from pid ${packet.pid}`;
     let reply: SendRight | SendOnceRight | undefined;
-    const rights: (SendRight | SendOnceRight)[] = [];
+    const rights: (SendRight | SendOnceRight | ReceiveRight)[] = [];
     let notify: SendRight | undefined;
-    const made: (SendRight | SendOnceRight)[] = [];
+    const made: (SendRight | SendOnceRight | ReceiveRight)[] = [];
     try {
       for (const wire of packet.rights) {
         const right = wire.kind === KIND_SEND
           ? new SendRight(wire.fds, label)
-          : new SendOnceRight(wire.fds, wire.onceId, label);
+          : wire.kind === KIND_SEND_ONCE
+          ? new SendOnceRight(wire.fds, wire.onceId, label)
+          : ReceiveRight.fromWire(wire.fds, label);
         made.push(right);
-        if (wire.role === ROLE_REPLY && reply === undefined) reply = right;
-        else if (wire.role === ROLE_NOTIFY && right instanceof SendRight) notify = right;
+        if (wire.role === ROLE_REPLY && reply === undefined && !(right instanceof ReceiveRight)) {
+          reply = right;
+        } else if (wire.role === ROLE_NOTIFY && right instanceof SendRight) notify = right;
         else rights.push(right);
       }
     } catch (error) {
@@ -486,13 +492,7 @@ export class ReceiveRight implements Disposable {
    * token once the child has started.
    */
   inheritable(): InheritedToken {
-    this.#assertOpen("pass on");
-    if (this.#queue.length > 0 || this.#pendingOnce.size > 0) {
-      throw new TypeError(
-        `Cannot hand over ${WHAT} "${this.label}": it has messages or send-once rights ` +
-          `pending in this process`,
-      );
-    }
+    this.#assertMovable();
     const token = inheritableToken(
       "receive",
       [this.#recv, this.#data, this.#table.fd, this.#presence],
@@ -506,6 +506,28 @@ export class ReceiveRight implements Disposable {
   /** Takes a receive right from a token made by {@link ReceiveRight.inheritable}. */
   static fromInherited(token: string): ReceiveRight {
     const { fds, label } = parseToken(token, "receive", 4);
+    return ReceiveRight.fromWire(fds, label);
+  }
+
+  /** @internal The wire form of this right, for MOVE_RECEIVE. */
+  wire(role: number): WireRight {
+    this.#assertMovable();
+    return {
+      kind: KIND_RECEIVE,
+      role,
+      fds: [this.#recv, this.#data, this.#table.fd, this.#presence],
+      onceId: 0,
+    };
+  }
+
+  /** @internal The right moved into a message: close here without killing the port. */
+  handOver(): void {
+    this.#moved = true;
+    this.close();
+  }
+
+  /** @internal A receive right that arrived in a message (descriptors taken over). */
+  static fromWire(fds: readonly number[], label: string): ReceiveRight {
     let table: QueueTable;
     try {
       table = QueueTable.attach(fds[2], label);
@@ -514,6 +536,17 @@ export class ReceiveRight implements Disposable {
       throw error;
     }
     return new ReceiveRight([fds[0], fds[1], table.fd, fds[3]], table, label);
+  }
+
+  #assertMovable(): void {
+    this.#assertOpen("move");
+    if (this.#queue.length > 0 || this.#pendingOnce.size > 0 || this.#watches.size > 0) {
+      throw new TypeError(
+        `Cannot move the receive right of ${WHAT} "${this.label}": messages, send-once ` +
+          `rights or dead-name watches of it are pending in this process (move a port ` +
+          `before receiving on it)`,
+      );
+    }
   }
 
   #assertOpen(operation: string): void {
@@ -576,7 +609,7 @@ function message(
     notification: MachNotification | undefined;
     sequence: number;
     reply?: SendRight | SendOnceRight;
-    rights?: (SendRight | SendOnceRight)[];
+    rights?: (SendRight | SendOnceRight | ReceiveRight)[];
   },
 ): MachMessage {
   const rights = Object.freeze(fields.rights ?? []);

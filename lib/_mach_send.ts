@@ -65,14 +65,17 @@ export interface MachSender {
 /**
  * A right placed in a message, with Mach's disposition: `copySend` (the sender keeps
  * its reference), `moveSend` / `moveSendOnce` (the sender's handle is consumed),
- * `makeSend` / `makeSendOnce` (made from a receive right the sender holds).
+ * `makeSend` / `makeSendOnce` (made from a receive right the sender holds),
+ * `moveReceive` (the receive right itself moves; the port, its queue and its send
+ * rights live on).
  */
 export type RightTransfer =
   | { copySend: SendRight }
   | { moveSend: SendRight }
   | { makeSend: ReceiveRight }
   | { makeSendOnce: ReceiveRight }
-  | { moveSendOnce: SendOnceRight };
+  | { moveSendOnce: SendOnceRight }
+  | { moveReceive: ReceiveRight };
 
 /** A message to send: Mach's header fields `id` and reply port, a body and rights. */
 export interface OutgoingMessage {
@@ -136,7 +139,7 @@ export interface MachMessage extends Disposable {
   /** The reply right the sender attached (Mach's local port), if any. */
   readonly reply: SendRight | SendOnceRight | undefined;
   /** Rights carried in the body. */
-  readonly rights: readonly (SendRight | SendOnceRight)[];
+  readonly rights: readonly (SendRight | SendOnceRight | ReceiveRight)[];
   /** The sender as the kernel saw it; undefined for notifications made in this process. */
   readonly sender: MachSender | undefined;
   /** What kind of notification this is, if it is one. */
@@ -464,6 +467,10 @@ export function prepare(transfer: RightTransfer, role: number): PreparedRight {
     const right = transfer.moveSend;
     return { wire: right.wire(role), sent: () => right.consume(), failed: nothing };
   }
+  if ("moveReceive" in transfer) {
+    const port = transfer.moveReceive;
+    return { wire: port.wire(role), sent: () => port.handOver(), failed: nothing };
+  }
   if ("moveSendOnce" in transfer) {
     const right = transfer.moveSendOnce;
     return { wire: right.wire(role), sent: () => right.consume(), failed: nothing };
@@ -489,12 +496,12 @@ function validateTransfer(transfer: unknown, what: string): RightTransfer {
   if (keys.length !== 1) {
     throw new TypeError(
       `Invalid ${what}: expected exactly one of copySend, moveSend, makeSend, makeSendOnce, ` +
-        `moveSendOnce`,
+        `moveSendOnce, moveReceive`,
     );
   }
   const [key] = keys;
   const value = (transfer as Record<string, unknown>)[key];
-  const expected = key === "makeSend" || key === "makeSendOnce"
+  const expected = key === "makeSend" || key === "makeSendOnce" || key === "moveReceive"
     ? ReceiveRight
     : key === "moveSendOnce"
     ? SendOnceRight

@@ -24,8 +24,11 @@ export const HEADER_SIZE = 32;
 export const DESCRIPTOR_SIZE = 8;
 /** The largest inline body: larger data travels as out-of-line memory. */
 export const MAX_INLINE_BODY = 65_536;
-/** At most this many rights in one message (each is 2 or 3 descriptors; SCM_MAX_FD 253). */
-export const MAX_RIGHTS = 64;
+/**
+ * At most this many rights and memory regions in one message (at most 4 descriptors
+ * each, plus a reply and a notify right: within SCM_MAX_FD, 253).
+ */
+export const MAX_RIGHTS = 60;
 const MAX_PACKET = HEADER_SIZE + (MAX_RIGHTS + 2) * DESCRIPTOR_SIZE + MAX_INLINE_BODY;
 const CONTROL_SIZE = 2048;
 
@@ -40,8 +43,19 @@ const KNOWN_FLAGS = FLAG_VIA_SEND_ONCE | FLAG_CACHED | FLAG_MSG_ACCEPTED;
 /** Kinds of right descriptors. */
 export const KIND_SEND = 1;
 export const KIND_SEND_ONCE = 2;
-/** Descriptors per kind: send = data socket, port state, presence pipe; send-once = data, once pipe. */
-export const FDS_PER_KIND: Record<number, number> = { [KIND_SEND]: 3, [KIND_SEND_ONCE]: 2 };
+export const KIND_RECEIVE = 3;
+export const KIND_MEMORY = 4;
+/**
+ * Descriptors per kind: send = data socket, queue table, presence pipe; send-once = data
+ * socket, once pipe; receive = receive end, data socket, queue table, presence pipe;
+ * out-of-line memory = a sealed memfd.
+ */
+export const FDS_PER_KIND: Record<number, number> = {
+  [KIND_SEND]: 3,
+  [KIND_SEND_ONCE]: 2,
+  [KIND_RECEIVE]: 4,
+  [KIND_MEMORY]: 1,
+};
 
 /** Roles of right descriptors. */
 export const ROLE_BODY = 0;

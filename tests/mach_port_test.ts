@@ -71,7 +71,7 @@ ipcTest(
   "Mach port: a process that knows the holder's pid and descriptor numbers but holds no right cannot reach the port",
   async () => {
     using port = ReceiveRight.allocate();
-    using send = port.makeSend();
+    using _send = port.makeSend();
     // The sockets of the port, as numbers in this process: the receive end and a send end.
     const sockets = Array.from(Deno.readDirSync("/proc/self/fd"))
       .map((entry) => entry.name)
