@@ -207,6 +207,8 @@ export {
 export { Matchmaker } from "./lib/matchmaker.ts";
 export {
   type AllocateOptions,
+  Bootstrap,
+  type BootstrapOptions,
   DeadNameError,
   DEFAULT_QUEUE_LIMIT,
   type InheritedToken,

@@ -101,18 +101,23 @@ export function seqpacketPair(what: string): [number, number] {
     what,
   );
   try {
-    const on = new Int32Array([1]);
-    check(
-      "setsockopt",
-      libc().symbols.setsockopt(fds[0], C.SOL_SOCKET, C.SO_PASSCRED, new Uint8Array(on.buffer), 4),
-      what,
-    );
+    passCredentials(fds[0], what);
   } catch (error) {
     libc().symbols.close(fds[0]);
     libc().symbols.close(fds[1]);
     throw error;
   }
   return [fds[0], fds[1]];
+}
+
+/** Sets SO_PASSCRED: packets received on `fd` then carry the sender's credentials. */
+export function passCredentials(fd: number, what: string): void {
+  const on = new Int32Array([1]);
+  check(
+    "setsockopt",
+    libc().symbols.setsockopt(fd, C.SOL_SOCKET, C.SO_PASSCRED, new Uint8Array(on.buffer), 4),
+    what,
+  );
 }
 
 /** Closes descriptors, ignoring errors (they are ours and open). */

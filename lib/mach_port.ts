@@ -61,3 +61,4 @@ export {
   SendRight,
 } from "./_mach_send.ts";
 export { ReceiveRight } from "./_mach_receive.ts";
+export { Bootstrap, type BootstrapOptions } from "./_mach_bootstrap.ts";

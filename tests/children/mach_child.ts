@@ -6,10 +6,12 @@
 //   hold-receive TOKEN        takes a receive right, prints "ready", waits to be killed
 //   reply-server TOKEN        takes a receive right, receives one request, prints "got",
 //                             then waits to be killed without replying
+//   service DIR NAME          checks in as NAME with the bootstrap server in DIR, prints
+//                             "ready", answers each request's reply right with id+1000
 //   forge PID FD...           holds no right; tries every way it knows to reach the
 //                             descriptors FD of process PID; prints a JSON report
 import "./_crash.ts";
-import { ReceiveRight, SendRight } from "../../lib/mach_port.ts";
+import { Bootstrap, ReceiveRight, SendRight } from "../../lib/mach_port.ts";
 
 const [role, ...rest] = Deno.args;
 const encoder = new TextEncoder();
@@ -50,6 +52,17 @@ switch (role) {
     console.log("got");
     await new Promise(() => setInterval(() => {}, 1000));
     break;
+  }
+  case "service": {
+    const [directory, name] = rest;
+    const bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+    using port = await bootstrap.checkIn(name);
+    bootstrap.close();
+    console.log("ready");
+    while (true) {
+      using request = await port.receive();
+      if (request.reply) await request.reply.send({ id: request.id + 1000 });
+    }
   }
   case "forge": {
     const [pid, ...fds] = rest;
