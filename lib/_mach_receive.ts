@@ -11,6 +11,7 @@ import { check, closedError, errnoError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { MACH_NOTIFY, type MachNotification, MessageTooLargeError } from "./_mach_errors.ts";
+import { ReceivedMemory } from "./_mach_memory.ts";
 import { DEFAULT_QUEUE_LIMIT, MAX_QUEUE_LIMIT, QueueTable } from "./_mach_queue.ts";
 import {
   type AllocateOptions,
@@ -28,6 +29,7 @@ import {
   FLAG_CACHED,
   FLAG_MSG_ACCEPTED,
   FLAG_VIA_SEND_ONCE,
+  KIND_MEMORY,
   KIND_RECEIVE,
   KIND_SEND,
   KIND_SEND_ONCE,
@@ -418,9 +420,21 @@ export class ReceiveRight implements Disposable {
     let reply: SendRight | SendOnceRight | undefined;
     const rights: (SendRight | SendOnceRight | ReceiveRight)[] = [];
     let notify: SendRight | undefined;
-    const made: (SendRight | SendOnceRight | ReceiveRight)[] = [];
+    const made: (SendRight | SendOnceRight | ReceiveRight | ReceivedMemory)[] = [];
+    const memory: ReceivedMemory[] = [];
     try {
-      for (const wire of packet.rights) {
+      for (const [i, wire] of packet.rights.entries()) {
+        if (wire.kind === KIND_MEMORY) {
+          try {
+            const region = new ReceivedMemory(wire.fds[0], this.label);
+            made.push(region);
+            memory.push(region);
+          } catch (error) {
+            for (const rest of packet.rights.slice(i + 1)) closeAll(rest.fds);
+            throw error;
+          }
+          continue;
+        }
         const right = wire.kind === KIND_SEND
           ? new SendRight(wire.fds, label)
           : wire.kind === KIND_SEND_ONCE
@@ -457,6 +471,7 @@ export class ReceiveRight implements Disposable {
       sequence,
       reply,
       rights,
+      memory,
     });
   }
 
@@ -610,9 +625,11 @@ function message(
     sequence: number;
     reply?: SendRight | SendOnceRight;
     rights?: (SendRight | SendOnceRight | ReceiveRight)[];
+    memory?: ReceivedMemory[];
   },
 ): MachMessage {
   const rights = Object.freeze(fields.rights ?? []);
+  const memory = Object.freeze(fields.memory ?? []);
   return {
     id,
     body,
@@ -621,9 +638,11 @@ function message(
     sender: fields.sender,
     notification: fields.notification,
     sequence: fields.sequence,
+    memory,
     [Symbol.dispose]() {
       fields.reply?.close();
       for (const right of rights) right.close();
+      for (const region of memory) region.close();
     },
   };
 }

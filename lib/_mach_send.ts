@@ -10,6 +10,7 @@ import {
   NotifyInProgressError,
   QueueFullError,
 } from "./_mach_errors.ts";
+import { OutOfLineMemory, type ReceivedMemory } from "./_mach_memory.ts";
 import { QueueTable } from "./_mach_queue.ts";
 import {
   closeAll,
@@ -90,6 +91,11 @@ export interface OutgoingMessage {
   reply?: RightTransfer;
   /** Rights carried in the body (a complex message), at most {@link MAX_RIGHTS}. */
   rights?: RightTransfer[];
+  /**
+   * Out-of-line memory regions (counted with `rights` against {@link MAX_RIGHTS}). A
+   * successful send takes them: their bytes leave this process.
+   */
+  memory?: OutOfLineMemory[];
 }
 
 /** Options of {@link SendRight.send}: the four choices for a full queue. */
@@ -140,6 +146,8 @@ export interface MachMessage extends Disposable {
   readonly reply: SendRight | SendOnceRight | undefined;
   /** Rights carried in the body. */
   readonly rights: readonly (SendRight | SendOnceRight | ReceiveRight)[];
+  /** Out-of-line regions, mapped into this process; the message's disposal unmaps them. */
+  readonly memory: readonly ReceivedMemory[];
   /** The sender as the kernel saw it; undefined for notifications made in this process. */
   readonly sender: MachSender | undefined;
   /** What kind of notification this is, if it is one. */
@@ -427,6 +435,7 @@ class Sending {
       const { reply, rights = [] } = this.#message;
       if (reply) prepared.push(prepare(reply, ROLE_REPLY));
       for (const transfer of rights) prepared.push(prepare(transfer, ROLE_BODY));
+      for (const region of this.#message.memory ?? []) prepared.push(prepareMemory(region));
       if (this.#cached) prepared.push(prepare({ copySend: this.#notify! }, ROLE_NOTIFY));
     } catch (error) {
       for (const each of prepared) each.failed();
@@ -456,6 +465,10 @@ class Sending {
     if (this.#slot >= 0) this.#right.table.abandon(this.#slot);
     this.#slot = -1;
   }
+}
+
+function prepareMemory(region: OutOfLineMemory): PreparedRight {
+  return { wire: region.wire(ROLE_BODY), sent: () => region.consume(), failed: () => {} };
 }
 
 export function prepare(transfer: RightTransfer, role: number): PreparedRight {
@@ -551,6 +564,26 @@ function validateMessage(message: unknown): OutgoingMessage {
       );
     }
     checked.rights.forEach((transfer, i) => validateTransfer(transfer, `right ${i}`));
+  }
+  if (checked.memory !== undefined) {
+    if (!Array.isArray(checked.memory)) {
+      throw new TypeError(`Invalid message memory: expected an array of OutOfLineMemory`);
+    }
+    checked.memory.forEach((region, i) => {
+      if (!(region instanceof OutOfLineMemory)) {
+        throw new TypeError(`Invalid memory region ${i}: expected an OutOfLineMemory`);
+      }
+      if (region.closed) throw closedError("send", "out-of-line memory region", `${i}`);
+    });
+    if (new Set(checked.memory).size !== checked.memory.length) {
+      throw new TypeError(`Invalid message memory: the same region appears twice`);
+    }
+  }
+  const total = (checked.rights?.length ?? 0) + (checked.memory?.length ?? 0);
+  if (total > MAX_RIGHTS) {
+    throw new RangeError(
+      `Invalid message: ${total} rights and memory regions, at most ${MAX_RIGHTS} per message`,
+    );
   }
   const moved = new Set<unknown>();
   for (const transfer of [checked.reply, ...(checked.rights ?? [])]) {
@@ -664,6 +697,7 @@ export class SendOnceRight implements Disposable {
     try {
       if (message.reply) prepared.push(prepare(message.reply, ROLE_REPLY));
       for (const transfer of message.rights ?? []) prepared.push(prepare(transfer, ROLE_BODY));
+      for (const region of message.memory ?? []) prepared.push(prepareMemory(region));
     } catch (error) {
       for (const each of prepared) each.failed();
       throw error;

@@ -26,9 +26,15 @@
  *   its `sender` is that process.
  * - Names: Mach names rights per task with user-reference counts; here each handle is
  *   one reference (`copy()` adds one, `close()` drops one).
- * - Not built yet: move-receive inside messages (a receive right moves only to a child
- *   process, see {@link ReceiveRight.inheritable}), port sets, out-of-line memory and
- *   the bootstrap server.
+ * - Out-of-line memory ({@link OutOfLineMemory}) is a sealed memfd the receiver maps
+ *   copy-on-write: no byte is copied by the send; sending always moves the region
+ *   (Mach's `deallocate: true`), as the sender's shared mapping must go before sealing.
+ * - Moving a receive right needs the port to have nothing pending in the moving
+ *   process (no messages drained there, no send-once rights made there outstanding).
+ * - Bootstrap ({@link Bootstrap}): a dead service's name is dropped; launchd would take
+ *   the receive right back so clients' rights survive a restart, which Linux cannot do
+ *   (a dead process's descriptors cannot be taken back): clients look the name up again.
+ * - Not built: port sets.
  *
  * Limits of the Linux mapping: a process with ptrace rights over a holder (root, or the
  * same user where Yama allows it) can copy its descriptors with pidfd_getfd(2), as a
@@ -61,4 +67,5 @@ export {
   SendRight,
 } from "./_mach_send.ts";
 export { ReceiveRight } from "./_mach_receive.ts";
+export { MAX_OUT_OF_LINE, OutOfLineMemory, ReceivedMemory } from "./_mach_memory.ts";
 export { Bootstrap, type BootstrapOptions } from "./_mach_bootstrap.ts";

@@ -1,17 +1,22 @@
 import assert from "node:assert/strict";
 import {
   ClosedError,
+  CorruptedError,
   DeadNameError,
   MACH_NOTIFY,
   type MachMessage,
   MessageTooLargeError,
   NotifyInProgressError,
+  OutOfLineMemory,
   QueueFullError,
+  ReceivedMemory,
   ReceiveRight,
   SendOnceRight,
   SendRight,
   TimedOutError,
 } from "../mod.ts";
+import { libc } from "../ffi/libc.ts";
+import { KIND_MEMORY, PacketSender } from "../lib/_mach_wire.ts";
 import { Child, delay, ipcTest } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -417,3 +422,89 @@ ipcTest("Mach port: bad arguments are TypeError or RangeError before any syscall
   port.close();
   assert.throws(() => port.makeSend(), ClosedError);
 });
+
+ipcTest(
+  "Mach port: out-of-line memory arrives as the receiver's own copy-on-write mapping, and sending takes the region",
+  async () => {
+    using port = ReceiveRight.allocate();
+    using send = port.makeSend();
+    const region = OutOfLineMemory.allocate(2 ** 20 + 3);
+    region.bytes.fill(0xab);
+    region.bytes[2 ** 20 + 2] = 1;
+    const second = OutOfLineMemory.from(encoder.encode("second region"));
+    await send.send({ id: 1, memory: [region, second] });
+    assert.equal(region.closed, true);
+    assert.throws(() => region.bytes, ClosedError);
+    await assert.rejects(send.send({ id: 2, memory: [region] }), ClosedError);
+    const message = await port.receive({ timeout: 1000 });
+    assert.equal(message.memory.length, 2);
+    const [big, small] = message.memory;
+    assert.ok(big instanceof ReceivedMemory);
+    assert.equal(big.size, 2 ** 20 + 3);
+    assert.equal(big.bytes[0], 0xab);
+    assert.equal(big.bytes[2 ** 20 + 2], 1);
+    big.bytes[0] = 0; // the receiver's copy is writable
+    assert.equal(decoder.decode(small.bytes), "second region");
+    const bytes = big.bytes;
+    message[Symbol.dispose]();
+    // Unmapped: the view is detached, never a crash.
+    assert.equal(bytes.length, 0);
+    assert.throws(() => OutOfLineMemory.allocate(0), RangeError);
+    await assert.rejects(send.send({ id: 3, memory: [new Uint8Array(4)] as never }), TypeError);
+  },
+);
+
+ipcTest(
+  "Mach port: a region that is not a sealed memfd is refused as corrupted, and its descriptors closed",
+  async () => {
+    using port = ReceiveRight.allocate({ label: "victim" });
+    using send = port.makeSend();
+    const { symbols } = libc();
+    const fd = symbols.memfd_create(new TextEncoder().encode("unsealed\0"), 1);
+    symbols.ftruncate(fd, 4096n);
+    try {
+      const wire = send.wire(0);
+      const outcome = new PacketSender().send(wire.fds[0], {
+        flags: 0,
+        id: 1,
+        slot: -1,
+        onceId: 0,
+        body: new Uint8Array(0),
+        rights: [{ kind: KIND_MEMORY, role: 0, fds: [fd], onceId: 0 }],
+      }, "test");
+      assert.equal(outcome, "sent");
+    } finally {
+      symbols.close(fd);
+    }
+    await assert.rejects(port.receive({ timeout: 1000 }), CorruptedError);
+    assert.equal(port.tryReceive(), undefined);
+  },
+);
+
+ipcTest(
+  "Mach port: moveReceive hands the port on: queued messages and send rights survive the move",
+  async () => {
+    using carrier = ReceiveRight.allocate({ label: "carrier" });
+    using toCarrier = carrier.makeSend();
+    const moving = ReceiveRight.allocate({ label: "moving" });
+    using send = moving.makeSend();
+    await send.send({ id: 1 });
+    await send.send({ id: 2 });
+    await toCarrier.send({ id: 100, rights: [{ moveReceive: moving }] });
+    assert.equal(moving.closed, true);
+    assert.throws(() => moving.makeSend(), ClosedError);
+    assert.equal(send.dead, false);
+    using envelope = await carrier.receive({ timeout: 1000 });
+    const [moved] = envelope.rights;
+    assert.ok(moved instanceof ReceiveRight);
+    await send.send({ id: 3 });
+    assert.deepEqual((await receiveAll(moved, 3)).map((m) => m.id), [1, 2, 3]);
+    moved.close();
+    assert.equal(send.dead, true);
+    // A port with messages drained into this process cannot move.
+    using busy = ReceiveRight.allocate();
+    using _toBusy = busy.makeSendOnce();
+    await assert.rejects(toCarrier.send({ id: 101, rights: [{ moveReceive: busy }] }), TypeError);
+    assert.equal(busy.closed, false);
+  },
+);

@@ -189,6 +189,8 @@ export const LINUX_X86_64 = {
   F_SEAL_GROW: 0x4,
   F_SEAL_WRITE: 0x8,
   F_DUPFD: 0,
+  F_GET_SEALS: 1034,
+  MAP_PRIVATE: 0x02,
 } as const;
 
 /** Signal numbers of Linux on x86_64 (asm/signal.h). */
