@@ -225,6 +225,8 @@ export {
   NotifyInProgressError,
   type OutgoingMessage,
   OutOfLineMemory,
+  PortSet,
+  type PortSetMessage,
   QueueFullError,
   ReceivedMemory,
   ReceiveRight,

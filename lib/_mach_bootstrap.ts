@@ -260,7 +260,8 @@ export class Bootstrap implements Disposable {
       const lock = new Uint8Array(C.SIZEOF_FLOCK);
       new DataView(lock.buffer).setInt16(C.FLOCK_OFFSET_TYPE, C.F_WRLCK, true);
       let started = false;
-      return await waitFor({
+      let starting: Promise<void> | undefined;
+      const bootstrap = await waitFor({
         lifetime,
         attempt: () => {
           if (!started && symbols.fcntl_lock(lockFd, C.F_OFD_SETLK, lock) !== 0) return PENDING;
@@ -268,7 +269,8 @@ export class Bootstrap implements Disposable {
           if (typeof connected === "number") return new Bootstrap(connected, directory, path);
           if (!started) {
             started = true;
-            startServer(directory, idleMs);
+            starting = startServer(directory, idleMs);
+            starting.catch(() => {});
           }
           return PENDING;
         },
@@ -280,6 +282,13 @@ export class Bootstrap implements Disposable {
         timedOutError: (ms) => timedOutError("connect to", WHAT, path, ms),
         spin: 0,
       }, wait);
+      try {
+        await starting;
+      } catch (error) {
+        bootstrap.close();
+        throw error;
+      }
+      return bootstrap;
     } finally {
       symbols.close(lockFd);
     }
@@ -394,10 +403,18 @@ export class Bootstrap implements Disposable {
   }
 }
 
-function startServer(directory: string, idleMs: number): void {
+// Starts the server as a daemon: through a shell that exits at once (so the server is
+// no child of this process and outlives it), in a new session where setsid(1) exists
+// (so a signal to this process's group, such as Ctrl-C, does not reach it).
+async function startServer(directory: string, idleMs: number): Promise<void> {
   const server = new URL("./_mach_bootstrap_server.ts", import.meta.url);
-  const child = new Deno.Command(Deno.execPath(), {
+  const script = `(if command -v setsid >/dev/null 2>&1; then exec setsid "$0" "$@"; ` +
+    `else exec "$0" "$@"; fi) </dev/null >/dev/null 2>&1 &`;
+  const status = await new Deno.Command("/bin/sh", {
     args: [
+      "-c",
+      script,
+      Deno.execPath(),
       "run",
       "--allow-ffi",
       "--allow-read",
@@ -410,8 +427,8 @@ function startServer(directory: string, idleMs: number): void {
     stdin: "null",
     stdout: "null",
     stderr: "null",
-  }).spawn();
-  child.unref();
-  // Reap it when it exits while this process still runs.
-  child.status.catch(() => {});
+  }).output();
+  if (!status.success) {
+    throw new Error(`Could not start the ${WHAT}: /bin/sh exited with ${status.code}`);
+  }
 }

@@ -164,15 +164,21 @@ function handle(packet: ReceivedPacket, services: Map<string, Service>, died: Se
     cleanup();
     return answer(REPLY_BAD_REQUEST, `invalid service name`);
   }
-  const existing = services.get(name);
-  const alive = existing !== undefined && !existing.send.dead;
+  let existing = services.get(name);
+  if (existing !== undefined && existing.send.dead) {
+    existing.send.close();
+    services.delete(name);
+    died.add(name);
+    existing = undefined;
+  }
+  const alive = existing !== undefined;
   switch (packet.id) {
     case OP_CHECK_IN: {
       cleanup();
       if (alive) {
         return answer(
           REPLY_IN_USE,
-          existing.checkedIn
+          existing!.checkedIn
             ? `service "${name}" is already checked in by a running process`
             : `"${name}" is registered with a send right`,
         );
@@ -198,7 +204,7 @@ function handle(packet: ReceivedPacket, services: Map<string, Service>, died: Se
             : `no service is registered as "${name}"`,
         );
       }
-      return answer(REPLY_OK, "", [existing.send.wire(ROLE_BODY)]);
+      return answer(REPLY_OK, "", [existing!.send.wire(ROLE_BODY)]);
     }
     case OP_REGISTER: {
       if (received.length !== 1 || received[0].kind !== KIND_SEND) {

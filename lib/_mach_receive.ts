@@ -309,6 +309,16 @@ export class ReceiveRight implements Disposable {
     return result === PENDING ? undefined : result;
   }
 
+  /** @internal What a port set polls for this member, and the member's lifetime. */
+  memberOf(): { pollSet: () => [number[], number[]]; lifetime: Lifetime } {
+    return { pollSet: () => this.#pollSet(), lifetime: this.#lifetime };
+  }
+
+  /** @internal One non-waiting receive, for a port set. */
+  attemptReceive(maxSize: number, large: boolean): MachMessage | typeof PENDING {
+    return this.#attempt(maxSize, large);
+  }
+
   #pollSet(): [number[], number[]] {
     const fds = [this.#recv];
     const events: number[] = [C.POLLIN];
@@ -605,7 +615,8 @@ export class ReceiveRight implements Disposable {
   }
 }
 
-function validateReceiveOptions(options: unknown): { maxSize: number; large: boolean } {
+/** Checks {@link MachReceiveOptions} (without the wait options). */
+export function validateReceiveOptions(options: unknown): { maxSize: number; large: boolean } {
   const checked = validateOptions<MachReceiveOptions>(options, "receive");
   const maxSize = checked.maxSize === undefined
     ? MAX_INLINE_BODY

@@ -34,7 +34,8 @@
  * - Bootstrap ({@link Bootstrap}): a dead service's name is dropped; launchd would take
  *   the receive right back so clients' rights survive a restart, which Linux cannot do
  *   (a dead process's descriptors cannot be taken back): clients look the name up again.
- * - Not built: port sets.
+ * - Port sets ({@link PortSet}) hold no rights here: members stay owned by the caller
+ *   and may still be received on directly (Mach forbids that while in a set).
  *
  * Limits of the Linux mapping: a process with ptrace rights over a holder (root, or the
  * same user where Yama allows it) can copy its descriptors with pidfd_getfd(2), as a
@@ -67,5 +68,6 @@ export {
   SendRight,
 } from "./_mach_send.ts";
 export { ReceiveRight } from "./_mach_receive.ts";
+export { PortSet, type PortSetMessage } from "./_mach_port_set.ts";
 export { MAX_OUT_OF_LINE, OutOfLineMemory, ReceivedMemory } from "./_mach_memory.ts";
 export { Bootstrap, type BootstrapOptions } from "./_mach_bootstrap.ts";

@@ -8,6 +8,7 @@ import {
   MessageTooLargeError,
   NotifyInProgressError,
   OutOfLineMemory,
+  PortSet,
   QueueFullError,
   ReceivedMemory,
   ReceiveRight,
@@ -506,5 +507,42 @@ ipcTest(
     using _toBusy = busy.makeSendOnce();
     await assert.rejects(toCarrier.send({ id: 101, rights: [{ moveReceive: busy }] }), TypeError);
     assert.equal(busy.closed, false);
+  },
+);
+
+ipcTest(
+  "Mach port set: receives from any member, takes members in turn, names the member, and waits across all",
+  async () => {
+    using a = ReceiveRight.allocate({ label: "a" });
+    using b = ReceiveRight.allocate({ label: "b" });
+    using set = PortSet.allocate();
+    set.add(a);
+    set.add(b);
+    set.add(a);
+    assert.equal(set.members.length, 2);
+    using toA = a.makeSend();
+    using toB = b.makeSend();
+    for (let i = 0; i < 3; i++) {
+      toA.trySend({ id: i });
+      toB.trySend({ id: 10 + i });
+    }
+    const order: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const { port, message } = await set.receive({ timeout: 1000 });
+      order.push(`${port.label}${message.id}`);
+    }
+    assert.deepEqual(order, ["a0", "b10", "a1", "b11", "a2", "b12"]);
+    assert.equal(set.tryReceive(), undefined);
+    const waiting = set.receive({ timeout: 5000 });
+    await delay(20);
+    await toB.send({ id: 99 });
+    const { port, message } = await waiting;
+    assert.equal(port, b);
+    assert.equal(message.id, 99);
+    assert.equal(set.remove(b), true);
+    b.close();
+    await assert.rejects(set.receive({ timeout: 10 }), TimedOutError);
+    assert.throws(() => set.add(b), ClosedError);
+    assert.throws(() => set.add({} as never), TypeError);
   },
 );
