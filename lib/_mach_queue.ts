@@ -37,6 +37,8 @@ const WORD_WAITERS = 3;
 const FIRST_SLOT = 16;
 const SLOT_COUNT = MAX_QUEUE_LIMIT + CACHED_SLOTS;
 const STATE_SIZE = 8192;
+/** A free slot the receiver keeps closed while messages sit above a lowered limit. */
+const RESERVED = -1;
 
 /** A mapping of a port's queue table. */
 export class QueueTable {
@@ -48,6 +50,8 @@ export class QueueTable {
   readonly #lockView = new DataView(this.#lock.buffer);
   readonly #what: string;
   #mapping: ArrayBuffer;
+  // The receiver lowered the limit below the queue: slots are being rebalanced.
+  #rebalancing = false;
   // This process's own open file description of the table, for slot locks.
   #lockFd: number;
 
@@ -110,6 +114,8 @@ export class QueueTable {
         what,
       );
       const table = new QueueTable(fd, lockFd, what);
+      // A receive right that moved here may have slots to rebalance (see setLimit).
+      table.#rebalancing = true;
       if (Atomics.load(table.#words, WORD_MAGIC) !== STATE_MAGIC) {
         table.close();
         throw CorruptedError.of("Mach port", what, "queue table magic", "");
@@ -131,10 +137,50 @@ export class QueueTable {
     return limit;
   }
 
-  /** Sets the limit (receiver only); senders waiting for room look again. */
+  /**
+   * Sets the limit (receiver only); senders waiting for room look again. Messages
+   * already queued above a lowered limit stay, and count: the receiver closes as many
+   * free slots below the limit (RESERVED) as there are messages above it, and opens
+   * them again as those messages leave, so the queue never takes more than the limit.
+   */
   setLimit(limit: number): void {
+    const old = this.limit;
+    if (limit < old) {
+      // Close every free slot first, so that no sender claims one while we count.
+      for (let i = 0; i < old; i++) {
+        Atomics.compareExchange(this.#words, FIRST_SLOT + i, 0, RESERVED);
+      }
+    }
     Atomics.store(this.#words, WORD_LIMIT, limit);
+    this.#rebalancing = true;
+    this.#rebalance();
     this.#flag.wake();
+  }
+
+  // Keeps (reserved slots below the limit) = (messages at or above it), as far as free
+  // slots allow. Only the receiver reserves and opens slots.
+  #rebalance(): void {
+    const limit = this.limit;
+    let above = 0;
+    for (let i = limit; i < MAX_QUEUE_LIMIT; i++) {
+      const value = Atomics.load(this.#words, FIRST_SLOT + i);
+      if (value === RESERVED) Atomics.store(this.#words, FIRST_SLOT + i, 0);
+      else if (value !== 0) above++;
+    }
+    let reserved = 0;
+    for (let i = 0; i < limit; i++) {
+      if (Atomics.load(this.#words, FIRST_SLOT + i) === RESERVED) reserved++;
+    }
+    for (let i = 0; i < limit && reserved > above; i++) {
+      if (Atomics.load(this.#words, FIRST_SLOT + i) === RESERVED) {
+        Atomics.store(this.#words, FIRST_SLOT + i, 0);
+        reserved--;
+      }
+    }
+    for (let i = 0; i < limit && reserved < above; i++) {
+      if (Atomics.compareExchange(this.#words, FIRST_SLOT + i, 0, RESERVED) === 0) reserved++;
+    }
+    if (above === 0 && reserved === 0) this.#rebalancing = false;
   }
 
   /** Whether the receiver closed the port (a crashed one is seen through the socket). */
@@ -157,7 +203,8 @@ export class QueueTable {
   get count(): number {
     let count = 0;
     for (let i = 0; i < MAX_QUEUE_LIMIT; i++) {
-      if (Atomics.load(this.#words, FIRST_SLOT + i) !== 0) count++;
+      const value = Atomics.load(this.#words, FIRST_SLOT + i);
+      if (value !== 0 && value !== RESERVED) count++;
     }
     return count;
   }
@@ -224,6 +271,7 @@ export class QueueTable {
   /** Frees `slot` once its message left the queue (receiver); wakes waiting senders. */
   release(slot: number): void {
     Atomics.store(this.#words, FIRST_SLOT + slot, 0);
+    if (this.#rebalancing) this.#rebalance();
     this.#flag.wake();
   }
 
@@ -240,7 +288,8 @@ export class QueueTable {
   unlockedStrays(held: ReadonlySet<number>): number[] {
     const strays: number[] = [];
     for (let slot = 0; slot < SLOT_COUNT; slot++) {
-      if (Atomics.load(this.#words, FIRST_SLOT + slot) === 0 || held.has(slot)) continue;
+      const value = Atomics.load(this.#words, FIRST_SLOT + slot);
+      if (value === 0 || value === RESERVED || held.has(slot)) continue;
       if (!this.#locked(slot)) strays.push(slot);
     }
     return strays;
