@@ -36,8 +36,9 @@ function unmap(address: Deno.PointerObject, buffer: ArrayBuffer, size: number): 
 /**
  * A region of memory to send out of line in a Mach message (`memory` of
  * {@link OutgoingMessage}): large data travels without being copied through the kernel.
- * Fill {@link bytes}, then send; the send seals the region and takes it (its bytes are
- * then gone from this process).
+ * Fill {@link bytes}, then send: the send seals the region and moves it (its bytes
+ * leave this process, Mach's `deallocate`). Or {@link seal} it first and send it as
+ * often as needed: each receiver maps the same sealed pages, nothing is copied.
  *
  * @example One mebibyte out of line
  * ```ts
@@ -62,6 +63,8 @@ export class OutOfLineMemory implements Disposable {
   #buffer: ArrayBuffer | undefined;
   #bytes: Uint8Array | undefined;
   #sealed = false;
+  // Sealed by seal(): sending copies it instead of moving it.
+  #kept = false;
   #closed = false;
 
   private constructor(fd: number, size: number) {
@@ -98,40 +101,65 @@ export class OutOfLineMemory implements Disposable {
     return region;
   }
 
-  /** The region's memory, writable until it is sent. */
+  /**
+   * The region's memory: writable (and shared with nobody yet) until the region is
+   * sent or sealed. After {@link seal} it is this process's copy-on-write view: writes
+   * stay here and never reach a receiver.
+   */
   get bytes(): Uint8Array {
     if (this.#closed) throw closedError("use", WHAT, "memfd");
-    if (this.#sealed) {
+    if (this.#buffer === undefined) {
       throw closedError("use", `${WHAT} (sealed for sending: it belongs to the message)`, "memfd");
     }
-    return this.#bytes ??= new Uint8Array(this.#buffer!);
+    return this.#bytes ??= new Uint8Array(this.#buffer);
   }
 
-  /** Whether the region was sent (or sealed by a send that then failed), or closed. */
+  /** Whether the region was sent (moved), or closed. */
   get closed(): boolean {
     return this.#closed;
   }
 
-  /** @internal Unmaps and seals the region; its wire form. Idempotent. */
+  /** Whether the region is sealed: it may then be sent any number of times. */
+  get sealed(): boolean {
+    return this.#sealed;
+  }
+
+  /**
+   * Seals the region now: its contents are fixed, and it can be sent any number of
+   * times without being moved (Mach's out-of-line copy without `deallocate`). This
+   * process keeps a private copy-on-write view in {@link bytes}.
+   */
+  seal(): void {
+    if (this.#closed) throw closedError("seal", WHAT, "memfd");
+    if (this.#sealed) return;
+    this.#sealNow();
+    this.#kept = true;
+    [this.#address, this.#buffer] = mapRegion(this.#fd, this.size, C.MAP_PRIVATE);
+  }
+
+  #sealNow(): void {
+    this.#bytes = undefined;
+    unmap(this.#address!, this.#buffer!, this.size);
+    this.#buffer = undefined;
+    this.#address = undefined;
+    this.#sealed = true;
+    check(
+      "fcntl",
+      libc().symbols.fcntl(this.#fd, C.F_ADD_SEALS, REQUIRED_SEALS | C.F_SEAL_SEAL),
+      WHAT,
+    );
+  }
+
+  /** @internal Seals the region if needed; its wire form (the kernel copies the fd). */
   wire(role: number): WireRight {
     if (this.#closed) throw closedError("send", WHAT, "memfd");
-    if (!this.#sealed) {
-      this.#bytes = undefined;
-      unmap(this.#address!, this.#buffer!, this.size);
-      this.#buffer = undefined;
-      this.#sealed = true;
-      check(
-        "fcntl",
-        libc().symbols.fcntl(this.#fd, C.F_ADD_SEALS, REQUIRED_SEALS | C.F_SEAL_SEAL),
-        WHAT,
-      );
-    }
+    if (!this.#sealed) this.#sealNow();
     return { kind: KIND_MEMORY, role, fds: [this.#fd], onceId: 0 };
   }
 
-  /** @internal The region went out in a message. */
+  /** @internal The region went out in a message: a region not sealed beforehand moves. */
   consume(): void {
-    this.close();
+    if (!this.#kept) this.close();
   }
 
   /** Frees the region (idempotent). */
@@ -141,6 +169,7 @@ export class OutOfLineMemory implements Disposable {
     this.#bytes = undefined;
     if (this.#buffer) unmap(this.#address!, this.#buffer, this.size);
     this.#buffer = undefined;
+    this.#address = undefined;
     libc().symbols.close(this.#fd);
   }
 
