@@ -170,6 +170,27 @@ export function benchCases(quick: boolean): BenchCase[] {
       deno: ["sem_pingpong.ts", `--rounds=${rounds}`],
       c: ["sem_pingpong", String(rounds), "spin"],
     },
+    // Mach ports (bench/mach.ts): one-way through a port, a request with a send-once
+    // reply right, and out-of-line memory against the same bytes copied inline.
+    ...[[64, 200_000], [4096, 100_000]].map(([size, count]) => ({
+      name: `mach port ${size < 1024 ? `${size} B` : `${size / 1024} KiB`} one-way`,
+      deno: ["mach.ts", "--mode=oneway", `--size=${size}`, `--count=${count / scale}`],
+      c: ["mach", "oneway", String(size), String(count / scale)],
+    })),
+    {
+      name: "mach port request + send-once reply round trip",
+      deno: ["mach.ts", "--mode=rpc", `--count=${rounds}`],
+      c: ["mach", "rpc", String(rounds)],
+    },
+    ...[[2 ** 20, 500], [64 * 2 ** 20, 20]].flatMap(([size, count]) => {
+      const label = `${size / 2 ** 20} MiB`;
+      const n = String(Math.max(2, count / scale));
+      return ["ool", "inline"].map((mode) => ({
+        name: `mach port ${label} ${mode === "ool" ? "out of line" : "copied inline"}`,
+        deno: ["mach.ts", `--mode=${mode}`, `--size=${size}`, `--count=${n}`],
+        c: ["mach", mode, String(size), n],
+      }));
+    }),
     shmWrite(64 * 1024),
     shmWrite(1024 * 1024),
     // The file log next to a pipe in the same run (`--case="file log"` runs both).

@@ -52,6 +52,7 @@ export class QueueTable {
   #mapping: ArrayBuffer;
   // The receiver lowered the limit below the queue: slots are being rebalanced.
   #rebalancing = false;
+  #hint = 0;
   // This process's own open file description of the table, for slot locks.
   #lockFd: number;
 
@@ -224,8 +225,14 @@ export class QueueTable {
    */
   claim(): number {
     const limit = this.limit;
-    for (let i = 0; i < limit; i++) {
-      if (this.#claimSlot(i, 1)) return i;
+    // Start after the slot claimed last: with a long queue, the slots before it are
+    // likely still taken.
+    for (let n = 0; n < limit; n++) {
+      const i = (this.#hint + n) % limit;
+      if (this.#claimSlot(i, 1)) {
+        this.#hint = i + 1;
+        return i;
+      }
     }
     return -1;
   }

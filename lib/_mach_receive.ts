@@ -54,6 +54,9 @@ import { PENDING, validateWaitOptions, waitFor, type WaitOptions } from "./_wait
 
 const WHAT = "Mach port";
 const HANGUP = C.POLLHUP | C.POLLERR;
+// Receive attempts (one recvmsg(2) each) before parking in poll(2) on the pool: a
+// short spin catches a reply a few microseconds away; a long one costs a shared CPU.
+const RECEIVE_SPIN = 20;
 const encoder = new TextEncoder();
 let allocated = 0;
 
@@ -281,21 +284,29 @@ export class ReceiveRight implements Disposable {
     } catch (error) {
       return Promise.reject(error);
     }
+    // Hang-ups (notifications, lost slots) are looked at on the first attempt and after
+    // each park, not on every spinning attempt: a spin is then one recvmsg(2) each.
+    let eventsDue = true;
     return waitFor({
       lifetime: this.#lifetime,
-      attempt: () => this.#attempt(maxSize, large),
+      attempt: () => {
+        const result = this.#attempt(maxSize, large, eventsDue);
+        eventsDue = false;
+        return result;
+      },
       park: async (ms) => {
         const [fds, events] = this.#pollSet();
         await pollAny(fds, events, ms);
+        eventsDue = true;
         return PENDING;
       },
+      spin: 200, // bench
       closedError: () => closedError("receive on", WHAT, this.label),
       timedOutError: (ms) =>
         errnoError(ERRNO.ETIMEDOUT, "receive", {
           objectName: this.label,
           message: `Timed out after ${ms} ms: receive on ${WHAT} "${this.label}"`,
         }),
-      spin: 0,
     }, options as WaitOptions);
   }
 
@@ -305,7 +316,7 @@ export class ReceiveRight implements Disposable {
   ): MachMessage | undefined {
     const { maxSize, large } = validateReceiveOptions(options);
     this.#assertOpen("receive on");
-    const result = this.#attempt(maxSize, large);
+    const result = this.#attempt(maxSize, large, true);
     return result === PENDING ? undefined : result;
   }
 
@@ -316,7 +327,7 @@ export class ReceiveRight implements Disposable {
 
   /** @internal One non-waiting receive, for a port set. */
   attemptReceive(maxSize: number, large: boolean): MachMessage | typeof PENDING {
-    return this.#attempt(maxSize, large);
+    return this.#attempt(maxSize, large, true);
   }
 
   #pollSet(): [number[], number[]] {
@@ -337,9 +348,9 @@ export class ReceiveRight implements Disposable {
     return [fds, events];
   }
 
-  #attempt(maxSize: number, large: boolean): MachMessage | typeof PENDING {
+  #attempt(maxSize: number, large: boolean, events: boolean): MachMessage | typeof PENDING {
     if (this.#queue.length === 0) this.#drain();
-    if (this.#queue.length === 0) this.#checkEvents();
+    if (this.#queue.length === 0 && events) this.#checkEvents();
     const head = this.#queue[0];
     if (head === undefined) return PENDING;
     const size = head.packet?.body.length ?? 0;

@@ -31,6 +31,8 @@ export const MAX_INLINE_BODY = 65_536;
 export const MAX_RIGHTS = 60;
 const MAX_PACKET = HEADER_SIZE + (MAX_RIGHTS + 2) * DESCRIPTOR_SIZE + MAX_INLINE_BODY;
 const CONTROL_SIZE = 2048;
+// Bodies up to this size are copied next to the header instead of passed by pointer.
+const SMALL_BODY = 4096;
 
 /** The message came through a send-once right (its once id is set). */
 export const FLAG_VIA_SEND_ONCE = 1;
@@ -141,7 +143,11 @@ export function pollNow(fds: readonly number[], events: readonly number[]): Int1
     pollfds[2 * i + 1] = events[i];
   });
   if (fds.length > 0) {
-    check("poll", libc().symbols.poll(new Uint8Array(pollfds.buffer), BigInt(fds.length), 0));
+    const bytes = new Uint8Array(pollfds.buffer);
+    // EINTR: a signal arrived (a profiler's, say); nothing was reported, ask again.
+    while (libc().symbols.poll(bytes, BigInt(fds.length), 0) < 0) {
+      if (lastErrno() !== ERRNO.EINTR) check("poll", -1);
+    }
   }
   const revents = new Int16Array(fds.length);
   for (let i = 0; i < fds.length; i++) revents[i] = pollfds[2 * i + 1] >>> 16;
@@ -180,7 +186,10 @@ export type SendOutcome = "sent" | "would-block" | "dead";
 
 /** Builds and sends packets; one per handle so its buffers are reused. */
 export class PacketSender {
-  readonly #header = new Uint8Array(HEADER_SIZE + (MAX_RIGHTS + 2) * DESCRIPTOR_SIZE);
+  // Header, descriptors, and a small body copied in: one iovec, no pointer lookup.
+  readonly #header = new Uint8Array(
+    HEADER_SIZE + (MAX_RIGHTS + 2) * DESCRIPTOR_SIZE + SMALL_BODY,
+  );
   readonly #headerView = new DataView(this.#header.buffer);
   readonly #headerAddress = pointerOf(this.#header);
   readonly #iov = new BigUint64Array(4);
@@ -217,9 +226,12 @@ export class PacketSender {
       view.setUint16(at + 2, right.fds.length, true);
       view.setUint32(at + 4, right.onceId, true);
     });
-    this.#iov[1] = BigInt(headerLength);
     let iovCount = 1n;
-    if (body.length > 0) {
+    if (body.length <= SMALL_BODY) {
+      this.#header.set(body, headerLength);
+      this.#iov[1] = BigInt(headerLength + body.length);
+    } else {
+      this.#iov[1] = BigInt(headerLength);
       this.#iov[2] = pointerOf(body);
       this.#iov[3] = BigInt(body.length);
       iovCount = 2n;
