@@ -22,8 +22,8 @@ import {
   REPLY_OK,
   SOCKET_NAME,
 } from "./_mach_bootstrap_server.ts";
-import { ReceiveRight } from "./_mach_receive.ts";
-import { SendRight } from "./_mach_send.ts";
+import { ReceiveRight, receiveRightFromWire } from "./_mach_receive.ts";
+import { makeSendRight, SendRight } from "./_mach_send.ts";
 import {
   closeAll,
   KIND_RECEIVE,
@@ -302,7 +302,7 @@ export class Bootstrap implements Disposable {
     const reply = await this.#request(OP_CHECK_IN, validateServiceName(name), [], options);
     const right = reply.rights[0];
     if (right?.kind !== KIND_RECEIVE) throw this.#malformed(reply);
-    return ReceiveRight.fromWire(right.fds, name);
+    return receiveRightFromWire(right.fds, name);
   }
 
   /**
@@ -314,7 +314,7 @@ export class Bootstrap implements Disposable {
     const reply = await this.#request(OP_LOOK_UP, validateServiceName(name), [], options);
     const right = reply.rights[0];
     if (right?.kind !== KIND_SEND) throw this.#malformed(reply);
-    return new SendRight(right.fds, name);
+    return makeSendRight(right.fds, name);
   }
 
   /**

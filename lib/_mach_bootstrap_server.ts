@@ -18,7 +18,7 @@ import { C, ERRNO } from "../ffi/constants.ts";
 import { check, lastErrno } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { ReceiveRight } from "./_mach_receive.ts";
-import { SendRight } from "./_mach_send.ts";
+import { makeSendRight, SendRight } from "./_mach_send.ts";
 import {
   closeAll,
   KIND_SEND,
@@ -218,7 +218,7 @@ function handle(packet: ReceivedPacket, services: Map<string, Service>, died: Se
       existing?.send.close();
       let send: SendRight;
       try {
-        send = new SendRight(received[0].fds, name);
+        send = makeSendRight(received[0].fds, name);
       } catch {
         return answer(REPLY_BAD_REQUEST, "the send right is not a port");
       }

@@ -1,6 +1,6 @@
 // Typed errors and notification ids of Mach ports (lib/mach_port.ts).
 import { ERRNO } from "../ffi/constants.ts";
-import { ErrnoError, TimedOutError } from "../ffi/errno.ts";
+import { ErrnoError, numberArgument, stringArgument, TimedOutError } from "../ffi/errno.ts";
 
 /**
  * The port died: its receive right was closed, or its holder exited or was killed. A
@@ -33,11 +33,17 @@ export class MessageTooLargeError extends ErrnoError {
   /** Whether the message is still queued (`large: true`). */
   readonly stillQueued: boolean;
 
-  /** Creates the error for a message of `size` bytes on `port`. */
-  constructor(port: string, size: number, maxSize: number, stillQueued: boolean) {
+  /** Creates the error for a message of `size` bytes on the port `objectName`. */
+  constructor(objectName: string, size: number, maxSize: number, stillQueued: boolean) {
+    stringArgument(objectName, "objectName");
+    numberArgument(size, "size");
+    numberArgument(maxSize, "maxSize");
+    if (typeof stillQueued !== "boolean") {
+      throw new TypeError(`Invalid stillQueued: expected a boolean, got ${typeof stillQueued}`);
+    }
     super(ERRNO.EMSGSIZE, "receive", {
-      objectName: port,
-      message: `Mach message on port "${port}" too large: its body has ${size} bytes, ` +
+      objectName,
+      message: `Mach message on port "${objectName}" too large: its body has ${size} bytes, ` +
         `maxSize is ${maxSize} (${
           stillQueued ? "it stays queued" : "it was destroyed; pass large: true to keep it"
         })`,

@@ -14,6 +14,8 @@ import { cString, validateInteger } from "./_validate.ts";
 const WHAT = "out-of-line memory region";
 /** The largest out-of-line region, in bytes (16 GiB). */
 export const MAX_OUT_OF_LINE = 2 ** 34;
+/** Maps an out-of-line region that arrived as `fd` (taken over) for the port `port`. */
+export let mapReceivedMemory: (fd: number, port: string) => ReceivedMemory;
 const REQUIRED_SEALS = C.F_SEAL_WRITE | C.F_SEAL_SHRINK | C.F_SEAL_GROW;
 
 function mapRegion(fd: number, size: number, flags: number): [Deno.PointerObject, ArrayBuffer] {
@@ -193,8 +195,13 @@ export class ReceivedMemory implements Disposable {
   readonly bytes: Uint8Array;
   #closed = false;
 
-  /** @internal Maps a region that arrived as `fd` (taken over and closed here). */
-  constructor(fd: number, port: string) {
+  static {
+    mapReceivedMemory = (fd, port) => new ReceivedMemory(fd, port);
+  }
+
+  // Maps a region that arrived as `fd` (taken over and closed here). Private: it would
+  // close whatever descriptor it was given.
+  private constructor(fd: number, port: string) {
     const { symbols } = libc();
     try {
       const status = new Uint8Array(C.SIZEOF_STAT);

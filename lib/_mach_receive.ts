@@ -11,7 +11,7 @@ import { check, closedError, errnoError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { MACH_NOTIFY, type MachNotification, MessageTooLargeError } from "./_mach_errors.ts";
-import { ReceivedMemory } from "./_mach_memory.ts";
+import { mapReceivedMemory, ReceivedMemory } from "./_mach_memory.ts";
 import { DEFAULT_QUEUE_LIMIT, MAX_QUEUE_LIMIT, QueueTable } from "./_mach_queue.ts";
 import {
   type AllocateOptions,
@@ -19,6 +19,8 @@ import {
   type InheritedToken,
   type MachMessage,
   type MachReceiveOptions,
+  makeSendOnceRight,
+  makeSendRight,
   parseToken,
   SendOnceRight,
   SendRight,
@@ -59,6 +61,9 @@ const HANGUP = C.POLLHUP | C.POLLERR;
 const RECEIVE_SPIN = 20;
 const encoder = new TextEncoder();
 let allocated = 0;
+
+/** Makes a receive right over descriptors that arrived (receive end, data, table, presence). */
+export let receiveRightFromWire: (fds: readonly number[], label: string) => ReceiveRight;
 
 // One entry of the private queue: a packet from the socket (with the slot it holds, or
 // -1), or a notification made here.
@@ -206,7 +211,7 @@ export class ReceiveRight implements Disposable {
       closeAll(fds);
       throw error;
     }
-    return new SendRight(fds, this.label);
+    return makeSendRight(fds, this.label);
   }
 
   /**
@@ -234,7 +239,7 @@ export class ReceiveRight implements Disposable {
       [onceId] = crypto.getRandomValues(new Uint32Array(1));
     } while (onceId === 0 || this.#pendingOnce.has(onceId));
     this.#pendingOnce.set(onceId, pipe[0]);
-    return new SendOnceRight([data, pipe[1]], onceId, this.label);
+    return makeSendOnceRight([data, pipe[1]], onceId, this.label);
   }
 
   /** @internal Undoes a makeSendOnce whose message was never sent (no notification). */
@@ -300,7 +305,7 @@ export class ReceiveRight implements Disposable {
         eventsDue = true;
         return PENDING;
       },
-      spin: 200, // bench
+      spin: RECEIVE_SPIN,
       closedError: () => closedError("receive on", WHAT, this.label),
       timedOutError: (ms) =>
         errnoError(ERRNO.ETIMEDOUT, "receive", {
@@ -445,24 +450,25 @@ export class ReceiveRight implements Disposable {
     const memory: ReceivedMemory[] = [];
     try {
       for (const [i, wire] of packet.rights.entries()) {
-        if (wire.kind === KIND_MEMORY) {
-          try {
-            const region = new ReceivedMemory(wire.fds[0], this.label);
-            made.push(region);
-            memory.push(region);
-          } catch (error) {
-            for (const rest of packet.rights.slice(i + 1)) closeAll(rest.fds);
-            throw error;
-          }
-          continue;
+        let right: SendRight | SendOnceRight | ReceiveRight | ReceivedMemory;
+        try {
+          right = wire.kind === KIND_MEMORY
+            ? mapReceivedMemory(wire.fds[0], this.label)
+            : wire.kind === KIND_SEND
+            ? makeSendRight(wire.fds, label)
+            : wire.kind === KIND_SEND_ONCE
+            ? makeSendOnceRight(wire.fds, wire.onceId, label)
+            : receiveRightFromWire(wire.fds, label);
+        } catch (error) {
+          // This right's descriptors are closed by its constructor; close the rest.
+          for (const rest of packet.rights.slice(i + 1)) closeAll(rest.fds);
+          throw error;
         }
-        const right = wire.kind === KIND_SEND
-          ? new SendRight(wire.fds, label)
-          : wire.kind === KIND_SEND_ONCE
-          ? new SendOnceRight(wire.fds, wire.onceId, label)
-          : ReceiveRight.fromWire(wire.fds, label);
         made.push(right);
-        if (wire.role === ROLE_REPLY && reply === undefined && !(right instanceof ReceiveRight)) {
+        if (right instanceof ReceivedMemory) memory.push(right);
+        else if (
+          wire.role === ROLE_REPLY && reply === undefined && !(right instanceof ReceiveRight)
+        ) {
           reply = right;
         } else if (wire.role === ROLE_NOTIFY && right instanceof SendRight) notify = right;
         else rights.push(right);
@@ -475,14 +481,19 @@ export class ReceiveRight implements Disposable {
       // The cached message is taken: tell its sender (ignoring the notify port's limit,
       // as the kernel's notifications do).
       if ((packet.flags & FLAG_CACHED) !== 0) {
-        notify.sendPacket({
-          flags: FLAG_MSG_ACCEPTED,
-          id: MACH_NOTIFY.MSG_ACCEPTED,
-          slot: -1,
-          onceId: 0,
-          body: encoder.encode(this.label),
-          rights: [],
-        });
+        try {
+          notify.sendPacket({
+            flags: FLAG_MSG_ACCEPTED,
+            id: MACH_NOTIFY.MSG_ACCEPTED,
+            slot: -1,
+            onceId: 0,
+            body: encoder.encode(this.label),
+            rights: [],
+          });
+        } catch {
+          // The notify port is the sender's business: a failure there loses only the
+          // notification, never this message.
+        }
       }
       notify.close();
     }
@@ -542,7 +553,7 @@ export class ReceiveRight implements Disposable {
   /** Takes a receive right from a token made by {@link ReceiveRight.inheritable}. */
   static fromInherited(token: string): ReceiveRight {
     const { fds, label } = parseToken(token, "receive", 4);
-    return ReceiveRight.fromWire(fds, label);
+    return receiveRightFromWire(fds, label);
   }
 
   /** @internal The wire form of this right, for MOVE_RECEIVE. */
@@ -562,8 +573,12 @@ export class ReceiveRight implements Disposable {
     this.close();
   }
 
-  /** @internal A receive right that arrived in a message (descriptors taken over). */
-  static fromWire(fds: readonly number[], label: string): ReceiveRight {
+  static {
+    receiveRightFromWire = (fds, label) => ReceiveRight.#fromWire(fds, label);
+  }
+
+  // A receive right that arrived in a message (descriptors taken over).
+  static #fromWire(fds: readonly number[], label: string): ReceiveRight {
     let table: QueueTable;
     try {
       table = QueueTable.attach(fds[2], label);

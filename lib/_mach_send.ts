@@ -45,6 +45,15 @@ function timedOutFull(port: string, ms: number): QueueFullError {
   });
 }
 
+/** Makes a send right over descriptors this process owns (data, table, presence). */
+export let makeSendRight: (fds: readonly number[], label: string) => SendRight;
+/** Makes a send-once right over descriptors this process owns (data, once pipe). */
+export let makeSendOnceRight: (
+  fds: readonly number[],
+  onceId: number,
+  label: string,
+) => SendOnceRight;
+
 export function deadNameError(port: string, operation = "send"): DeadNameError {
   return new DeadNameError(ERRNO.EPIPE, operation, {
     objectName: port,
@@ -194,8 +203,13 @@ export class SendRight implements Disposable {
   /** Receive rights of this process watching this right for a dead name. */
   readonly watchers: Set<ReceiveRight> = new Set();
 
-  /** @internal Takes over `fds` (data socket, queue table, presence pipe). */
-  constructor(fds: readonly number[], label: string) {
+  static {
+    makeSendRight = (fds, label) => new SendRight(fds, label);
+  }
+
+  // Takes over `fds` (data socket, queue table, presence pipe). Private: a handle made
+  // over arbitrary descriptor numbers would close whatever they are.
+  private constructor(fds: readonly number[], label: string) {
     const [data, state, presence] = fds;
     this.label = label;
     try {
@@ -240,7 +254,7 @@ export class SendRight implements Disposable {
       closeAll(fds);
       throw error;
     }
-    return new SendRight(fds, this.label);
+    return makeSendRight(fds, this.label);
   }
 
   /**
@@ -361,7 +375,7 @@ export class SendRight implements Disposable {
   /** Takes a send right from a token made by {@link SendRight.inheritable} in the parent. */
   static fromInherited(token: string): SendRight {
     const { fds, label } = parseToken(token, "send", 3);
-    return new SendRight(fds, label);
+    return makeSendRight(fds, label);
   }
 
   #assertOpen(operation: string): void {
@@ -646,8 +660,12 @@ export class SendOnceRight implements Disposable {
   readonly label: string;
   #used = false;
 
-  /** @internal Takes over `fds` (data socket, once pipe). */
-  constructor(fds: readonly number[], onceId: number, label: string) {
+  static {
+    makeSendOnceRight = (fds, onceId, label) => new SendOnceRight(fds, onceId, label);
+  }
+
+  // Takes over `fds` (data socket, once pipe); private as SendRight's.
+  private constructor(fds: readonly number[], onceId: number, label: string) {
     this.#data = fds[0];
     this.#once = fds[1];
     this.onceId = onceId;
