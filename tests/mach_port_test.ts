@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import {
   ClosedError,
   CorruptedError,
@@ -18,7 +19,7 @@ import {
 } from "../mod.ts";
 import { libc } from "../ffi/libc.ts";
 import { KIND_MEMORY, PacketSender } from "../lib/_mach_wire.ts";
-import { Child, delay, ipcTest } from "./_helpers.ts";
+import { Child, delay, ipcTest, propertyRuns } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -544,5 +545,80 @@ ipcTest(
     await assert.rejects(set.receive({ timeout: 10 }), TimedOutError);
     assert.throws(() => set.add(b), ClosedError);
     assert.throws(() => set.add({} as never), TypeError);
+  },
+);
+
+ipcTest(
+  "Mach port: a receiver killed at a random moment: every sending process, waiting or not, gets DeadNameError",
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 3 }),
+        fc.integer({ min: 2, max: 3 }),
+        fc.integer({ min: 0, max: 200 }),
+        async (limit, senders, killAfter) => {
+          const port = ReceiveRight.allocate({ queueLimit: limit });
+          using send = port.makeSend();
+          const children: Child[] = [];
+          try {
+            const receiver = spawnWith(port.inheritable(), ["slow-receive"]);
+            children.push(receiver);
+            assert.equal(await receiver.line(), "ready");
+            for (let i = 0; i < senders; i++) {
+              const child = spawnWith(send.inheritable(), ["send-until-dead"]);
+              children.push(child);
+              assert.equal(await child.line(), "sending");
+            }
+            await delay(killAfter);
+            receiver.process.kill("SIGKILL");
+            await receiver.status();
+            for (const child of children.slice(1)) {
+              assert.equal(await child.line(), "DeadNameError");
+              assert.equal((await child.status()).code, 0);
+            }
+            assert.equal(send.dead, true);
+          } finally {
+            for (const child of children) await child[Symbol.asyncDispose]();
+          }
+        },
+      ),
+      { numRuns: propertyRuns(3) },
+    );
+  },
+);
+
+ipcTest(
+  "Mach port: random senders and limits: every message exactly once, each sender's in order, never above the limit",
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(fc.integer({ min: 1, max: 25 }), { minLength: 2, maxLength: 3 }),
+        async (limit, counts) => {
+          using port = ReceiveRight.allocate({ queueLimit: limit });
+          using send = port.makeSend();
+          const children = counts.map((count, s) =>
+            spawnWith(send.inheritable(), ["send", String(count), String(s * 1000)])
+          );
+          try {
+            const seen = new Map<number, number[]>();
+            for (let i = 0; i < counts.reduce((a, b) => a + b, 0); i++) {
+              assert.ok(port.queued <= limit, `queue at ${port.queued} over ${limit}`);
+              using message = await port.receive({ timeout: 20_000 });
+              const ids = seen.get(message.id - (message.id % 1000)) ?? [];
+              ids.push(message.id % 1000);
+              seen.set(message.id - (message.id % 1000), ids);
+            }
+            counts.forEach((count, s) => {
+              assert.deepEqual(seen.get(s * 1000), Array.from({ length: count }, (_, i) => i));
+            });
+            assert.equal(port.tryReceive(), undefined);
+          } finally {
+            for (const child of children) await child[Symbol.asyncDispose]();
+          }
+        },
+      ),
+      { numRuns: propertyRuns(3) },
+    );
   },
 );

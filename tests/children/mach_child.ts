@@ -3,6 +3,10 @@
 //                             plus a forged claim), prints "sent", exits
 //   blocked-send TOKEN        prints "sending", sends one message (may wait), prints the
 //                             outcome ("sent" or the error name)
+//   send-until-dead TOKEN     sends (waiting for room) until a send fails; prints "sending"
+//                             first, then the error's name
+//   slow-receive TOKEN        takes a receive right, prints "ready", receives one message
+//                             every few milliseconds until killed
 //   hold-receive TOKEN        takes a receive right, prints "ready", waits to be killed
 //   reply-server TOKEN        takes a receive right, receives one request, prints "got",
 //                             then waits to be killed without replying
@@ -38,6 +42,24 @@ switch (role) {
       console.log((error as Error).name);
     }
     break;
+  }
+  case "send-until-dead": {
+    using right = SendRight.fromInherited(rest[0]);
+    console.log("sending");
+    try {
+      for (let i = 0;; i++) await right.send({ id: i, body: encoder.encode(String(Deno.pid)) });
+    } catch (error) {
+      console.log((error as Error).name);
+    }
+    break;
+  }
+  case "slow-receive": {
+    using port = ReceiveRight.fromInherited(rest[0]);
+    console.log("ready");
+    while (true) {
+      (await port.receive())[Symbol.dispose]();
+      await new Promise((resolve) => setTimeout(resolve, 3));
+    }
   }
   case "hold-receive": {
     using _port = ReceiveRight.fromInherited(rest[0]);
