@@ -572,8 +572,9 @@ ipcTest(
             await delay(killAfter);
             receiver.process.kill("SIGKILL");
             await receiver.status();
-            for (const child of children.slice(1)) {
-              assert.equal(await child.line(), "DeadNameError");
+            for (const [i, child] of children.slice(1).entries()) {
+              const outcome = await child.line();
+              assert.equal(outcome, "DeadNameError", `sender ${i} (limit ${limit}): ${outcome}`);
               assert.equal((await child.status()).code, 0);
             }
             assert.equal(send.dead, true);
