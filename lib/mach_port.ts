@@ -27,8 +27,10 @@
  * - Names: Mach names rights per task with user-reference counts; here each handle is
  *   one reference (`copy()` adds one, `close()` drops one).
  * - Out-of-line memory ({@link OutOfLineMemory}) is a sealed memfd the receiver maps
- *   copy-on-write: no byte is copied by the send; sending always moves the region
- *   (Mach's `deallocate: true`), as the sender's shared mapping must go before sealing.
+ *   copy-on-write: no byte is copied by the send. Sending an unsealed region moves it
+ *   (Mach's `deallocate: true`: the sender's shared mapping must go before sealing); a
+ *   region sealed first with `seal()` is sent as a copy, any number of times, and the
+ *   sender keeps a copy-on-write view (Mach's virtual copy).
  * - Moving a receive right needs the port to have nothing pending in the moving
  *   process (no messages drained there, no send-once rights made there outstanding).
  * - Bootstrap ({@link Bootstrap}): a dead service's name is dropped; launchd would take

@@ -623,3 +623,27 @@ ipcTest(
     );
   },
 );
+
+ipcTest(
+  "Mach port: a sealed region is sent as a copy any number of times; the sender's writes stay its own",
+  async () => {
+    using port = ReceiveRight.allocate();
+    using send = port.makeSend();
+    using region = OutOfLineMemory.allocate(8192);
+    region.bytes.fill(5);
+    region.seal();
+    assert.equal(region.sealed, true);
+    await send.send({ id: 1, memory: [region] });
+    await send.send({ id: 2, memory: [region] });
+    assert.equal(region.closed, false);
+    region.bytes[0] = 9; // the sender's copy-on-write view
+    using first = await port.receive({ timeout: 1000 });
+    using second = await port.receive({ timeout: 1000 });
+    for (const message of [first, second]) {
+      assert.equal(message.memory[0].bytes[0], 5);
+      assert.equal(message.memory[0].bytes[8191], 5);
+    }
+    first.memory[0].bytes[1] = 7; // each receiver's own copy
+    assert.equal(second.memory[0].bytes[1], 5);
+  },
+);
