@@ -372,7 +372,7 @@ export class ReceiveRight implements Disposable {
   // Moves every packet the socket holds into the private queue.
   #drain(): void {
     while (true) {
-      const packet = this.#receiver.receive(this.#recv, this.label);
+      const packet = this.#receiver.receive(this.#recv, this.label, false);
       if (!packet) return;
       let slot = -1;
       if (QueueTable.validSlot(packet.slot) && !this.#heldSlots.has(packet.slot)) {

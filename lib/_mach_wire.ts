@@ -285,10 +285,10 @@ export class PacketReceiver {
 
   /**
    * One recvmsg(2) that never waits: a packet, `undefined` when none is queued, or
-   * `null` when every send end is closed and nothing is left. A packet that fails
+   * `null` when the peer closed the connection (only if `endPossible`). A packet that fails
    * validation has its descriptors closed and throws CorruptedError (it is consumed).
    */
-  receive(fd: number, what: string): ReceivedPacket | undefined | null {
+  receive(fd: number, what: string, endPossible = true): ReceivedPacket | undefined | null {
     this.#msghdr[5] = BigInt(CONTROL_SIZE);
     this.#msghdr[6] = 0n;
     const length = libc().symbols.recvmsg(
@@ -324,7 +324,9 @@ export class PacketReceiver {
       }
       at += (cmsgLength + 7) & ~7;
     }
-    if (length === 0 && fds.length === 0) return null;
+    // An empty read is the end of a connection; on a port (whose receive right holds a
+    // send end itself, so it never ends) it is an empty packet some sender made.
+    if (length === 0 && fds.length === 0 && endPossible) return null;
     const flags = Number(this.#msghdr[6] & 0xffff_ffffn);
     const corrupt = (field: string, detail: string): never => {
       closeAll(fds);

@@ -647,3 +647,74 @@ ipcTest(
     assert.equal(second.memory[0].bytes[1], 5);
   },
 );
+
+ipcTest(
+  "Mach port: hostile packets from a send-right holder give CorruptedError or a message, never a crash, a hang or a leaked descriptor",
+  async () => {
+    const { symbols } = libc();
+    const raw = fc.uint8Array({ minLength: 0, maxLength: 200 });
+    const descriptor = fc.record({
+      kind: fc.integer({ min: 0, max: 6 }),
+      role: fc.integer({ min: 0, max: 4 }),
+      count: fc.integer({ min: 0, max: 4 }),
+      onceId: fc.integer({ min: 0, max: 3 }),
+    });
+    const packet = fc.oneof(
+      raw.map((bytes) => ({ bytes })),
+      fc.record({
+        flags: fc.integer({ min: 0, max: 15 }),
+        id: fc.integer({ min: -5, max: 5 }),
+        slot: fc.integer({ min: -2, max: 1200 }),
+        onceId: fc.integer({ min: 0, max: 3 }),
+        body: raw,
+        rights: fc.array(descriptor, { maxLength: 3 }),
+      }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(packet, { minLength: 1, maxLength: 8 }), async (packets) => {
+        using port = ReceiveRight.allocate({ queueLimit: 3, label: "victim" });
+        using send = port.makeSend();
+        const data = send.wire(0).fds[0];
+        const sender = new PacketSender();
+        for (const each of packets) {
+          if ("bytes" in each) {
+            symbols.send(data, each.bytes, BigInt(each.bytes.length), 0x40);
+            continue;
+          }
+          // Real descriptors (pipe ends), as many as each descriptor announces.
+          const opened: number[] = [];
+          const rights = each.rights.map((right) => {
+            const fds: number[] = [];
+            for (let i = 0; i < right.count; i++) {
+              const pipe = new Int32Array(2);
+              symbols.pipe2(new Uint8Array(pipe.buffer), 0o2000000);
+              fds.push(pipe[0]);
+              opened.push(pipe[0], pipe[1]);
+            }
+            return { kind: right.kind, role: right.role, fds, onceId: right.onceId };
+          });
+          try {
+            sender.send(data, { ...each, rights }, "hostile");
+          } finally {
+            for (const fd of opened) symbols.close(fd);
+          }
+        }
+        for (let i = 0; i < packets.length + 1; i++) {
+          try {
+            const message = port.tryReceive();
+            if (message === undefined) break;
+            message[Symbol.dispose]();
+          } catch (error) {
+            assert.ok(error instanceof CorruptedError, String(error));
+          }
+        }
+        // The port still works, and counts right.
+        assert.equal(port.tryReceive(), undefined);
+        assert.equal(send.trySend({ id: 77 }), "sent");
+        using last = await port.receive({ timeout: 1000 });
+        assert.equal(last.id, 77);
+      }),
+      { numRuns: propertyRuns(100) },
+    );
+  },
+);
