@@ -155,3 +155,32 @@ ipcTest("Bootstrap: bad names and directories are refused", async () => {
     await waitForExit(pid);
   });
 });
+
+ipcTest(
+  "Bootstrap: a killed bootstrap server loses only its names: rights keep working, the next connect starts a new server",
+  async () => {
+    await withDirectory(async (directory) => {
+      const first = await Bootstrap.connect({ directory, idleMs: 100 });
+      const oldPid = first.serverPid;
+      using service = await first.checkIn("survivor");
+      using client = await first.lookUp("survivor");
+      Deno.kill(oldPid, "SIGKILL");
+      await waitForExit(oldPid);
+      await assert.rejects(first.lookUp("survivor"), /went away/);
+      first.close();
+      await client.send({ id: 1 });
+      assert.equal((await service.receive({ timeout: 5000 })).id, 1);
+      using second = await Bootstrap.connect({ directory, idleMs: 100 });
+      const newPid = second.serverPid;
+      assert.notEqual(newPid, oldPid);
+      await assert.rejects(second.lookUp("survivor"), NotFoundError);
+      using again = await second.checkIn("survivor");
+      using fresh = await second.lookUp("survivor");
+      await fresh.send({ id: 2 });
+      assert.equal((await again.receive({ timeout: 5000 })).id, 2);
+      second.close();
+      again.close();
+      await waitForExit(newPid);
+    });
+  },
+);
