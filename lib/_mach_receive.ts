@@ -286,6 +286,12 @@ export class ReceiveRight implements Disposable {
       ({ maxSize, large } = validateReceiveOptions(options));
       validateWaitOptions({ timeout: options.timeout, signal: options.signal });
       this.#assertOpen("receive on");
+      options.signal?.throwIfAborted();
+      // A message queued now (the usual case under load): no wait loop, no promises.
+      if (this.#queue.length > 0) {
+        const result = this.#attempt(maxSize, large, false);
+        if (result !== PENDING) return Promise.resolve(result);
+      }
     } catch (error) {
       return Promise.reject(error);
     }

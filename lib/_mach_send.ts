@@ -179,7 +179,12 @@ export class SendRight implements Disposable {
       const checked = validateMessage(message);
       const { notify } = validateSendOptions(options);
       this.#assertOpen("send");
-      return this.#send(checked, notify, options);
+      options.signal?.throwIfAborted();
+      // Room now (the usual case): done without the wait loop's promises.
+      const sending = new Sending(this, checked, notify);
+      const result = sending.attempt();
+      if (result !== PENDING) return Promise.resolve(result);
+      return this.#send(sending, options);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -202,12 +207,7 @@ export class SendRight implements Disposable {
     return result;
   }
 
-  async #send(
-    message: OutgoingMessage,
-    notify: SendRight | undefined,
-    options: WaitOptions,
-  ): Promise<SendResult> {
-    const sending = new Sending(this, message, notify);
+  async #send(sending: Sending, options: WaitOptions): Promise<SendResult> {
     const table = this.#table;
     try {
       return await waitFor({
@@ -320,6 +320,16 @@ class Sending {
   }
 
   attempt(): SendResult | typeof PENDING {
+    try {
+      return this.#attempt();
+    } catch (error) {
+      // A send that failed gives its slot back at once (the message stays the caller's).
+      this.giveUp();
+      throw error;
+    }
+  }
+
+  #attempt(): SendResult | typeof PENDING {
     const right = this.#right;
     const table = right.table;
     if (table.dead) throw deadNameError(right.label);

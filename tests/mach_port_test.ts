@@ -718,3 +718,18 @@ ipcTest(
     );
   },
 );
+
+ipcTest(
+  "Mach port: a send that fails after claiming a slot gives the slot back at once",
+  async () => {
+    using port = ReceiveRight.allocate({ queueLimit: 1 });
+    using send = port.makeSend();
+    using busy = ReceiveRight.allocate();
+    using _pending = busy.makeSendOnce(); // makes `busy` unmovable
+    await assert.rejects(send.send({ id: 1, rights: [{ moveReceive: busy }] }), TypeError);
+    assert.throws(() => send.trySend({ id: 1, rights: [{ moveReceive: busy }] }), TypeError);
+    assert.equal(port.queued, 0);
+    assert.equal(send.trySend({ id: 2 }), "sent");
+    assert.equal((await port.receive({ timeout: 1000 })).id, 2);
+  },
+);
