@@ -67,9 +67,9 @@ export interface SendOptions extends WaitOptions {
   timeout?: number;
   /**
    * The cached send: when the queue is full, the message is queued anyway (beyond the
-   * limit) and the send resolves `"will-notify"`; a msg-accepted notification is sent to
-   * `notify` when the receiver takes the message. One such message per sending process
-   * and port at a time: another throws {@link NotifyInProgressError}.
+   * limit) and the send resolves `"will-notify"`; once the queue has room the message is
+   * put in it and a msg-accepted notification is sent to `notify`. One such message per
+   * sending process and port at a time: another throws {@link NotifyInProgressError}.
    */
   notify?: SendRight;
 }

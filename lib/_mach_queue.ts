@@ -282,6 +282,27 @@ export class QueueTable {
     this.#flag.wake();
   }
 
+  /** Whether any cached message is waiting beyond the limit. */
+  hasCached(): boolean {
+    for (let j = 0; j < CACHED_SLOTS; j++) {
+      if (Atomics.load(this.#words, FIRST_SLOT + MAX_QUEUE_LIMIT + j) !== 0) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Takes a free slot below the limit for a cached message the receiver holds (so it
+   * now counts as queued): its index, or -1 when the queue is full. No lock: only the
+   * receiver frees it, and if the receiver dies the port dies with it.
+   */
+  claimForReceiver(): number {
+    const limit = this.limit;
+    for (let i = 0; i < limit; i++) {
+      if (Atomics.compareExchange(this.#words, FIRST_SLOT + i, 0, 1) === 0) return i;
+    }
+    return -1;
+  }
+
   /** The pid recorded in a cached-message entry. */
   cachedOwner(slot: number): number {
     return Atomics.load(this.#words, FIRST_SLOT + slot);

@@ -112,6 +112,7 @@ export class ReceiveRight implements Disposable {
   readonly #receiver = new PacketReceiver();
   readonly #lifetime: Lifetime;
   #sequence = 0;
+  #deferredError: unknown;
   #noSendersRequested = false;
   #moved = false;
 
@@ -360,6 +361,11 @@ export class ReceiveRight implements Disposable {
   }
 
   #attempt(maxSize: number, large: boolean, events: boolean): MachMessage | typeof PENDING {
+    if (this.#deferredError !== undefined) {
+      const error = this.#deferredError;
+      this.#deferredError = undefined;
+      throw error;
+    }
     if (this.#queue.length === 0) this.#drain();
     if (this.#queue.length === 0 && events) this.#checkEvents();
     const head = this.#queue[0];
@@ -483,24 +489,9 @@ export class ReceiveRight implements Disposable {
       for (const right of made) right.close();
       throw error;
     }
+    // Still cached when taken (the queue never had room): msg-accepted now.
     if (notify !== undefined) {
-      // The cached message is taken: tell its sender (ignoring the notify port's limit,
-      // as the kernel's notifications do).
-      if ((packet.flags & FLAG_CACHED) !== 0) {
-        try {
-          notify.sendPacket({
-            flags: FLAG_MSG_ACCEPTED,
-            id: MACH_NOTIFY.MSG_ACCEPTED,
-            slot: -1,
-            onceId: 0,
-            body: encoder.encode(this.label),
-            rights: [],
-          });
-        } catch {
-          // The notify port is the sender's business: a failure there loses only the
-          // notification, never this message.
-        }
-      }
+      if ((packet.flags & FLAG_CACHED) !== 0) this.#sendAccepted(notify);
       notify.close();
     }
     return message(packet.id, packet.body, {
@@ -519,6 +510,7 @@ export class ReceiveRight implements Disposable {
     if (entry.slot >= 0) {
       this.#heldSlots.delete(entry.slot);
       this.#table.release(entry.slot);
+      if (!QueueTable.isCached(entry.slot) && !this.#lifetime.closed) this.#acceptCached();
     }
     if ((packet.flags & FLAG_VIA_SEND_ONCE) !== 0) {
       const fd = this.#pendingOnce.get(packet.onceId);
@@ -526,6 +518,64 @@ export class ReceiveRight implements Disposable {
         libc().symbols.close(fd);
         this.#pendingOnce.delete(packet.onceId);
       }
+    }
+  }
+
+  // The textbook's cached send: once the queue has room, a cached message is put in it
+  // (it takes a slot below the limit), its sender may cache another, and the sender is
+  // told through its notify right. Mach 3 sends msg-accepted only when the message is
+  // received.
+  #acceptCached(): void {
+    if (!this.#table.hasCached()) return;
+    try {
+      this.#drain();
+    } catch (error) {
+      // A corrupt packet was consumed: report it to the next receive.
+      this.#deferredError ??= error;
+    }
+    for (const entry of this.#queue) {
+      if (entry.slot < 0 || !QueueTable.isCached(entry.slot)) continue;
+      const slot = this.#table.claimForReceiver();
+      if (slot < 0) return;
+      this.#heldSlots.delete(entry.slot);
+      this.#table.release(entry.slot);
+      this.#heldSlots.add(slot);
+      entry.slot = slot;
+      this.#notifyAccepted(entry.packet!);
+    }
+  }
+
+  // Sends msg-accepted through a cached message's notify right, and drops that right.
+  #notifyAccepted(packet: ReceivedPacket): void {
+    const index = packet.rights.findIndex((wire) => wire.role === ROLE_NOTIFY);
+    if (index < 0 || (packet.flags & FLAG_CACHED) === 0) return;
+    const [wire] = packet.rights.splice(index, 1);
+    let notify: SendRight;
+    try {
+      notify = makeSendRight(wire.fds, this.label);
+    } catch {
+      return; // not a send right: its descriptors are closed, there is nobody to tell
+    }
+    try {
+      this.#sendAccepted(notify);
+    } finally {
+      notify.close();
+    }
+  }
+
+  #sendAccepted(notify: SendRight): void {
+    try {
+      notify.sendPacket({
+        flags: FLAG_MSG_ACCEPTED,
+        id: MACH_NOTIFY.MSG_ACCEPTED,
+        slot: -1,
+        onceId: 0,
+        body: encoder.encode(this.label),
+        rights: [],
+      });
+    } catch {
+      // The notify port is the sender's business: a failure there loses only the
+      // notification, never this message.
     }
   }
 

@@ -19,7 +19,8 @@
  *   XNU dropped it: there MACH_SEND_NOTIFY only arms a send-possible notification and
  *   the send still blocks or times out. The textbook allows one cached message per
  *   sending thread, Mach 3 one per task and send right; here one per process and port,
- *   and msg-accepted is sent when the receiver takes the cached message.
+ *   and, as in the textbook, msg-accepted is sent once the queue has room for the cached
+ *   message (Mach 3 sends it when the message is received).
  * - Notifications are queued on a receive right of the requesting process (no-senders
  *   and send-once on the port itself, as in Mach; dead-name on the port you name).
  *   They carry `sender: undefined`; msg-accepted comes from the receiving process, so

@@ -152,7 +152,7 @@ if (role === "server") {
   trace("filler", `option 1: sent once the server took a message`);
   using accepted = await mine.receive({ timeout: 10_000 });
   if (accepted.id !== MACH_NOTIFY.MSG_ACCEPTED) throw new Error(`unexpected ${accepted.id}`);
-  trace("filler", `<- msg-accepted notification: the cached message was taken`);
+  trace("filler", `<- msg-accepted notification: the cached message is in the queue now`);
 } else if (role === "watcher") {
   using bootstrap = await connect();
   using echo = await bootstrap.lookUp("echo");
