@@ -237,6 +237,29 @@ export function benchCases(): BenchCase[] {
       deno: (n) => ["sem_pingpong.ts", `--rounds=${n}`],
       c: (n) => ["sem_pingpong", String(n), "spin"],
     },
+    // Mach ports (bench/mach.ts): one-way through a port, a request with a send-once
+    // reply right, and out-of-line memory against the same bytes copied inline.
+    ...[[64, 20_000], [4096, 10_000]].map(([size, count]) => ({
+      name: `mach port ${label(size)} one-way`,
+      count,
+      deno: (n: number) => ["mach.ts", "--mode=oneway", `--size=${size}`, `--count=${n}`],
+      c: (n: number) => ["mach", "oneway", String(size), String(n)],
+    })),
+    {
+      name: "mach port request + send-once reply round trip",
+      count: 2_000,
+      deno: (n) => ["mach.ts", "--mode=rpc", `--count=${n}`],
+      c: (n) => ["mach", "rpc", String(n)],
+    },
+    ...[[2 ** 20, 50], [64 * 2 ** 20, 2]].flatMap(([size, count]) =>
+      ["ool", "inline"].map((mode) => ({
+        name: `mach port ${size / 2 ** 20} MiB ${mode === "ool" ? "out of line" : "copied inline"}`,
+        count,
+        step: 2,
+        deno: (n: number) => ["mach.ts", `--mode=${mode}`, `--size=${size}`, `--count=${n}`],
+        c: (n: number) => ["mach", mode, String(size), String(n)],
+      }))
+    ),
     shmWrite(64 * 1024),
     shmWrite(1024 * 1024),
     // The file log next to a pipe (`--case="file log"` runs both).
@@ -287,6 +310,13 @@ export function benchComparisons(): BenchComparison[] {
       aLabel: "pipe",
       b: `Deno.Command stdout ${label(size)} (vs C pipe)`,
       bLabel: "Command",
+    })),
+    ...[1, 64].map((mib) => ({
+      name: `mach port out of line / copied inline, ${mib} MiB`,
+      a: `mach port ${mib} MiB out of line`,
+      aLabel: "out of line",
+      b: `mach port ${mib} MiB copied inline`,
+      bLabel: "inline",
     })),
     {
       name: "ring / unix socket, 64 B one-way",

@@ -209,6 +209,20 @@ export const LIBC_SYMBOLS = {
     result: "i32",
     nonblocking: true,
   },
+
+  // Mach ports (lib/mach_port.ts, lib/_mach_*.ts)
+  // int socketpair(int domain, int type, int protocol, int sv[2]);
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen);
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  // ssize_t sendmsg(int sockfd, const struct msghdr *msg, int flags);  (declared int, as send)
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // ssize_t recvmsg(int sockfd, struct msghdr *msg, int flags);  (declared int, as read)
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  on this thread, timeout 0 only
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  // int memfd_create(const char *name, unsigned int flags);
+  memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded libc: `libc().symbols.NAME(...)`. */
