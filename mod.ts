@@ -205,3 +205,28 @@ export {
   unmarshal,
 } from "./lib/rpc.ts";
 export { Matchmaker } from "./lib/matchmaker.ts";
+export {
+  type AlpcAcceptOptions,
+  AlpcClient,
+  AlpcConnection,
+  AlpcConnectionRefusedError,
+  AlpcConnectionRequest,
+  type AlpcConnectOptions,
+  type AlpcHandler,
+  type AlpcLimits,
+  AlpcMessage,
+  type AlpcPath,
+  AlpcRemoteError,
+  type AlpcReplyData,
+  type AlpcSendOptions,
+  AlpcServer,
+  type AlpcServerEvent,
+  type AlpcServerOptions,
+  type CloseReason,
+  MAX_CALLBACK_DEPTH,
+  MAX_CONNECTION_PAYLOAD,
+  MAX_INLINE_LIMIT,
+  PortClosedError,
+  SectionFullError,
+  validatePortName,
+} from "./lib/alpc.ts";

@@ -323,6 +323,10 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   futex_wake: "minus-one",
   pidfd_open: "minus-one",
   pidfd_send_signal: "minus-one",
+  // ALPC
+  sendmsg: "minus-one",
+  recvmsg: "minus-one",
+  memfd_create: "minus-one",
 };
 
 /**

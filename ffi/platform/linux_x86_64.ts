@@ -161,6 +161,22 @@ export const LINUX_X86_64 = {
   FUTEX_WAKE: 1,
   INT_MAX: 0x7fff_ffff,
 
+  // ALPC (lib/_alpc_*.ts): <sys/socket.h> ancillary data, <sys/mman.h> memfd, <fcntl.h> seals
+  /** struct msghdr: name, namelen (+pad), iov, iovlen, control, controllen, flags (+pad). */
+  SIZEOF_MSGHDR: 56,
+  /** struct cmsghdr: cmsg_len (size_t), cmsg_level (int), cmsg_type (int), then data. */
+  SIZEOF_CMSGHDR: 16,
+  SCM_RIGHTS: 1,
+  MSG_CTRUNC: 0x8,
+  MSG_CMSG_CLOEXEC: 0x4000_0000,
+  MFD_CLOEXEC: 1,
+  MFD_ALLOW_SEALING: 2,
+  F_ADD_SEALS: 1033,
+  F_GET_SEALS: 1034,
+  F_SEAL_SEAL: 1,
+  F_SEAL_SHRINK: 2,
+  F_SEAL_GROW: 4,
+
   /** Where the kernel exposes POSIX shared memory objects and named semaphores. */
   shmDirectory: "/dev/shm",
   /** glibc names a semaphore's backing file "sem.NAME" inside the shm directory. */

@@ -1,0 +1,339 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  AlpcClient,
+  AlpcConnectionRefusedError,
+  AlpcRemoteError,
+  AlpcServer,
+  AlreadyExistsError,
+  CorruptedError,
+  MAX_CALLBACK_DEPTH,
+  MAX_CONNECTION_PAYLOAD,
+  PortClosedError,
+  SectionFullError,
+  TimedOutError,
+} from "../mod.ts";
+import { Child, delay, ipcTest, propertyRuns } from "./_helpers.ts";
+
+function portName(): string {
+  return `test-${crypto.randomUUID().slice(0, 12)}`;
+}
+
+async function startServer(name: string, replySection = 0): Promise<Child> {
+  const child = new Child("alpc_child.ts", ["server", name, String(replySection)]);
+  assert.equal(JSON.parse(await child.line()).ready, true);
+  return child;
+}
+
+function pattern(size: number, seed: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + seed) & 0xff;
+  return bytes;
+}
+
+function reversed(bytes: Uint8Array): Uint8Array {
+  return bytes.slice().reverse();
+}
+
+ipcTest("AlpcServer.create refuses a second server of the same name, clearly", () => {
+  const name = portName();
+  using server = AlpcServer.create(name);
+  assert.equal(Deno.lstatSync(server.path).mode! & 0o777, 0o600);
+  assert.throws(() => AlpcServer.create(name), (error: unknown) => {
+    assert.ok(error instanceof AlreadyExistsError);
+    assert.match(error.message, /ALPC port ".*": a port of that name exists/);
+    return true;
+  });
+  server.close();
+  assert.throws(() => Deno.lstatSync(server.path), Deno.errors.NotFound);
+});
+
+ipcTest("ALPC bad arguments are TypeError/RangeError before any syscall", async () => {
+  assert.throws(() => AlpcServer.create("../etc"), TypeError);
+  assert.throws(() => AlpcServer.create(""), TypeError);
+  assert.throws(() => AlpcServer.create("x".repeat(65)), TypeError);
+  assert.throws(() => AlpcServer.create("ok", { inlineLimit: 70_000 }), RangeError);
+  assert.throws(() => AlpcServer.create("ok", { mode: 0o1777 }), RangeError);
+  await assert.rejects(
+    AlpcClient.connect("ok", { payload: new Uint8Array(MAX_CONNECTION_PAYLOAD + 1) }),
+    RangeError,
+  );
+  await assert.rejects(AlpcClient.connect("ok", { sectionSize: -1 }), RangeError);
+  await assert.rejects(AlpcClient.connect(42 as unknown as string), TypeError);
+  // A port nobody serves.
+  await assert.rejects(AlpcClient.connect(portName(), { timeout: 1000 }));
+});
+
+ipcTest(
+  "ALPC connect: the server sees the client's pid and payload, accepts with a context or rejects with a reason",
+  async () => {
+    const name = portName();
+    using server = AlpcServer.create(name);
+    const serving = (async () => {
+      const seen: number[] = [];
+      for await (const event of server) {
+        if (event.type === "connect") {
+          seen.push(event.request.credentials.pid);
+          if (new TextDecoder().decode(event.request.payload) === "no") {
+            await event.request.reject("closed for maintenance");
+          } else {
+            await event.request.accept({ payload: "welcome", context: { n: 7 } });
+          }
+        } else if (event.type === "request") {
+          assert.deepEqual(event.connection.context, { n: 7 });
+          await event.message.reply(`pid ${event.connection.credentials.pid}`);
+        } else if (event.type === "port-closed") {
+          return seen;
+        }
+      }
+      return seen;
+    })();
+    await assert.rejects(
+      AlpcClient.connect(name, { payload: "no", timeout: 5000 }),
+      (error: unknown) => {
+        assert.ok(error instanceof AlpcConnectionRefusedError);
+        assert.equal(error.reason, "closed for maintenance");
+        return true;
+      },
+    );
+    using client = await AlpcClient.connect(name, { payload: "yes", timeout: 5000 });
+    assert.equal(new TextDecoder().decode(client.serverPayload), "welcome");
+    assert.equal(client.serverCredentials.pid, Deno.pid);
+    using reply = await client.sendWaitReceive("who", { timeout: 5000 });
+    assert.equal(reply.text(), `pid ${Deno.pid}`);
+    client.close();
+    assert.deepEqual(await serving, [Deno.pid, Deno.pid]);
+  },
+);
+
+ipcTest(
+  "ALPC between processes: random sizes on all three paths arrive byte-exact, many in flight, replies match",
+  async () => {
+    const name = portName();
+    await using _server = await startServer(name, 96 * 1024);
+    const sectionSize = 64 * 1024;
+    using client = await AlpcClient.connect(name, { sectionSize, timeout: 5000 });
+    const seen = new Set<string>();
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(
+          fc.oneof(
+            fc.nat(256),
+            fc.integer({ min: 257, max: sectionSize }),
+            fc.integer({
+              min: sectionSize + 1,
+              max: 300_000,
+            }),
+          ),
+          { minLength: 1, maxLength: 12 },
+        ),
+        async (sizes) => {
+          const replies = await Promise.all(sizes.map(async (size, index) => {
+            const data = pattern(size, index);
+            const reply = await client.sendWaitReceive(data, { timeout: 10_000 });
+            try {
+              const expected = size <= 256 ? "inline" : size <= 96 * 1024 ? "section" : "vm";
+              assert.equal(reply.path, expected, `reply of ${size} bytes`);
+              assert.deepEqual(reply.data, reversed(data));
+              seen.add(reply.path);
+            } finally {
+              reply.release();
+            }
+            return reply.id;
+          }));
+          assert.equal(new Set(replies).size, sizes.length);
+          assert.equal(client.inFlight, 0);
+        },
+      ),
+      { numRuns: propertyRuns(15) },
+    );
+    assert.deepEqual([...seen].sort(), ["inline", "section", "vm"]);
+    client.close();
+  },
+);
+
+ipcTest("ALPC datagrams arrive in order on every path with no reply", async () => {
+  const name = portName();
+  const server = new Child("alpc_child.ts", ["server", name, "0"]);
+  await using _ = server;
+  await server.line();
+  using client = await AlpcClient.connect(name, { sectionSize: 4096, timeout: 5000 });
+  await client.send("one");
+  await client.send("x".repeat(1000));
+  await client.send("y".repeat(5000));
+  assert.deepEqual(JSON.parse(await server.line()), { datagram: "one", path: "inline" });
+  assert.equal(JSON.parse(await server.line()).path, "section");
+  assert.equal(JSON.parse(await server.line()).path, "vm");
+  client.close();
+});
+
+ipcTest(
+  "ALPC section full: the sender fails at once or waits (timeout) until the receiver releases",
+  async () => {
+    const name = portName();
+    using server = AlpcServer.create(name);
+    const held: import("../mod.ts").AlpcMessage[] = [];
+    const serving = (async () => {
+      for await (const event of server) {
+        if (event.type === "connect") await event.request.accept();
+        else if (event.type === "datagram") held.push(event.message);
+        else return;
+      }
+    })();
+    using client = await AlpcClient.connect(name, { sectionSize: 8192, timeout: 5000 });
+    await client.send(new Uint8Array(4096).fill(1));
+    await client.send(new Uint8Array(4096).fill(2));
+    await assert.rejects(
+      client.send(new Uint8Array(4096), { sectionFull: "fail" }),
+      SectionFullError,
+    );
+    await assert.rejects(client.send(new Uint8Array(4096), { timeout: 50 }), TimedOutError);
+    while (held.length < 2) await delay(5);
+    assert.equal(held[0].path, "section");
+    assert.equal(held[1].data[0], 2);
+    const waiting = client.send(new Uint8Array(4096).fill(3), { timeout: 5000 });
+    held[0].release();
+    assert.equal(held[0].data.length, 0, "a released section view is detached");
+    await waiting;
+    client.close();
+    await serving;
+  },
+);
+
+ipcTest(
+  "ALPC callbacks nest: the waiting call runs the handler, replies, and keeps waiting",
+  async () => {
+    const name = portName();
+    await using _server = await startServer(name);
+    const depths: number[] = [];
+    using client = await AlpcClient.connect(name, {
+      timeout: 5000,
+      onCallback: async (message) => {
+        depths.push(message.depth);
+        const level = Number(message.text().slice(5));
+        if (level <= 0) return "bottom";
+        const inner = await message.callback(`nest:${level - 1}`);
+        return `c${inner.text()}`;
+      },
+    });
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: MAX_CALLBACK_DEPTH - 1 }), async (levels) => {
+        depths.length = 0;
+        using reply = await client.sendWaitReceive(`nest:${levels}`, { timeout: 10_000 });
+        if (levels === 0) assert.equal(reply.text(), "done:");
+        else assert.match(reply.text(), /^done:(cs)*c?bottom$|^done:(c|s)*bottom$/);
+        assert.equal(depths.length, Math.ceil(levels / 2));
+      }),
+      { numRuns: propertyRuns(8) },
+    );
+    // Past the documented depth the call is refused, and the request fails remotely.
+    await assert.rejects(
+      client.sendWaitReceive(`nest:${MAX_CALLBACK_DEPTH + 2}`, { timeout: 10_000 }),
+      (error: unknown) => error instanceof AlpcRemoteError || error instanceof RangeError,
+    );
+    client.close();
+  },
+);
+
+ipcTest(
+  "ALPC: a killed client is client-died at the server; a closed one port-closed",
+  async () => {
+    const name = portName();
+    using server = AlpcServer.create(name);
+    const events: string[] = [];
+    const serving = (async () => {
+      for await (const event of server) {
+        if (event.type === "connect") await event.request.accept();
+        else if (event.type === "request") continue; // held
+        else {
+          events.push(`${event.type} ${event.connection.credentials.pid}`);
+          if (events.length === 2) return;
+        }
+      }
+    })();
+    const victim = new Child("alpc_child.ts", ["client", name, "4096"]);
+    const { pid } = JSON.parse(await victim.line());
+    await delay(100);
+    victim.process.kill("SIGKILL");
+    await victim.status();
+    using client = await AlpcClient.connect(name, { timeout: 5000 });
+    client.close();
+    await serving;
+    assert.deepEqual(events, [`client-died ${pid}`, `port-closed ${Deno.pid}`]);
+    assert.equal(server.connections.length, 0);
+  },
+);
+
+ipcTest(
+  "ALPC: the server's death fails exactly the requests in flight with PortClosedError",
+  async () => {
+    const name = portName();
+    const server = await startServer(name);
+    using client = await AlpcClient.connect(name, { sectionSize: 4096, timeout: 5000 });
+    const inFlight = Array.from({ length: 5 }, () => client.sendWaitReceive("hold"));
+    for (const request of inFlight) request.catch(() => {}); // settled below
+    using done = await client.sendWaitReceive("done", { timeout: 5000 });
+    assert.equal(done.text(), "enod");
+    assert.equal(client.inFlight, 5);
+    server.process.kill("SIGKILL");
+    await server.status();
+    for (const outcome of await Promise.allSettled(inFlight)) {
+      assert.equal(outcome.status, "rejected");
+      const error = (outcome as PromiseRejectedResult).reason;
+      assert.ok(error instanceof PortClosedError, String(error));
+      assert.equal(error.reason, "peer-died");
+    }
+    assert.equal(await client.closed, "peer-died");
+    await assert.rejects(client.sendWaitReceive("more"), PortClosedError);
+    AlpcServer.remove(name);
+  },
+);
+
+ipcTest(
+  "ALPC: a third process can neither open the channel's sockets nor inject into it",
+  async () => {
+    const name = portName();
+    await using _server = await startServer(name);
+    using client = await AlpcClient.connect(name, { timeout: 5000 });
+    const held = client.sendWaitReceive("hold");
+    held.catch(() => {});
+    const intruder = new Child("alpc_child.ts", ["intruder", name, String(Deno.pid)]);
+    const { results, forgery } = JSON.parse(await intruder.line());
+    await intruder.status();
+    assert.ok(Object.keys(results).length > 0);
+    for (const outcome of Object.values(results)) assert.notEqual(outcome, "opened");
+    assert.ok(!String(forgery).startsWith("answered"), forgery);
+    using reply = await client.sendWaitReceive("abc", { timeout: 5000 });
+    assert.equal(reply.text(), "cba");
+    assert.equal(client.inFlight, 1, "the held request is still waiting, untouched");
+    await assert.rejects(client.receive({ timeout: 100 }), TimedOutError);
+    client.close();
+    await assert.rejects(held, PortClosedError);
+  },
+);
+
+ipcTest(
+  "ALPC: a callback tagged with a request that does not wait is answered with an error",
+  async () => {
+    const name = portName();
+    using server = AlpcServer.create(name);
+    const serving = (async () => {
+      for await (const event of server) {
+        if (event.type === "connect") await event.request.accept();
+        else if (event.type === "request") {
+          const message = event.message;
+          await message.reply("first");
+          // The request was answered: its id no longer waits at the client.
+          await assert.rejects(message.callback("late", { timeout: 5000 }), AlpcRemoteError);
+          return;
+        }
+      }
+    })();
+    using client = await AlpcClient.connect(name, { timeout: 5000, onCallback: () => "never" });
+    using reply = await client.sendWaitReceive("go", { timeout: 5000 });
+    assert.equal(reply.text(), "first");
+    await serving;
+    client.close();
+    void CorruptedError;
+  },
+);
