@@ -18,6 +18,7 @@ export const SCENARIOS: readonly string[] = [
   "socket_echo.ts",
   "udp_multicast.ts",
   "rpc.ts",
+  "alpc.ts",
 ];
 
 if (import.meta.main) {
