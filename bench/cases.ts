@@ -189,6 +189,26 @@ export function benchCases(quick: boolean): BenchCase[] {
         },
       ];
     }),
+    // ALPC (lib/alpc.ts) next to the framed Unix socket it is built on, same echo, same
+    // run (`--case=alpc` runs both): 64 B and 4 KiB inline, 1 MiB through the sections,
+    // 64 MiB read in place. The C column is the framed Unix round trip of bench/c/sock.c
+    // (its buffer holds frames up to 1 MiB: the large cases compare with 64 KiB there).
+    ...[[64, rounds], [4096, rounds / 2], [2 ** 20, 200 / scale], [64 * 2 ** 20, 20 / scale]]
+      .flatMap(([size, count]) => {
+        const n = String(Math.max(2, Math.round(count)));
+        const label = size < 1024
+          ? `${size} B`
+          : size < 2 ** 20
+          ? `${size / 1024} KiB`
+          : `${size / 2 ** 20} MiB`;
+        const cSize = String(Math.min(size, 65536));
+        return ["alpc", "framed"].map((transport) => ({
+          name: `${transport === "alpc" ? "alpc" : "alpc baseline: framed unix"} ${label} ` +
+            `round trip (C: framed ${size > 65536 ? "64 KiB" : label})`,
+          deno: ["alpc.ts", `--transport=${transport}`, `--size=${size}`, `--count=${n}`],
+          c: ["sock", "pingpong", "unix", cSize, n],
+        }));
+      }),
     {
       name: "file log 64 B round trip (an inotify wake-up each way)",
       deno: ["file_log.ts", "--mode=pingpong", "--size=64", `--count=${rounds / 4}`],

@@ -175,13 +175,20 @@ export class AlpcMessage implements Disposable {
     this.release();
   }
 
-  /** Replies to this request (once), by the path its size calls for; releases it. */
+  /**
+   * Replies to this request (once), by the path its size calls for; then releases it.
+   * The reply may be this message's own `data`.
+   */
   async reply(data: Uint8Array | string, options?: AlpcSendOptions): Promise<void> {
     if (this.kind !== "request") throw new TypeError(`Cannot reply to a ${this.kind}`);
     if (this.#replied) throw new TypeError(`Request ${this.id} was already answered`);
     this.#replied = true;
-    this.release();
-    await this.#channel.send(KIND.reply, toPayload(data), { id: this.id }, options);
+    // Released after the send: the reply may be this message's own section view.
+    try {
+      await this.#channel.send(KIND.reply, toPayload(data), { id: this.id }, options);
+    } finally {
+      this.release();
+    }
   }
 
   /** Answers this request with an error: the requester gets an `AlpcRemoteError`. */
@@ -301,7 +308,8 @@ export class Channel {
       depth,
     });
     try {
-      await this.send(KIND.request, data, { id, callbackOf, depth }, options);
+      // Not awaited before waiting: a send that fails fails the request.
+      this.send(KIND.request, data, { id, callbackOf, depth }, options).catch(reply.reject);
       return await within(
         reply.promise,
         wait,
@@ -393,7 +401,9 @@ export class Channel {
       while (true) {
         const frame = await connection.receive();
         if (frame === null) break;
-        await this.#handle(frame);
+        // Only the in-place path waits (for the copy): the others are handled at once.
+        const handling = this.#handle(frame);
+        if (handling !== undefined) await handling;
         if (this.#closed) return;
       }
     } catch (caught) {
@@ -404,7 +414,7 @@ export class Channel {
     this.#end(reason, error);
   }
 
-  async #handle(frame: Uint8Array): Promise<void> {
+  #handle(frame: Uint8Array): Promise<void> | undefined {
     const header = decodeHeader(frame, this.name);
     switch (header.kind) {
       case KIND.free:
@@ -416,22 +426,22 @@ export class Channel {
             String(header.offset),
           );
         }
-        return;
+        return undefined;
       case KIND.vmDone: {
         const pins = (header.flags & FLAG_FOR_REPLY) !== 0
           ? this.#pinnedReplies
           : this.#pinnedSends;
         pins.get(header.id)?.done();
-        return;
+        return undefined;
       }
       case KIND.goodbye:
         this.#goodbye = true;
-        return;
+        return undefined;
       case KIND.errorReply: {
         const pending = this.#takePending(header.id);
         const text = decoder.decode(frame.subarray(HEADER_SIZE, HEADER_SIZE + 4096));
         pending?.reject(new AlpcRemoteError(text));
-        return;
+        return undefined;
       }
       case KIND.request:
       case KIND.datagram:
@@ -453,21 +463,26 @@ export class Channel {
         `${header.id} (no request of that id waits)`,
       );
     }
-    const message = new AlpcMessage(
-      this,
-      header,
-      kind,
-      pathName(header.path, this.name),
-      await this.#payload(frame, header),
-    );
+    const path = pathName(header.path, this.name);
+    if (path === "vm") {
+      return this.#readInPlace(header).then((data) =>
+        this.#dispatch(new AlpcMessage(this, header, kind, path, data))
+      );
+    }
+    this.#dispatch(new AlpcMessage(this, header, kind, path, this.#payload(frame, header)));
+    return undefined;
+  }
+
+  #dispatch(message: AlpcMessage): void {
+    const { kind } = message;
     this.#parts.trace?.(message);
     if (kind === "reply") {
-      const pending = this.#takePending(header.id);
+      const pending = this.#takePending(message.id);
       if (pending) pending.resolve(message);
       else message.release(); // a late reply to a request given up
       return;
     }
-    if (kind === "request" && header.callbackOf !== 0) {
+    if (kind === "request" && message.callbackOf !== 0) {
       this.#runCallback(message);
       return;
     }
@@ -508,7 +523,7 @@ export class Channel {
   }
 
   // The payload by its path, every field checked first.
-  async #payload(frame: Uint8Array, header: Header): Promise<Uint8Array> {
+  #payload(frame: Uint8Array, header: Header): Uint8Array {
     const { length } = header;
     switch (header.path) {
       case PATH_CODE.inline:
@@ -530,26 +545,30 @@ export class Channel {
         this.#offsets.set(view.buffer, header.offset);
         return view;
       }
-      case PATH_CODE.vm: {
-        if (length > this.#parts.maxMessageSize) {
-          throw CorruptedError.of(
-            "ALPC port",
-            this.name,
-            "message length",
-            `${length} (over maxMessageSize ${this.#parts.maxMessageSize})`,
-          );
-        }
-        const data = new Uint8Array(length);
-        await readPeerMemory(this.#parts.peer.pid, header.address, data, this.name);
-        const flags = header.kind === KIND.reply ? FLAG_FOR_REPLY : 0;
-        await this.#parts.connection.send(
-          encodeFrame({ ...header, kind: KIND.vmDone, flags, length: 0 }),
-        );
-        return data;
-      }
       default:
         throw CorruptedError.of("ALPC port", this.name, "path code", String(header.path));
     }
+  }
+
+  // The in-place path: the peer's pinned buffer, copied with process_vm_readv; then the
+  // peer is told it may let the buffer go.
+  async #readInPlace(header: Header): Promise<Uint8Array> {
+    const { length } = header;
+    if (length > this.#parts.maxMessageSize) {
+      throw CorruptedError.of(
+        "ALPC port",
+        this.name,
+        "message length",
+        `${length} (over maxMessageSize ${this.#parts.maxMessageSize})`,
+      );
+    }
+    const data = new Uint8Array(length);
+    await readPeerMemory(this.#parts.peer.pid, header.address, data, this.name);
+    const flags = header.kind === KIND.reply ? FLAG_FOR_REPLY : 0;
+    await this.#parts.connection.send(
+      encodeFrame({ ...header, kind: KIND.vmDone, flags, length: 0 }),
+    );
+    return data;
   }
 
   /** @internal Gives a received section payload's space back to the sender. */
