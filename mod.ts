@@ -184,6 +184,7 @@ export {
   TruncatedFrameError,
 } from "./lib/socket.ts";
 export {
+  type AlpcRpcAddress,
   BadArgumentsError,
   type CallContext,
   ConnectionLostError,
@@ -193,6 +194,7 @@ export {
   type MatchmakerProcedures,
   type Procedures,
   RemoteError,
+  type RpcAddress,
   RpcClient,
   type RpcClientOptions,
   RpcServer,

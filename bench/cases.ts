@@ -209,6 +209,20 @@ export function benchCases(quick: boolean): BenchCase[] {
           c: ["sock", "pingpong", "unix", cSize, n],
         }));
       }),
+    ...[[64, rounds], [2 ** 20, 200 / scale]].flatMap(([size, count]) =>
+      ["alpc", "unix"].map((transport) => ({
+        name: `RPC call ${size < 1024 ? `${size} B` : "1 MiB"} over ${transport} ` +
+          `(C: framed ${size < 1024 ? `${size} B` : "64 KiB"} round trip)`,
+        deno: [
+          "alpc.ts",
+          "--mode=rpc",
+          `--transport=${transport}`,
+          `--size=${size}`,
+          `--count=${Math.max(2, Math.round(count))}`,
+        ],
+        c: ["sock", "pingpong", "unix", String(Math.min(size, 65536)), String(Math.round(count))],
+      }))
+    ),
     {
       name: "file log 64 B round trip (an inotify wake-up each way)",
       deno: ["file_log.ts", "--mode=pingpong", "--size=64", `--count=${rounds / 4}`],

@@ -750,6 +750,11 @@ export class AlpcClient implements Disposable {
     return this.#ended.promise;
   }
 
+  /** Why the channel ended, or undefined while open. */
+  get closedReason(): CloseReason | undefined {
+    return this.#channel.closedReason;
+  }
+
   /** Requests waiting for replies now. */
   get inFlight(): number {
     return this.#channel.inFlight;

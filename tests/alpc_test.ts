@@ -10,8 +10,12 @@ import {
   MAX_CALLBACK_DEPTH,
   MAX_CONNECTION_PAYLOAD,
   PortClosedError,
+  RemoteError,
+  RpcClient,
+  RpcServer,
   SectionFullError,
   TimedOutError,
+  UnknownProcedureError,
 } from "../mod.ts";
 import { Child, delay, ipcTest, propertyRuns } from "./_helpers.ts";
 
@@ -335,5 +339,41 @@ ipcTest(
     await serving;
     client.close();
     void CorruptedError;
+  },
+);
+
+ipcTest(
+  "RPC over ALPC: the same stubs and errors; large arguments and results go through the section",
+  async () => {
+    const name = portName();
+    const frames: number[] = [];
+    await using server = RpcServer.listen({ transport: "alpc", name }, {
+      add: (a: number, b: number) => a + b,
+      reverse: (bytes: Uint8Array) => bytes.toReversed(),
+      fail: () => {
+        throw new RangeError("no");
+      },
+    });
+    using client = await RpcClient.connect<{
+      add(a: number, b: number): number;
+      reverse(bytes: Uint8Array): Uint8Array;
+      fail(): never;
+      missing(): never;
+    }>({ transport: "alpc", name }, {
+      callTimeout: 10_000,
+      onFrame: (_, __, bytes) => frames.push(bytes),
+    });
+    assert.equal(await client.stub.add(2, 3), 5);
+    const big = pattern(3 * 2 ** 20, 1);
+    assert.deepEqual(await client.stub.reverse(big), reversed(big));
+    const mid = pattern(100_000, 2);
+    assert.deepEqual(await client.stub.reverse(mid), reversed(mid));
+    await assert.rejects(client.stub.fail(), (error: unknown) => {
+      assert.ok(error instanceof RemoteError);
+      assert.equal(error.remoteName, "RangeError");
+      return true;
+    });
+    await assert.rejects(client.stub.missing(), UnknownProcedureError);
+    assert.ok(frames.some((bytes) => bytes > 2 ** 20));
   },
 );
