@@ -7,6 +7,7 @@ import { ERRNO } from "../ffi/constants.ts";
 import {
   ClosedError,
   CorruptedError,
+  errnoCode,
   ErrnoError,
   errnoError,
   lastErrno,
@@ -619,8 +620,14 @@ export class Channel {
     this.#closed = reason;
     this.#closeError = error;
     this.#parts.connection.close();
+    // A peer that broke the protocol (a reply with a wrong id, a reference outside the
+    // section): its requests in flight fail with what it did wrong.
     for (const [, pending] of this.#pending) {
-      pending.reject(new PortClosedError(reason, this.name, "wait for the reply on", error));
+      pending.reject(
+        error instanceof CorruptedError
+          ? error
+          : new PortClosedError(reason, this.name, "wait for the reply on", error),
+      );
     }
     this.#pending.clear();
     for (const pins of [this.#pinnedSends, this.#pinnedReplies]) {
@@ -704,6 +711,6 @@ export function vmError(errno: number, syscall: string, pid: number, name: strin
   return errnoError(errno, syscall, {
     objectName: name,
     message: `${syscall} of process ${pid} failed on ALPC port "${name}": the peer's buffer ` +
-      `is gone or was never there (errno ${errno})`,
+      `is gone or was never there (${errnoCode(errno)})`,
   });
 }
