@@ -347,7 +347,7 @@ ipcTest(
   async () => {
     const name = portName();
     const frames: number[] = [];
-    await using server = RpcServer.listen({ transport: "alpc", name }, {
+    await using _server = RpcServer.listen({ transport: "alpc", name }, {
       add: (a: number, b: number) => a + b,
       reverse: (bytes: Uint8Array) => bytes.toReversed(),
       fail: () => {
@@ -375,5 +375,70 @@ ipcTest(
     });
     await assert.rejects(client.stub.missing(), UnknownProcedureError);
     assert.ok(frames.some((bytes) => bytes > 2 ** 20));
+  },
+);
+
+ipcTest(
+  "ALPC property: a disconnect at a random moment fails exactly the requests still in flight",
+  async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.constant("hold"), fc.integer({ min: 0, max: 30 })), {
+          minLength: 1,
+          maxLength: 12,
+        }),
+        fc.integer({ min: 0, max: 40 }),
+        fc.constantFrom("kill", "server closes", "client closes"),
+        async (requests, afterMs, how) => {
+          const name = portName();
+          const server = await startServer(name);
+          try {
+            using client = await AlpcClient.connect(name, { sectionSize: 8192, timeout: 5000 });
+            const settled = new Map<number, "replied" | "failed">();
+            const calls = requests.map((request, index) => {
+              const text = request === "hold" ? "hold" : `slow:${request}`;
+              return client.sendWaitReceive(text, { timeout: 10_000 }).then((reply) => {
+                assert.equal(reply.text(), text);
+                reply.release();
+                settled.set(index, "replied");
+              }, (error) => {
+                settled.set(index, "failed");
+                throw error;
+              });
+            });
+            for (const call of calls) call.catch(() => {});
+            await delay(afterMs);
+            const repliedBefore = new Set(
+              [...settled].filter(([, state]) => state === "replied").map(([index]) => index),
+            );
+            if (how === "kill") server.process.kill("SIGKILL");
+            else if (how === "client closes") client.close();
+            else await client.sendWaitReceive("bye").catch(() => {}); // never answered
+            const outcomes = await Promise.allSettled(calls);
+            const expected = how === "kill"
+              ? "peer-died"
+              : how === "client closes"
+              ? "closed"
+              : "port-closed";
+            outcomes.forEach((outcome, index) => {
+              if (repliedBefore.has(index)) assert.equal(outcome.status, "fulfilled");
+              if (requests[index] === "hold") assert.equal(outcome.status, "rejected");
+              if (outcome.status === "rejected") {
+                assert.ok(outcome.reason instanceof PortClosedError, String(outcome.reason));
+                // Only a close by this side can race the replies; the others are seen in order.
+                if (how !== "client closes" || !repliedBefore.has(index)) {
+                  assert.equal(outcome.reason.reason, expected);
+                }
+              }
+            });
+            assert.equal(client.inFlight, 0);
+          } finally {
+            await server[Symbol.asyncDispose]();
+            AlpcServer.remove(name);
+          }
+        },
+      ),
+      { numRuns: propertyRuns(6) },
+    );
   },
 );

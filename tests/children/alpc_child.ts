@@ -30,6 +30,14 @@ if (role === "server") {
     }
     const head = message.data.length < 32 ? message.text() : "";
     if (head === "hold") continue;
+    if (head === "bye") {
+      event.connection.close();
+      continue;
+    }
+    if (head.startsWith("slow:")) {
+      setTimeout(() => message.reply(head).catch(() => {}), Number(head.slice(5)));
+      continue;
+    }
     if (head.startsWith("nest:")) {
       (async () => {
         let depth = Number(head.slice(5));
