@@ -20,9 +20,11 @@ import {
   decodeHeader,
   encodeFrame,
   FLAG_FOR_REPLY,
+  FLAG_WRITTEN,
   type Header,
   HEADER_SIZE,
   KIND,
+  makeHeader,
   PATH_CODE,
   pathName,
 } from "./_alpc_wire.ts";
@@ -89,6 +91,13 @@ export interface AlpcSendOptions extends WaitOptions {
    * (bounded by timeout and signal), or `"fail"` with a `SectionFullError` at once.
    */
   sectionFull?: "wait" | "fail";
+  /**
+   * For a request: a buffer the peer may write a large reply into directly
+   * (process_vm_writev: the textbook's "the server writes in the client's address
+   * space") instead of pinning the reply for this side to read. The reply's `data` is
+   * then a view of it. Leave it untouched until the reply arrives.
+   */
+  replyBuffer?: Uint8Array;
 }
 
 const encoder = new TextEncoder();
@@ -100,6 +109,7 @@ interface Pending {
   reject(error: unknown): void;
   onCallback: AlpcHandler | undefined;
   depth: number;
+  replyBuffer: Uint8Array | undefined;
 }
 
 /** What a channel is made of (see alpc.ts for how it is negotiated). */
@@ -139,6 +149,7 @@ export class AlpcMessage implements Disposable {
   /** The payload. A section's view is detached by `release()` (or when the port closes). */
   readonly data: Uint8Array;
   readonly #channel: Channel;
+  readonly #replyTo: { address: bigint; capacity: number };
   #released = false;
   #replied = false;
 
@@ -157,6 +168,7 @@ export class AlpcMessage implements Disposable {
     this.callbackOf = header.callbackOf;
     this.depth = header.depth;
     this.data = data;
+    this.#replyTo = { address: header.replyAddress, capacity: header.replyCapacity };
   }
 
   /** The payload as UTF-8 text. */
@@ -186,7 +198,10 @@ export class AlpcMessage implements Disposable {
     this.#replied = true;
     // Released after the send: the reply may be this message's own section view.
     try {
-      await this.#channel.send(KIND.reply, toPayload(data), { id: this.id }, options);
+      await this.#channel.send(KIND.reply, toPayload(data), {
+        id: this.id,
+        replyTo: this.#replyTo,
+      }, options);
     } finally {
       this.release();
     }
@@ -307,6 +322,7 @@ export class Channel {
       reject: reply.reject,
       onCallback: options?.onCallback,
       depth,
+      replyBuffer: options?.replyBuffer,
     });
     try {
       // Not awaited before waiting: a send that fails fails the request.
@@ -341,22 +357,32 @@ export class Channel {
   async send(
     kind: number,
     data: Uint8Array,
-    fields: { id: number; callbackOf?: number; depth?: number },
+    fields: {
+      id: number;
+      callbackOf?: number;
+      depth?: number;
+      /** A reply: where the requester lets it be written in place. */
+      replyTo?: { address: bigint; capacity: number };
+    },
     options?: AlpcSendOptions,
   ): Promise<void> {
     this.#assertOpen("send on");
     const { inlineLimit, ownSection, connection } = this.#parts;
-    const header: Header = {
+    const header = makeHeader({
       kind,
-      path: PATH_CODE.inline,
       depth: fields.depth ?? 0,
       id: fields.id,
       callbackOf: fields.callbackOf ?? 0,
       length: data.length,
-      offset: 0,
-      flags: 0,
-      address: 0n,
-    };
+    });
+    const replyBuffer = kind === KIND.request ? options?.replyBuffer : undefined;
+    if (replyBuffer !== undefined) {
+      if (!(replyBuffer instanceof Uint8Array)) {
+        throw new TypeError("Invalid replyBuffer: expected a Uint8Array");
+      }
+      header.replyAddress = pointerOf(replyBuffer);
+      header.replyCapacity = Math.min(replyBuffer.length, 0xffff_ffff);
+    }
     if (data.length > 0xffff_ffff) {
       throw new RangeError(`Message of ${data.length} bytes is too large`);
     }
@@ -380,9 +406,19 @@ export class Channel {
       await connection.send(encodeFrame(header));
       return;
     }
-    // Too large for the section (or no section): the peer reads it in place.
     header.path = PATH_CODE.vm;
-    header.address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(data)));
+    const replyTo = fields.replyTo;
+    if (
+      kind === KIND.reply && replyTo && replyTo.address !== 0n && data.length <= replyTo.capacity
+    ) {
+      // The requester lent a buffer: write the reply into it in place.
+      await writePeerMemory(this.#parts.peer.pid, replyTo.address, data, this.name);
+      header.flags = FLAG_WRITTEN;
+      await connection.send(encodeFrame(header));
+      return;
+    }
+    // Too large for the section (or no section): the peer reads it in place.
+    header.address = pointerOf(data);
     const pins = kind === KIND.reply ? this.#pinnedReplies : this.#pinnedSends;
     const done = Promise.withResolvers<void>();
     pins.set(fields.id, { data, done: done.resolve });
@@ -465,6 +501,20 @@ export class Channel {
       );
     }
     const path = pathName(header.path, this.name);
+    if (path === "vm" && (header.flags & FLAG_WRITTEN) !== 0) {
+      // Written into the buffer this side lent with the request: check it fits.
+      const lent = kind === "reply" ? this.#pending.get(header.id)?.replyBuffer : undefined;
+      if (lent === undefined || header.length > lent.length) {
+        throw CorruptedError.of(
+          "ALPC port",
+          this.name,
+          "written reply",
+          `of ${header.length} bytes (no lent buffer that large)`,
+        );
+      }
+      this.#dispatch(new AlpcMessage(this, header, kind, path, lent.subarray(0, header.length)));
+      return undefined;
+    }
     if (path === "vm") {
       return this.#readInPlace(header).then((data) =>
         this.#dispatch(new AlpcMessage(this, header, kind, path, data))
@@ -578,17 +628,8 @@ export class Channel {
     const data = message.data;
     const offset = this.#sectionOffset(data);
     this.#parts.peerSection?.release(data);
-    this.#parts.connection.send(encodeFrame({
-      kind: KIND.free,
-      path: 0,
-      depth: 0,
-      id: 0,
-      callbackOf: 0,
-      length: 0,
-      offset,
-      flags: 0,
-      address: 0n,
-    })).catch(() => {});
+    this.#parts.connection.send(encodeFrame(makeHeader({ kind: KIND.free, offset })))
+      .catch(() => {});
   }
 
   readonly #offsets = new WeakMap<ArrayBufferLike, number>();
@@ -600,17 +641,8 @@ export class Channel {
   close(): void {
     if (this.#closed) return;
     try {
-      this.#parts.connection.send(encodeFrame({
-        kind: KIND.goodbye,
-        path: 0,
-        depth: 0,
-        id: 0,
-        callbackOf: 0,
-        length: 0,
-        offset: 0,
-        flags: 0,
-        address: 0n,
-      })).catch(() => {});
+      this.#parts.connection.send(encodeFrame(makeHeader({ kind: KIND.goodbye })))
+        .catch(() => {});
     } catch { /* the connection is gone already */ }
     this.#end("closed", undefined);
   }
@@ -641,6 +673,43 @@ export class Channel {
 }
 
 const VM_CHUNK = 1 << 30;
+
+function pointerOf(bytes: Uint8Array): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
+}
+
+/**
+ * Copies `from` into the peer's memory at `address` with process_vm_writev on the thread
+ * pool (errno learnt as in {@link readPeerMemory}).
+ */
+export async function writePeerMemory(
+  pid: number,
+  address: bigint,
+  from: Uint8Array,
+  name: string,
+): Promise<void> {
+  const { symbols } = libc();
+  let done = 0;
+  while (done < from.length) {
+    const count = Math.min(from.length - done, VM_CHUNK);
+    const local = new BigUint64Array([pointerOf(from.subarray(done)), BigInt(count)]);
+    const remote = new BigUint64Array([address + BigInt(done), BigInt(count)]);
+    const localBytes = new Uint8Array(local.buffer);
+    const remoteBytes = new Uint8Array(remote.buffer);
+    const put = Number(
+      await symbols.process_vm_writev_async(pid, localBytes, 1n, remoteBytes, 1n, 0n),
+    );
+    if (put > 0) {
+      done += put;
+      continue;
+    }
+    local[1] = 1n;
+    remote[1] = 1n;
+    const retried = symbols.process_vm_writev(pid, localBytes, 1n, remoteBytes, 1n, 0n);
+    if (retried > 0n) continue;
+    throw vmError(retried < 0n ? lastErrno() : ERRNO.EFAULT, "process_vm_writev", pid, name);
+  }
+}
 
 /**
  * Copies the peer's `length` bytes at `address` into `into` with process_vm_readv on the

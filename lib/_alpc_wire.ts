@@ -1,5 +1,5 @@
 // ALPC on the wire: the handshake on the raw socket (with the sections' descriptors in
-// SCM_RIGHTS), then framed messages whose 32-byte header says which of the three paths
+// SCM_RIGHTS), then framed messages whose 48-byte header says which of the three paths
 // the payload took. Everything read here comes from the other process: lengths, offsets
 // and counts are checked before they size a buffer or index memory.
 import { C, ERRNO } from "../ffi/constants.ts";
@@ -30,11 +30,13 @@ export type AlpcPath = "inline" | "section" | "vm";
 const PATH_NAMES: readonly AlpcPath[] = ["inline", "section", "vm"];
 
 /** Bytes of a message header (before the inline payload). */
-export const HEADER_SIZE = 32;
+export const HEADER_SIZE = 48;
 /** Real ALPC messages are at most 65,535 bytes including their header (16-bit lengths). */
 export const MAX_INLINE_LIMIT = 65_535 - HEADER_SIZE;
 /** Bit of header flags on a vmDone: it releases a pinned reply (not a request). */
 export const FLAG_FOR_REPLY = 1;
+/** Bit of header flags on an in-place reply: already written into the reply buffer. */
+export const FLAG_WRITTEN = 2;
 
 /** A decoded header. Fields are as the peer wrote them: validated by the receiver. */
 export interface Header {
@@ -47,6 +49,9 @@ export interface Header {
   offset: number;
   flags: number;
   address: bigint;
+  /** On a request: where the replier may write a large reply (0: nowhere), and room. */
+  replyAddress: bigint;
+  replyCapacity: number;
 }
 
 /** Encodes a frame: header then `inline` (empty unless the path is inline). */
@@ -62,8 +67,28 @@ export function encodeFrame(header: Header, inline?: Uint8Array): Uint8Array {
   view.setUint32(16, header.offset, true);
   view.setUint32(20, header.flags, true);
   view.setBigUint64(24, header.address, true);
+  view.setBigUint64(32, header.replyAddress, true);
+  view.setUint32(40, header.replyCapacity, true);
   if (inline) frame.set(inline, HEADER_SIZE);
   return frame;
+}
+
+/** A header with every field zero but those given. */
+export function makeHeader(fields: Partial<Header>): Header {
+  return {
+    kind: 0,
+    path: PATH_CODE.inline,
+    depth: 0,
+    id: 0,
+    callbackOf: 0,
+    length: 0,
+    offset: 0,
+    flags: 0,
+    address: 0n,
+    replyAddress: 0n,
+    replyCapacity: 0,
+    ...fields,
+  };
 }
 
 /** Decodes a frame's header; a frame shorter than a header is corrupt. */
@@ -82,6 +107,8 @@ export function decodeHeader(frame: Uint8Array, name: string): Header {
     offset: view.getUint32(16, true),
     flags: view.getUint32(20, true),
     address: view.getBigUint64(24, true),
+    replyAddress: view.getBigUint64(32, true),
+    replyCapacity: view.getUint32(40, true),
   };
 }
 

@@ -16,8 +16,10 @@ import {
 import {
   encodeFrame,
   encodeHandshake,
+  FLAG_WRITTEN,
   type Header,
   KIND,
+  makeHeader,
   PATH_CODE,
   receiveHandshake,
   sendHandshake,
@@ -33,18 +35,7 @@ function portName(): string {
 }
 
 function header(fields: Partial<Header>): Header {
-  return {
-    kind: KIND.request,
-    path: PATH_CODE.inline,
-    depth: 0,
-    id: 1,
-    callbackOf: 0,
-    length: 0,
-    offset: 0,
-    flags: 0,
-    address: 0n,
-    ...fields,
-  };
+  return makeHeader({ kind: KIND.request, id: 1, ...fields });
 }
 
 // A raw client: handshake by hand (optionally with `descriptor` as its "section"); once
@@ -244,6 +235,53 @@ ipcTest(
       assert.ok(event.error instanceof CorruptedError, String(event.error));
       assert.equal(event.error.field, "section reference");
       raw.close();
+    }
+  },
+);
+
+ipcTest(
+  "ALPC: a written reply larger than the buffer this side lent is CorruptedError",
+  async () => {
+    const name = portName();
+    const path = `/tmp/deno-ipc-alpc.${name}`;
+    const listener = UnixListener.listen(path, 0o600);
+    try {
+      const serving = (async () => {
+        const fd = await listener.acceptDescriptor({ timeout: 5000 });
+        const hello = await receiveHandshake(fd, name, { timeout: 5000 });
+        if (hello.descriptor !== undefined) libc().symbols.close(hello.descriptor);
+        await sendHandshake(
+          fd,
+          encodeHandshake(STATUS.accepted, 0, 256, new Uint8Array()),
+          [],
+          name,
+          {
+            timeout: 5000,
+          },
+        );
+        const connection = new FramedConnection(
+          new UnixStream(fd, path, true) as unknown as Deno.Conn,
+        );
+        const request = await connection.receive({ timeout: 5000 });
+        const id = new DataView(request!.buffer, request!.byteOffset).getUint32(4, true);
+        // Claims to have written 1 MiB into a 1 KiB buffer.
+        await connection.send(encodeFrame(header({
+          kind: KIND.reply,
+          id,
+          path: PATH_CODE.vm,
+          flags: FLAG_WRITTEN,
+          length: 2 ** 20,
+        })));
+        return connection;
+      })();
+      using client = await AlpcClient.connect(name, { timeout: 5000 });
+      await assert.rejects(
+        client.sendWaitReceive("hi", { timeout: 5000, replyBuffer: new Uint8Array(1024) }),
+        (error: unknown) => error instanceof CorruptedError && error.field === "written reply",
+      );
+      (await serving).close();
+    } finally {
+      listener.close();
     }
   },
 );

@@ -156,6 +156,28 @@ ipcTest(
   },
 );
 
+ipcTest(
+  "ALPC replyBuffer: a large reply is written into the requester's buffer in place (process_vm_writev)",
+  async () => {
+    const name = portName();
+    await using _server = await startServer(name);
+    using client = await AlpcClient.connect(name, { sectionSize: 4096, timeout: 5000 });
+    const data = pattern(200_000, 3);
+    const lent = new Uint8Array(300_000);
+    using reply = await client.sendWaitReceive(data, { timeout: 10_000, replyBuffer: lent });
+    assert.equal(reply.path, "vm");
+    assert.equal(reply.data.buffer, lent.buffer, "the reply is a view of the lent buffer");
+    assert.deepEqual(reply.data, reversed(data));
+    // A lent buffer too small: the reply is pinned and read instead.
+    using pinned = await client.sendWaitReceive(data, {
+      timeout: 10_000,
+      replyBuffer: new Uint8Array(10),
+    });
+    assert.notEqual(pinned.data.buffer, lent.buffer);
+    assert.deepEqual(pinned.data, reversed(data));
+  },
+);
+
 ipcTest("ALPC datagrams arrive in order on every path with no reply", async () => {
   const name = portName();
   const server = new Child("alpc_child.ts", ["server", name, "0"]);
