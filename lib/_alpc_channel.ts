@@ -516,8 +516,9 @@ export class Channel {
       return undefined;
     }
     if (path === "vm") {
-      return this.#readInPlace(header).then((data) =>
-        this.#dispatch(new AlpcMessage(this, header, kind, path, data))
+      return this.#readInPlace(header).then(
+        (data) => this.#dispatch(new AlpcMessage(this, header, kind, path, data)),
+        (error) => this.#inPlaceFailed(header, error),
       );
     }
     this.#dispatch(new AlpcMessage(this, header, kind, path, this.#payload(frame, header)));
@@ -620,6 +621,15 @@ export class Channel {
       encodeFrame({ ...header, kind: KIND.vmDone, flags, length: 0 }),
     );
     return data;
+  }
+
+  // A request the kernel would not let this side read (EPERM: ptrace rules) is answered
+  // with that error, which names the remedy, and the channel goes on; anything else
+  // (a bad address, a message too large) ends the channel.
+  async #inPlaceFailed(header: Header, error: unknown): Promise<void> {
+    if (!(error instanceof PermissionDeniedError) || header.kind !== KIND.request) throw error;
+    await this.#parts.connection.send(encodeFrame(makeHeader({ ...header, kind: KIND.vmDone })));
+    await this.send(KIND.errorReply, encoder.encode(error.message), { id: header.id });
   }
 
   /** @internal Gives a received section payload's space back to the sender. */

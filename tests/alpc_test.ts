@@ -464,3 +464,65 @@ ipcTest(
     );
   },
 );
+
+ipcTest(
+  "ALPC in place: when the kernel forbids reading the peer (no ptrace right), the error says so and names the remedy",
+  async (t) => {
+    // The server runs without CAP_SYS_PTRACE, and this process makes itself non-dumpable:
+    // the kernel then refuses process_vm_readv of this process to the server (EPERM).
+    const setpriv = await new Deno.Command("setpriv", { args: ["--version"], stdout: "null" })
+      .output().then((output) => output.success, () => false);
+    if (!setpriv) {
+      t.name; // setpriv(1) is missing: nothing to run the server without the capability
+      return;
+    }
+    const name = portName();
+    const server = new Deno.Command("setpriv", {
+      args: [
+        "--bounding-set=-sys_ptrace",
+        "--inh-caps=-sys_ptrace",
+        Deno.execPath(),
+        "run",
+        "-A",
+        new URL("./children/alpc_child.ts", import.meta.url).pathname,
+        "server",
+        name,
+        "0",
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+      stdin: "null",
+    }).spawn();
+    const prctl = Deno.dlopen("libc.so.6", {
+      prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+    });
+    const PR_SET_DUMPABLE = 4;
+    const lines = server.stdout.pipeThrough(new TextDecoderStream())[Symbol.asyncIterator]();
+    try {
+      assert.match((await lines.next()).value ?? "", /ready/);
+      using client = await AlpcClient.connect(name, { timeout: 5000 });
+      prctl.symbols.prctl(PR_SET_DUMPABLE, 0n, 0n, 0n, 0n);
+      await assert.rejects(
+        client.sendWaitReceive(new Uint8Array(100_000), { timeout: 10_000 }),
+        (error: unknown) => {
+          assert.ok(error instanceof AlpcRemoteError, String(error));
+          assert.match(error.message, /process_vm_readv of process \d+ was denied \(EPERM\)/);
+          assert.match(error.message, /ptrace/);
+          assert.match(error.message, /sectionSize/);
+          return true;
+        },
+      );
+      prctl.symbols.prctl(PR_SET_DUMPABLE, 1n, 0n, 0n, 0n);
+      // The channel goes on: small messages still pass.
+      using reply = await client.sendWaitReceive("abc", { timeout: 5000 });
+      assert.equal(reply.text(), "cba");
+    } finally {
+      prctl.symbols.prctl(PR_SET_DUMPABLE, 1n, 0n, 0n, 0n);
+      prctl.close();
+      server.kill("SIGKILL");
+      await server.status;
+      while (!(await lines.next()).done) { /* drain */ }
+      AlpcServer.remove(name);
+    }
+  },
+);
