@@ -12,6 +12,7 @@ import {
   errnoError,
   lastErrno,
   PermissionDeniedError,
+  stringArgument,
   timedOutError,
 } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
@@ -54,6 +55,11 @@ export class PortClosedError extends ClosedError {
 
   /** Creates the error for the channel `name`. */
   constructor(reason: CloseReason, name: string, operation: string, cause?: unknown) {
+    if (reason !== "closed" && reason !== "port-closed" && reason !== "peer-died") {
+      throw new TypeError(`Invalid reason: expected "closed", "port-closed" or "peer-died"`);
+    }
+    stringArgument(name, "name");
+    stringArgument(operation, "operation");
     const why = reason === "closed"
       ? "this side closed it"
       : reason === "port-closed"
@@ -72,7 +78,7 @@ export class PortClosedError extends ClosedError {
 export class AlpcRemoteError extends Error {
   /** Creates the error with the peer's message. */
   constructor(message: string) {
-    super(`The ALPC peer's handler failed: ${message}`);
+    super(`The ALPC peer's handler failed: ${stringArgument(message, "message")}`);
     this.name = "AlpcRemoteError";
   }
 }
@@ -161,6 +167,9 @@ export class AlpcMessage implements Disposable {
     path: AlpcPath,
     data: Uint8Array,
   ) {
+    if (!(channel instanceof Channel)) {
+      throw new TypeError("Invalid channel: AlpcMessage objects are made by ALPC ports only");
+    }
     this.#channel = channel;
     this.id = header.id;
     this.kind = kind;

@@ -36,6 +36,7 @@ import {
   AlreadyExistsError,
   ConnectionRefusedError,
   errnoError,
+  stringArgument,
   timedOutError,
 } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
@@ -97,6 +98,8 @@ export class AlpcConnectionRefusedError extends ConnectionRefusedError {
 
   /** Creates the error for the port `name`. */
   constructor(name: string, reason: string) {
+    stringArgument(name, "name");
+    stringArgument(reason, "reason");
     super(ERRNO.ECONNREFUSED, "connect", {
       objectName: name,
       message: `ALPC port "${name}" refused the connection: ${reason}`,
@@ -210,6 +213,9 @@ export class AlpcConnectionRequest {
     inlineLimit: number,
     sectionFd: number | undefined,
   ) {
+    if (!(server instanceof AlpcServer)) {
+      throw new TypeError("Invalid server: connection requests are made by AlpcServer only");
+    }
     this.#server = server;
     this.#fd = fd;
     this.credentials = credentials;
