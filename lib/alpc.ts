@@ -254,7 +254,7 @@ export class AlpcConnectionRequest {
   async reject(reason = "refused"): Promise<void> {
     const bytes = toPayload(reason, "reason").subarray(0, MAX_CONNECTION_PAYLOAD);
     this.#answer();
-    this.#server._pendingDone();
+    this.#server._pendingDone(this);
     try {
       await sendHandshake(
         this.#fd,
@@ -348,7 +348,8 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
   readonly #events: AlpcServerEvent[] = [];
   #wake: (() => void) | undefined;
   readonly #connections = new Set<AlpcConnection>();
-  #pending = 0;
+  // Connection requests received and not yet answered: refused when the server closes.
+  readonly #unanswered = new Set<AlpcConnectionRequest>();
   #closed = false;
 
   private constructor(
@@ -375,6 +376,9 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
     const mode = validateMode(checked.mode ?? 0o600, "ALPC port");
     checkLimits(checked);
     validateInteger(checked.replySectionSize ?? 0, "replySectionSize", 0, MAX_SECTION);
+    if (checked.onMessage !== undefined && typeof checked.onMessage !== "function") {
+      throw new TypeError("Invalid onMessage: expected a function");
+    }
     validateInteger(
       checked.maxPendingConnections ?? DEFAULT_MAX_PENDING,
       "maxPendingConnections",
@@ -399,7 +403,8 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
 
   /** Removes a connection port left by a server that died; false if there was none. */
   static remove(name: string, options: { directory?: string } = {}): boolean {
-    const path = portPath(validatePortName(name), options.directory);
+    const { directory } = validateOptions<{ directory?: string }>(options, "remove");
+    const path = portPath(validatePortName(name), directory);
     try {
       if (!Deno.lstatSync(path).isSocket) return false;
       Deno.removeSync(path);
@@ -444,11 +449,11 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
         Math.min(hello.inlineLimit, this.#limits.inlineLimit),
         hello.descriptor,
       );
-      if (this.#pending >= this.#maxPending) {
+      if (this.#unanswered.size >= this.#maxPending) {
         await request.reject("too many connection requests are waiting");
         return;
       }
-      this.#pending++;
+      this.#unanswered.add(request);
       this.#push({ type: "connect", request });
     } catch {
       if (request === undefined) symbols.close(fd);
@@ -456,8 +461,8 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
   }
 
   /** @internal */
-  _pendingDone(): void {
-    this.#pending--;
+  _pendingDone(request: AlpcConnectionRequest): void {
+    this.#unanswered.delete(request);
   }
 
   /** @internal */
@@ -469,7 +474,7 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
     sectionFd: number | undefined,
     options: AlpcAcceptOptions,
   ): Promise<AlpcConnection> {
-    this._pendingDone();
+    this._pendingDone(request);
     const { symbols } = libc();
     let peerSection: PeerSection | undefined;
     let ownSection: OwnSection | undefined;
@@ -573,8 +578,9 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
     this.#closed = true;
     this.#listener.close();
     for (const connection of this.#connections) connection.close();
-    for (const event of this.#events.splice(0)) {
-      if (event.type === "connect") event.request.reject("the server closed").catch(() => {});
+    this.#events.length = 0;
+    for (const request of this.#unanswered) {
+      request.reject("the server closed").catch(() => {});
     }
     const wake = this.#wake;
     this.#wake = undefined;

@@ -312,18 +312,19 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
     address: RpcAddress,
     options: RpcClientOptions = {},
   ): Promise<RpcClient<T>> {
+    const checked = isAlpc(address) ? undefined : validateSocketAddress(address, false);
     const opts = validateOptions<RpcClientOptions>(options, "RPC client");
     if (opts.callTimeout !== undefined) validateWaitOptions({ timeout: opts.callTimeout });
-    if (isAlpc(address)) {
-      const port = await AlpcClient.connect(validatePortName(address.name), {
+    if (checked === undefined) {
+      const { name } = address as AlpcRpcAddress;
+      const port = await AlpcClient.connect(validatePortName(name), {
         sectionSize: opts.sectionSize ?? 2 ** 20,
         timeout: opts.connectTimeout,
         allowModes: opts.allowModes,
         allowOtherOwners: opts.allowOtherOwners,
       });
-      return new RpcClient<T>(new AlpcClientStream(port), opts, `alpc:${address.name}`);
+      return new RpcClient<T>(new AlpcClientStream(port), opts, `alpc:${name}`);
     }
-    const checked = validateSocketAddress(address, false);
     const connection = await FramedConnection.connect(checked, {
       maxFrameSize: opts.maxFrameSize,
       timeout: opts.connectTimeout,

@@ -526,3 +526,54 @@ ipcTest(
     }
   },
 );
+
+ipcTest(
+  "ALPC sendWaitReceive: timeout and AbortSignal end the wait; a closed port is PortClosedError; sections are unmapped",
+  async () => {
+    const name = portName();
+    using server = AlpcServer.create(name, { replySectionSize: 65536 });
+    const serving = (async () => {
+      for await (const event of server) {
+        if (event.type === "connect") await event.request.accept();
+        else if (event.type === "port-closed") return;
+        // requests are held: never answered
+      }
+    })();
+    const sectionMappings = () =>
+      Deno.readTextFileSync("/proc/self/maps").split("\n").filter((line) =>
+        line.includes("deno-ipc-alpc-section")
+      ).length;
+    const client = await AlpcClient.connect(name, { sectionSize: 65536, timeout: 5000 });
+    // Each side maps its own section and the peer's: 4 mappings in this process.
+    assert.equal(sectionMappings(), 4);
+    await assert.rejects(client.sendWaitReceive("held", { timeout: 30 }), TimedOutError);
+    const controller = new AbortController();
+    const aborted = client.sendWaitReceive("held too", { signal: controller.signal });
+    controller.abort(new Error("changed my mind"));
+    await assert.rejects(aborted, /changed my mind/);
+    await assert.rejects(
+      client.sendWaitReceive("x", { timeout: -1 }),
+      RangeError,
+    );
+    client.close();
+    client.close(); // idempotent
+    await assert.rejects(client.sendWaitReceive("after"), PortClosedError);
+    await assert.rejects(client.send("after"), PortClosedError);
+    await serving;
+    assert.equal(sectionMappings(), 0, "both sections unmapped on both sides");
+  },
+);
+
+ipcTest("ALPC: closing the server refuses the connection requests it never answered", async () => {
+  const server = AlpcServer.create(portName());
+  const connecting = AlpcClient.connect(server.name, { timeout: 5000 });
+  const event = await server.receive({ timeout: 5000 });
+  assert.equal(event?.type, "connect");
+  server.close();
+  await assert.rejects(connecting, (error: unknown) => {
+    assert.ok(error instanceof AlpcConnectionRefusedError);
+    assert.equal(error.reason, "the server closed");
+    return true;
+  });
+  assert.equal(await server.receive(), null);
+});
