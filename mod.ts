@@ -225,6 +225,7 @@ export {
   type AlpcServerEvent,
   type AlpcServerOptions,
   type CloseReason,
+  MAX_BACKLOG,
   MAX_CALLBACK_DEPTH,
   MAX_CONNECTION_PAYLOAD,
   MAX_INLINE_LIMIT,

@@ -34,6 +34,13 @@ import { validateWaitOptions, type WaitOptions, within } from "./_wait.ts";
 export const MAX_CALLBACK_DEPTH = 8;
 
 /**
+ * Messages of one channel delivered but not yet taken by the application (or callbacks
+ * still running) before its reader stops reading: a peer that sends faster than this
+ * side consumes then waits on the socket (its sends time out) instead of growing memory.
+ */
+export const MAX_BACKLOG = 1024;
+
+/**
  * Why a channel ended: this side closed it ("closed"), the peer closed its port
  * ("port-closed"), or the peer died or its connection broke ("peer-died"; the server's
  * event for it is "client-died").
@@ -269,6 +276,8 @@ export class Channel {
   #closed: CloseReason | undefined;
   #closeError: unknown;
   #goodbye = false;
+  #backlog = 0;
+  #room: (() => void) | undefined;
 
   constructor(parts: ChannelParts) {
     this.#parts = parts;
@@ -391,8 +400,10 @@ export class Channel {
     if (data.length > 0xffff_ffff) {
       throw new RangeError(`Message of ${data.length} bytes is too large`);
     }
+    // A peer that does not read fills the socket: the wait for room is bounded too.
+    const wait = { timeout: options?.timeout, signal: options?.signal };
     if (data.length <= inlineLimit || kind === KIND.errorReply) {
-      await connection.send(encodeFrame(header, data));
+      await connection.send(encodeFrame(header, data), wait);
       return;
     }
     if (ownSection !== undefined && data.length <= ownSection.size) {
@@ -408,7 +419,12 @@ export class Channel {
       ownSection.write(offset, data);
       header.path = PATH_CODE.section;
       header.offset = offset;
-      await connection.send(encodeFrame(header));
+      try {
+        await connection.send(encodeFrame(header), wait);
+      } catch (error) {
+        ownSection.free(offset); // never announced: nobody will release it
+        throw error;
+      }
       return;
     }
     header.path = PATH_CODE.vm;
@@ -428,7 +444,7 @@ export class Channel {
     const done = Promise.withResolvers<void>();
     pins.set(fields.id, { data, done: done.resolve });
     try {
-      await connection.send(encodeFrame(header));
+      await connection.send(encodeFrame(header), wait);
       await done.promise;
     } finally {
       pins.delete(fields.id);
@@ -446,6 +462,10 @@ export class Channel {
         // Only the in-place path waits (for the copy): the others are handled at once.
         const handling = this.#handle(frame);
         if (handling !== undefined) await handling;
+        if (this.#closed) return;
+        while (this.#backlog >= MAX_BACKLOG && !this.#closed) {
+          await new Promise<void>((resolve) => this.#room = resolve);
+        }
         if (this.#closed) return;
       }
     } catch (caught) {
@@ -543,6 +563,7 @@ export class Channel {
       this.#runCallback(message);
       return;
     }
+    this.#backlog++;
     this.#parts.deliver(message);
   }
 
@@ -557,6 +578,7 @@ export class Channel {
   #runCallback(message: AlpcMessage): void {
     const waiting = this.#pending.get(message.callbackOf);
     const handler = waiting?.onCallback ?? this.#parts.onCallback;
+    this.#backlog++;
     (async () => {
       try {
         if (waiting === undefined) {
@@ -575,6 +597,8 @@ export class Channel {
         if (!message.replied) await message.reply(result === undefined ? new Uint8Array() : result);
       } catch (error) {
         if (!this.#closed) await message.fail(error).catch(() => {});
+      } finally {
+        this.taken();
       }
     })();
   }
@@ -637,6 +661,14 @@ export class Channel {
     await this.send(KIND.errorReply, encoder.encode(error.message), { id: header.id });
   }
 
+  /** A delivered message was taken by the application: the reader may go on. */
+  taken(): void {
+    this.#backlog--;
+    const room = this.#room;
+    this.#room = undefined;
+    room?.();
+  }
+
   /** @internal Gives a received section payload's space back to the sender. */
   releasePayload(message: AlpcMessage): void {
     if (message.path !== "section" || this.#closed) return;
@@ -666,6 +698,9 @@ export class Channel {
     if (this.#closed) return;
     this.#closed = reason;
     this.#closeError = error;
+    const room = this.#room;
+    this.#room = undefined;
+    room?.();
     this.#parts.connection.close();
     // A peer that broke the protocol (a reply with a wrong id, a reference outside the
     // section): its requests in flight fail with what it did wrong.

@@ -77,6 +77,7 @@ export {
   type AlpcReplyData,
   type AlpcSendOptions,
   type CloseReason,
+  MAX_BACKLOG,
   MAX_CALLBACK_DEPTH,
   PortClosedError,
 } from "./_alpc_channel.ts";
@@ -556,7 +557,12 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
     const wait = validateWaitOptions(options);
     while (true) {
       const event = this.#events.shift();
-      if (event) return event;
+      if (event) {
+        if (event.type === "request" || event.type === "datagram") {
+          event.connection._channel.taken();
+        }
+        return event;
+      }
       if (this.#closed) return null;
       const woken = new Promise<void>((resolve) => this.#wake = resolve);
       await within(woken, wait, (ms) => timedOutError("receive on", "ALPC port", this.name, ms));
@@ -749,7 +755,10 @@ export class AlpcClient implements Disposable {
     const wait = validateWaitOptions(options);
     while (true) {
       const message = this.#queue.shift();
-      if (message) return message;
+      if (message) {
+        this.#channel.taken();
+        return message;
+      }
       const reason = this.#channel.closedReason;
       if (reason) throw new PortClosedError(reason, this.name, "receive on");
       const woken = new Promise<void>((resolve) => this.#wake = resolve);

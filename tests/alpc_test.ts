@@ -7,6 +7,7 @@ import {
   AlpcServer,
   AlreadyExistsError,
   CorruptedError,
+  MAX_BACKLOG,
   MAX_CALLBACK_DEPTH,
   MAX_CONNECTION_PAYLOAD,
   PortClosedError,
@@ -577,3 +578,40 @@ ipcTest("ALPC: closing the server refuses the connection requests it never answe
   });
   assert.equal(await server.receive(), null);
 });
+
+ipcTest(
+  "ALPC: a client that floods datagrams is stopped by the socket (its sends time out), the server's backlog stays bounded",
+  async () => {
+    const name = portName();
+    using server = AlpcServer.create(name);
+    const connect = server.receive({ timeout: 5000 });
+    const connecting = AlpcClient.connect(name, { timeout: 5000 });
+    const event = await connect;
+    if (event?.type !== "connect") throw new Error("expected a connection request");
+    await event.request.accept();
+    using client = await connecting;
+    const payload = new Uint8Array(200).fill(9);
+    let sent = 0;
+    let stopped: unknown;
+    while (sent < 100_000) {
+      try {
+        await client.send(payload, { timeout: 200 });
+        sent++;
+      } catch (error) {
+        stopped = error;
+        break;
+      }
+    }
+    assert.ok(stopped instanceof TimedOutError, `stopped by ${stopped} after ${sent} datagrams`);
+    assert.ok(sent >= MAX_BACKLOG, `only ${sent} datagrams went out`);
+    // Everything sent arrives once the server reads.
+    let received = 0;
+    while (received < sent) {
+      const next = await server.receive({ timeout: 5000 });
+      assert.equal(next?.type, "datagram");
+      if (next?.type === "datagram") next.message.release();
+      received++;
+    }
+    client.close();
+  },
+);
