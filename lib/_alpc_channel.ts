@@ -400,10 +400,18 @@ export class Channel {
     if (data.length > 0xffff_ffff) {
       throw new RangeError(`Message of ${data.length} bytes is too large`);
     }
-    // A peer that does not read fills the socket: the wait for room is bounded too.
+    // A peer that does not read fills the socket: the wait for room is bounded too. A
+    // frame given up on stays queued whole (cutting it would end the stream): it may
+    // still be delivered.
     const wait = { timeout: options?.timeout, signal: options?.signal };
+    const put = (frame: Uint8Array) =>
+      within(
+        connection.send(frame),
+        wait,
+        (ms) => timedOutError("send on", "ALPC port", this.name, ms),
+      );
     if (data.length <= inlineLimit || kind === KIND.errorReply) {
-      await connection.send(encodeFrame(header, data), wait);
+      await put(encodeFrame(header, data));
       return;
     }
     if (ownSection !== undefined && data.length <= ownSection.size) {
@@ -419,12 +427,7 @@ export class Channel {
       ownSection.write(offset, data);
       header.path = PATH_CODE.section;
       header.offset = offset;
-      try {
-        await connection.send(encodeFrame(header), wait);
-      } catch (error) {
-        ownSection.free(offset); // never announced: nobody will release it
-        throw error;
-      }
+      await put(encodeFrame(header));
       return;
     }
     header.path = PATH_CODE.vm;
@@ -444,7 +447,8 @@ export class Channel {
     const done = Promise.withResolvers<void>();
     pins.set(fields.id, { data, done: done.resolve });
     try {
-      await connection.send(encodeFrame(header), wait);
+      // Not given up on a timeout: the pin must outlive the frame, which stays queued.
+      await connection.send(encodeFrame(header));
       await done.promise;
     } finally {
       pins.delete(fields.id);
