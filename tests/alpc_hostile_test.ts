@@ -28,7 +28,7 @@ import {
 import { OWN_ONLY } from "../lib/_owner.ts";
 import { UnixListener, UnixStream } from "../lib/_unix_socket.ts";
 import { cString } from "../lib/_validate.ts";
-import { ipcTest } from "./_helpers.ts";
+import { alpcTest } from "./_alpc_helpers.ts";
 
 function portName(): string {
   return `hostile-${crypto.randomUUID().slice(0, 12)}`;
@@ -99,7 +99,7 @@ const HOSTILE_FRAMES: [string, Uint8Array][] = [
   ["a frame shorter than a header", new Uint8Array(7)],
 ];
 
-ipcTest(
+alpcTest(
   "ALPC hostile client frames end only that channel, as client-died with a typed error",
   async () => {
     using server = AlpcServer.create(portName(), { maxMessageSize: 2 ** 20 });
@@ -139,7 +139,7 @@ ipcTest(
   },
 );
 
-ipcTest("ALPC refuses a section that is not a sealed memfd of the announced size", async () => {
+alpcTest("ALPC refuses a section that is not a sealed memfd of the announced size", async () => {
   using server = AlpcServer.create(portName());
   const { symbols } = libc();
   const cases: [string, () => number, number][] = [
@@ -171,7 +171,7 @@ ipcTest("ALPC refuses a section that is not a sealed memfd of the announced size
   }
 });
 
-ipcTest(
+alpcTest(
   "ALPC client: a hostile server's reply with a wrong id fails the requests in flight with CorruptedError",
   async () => {
     const name = portName();
@@ -210,7 +210,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC: a section reference outside the client's real section is CorruptedError, never other memory",
   async () => {
     using server = AlpcServer.create(portName());
@@ -239,7 +239,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC: a written reply larger than the buffer this side lent is CorruptedError",
   async () => {
     const name = portName();

@@ -18,14 +18,30 @@ import {
   TimedOutError,
   UnknownProcedureError,
 } from "../mod.ts";
-import { Child, delay, ipcTest, propertyRuns } from "./_helpers.ts";
+import { Child, delay, propertyRuns } from "./_helpers.ts";
+import { alpcTest } from "./_alpc_helpers.ts";
 
 function portName(): string {
   return `test-${crypto.randomUUID().slice(0, 12)}`;
 }
 
-async function startServer(name: string, replySection = 0): Promise<Child> {
-  const child = new Child("alpc_child.ts", ["server", name, String(replySection)]);
+// A server child whose disposal also removes its port: a killed server cannot.
+class ServerChild extends Child {
+  readonly port: string;
+
+  constructor(port: string, replySection: number) {
+    super("alpc_child.ts", ["server", port, String(replySection)]);
+    this.port = port;
+  }
+
+  override async [Symbol.asyncDispose](): Promise<void> {
+    await super[Symbol.asyncDispose]();
+    AlpcServer.remove(this.port);
+  }
+}
+
+async function startServer(name: string, replySection = 0): Promise<ServerChild> {
+  const child = new ServerChild(name, replySection);
   assert.equal(JSON.parse(await child.line()).ready, true);
   return child;
 }
@@ -40,7 +56,7 @@ function reversed(bytes: Uint8Array): Uint8Array {
   return bytes.slice().reverse();
 }
 
-ipcTest("AlpcServer.create refuses a second server of the same name, clearly", () => {
+alpcTest("AlpcServer.create refuses a second server of the same name, clearly", () => {
   const name = portName();
   using server = AlpcServer.create(name);
   assert.equal(Deno.lstatSync(server.path).mode! & 0o777, 0o600);
@@ -53,7 +69,7 @@ ipcTest("AlpcServer.create refuses a second server of the same name, clearly", (
   assert.throws(() => Deno.lstatSync(server.path), Deno.errors.NotFound);
 });
 
-ipcTest("ALPC bad arguments are TypeError/RangeError before any syscall", async () => {
+alpcTest("ALPC bad arguments are TypeError/RangeError before any syscall", async () => {
   assert.throws(() => AlpcServer.create("../etc"), TypeError);
   assert.throws(() => AlpcServer.create(""), TypeError);
   assert.throws(() => AlpcServer.create("x".repeat(65)), TypeError);
@@ -69,7 +85,7 @@ ipcTest("ALPC bad arguments are TypeError/RangeError before any syscall", async 
   await assert.rejects(AlpcClient.connect(portName(), { timeout: 1000 }));
 });
 
-ipcTest(
+alpcTest(
   "ALPC connect: the server sees the client's pid and payload, accepts with a context or rejects with a reason",
   async () => {
     const name = portName();
@@ -111,7 +127,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC between processes: random sizes on all three paths arrive byte-exact, many in flight, replies match",
   async () => {
     const name = portName();
@@ -157,7 +173,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC replyBuffer: a large reply is written into the requester's buffer in place (process_vm_writev)",
   async () => {
     const name = portName();
@@ -179,9 +195,9 @@ ipcTest(
   },
 );
 
-ipcTest("ALPC datagrams arrive in order on every path with no reply", async () => {
+alpcTest("ALPC datagrams arrive in order on every path with no reply", async () => {
   const name = portName();
-  const server = new Child("alpc_child.ts", ["server", name, "0"]);
+  const server = new ServerChild(name, 0);
   await using _ = server;
   await server.line();
   using client = await AlpcClient.connect(name, { sectionSize: 4096, timeout: 5000 });
@@ -194,7 +210,7 @@ ipcTest("ALPC datagrams arrive in order on every path with no reply", async () =
   client.close();
 });
 
-ipcTest(
+alpcTest(
   "ALPC section full: the sender fails at once or waits (timeout) until the receiver releases",
   async () => {
     const name = portName();
@@ -227,7 +243,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC callbacks nest: the waiting call runs the handler, replies, and keeps waiting",
   async () => {
     const name = portName();
@@ -262,7 +278,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC: a killed client is client-died at the server; a closed one port-closed",
   async () => {
     const name = portName();
@@ -291,11 +307,11 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC: the server's death fails exactly the requests in flight with PortClosedError",
   async () => {
     const name = portName();
-    const server = await startServer(name);
+    await using server = await startServer(name);
     using client = await AlpcClient.connect(name, { sectionSize: 4096, timeout: 5000 });
     const inFlight = Array.from({ length: 5 }, () => client.sendWaitReceive("hold"));
     for (const request of inFlight) request.catch(() => {}); // settled below
@@ -312,11 +328,10 @@ ipcTest(
     }
     assert.equal(await client.closed, "peer-died");
     await assert.rejects(client.sendWaitReceive("more"), PortClosedError);
-    AlpcServer.remove(name);
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC: a third process can neither open the channel's sockets nor inject into it",
   async () => {
     const name = portName();
@@ -339,7 +354,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC: a callback tagged with a request that does not wait is answered with an error",
   async () => {
     const name = portName();
@@ -365,7 +380,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "RPC over ALPC: the same stubs and errors; large arguments and results go through the section",
   async () => {
     const name = portName();
@@ -401,7 +416,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC property: a disconnect at a random moment fails exactly the requests still in flight",
   async () => {
     await fc.assert(
@@ -457,7 +472,6 @@ ipcTest(
             assert.equal(client.inFlight, 0);
           } finally {
             await server[Symbol.asyncDispose]();
-            AlpcServer.remove(name);
           }
         },
       ),
@@ -466,7 +480,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC in place: when the kernel forbids reading the peer (no ptrace right), the error says so and names the remedy",
   async (t) => {
     // The server runs without CAP_SYS_PTRACE, and this process makes itself non-dumpable:
@@ -528,7 +542,7 @@ ipcTest(
   },
 );
 
-ipcTest(
+alpcTest(
   "ALPC sendWaitReceive: timeout and AbortSignal end the wait; a closed port is PortClosedError; sections are unmapped",
   async () => {
     const name = portName();
@@ -565,7 +579,7 @@ ipcTest(
   },
 );
 
-ipcTest("ALPC: closing the server refuses the connection requests it never answered", async () => {
+alpcTest("ALPC: closing the server refuses the connection requests it never answered", async () => {
   const server = AlpcServer.create(portName());
   const connecting = AlpcClient.connect(server.name, { timeout: 5000 });
   const event = await server.receive({ timeout: 5000 });
@@ -579,7 +593,7 @@ ipcTest("ALPC: closing the server refuses the connection requests it never answe
   assert.equal(await server.receive(), null);
 });
 
-ipcTest(
+alpcTest(
   "ALPC: a client that floods datagrams is stopped by the socket (its sends time out), the server's backlog stays bounded",
   async () => {
     const name = portName();
