@@ -12,7 +12,7 @@
  * - An accepted client gets the pair of private **communication ports**: a connected
  *   socket no third process can name, open or connect to.
  * - Each message takes one of **three paths** by size: up to the inline limit (256 bytes
- *   by default, up to 65,503) it is copied through the socket; up to the section's size
+ *   by default, up to 65,487) it is copied through the socket; up to the section's size
  *   it is written into the sender's **section** (a sealed memfd passed in SCM_RIGHTS at
  *   connect time, so nobody else can open it) and the message carries only offset and
  *   length; anything larger is read by the receiver **in place** from the sender's
@@ -32,13 +32,7 @@
  * @module
  */
 import { ERRNO } from "../ffi/constants.ts";
-import {
-  AlreadyExistsError,
-  ConnectionRefusedError,
-  errnoError,
-  stringArgument,
-  timedOutError,
-} from "../ffi/errno.ts";
+import { AlreadyExistsError, errnoError, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import {
   type AlpcHandler,
@@ -54,7 +48,6 @@ import {
   encodeHandshake,
   HEADER_SIZE,
   MAX_CONNECTION_PAYLOAD,
-  MAX_INLINE_LIMIT,
   receiveHandshake,
   sendHandshake,
   STATUS,
@@ -67,7 +60,7 @@ import {
   UnixListener,
   UnixStream,
 } from "./_unix_socket.ts";
-import { describe, validateInteger, validateMode, validateOptions } from "./_validate.ts";
+import { validateInteger, validateMode, validateOptions } from "./_validate.ts";
 import { validateWaitOptions, type WaitOptions, within } from "./_wait.ts";
 
 export {
@@ -84,83 +77,17 @@ export {
 export { SectionFullError } from "./_alpc_section.ts";
 export type { AlpcPath } from "./_alpc_wire.ts";
 export { MAX_CONNECTION_PAYLOAD, MAX_INLINE_LIMIT } from "./_alpc_wire.ts";
-
-const DEFAULT_INLINE_LIMIT = 256;
-const DEFAULT_MAX_MESSAGE = 256 * 2 ** 20;
-const MAX_SECTION = 2 ** 30;
-const HANDSHAKE_TIMEOUT_MS = 5000;
-const DEFAULT_MAX_PENDING = 64;
-const DEFAULT_DIRECTORY = "/tmp";
-
-/** The server refused the connection; `reason` is what it said. */
-export class AlpcConnectionRefusedError extends ConnectionRefusedError {
-  /** The server's reason. */
-  readonly reason: string;
-
-  /** Creates the error for the port `name`. */
-  constructor(name: string, reason: string) {
-    stringArgument(name, "name");
-    stringArgument(reason, "reason");
-    super(ERRNO.ECONNREFUSED, "connect", {
-      objectName: name,
-      message: `ALPC port "${name}" refused the connection: ${reason}`,
-    });
-    this.reason = reason;
-  }
-}
-
-/** Checks an ALPC port name: 1 to 64 letters, digits, ".", "_" or "-", not starting with ".". */
-export function validatePortName(name: unknown): string {
-  if (typeof name !== "string" || !/^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(name)) {
-    throw new TypeError(
-      `Invalid ALPC port name: expected 1 to 64 letters, digits, ".", "_" or "-" (not ` +
-        `starting with "."), got ${describe(name)}`,
-    );
-  }
-  return name;
-}
-
-function portPath(name: string, directory: unknown): string {
-  if (directory !== undefined && (typeof directory !== "string" || directory === "")) {
-    throw new TypeError(
-      `Invalid directory: expected a non-empty string, got ${describe(directory)}`,
-    );
-  }
-  return `${directory ?? DEFAULT_DIRECTORY}/deno-ipc-alpc.${name}`;
-}
-
-/** Limits both sides of a channel set (checked before any syscall). */
-export interface AlpcLimits {
-  /**
-   * Largest message copied inline through the socket, in bytes: default 256, at most
-   * {@link MAX_INLINE_LIMIT}. A channel uses the smaller of the two sides' limits.
-   */
-  inlineLimit?: number;
-  /**
-   * Largest message this side accepts through the in-place (vm) path, which allocates
-   * its size: default 256 MiB.
-   */
-  maxMessageSize?: number;
-  /** Directory of connection ports (default `/tmp`). */
-  directory?: string;
-}
-
-function checkLimits(options: AlpcLimits): { inlineLimit: number; maxMessageSize: number } {
-  return {
-    inlineLimit: validateInteger(
-      options.inlineLimit ?? DEFAULT_INLINE_LIMIT,
-      "inlineLimit",
-      0,
-      MAX_INLINE_LIMIT,
-    ),
-    maxMessageSize: validateInteger(
-      options.maxMessageSize ?? DEFAULT_MAX_MESSAGE,
-      "maxMessageSize",
-      0,
-      2 ** 32 - 1,
-    ),
-  };
-}
+export { AlpcConnectionRefusedError, type AlpcLimits, validatePortName } from "./_alpc_names.ts";
+import {
+  AlpcConnectionRefusedError,
+  type AlpcLimits,
+  checkLimits,
+  DEFAULT_MAX_PENDING,
+  HANDSHAKE_TIMEOUT_MS,
+  MAX_SECTION,
+  portPath,
+  validatePortName,
+} from "./_alpc_names.ts";
 
 /** Options of {@link AlpcServer.create}. */
 export interface AlpcServerOptions extends AlpcLimits {
@@ -611,7 +538,32 @@ export interface AlpcConnectOptions extends AlpcLimits, WaitOptions, OwnershipOp
 
 /**
  * A client's communication port: `sendWaitReceive` requests, datagrams, callbacks.
- * See {@link AlpcServer} for an example.
+ *
+ * @example Three paths by size: inline, through the client's section, in place
+ * ```ts
+ * import { AlpcClient, AlpcServer } from "@deno-ipc/ipc";
+ * import assert from "node:assert/strict";
+ *
+ * using server = AlpcServer.create(`doc-${crypto.randomUUID().slice(0, 8)}`);
+ * const paths: string[] = [];
+ * const serving = (async () => {
+ *   for await (const event of server) {
+ *     if (event.type === "connect") await event.request.accept();
+ *     else if (event.type === "request") {
+ *       paths.push(event.message.path);
+ *       await event.message.reply(String(event.message.data.length));
+ *     } else if (event.type === "port-closed") return;
+ *   }
+ * })();
+ * using client = await AlpcClient.connect(server.name, { sectionSize: 64 * 1024 });
+ * for (const size of [100, 10_000, 100_000]) {
+ *   using reply = await client.sendWaitReceive(new Uint8Array(size), { timeout: 5000 });
+ *   assert.equal(reply.text(), String(size));
+ * }
+ * client.close();
+ * await serving;
+ * assert.deepEqual(paths, ["inline", "section", "vm"]);
+ * ```
  */
 export class AlpcClient implements Disposable {
   /** The connection port's name. */
