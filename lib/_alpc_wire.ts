@@ -3,7 +3,7 @@
 // the payload took. Everything read here comes from the other process: lengths, offsets
 // and counts are checked before they size a buffer or index memory.
 import { C, ERRNO } from "../ffi/constants.ts";
-import { CorruptedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
+import { closedError, CorruptedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { pollReady } from "./_poll.ts";
@@ -175,10 +175,10 @@ export async function sendHandshake(
   descriptors: number[],
   name: string,
   options: WaitOptions,
+  lifetime: Lifetime = new Lifetime(() => {}),
 ): Promise<void> {
   const { symbols } = libc();
   let sent = 0;
-  const lifetime = new Lifetime(() => {});
   while (sent < bytes.length) {
     sent += await waitFor({
       lifetime,
@@ -215,7 +215,7 @@ export async function sendHandshake(
         await pollReady(fd, C.POLLOUT, ms);
         return PENDING;
       },
-      closedError: () => new Error("unreachable"),
+      closedError: () => closedError("handshake on", "ALPC port", name),
       timedOutError: (ms) => timedOutError("connect to", "ALPC port", name, ms),
       spin: 0,
     }, options);
@@ -231,10 +231,11 @@ export async function receiveHandshake(
   fd: number,
   name: string,
   options: WaitOptions,
+  lifetime: Lifetime = new Lifetime(() => {}),
 ): Promise<Handshake> {
   const received: number[] = [];
   try {
-    const head = await receiveExactly(fd, HANDSHAKE_HEADER, received, name, options);
+    const head = await receiveExactly(fd, HANDSHAKE_HEADER, received, name, options, lifetime);
     const view = new DataView(head.buffer);
     if (view.getUint32(0, true) !== MAGIC || view.getUint16(4, true) !== VERSION) {
       throw CorruptedError.of("ALPC port", name, "connection message", "(not ALPC version 1)");
@@ -248,7 +249,7 @@ export async function receiveHandshake(
         `${payloadLength} (over ${MAX_CONNECTION_PAYLOAD})`,
       );
     }
-    const payload = await receiveExactly(fd, payloadLength, received, name, options);
+    const payload = await receiveExactly(fd, payloadLength, received, name, options, lifetime);
     if (received.length > 1) {
       throw CorruptedError.of("ALPC port", name, "connection message", "carries extra descriptors");
     }
@@ -272,11 +273,11 @@ async function receiveExactly(
   descriptors: number[],
   name: string,
   options: WaitOptions,
+  lifetime: Lifetime,
 ): Promise<Uint8Array> {
   const { symbols } = libc();
   const bytes = new Uint8Array(length);
   const control = new Uint8Array(cmsgSpace(4));
-  const lifetime = new Lifetime(() => {});
   let got = 0;
   while (got < length) {
     got += await waitFor({
@@ -315,7 +316,7 @@ async function receiveExactly(
         await pollReady(fd, C.POLLIN, ms);
         return PENDING;
       },
-      closedError: () => new Error("unreachable"),
+      closedError: () => closedError("handshake on", "ALPC port", name),
       timedOutError: (ms) => timedOutError("handshake on", "ALPC port", name, ms),
       spin: 0,
     }, options);

@@ -160,7 +160,7 @@ export class AlpcRpcListener implements RpcListener {
   }
 
   get released(): Promise<void> {
-    return Promise.resolve();
+    return this.#server.released;
   }
 
   async serve(

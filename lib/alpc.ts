@@ -52,6 +52,7 @@ import {
   sendHandshake,
   STATUS,
 } from "./_alpc_wire.ts";
+import { Lifetime } from "./_lifetime.ts";
 import { type OwnershipOptions, validateOwnership } from "./_owner.ts";
 import { FramedConnection } from "./socket.ts";
 import {
@@ -247,7 +248,7 @@ export class AlpcConnection implements Disposable {
  * import { AlpcClient, AlpcServer } from "@deno-ipc/ipc";
  * import assert from "node:assert/strict";
  *
- * using server = AlpcServer.create(`doc-${crypto.randomUUID().slice(0, 8)}`);
+ * await using server = AlpcServer.create(`doc-${crypto.randomUUID().slice(0, 8)}`);
  * const serving = (async () => {
  *   for await (const event of server) {
  *     if (event.type === "connect") await event.request.accept({ context: "first" });
@@ -263,7 +264,7 @@ export class AlpcConnection implements Disposable {
  * await serving;
  * ```
  */
-export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
+export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<AlpcServerEvent> {
   /** The port's name. */
   readonly name: string;
   /** Path of the socket file. */
@@ -279,6 +280,9 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
   // Connection requests received and not yet answered: refused when the server closes.
   readonly #unanswered = new Set<AlpcConnectionRequest>();
   #closed = false;
+  // Handshakes wait on the thread pool: closed with the server, released once none does.
+  readonly #handshakes = new Lifetime(() => {});
+  readonly #acceptLoopDone: Promise<void>;
 
   private constructor(
     name: string,
@@ -293,7 +297,7 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
     this.#replySectionSize = options.replySectionSize ?? 0;
     this.#maxPending = options.maxPendingConnections ?? DEFAULT_MAX_PENDING;
     this.#onMessage = options.onMessage;
-    this.#acceptLoop();
+    this.#acceptLoopDone = this.#acceptLoop();
   }
 
   /** Creates the connection port `name` (exclusively). */
@@ -359,7 +363,12 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
     let request: AlpcConnectionRequest | undefined;
     try {
       const credentials = peerCredentialsOf(fd, this.name);
-      const hello = await receiveHandshake(fd, this.name, { timeout: HANDSHAKE_TIMEOUT_MS });
+      const hello = await receiveHandshake(
+        fd,
+        this.name,
+        { timeout: HANDSHAKE_TIMEOUT_MS },
+        this.#handshakes,
+      );
       if (this.#closed) throw new Error("closed");
       if (
         hello.status !== 0 || hello.sectionSize > MAX_SECTION ||
@@ -510,6 +519,7 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
     if (this.#closed) return;
     this.#closed = true;
     this.#listener.close();
+    this.#handshakes.close();
     for (const connection of this.#connections) connection.close();
     this.#events.length = 0;
     for (const request of this.#unanswered) {
@@ -523,6 +533,21 @@ export class AlpcServer implements Disposable, AsyncIterable<AlpcServerEvent> {
   /** Same as `close()`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /**
+   * Resolves once closed and no wait of the server (for clients, for handshakes) still
+   * runs on the thread pool: what an op sanitizer, or a process about to exit, waits for.
+   */
+  get released(): Promise<void> {
+    return Promise.all([this.#listener.released, this.#handshakes.released, this.#acceptLoopDone])
+      .then(() => {});
+  }
+
+  /** Closes, then waits until {@link AlpcServer.released}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.released;
   }
 }
 
@@ -544,7 +569,7 @@ export interface AlpcConnectOptions extends AlpcLimits, WaitOptions, OwnershipOp
  * import { AlpcClient, AlpcServer } from "@deno-ipc/ipc";
  * import assert from "node:assert/strict";
  *
- * using server = AlpcServer.create(`doc-${crypto.randomUUID().slice(0, 8)}`);
+ * await using server = AlpcServer.create(`doc-${crypto.randomUUID().slice(0, 8)}`);
  * const paths: string[] = [];
  * const serving = (async () => {
  *   for await (const event of server) {

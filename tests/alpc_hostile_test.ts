@@ -102,7 +102,7 @@ const HOSTILE_FRAMES: [string, Uint8Array][] = [
 alpcTest(
   "ALPC hostile client frames end only that channel, as client-died with a typed error",
   async () => {
-    using server = AlpcServer.create(portName(), { maxMessageSize: 2 ** 20 });
+    await using server = AlpcServer.create(portName(), { maxMessageSize: 2 ** 20 });
     for (const [what, frame] of HOSTILE_FRAMES) {
       const raw = await rawClient(server);
       const connect = await nextEvent(server);
@@ -140,7 +140,7 @@ alpcTest(
 );
 
 alpcTest("ALPC refuses a section that is not a sealed memfd of the announced size", async () => {
-  using server = AlpcServer.create(portName());
+  await using server = AlpcServer.create(portName());
   const { symbols } = libc();
   const cases: [string, () => number, number][] = [
     ["an unsealed memfd", () => {
@@ -213,7 +213,7 @@ alpcTest(
 alpcTest(
   "ALPC: a section reference outside the client's real section is CorruptedError, never other memory",
   async () => {
-    using server = AlpcServer.create(portName());
+    await using server = AlpcServer.create(portName());
     const { symbols } = libc();
     const references: [number, number][] = [[65536 - 64, 128], [65536, 1], [100, 10], [
       0xffff_ffc0,
