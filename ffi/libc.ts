@@ -223,6 +223,35 @@ export const LIBC_SYMBOLS = {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // int memfd_create(const char *name, unsigned int flags);
   memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
+  // ALPC (lib/alpc.ts, lib/_alpc_*.ts): peer memory (sendmsg, recvmsg and memfd_create above).
+  // ssize_t process_vm_readv(pid_t pid, const struct iovec *local_iov, unsigned long liovcnt,
+  //                          const struct iovec *remote_iov, unsigned long riovcnt,
+  //                          unsigned long flags);
+  process_vm_readv: {
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "i64",
+  },
+  // ssize_t process_vm_writev(pid_t pid, const struct iovec *local_iov, unsigned long liovcnt,
+  //                           const struct iovec *remote_iov, unsigned long riovcnt,
+  //                           unsigned long flags);
+  process_vm_writev: {
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "i64",
+  },
+  // The same two calls on Deno's thread pool, for copies of many megabytes: their errno is
+  // lost; a failure is repeated synchronously for one byte to learn it.
+  process_vm_readv_async: {
+    name: "process_vm_readv",
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "i64",
+    nonblocking: true,
+  },
+  process_vm_writev_async: {
+    name: "process_vm_writev",
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "i64",
+    nonblocking: true,
+  },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded libc: `libc().symbols.NAME(...)`. */

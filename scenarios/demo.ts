@@ -24,6 +24,7 @@ export const SCENARIOS: readonly string[] = [
   "rpc.ts",
   "crash_and_clean.ts",
   "mach_ports.ts",
+  "alpc.ts",
 ];
 
 if (import.meta.main) {

@@ -166,8 +166,8 @@ export const LINUX_X86_64 = {
   /** glibc names a semaphore's backing file "sem.NAME" inside the shm directory. */
   semaphoreFilePrefix: "sem.",
 
-  // Mach ports (lib/mach_port.ts): <sys/socket.h> SOCK_SEQPACKET and control messages,
-  // <sys/mman.h> memfd_create, <fcntl.h> file seals
+  // Mach ports (lib/mach_port.ts) and ALPC (lib/_alpc_*.ts): <sys/socket.h> SOCK_SEQPACKET
+  // and control messages, <sys/mman.h> memfd_create, <fcntl.h> file seals
   SOCK_SEQPACKET: 5,
   SO_PASSCRED: 16,
   SCM_RIGHTS: 1,
