@@ -163,6 +163,23 @@ function fileLogCases(size: number, count: number): BenchCase[] {
   ];
 }
 
+const ALPC_SIZES = [[64, 2_000], [4096, 1_000], [2 ** 20, 20], [64 * 2 ** 20, 2]];
+
+function alpcLabel(size: number): string {
+  return size < 2 ** 20 ? label(size) : `${size / 2 ** 20} MiB`;
+}
+
+function alpcName(transport: string, size: number): string {
+  const c = size > 65536 ? "64 KiB" : alpcLabel(size);
+  return `${transport === "alpc" ? "alpc" : "alpc baseline: framed unix"} ${alpcLabel(size)} ` +
+    `round trip (C: framed ${c})`;
+}
+
+function rpcName(transport: string, size: number): string {
+  return `RPC call ${alpcLabel(size)} over ${transport} ` +
+    `(C: framed ${size < 1024 ? label(size) : "64 KiB"} round trip)`;
+}
+
 /** All cases, in the order they run. */
 export function benchCases(): BenchCase[] {
   return [
@@ -237,6 +254,62 @@ export function benchCases(): BenchCase[] {
       deno: (n) => ["sem_pingpong.ts", `--rounds=${n}`],
       c: (n) => ["sem_pingpong", String(n), "spin"],
     },
+    // Mach ports (bench/mach.ts): one-way through a port, a request with a send-once
+    // reply right, and out-of-line memory against the same bytes copied inline.
+    ...[[64, 20_000], [4096, 10_000]].map(([size, count]) => ({
+      name: `mach port ${label(size)} one-way`,
+      count,
+      deno: (n: number) => ["mach.ts", "--mode=oneway", `--size=${size}`, `--count=${n}`],
+      c: (n: number) => ["mach", "oneway", String(size), String(n)],
+    })),
+    {
+      name: "mach port request + send-once reply round trip",
+      count: 2_000,
+      deno: (n) => ["mach.ts", "--mode=rpc", `--count=${n}`],
+      c: (n) => ["mach", "rpc", String(n)],
+    },
+    ...[[2 ** 20, 50], [64 * 2 ** 20, 2]].flatMap(([size, count]) =>
+      ["ool", "inline"].map((mode) => ({
+        name: `mach port ${size / 2 ** 20} MiB ${mode === "ool" ? "out of line" : "copied inline"}`,
+        count,
+        step: 2,
+        deno: (n: number) => ["mach.ts", `--mode=${mode}`, `--size=${size}`, `--count=${n}`],
+        c: (n: number) => ["mach", mode, String(size), String(n)],
+      }))
+    ),
+    // ALPC (lib/alpc.ts) next to the framed Unix socket it is built on, same echo: 64 B and
+    // 4 KiB inline, 1 MiB through the sections, 64 MiB read in place. The C column is the
+    // framed Unix round trip of bench/c/sock.c (its buffer holds frames up to 1 MiB: the
+    // large cases compare with 64 KiB there).
+    ...ALPC_SIZES.flatMap(([size, count]) =>
+      ["alpc", "framed"].map((transport) => ({
+        name: alpcName(transport, size),
+        count,
+        step: 2,
+        deno: (n: number) => [
+          "alpc.ts",
+          `--transport=${transport}`,
+          `--size=${size}`,
+          `--count=${n}`,
+        ],
+        c: (n: number) => ["sock", "pingpong", "unix", String(Math.min(size, 65536)), String(n)],
+      }))
+    ),
+    ...[[64, 2_000], [2 ** 20, 20]].flatMap(([size, count]) =>
+      ["alpc", "unix"].map((transport) => ({
+        name: rpcName(transport, size),
+        count,
+        step: 2,
+        deno: (n: number) => [
+          "alpc.ts",
+          "--mode=rpc",
+          `--transport=${transport}`,
+          `--size=${size}`,
+          `--count=${n}`,
+        ],
+        c: (n: number) => ["sock", "pingpong", "unix", String(Math.min(size, 65536)), String(n)],
+      }))
+    ),
     shmWrite(64 * 1024),
     shmWrite(1024 * 1024),
     // The file log next to a pipe (`--case="file log"` runs both).
@@ -287,6 +360,27 @@ export function benchComparisons(): BenchComparison[] {
       aLabel: "pipe",
       b: `Deno.Command stdout ${label(size)} (vs C pipe)`,
       bLabel: "Command",
+    })),
+    ...[1, 64].map((mib) => ({
+      name: `mach port out of line / copied inline, ${mib} MiB`,
+      a: `mach port ${mib} MiB out of line`,
+      aLabel: "out of line",
+      b: `mach port ${mib} MiB copied inline`,
+      bLabel: "inline",
+    })),
+    ...ALPC_SIZES.map(([size]) => ({
+      name: `alpc / framed unix socket, ${alpcLabel(size)} round trip`,
+      a: alpcName("alpc", size),
+      aLabel: "alpc",
+      b: alpcName("framed", size),
+      bLabel: "unix",
+    })),
+    ...[64, 2 ** 20].map((size) => ({
+      name: `RPC over alpc / over unix socket, ${alpcLabel(size)} call`,
+      a: rpcName("alpc", size),
+      aLabel: "alpc",
+      b: rpcName("unix", size),
+      bLabel: "unix",
     })),
     {
       name: "ring / unix socket, 64 B one-way",

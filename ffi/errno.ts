@@ -323,6 +323,12 @@ const FAILURE: Partial<Record<SymbolName, FailureConvention>> = {
   futex_wake: "minus-one",
   pidfd_open: "minus-one",
   pidfd_send_signal: "minus-one",
+  socketpair: "minus-one",
+  setsockopt: "minus-one",
+  sendmsg: "minus-one",
+  recvmsg: "minus-one",
+  poll: "minus-one",
+  memfd_create: "minus-one",
 };
 
 /**

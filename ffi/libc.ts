@@ -17,8 +17,6 @@ export const LIBC_SYMBOLS = {
   kill: { parameters: ["i32", "i32"], result: "i32" },
   // int raise(int sig);
   raise: { parameters: ["i32"], result: "i32" },
-  // sighandler_t signal(int signum, sighandler_t handler);  only to set SIG_IGN at exit
-  signal: { parameters: ["i32", "pointer"], result: "pointer" },
   // int setpgid(pid_t pid, pid_t pgid);
   setpgid: { parameters: ["i32", "i32"], result: "i32" },
   // pid_t getpgid(pid_t pid);
@@ -209,6 +207,49 @@ export const LIBC_SYMBOLS = {
     name: "syscall",
     parameters: ["i64", "pointer", "i32", "i32", "buffer", "pointer", "i32"],
     result: "i32",
+    nonblocking: true,
+  },
+
+  // Mach ports (lib/mach_port.ts, lib/_mach_*.ts)
+  // int socketpair(int domain, int type, int protocol, int sv[2]);
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  // int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen);
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  // ssize_t sendmsg(int sockfd, const struct msghdr *msg, int flags);  (declared int, as send)
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // ssize_t recvmsg(int sockfd, struct msghdr *msg, int flags);  (declared int, as read)
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // int poll(struct pollfd *fds, nfds_t nfds, int timeout);  on this thread, timeout 0 only
+  poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  // int memfd_create(const char *name, unsigned int flags);
+  memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
+  // ALPC (lib/alpc.ts, lib/_alpc_*.ts): peer memory (sendmsg, recvmsg and memfd_create above).
+  // ssize_t process_vm_readv(pid_t pid, const struct iovec *local_iov, unsigned long liovcnt,
+  //                          const struct iovec *remote_iov, unsigned long riovcnt,
+  //                          unsigned long flags);
+  process_vm_readv: {
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "i64",
+  },
+  // ssize_t process_vm_writev(pid_t pid, const struct iovec *local_iov, unsigned long liovcnt,
+  //                           const struct iovec *remote_iov, unsigned long riovcnt,
+  //                           unsigned long flags);
+  process_vm_writev: {
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "i64",
+  },
+  // The same two calls on Deno's thread pool, for copies of many megabytes: their errno is
+  // lost; a failure is repeated synchronously for one byte to learn it.
+  process_vm_readv_async: {
+    name: "process_vm_readv",
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "i64",
+    nonblocking: true,
+  },
+  process_vm_writev_async: {
+    name: "process_vm_writev",
+    parameters: ["i32", "buffer", "u64", "buffer", "u64", "u64"],
+    result: "i64",
     nonblocking: true,
   },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -77,7 +77,7 @@ function newSocket(path: string): number {
   );
 }
 
-function peerCredentialsOf(fd: number, path: string): PeerCredentials {
+export function peerCredentialsOf(fd: number, path: string): PeerCredentials {
   const credentials = new Uint8Array(C.SIZEOF_UCRED);
   const length = new Uint32Array([C.SIZEOF_UCRED]);
   check(
@@ -190,6 +190,23 @@ export class UnixStream {
     ownership: Ownership,
     options: WaitOptions,
   ): Promise<UnixStream> {
+    return new UnixStream(
+      await UnixStream.connectDescriptor(path, ownership, options),
+      path,
+      false,
+    );
+  }
+
+  /**
+   * As {@link UnixStream.connect}, but returns the connected non-blocking descriptor
+   * itself (the caller owns it), for a handshake that passes descriptors (SCM_RIGHTS)
+   * before the stream is wrapped.
+   */
+  static async connectDescriptor(
+    path: string,
+    ownership: Ownership,
+    options: WaitOptions,
+  ): Promise<number> {
     const { symbols } = libc();
     const pathFd = openPathOnly(path, "connect");
     let fd = -1;
@@ -230,9 +247,9 @@ export class UnixStream {
         timedOutError: (ms) => timedOutError("connect", WHAT, path, ms),
         spin: 0,
       }, options);
-      const stream = new UnixStream(fd, path, false);
+      const connected = fd;
       fd = -1;
-      return stream;
+      return connected;
     } finally {
       if (fd >= 0) symbols.close(fd);
       symbols.close(pathFd);
@@ -419,7 +436,12 @@ export class UnixListener {
   }
 
   /** Waits for the next client. */
-  accept(): Promise<UnixStream> {
+  async accept(): Promise<UnixStream> {
+    return new UnixStream(await this.acceptDescriptor(), this.#path, true);
+  }
+
+  /** Waits for the next client; returns its non-blocking descriptor (the caller owns it). */
+  acceptDescriptor(options: WaitOptions = {}): Promise<number> {
     const { symbols } = libc();
     const flags = C.SOCK_NONBLOCK | C.SOCK_CLOEXEC;
     let starved = false;
@@ -427,7 +449,7 @@ export class UnixListener {
       lifetime: this.#lifetime,
       attempt: () => {
         const fd = symbols.accept4(this.#fd, null, null, flags);
-        if (fd >= 0) return new UnixStream(fd, this.#path, true);
+        if (fd >= 0) return fd;
         const errno = lastErrno();
         // ECONNABORTED: that client gave up; wait for the next one.
         if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR || errno === ERRNO.ECONNABORTED) {
@@ -453,7 +475,7 @@ export class UnixListener {
       closedError: () => closedError("accept on", WHAT, this.#path),
       timedOutError: (ms) => timedOutError("accept on", WHAT, this.#path, ms),
       spin: 0,
-    });
+    }, options);
   }
 
   /**

@@ -1,5 +1,7 @@
 /**
- * Remote procedure calls over framed sockets (TCP or Unix): a server registers
+ * Remote procedure calls over framed sockets (TCP or Unix) or ALPC ports (address
+ * `{ transport: "alpc", name }`, see alpc.ts: large arguments and results then go
+ * through the channel's sections, or are read in place): a server registers
  * procedures, a client calls them through a typed stub, arguments and results travel as
  * MessagePack, and a small registry process (the "matchmaker") lets clients find a
  * service by name.
@@ -26,6 +28,22 @@ import {
   type SocketAddress,
   validateSocketAddress,
 } from "./socket.ts";
+import {
+  AlpcClientStream,
+  type AlpcRpcAddress,
+  AlpcRpcListener,
+  type RpcListener,
+  type RpcStream,
+} from "./_rpc_alpc.ts";
+import { AlpcClient, validatePortName } from "./alpc.ts";
+
+export type { AlpcRpcAddress } from "./_rpc_alpc.ts";
+/** Where an RPC server listens: a socket address, or an ALPC connection port's name. */
+export type RpcAddress = SocketAddress | AlpcRpcAddress;
+
+function isAlpc(address: unknown): address is AlpcRpcAddress {
+  return (address as { transport?: unknown } | null)?.transport === "alpc";
+}
 
 /** What a server exposes: procedures by name. */
 // deno-lint-ignore no-explicit-any
@@ -223,6 +241,8 @@ export interface RpcClientOptions extends FramingOptions, OwnershipOptions {
   connectTimeout?: number;
   /** Called with every frame sent and received (for tracing). */
   onFrame?: (direction: "request" | "reply", message: unknown, bytes: number) => void;
+  /** Over ALPC: size of this client's section for large arguments (default 1 MiB). */
+  sectionSize?: number;
 }
 
 /** Where the matchmaker is, for {@link RpcClient.connectByName}. */
@@ -256,7 +276,7 @@ export interface LookupOptions extends RpcClientOptions {
  * ```
  */
 export class RpcClient<T extends Procedures = Procedures> implements Disposable {
-  readonly #connection: FramedConnection;
+  readonly #connection: RpcStream;
   readonly #pending = new Map<number, {
     procedure: string;
     resolve: (value: unknown) => void;
@@ -272,7 +292,7 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
   /** Each procedure of the server as a local async function. */
   readonly stub: Stub<T>;
 
-  private constructor(connection: FramedConnection, options: RpcClientOptions, label: string) {
+  private constructor(connection: RpcStream, options: RpcClientOptions, label: string) {
     this.#connection = connection;
     this.#callTimeout = options.callTimeout;
     this.#onFrame = options.onFrame;
@@ -289,12 +309,22 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
 
   /** Connects to a server by address. */
   static async connect<T extends Procedures = Procedures>(
-    address: SocketAddress,
+    address: RpcAddress,
     options: RpcClientOptions = {},
   ): Promise<RpcClient<T>> {
-    const checked = validateSocketAddress(address, false);
+    const checked = isAlpc(address) ? undefined : validateSocketAddress(address, false);
     const opts = validateOptions<RpcClientOptions>(options, "RPC client");
     if (opts.callTimeout !== undefined) validateWaitOptions({ timeout: opts.callTimeout });
+    if (checked === undefined) {
+      const { name } = address as AlpcRpcAddress;
+      const port = await AlpcClient.connect(validatePortName(name), {
+        sectionSize: opts.sectionSize ?? 2 ** 20,
+        timeout: opts.connectTimeout,
+        allowModes: opts.allowModes,
+        allowOtherOwners: opts.allowOtherOwners,
+      });
+      return new RpcClient<T>(new AlpcClientStream(port), opts, `alpc:${name}`);
+    }
     const connection = await FramedConnection.connect(checked, {
       maxFrameSize: opts.maxFrameSize,
       timeout: opts.connectTimeout,
@@ -495,6 +525,8 @@ export interface RpcServerOptions extends FramingOptions {
   maxConcurrentCalls?: number;
   /** Permission bits of a Unix socket's file. Default: `0o600`. */
   mode?: number;
+  /** Over ALPC: size of the server's section for large results, per client (default 1 MiB). */
+  replySectionSize?: number;
   /** Called with every frame received and sent (for tracing). */
   onFrame?: (direction: "request" | "reply", message: unknown, bytes: number) => void;
   /** Called when a client sends something unreadable (its connection is closed). */
@@ -527,19 +559,19 @@ export interface RpcServerOptions extends FramingOptions {
  * assert.equal(await client.call("greet", ["you"]), "hello you");
  * ```
  */
-export class RpcServer implements AsyncDisposable {
-  readonly #server: FramedServer;
+export class RpcServer<A extends RpcAddress = SocketAddress> implements AsyncDisposable {
+  readonly #server: RpcListener & { readonly address: RpcAddress };
   readonly #procedures: Map<string, Procedures[string]>;
   readonly #serving: Promise<void>;
   readonly #options: RpcServerOptions;
-  readonly #connections = new Set<FramedConnection>();
+  readonly #connections = new Set<RpcStream>();
   readonly #maxCalls: number;
   #registration: { registry: SocketAddress; name: string; token: string } | undefined;
   readonly #closing = Promise.withResolvers<void>();
   #closed = false;
 
   private constructor(
-    server: FramedServer,
+    server: RpcListener & { readonly address: RpcAddress },
     procedures: Procedures,
     options: RpcServerOptions,
     maxCalls: number,
@@ -556,11 +588,11 @@ export class RpcServer implements AsyncDisposable {
   }
 
   /** Starts serving on `address` (TCP binds to loopback unless told otherwise). */
-  static listen(
-    address: SocketAddress,
+  static listen<A extends RpcAddress = SocketAddress>(
+    address: A,
     procedures: Procedures,
     options: RpcServerOptions = {},
-  ): RpcServer {
+  ): RpcServer<A extends AlpcRpcAddress ? AlpcRpcAddress : SocketAddress> {
     if (procedures === null || typeof procedures !== "object") {
       throw new TypeError(`Invalid procedures: expected an object of functions`);
     }
@@ -582,6 +614,14 @@ export class RpcServer implements AsyncDisposable {
       "maxConnections",
       1,
     );
+    if (isAlpc(address)) {
+      const listener = new AlpcRpcListener(validatePortName(address.name), {
+        maxConnections,
+        replySectionSize: opts.replySectionSize ?? 2 ** 20,
+        mode: opts.mode,
+      });
+      return new RpcServer(listener, procedures, opts, maxCalls);
+    }
     const server = FramedServer.listen(address, {
       maxFrameSize: opts.maxFrameSize,
       maxConnections,
@@ -596,8 +636,8 @@ export class RpcServer implements AsyncDisposable {
   }
 
   /** The address clients connect to. */
-  get address(): SocketAddress {
-    return this.#server.address;
+  get address(): A {
+    return this.#server.address as A;
   }
 
   /**
@@ -610,6 +650,10 @@ export class RpcServer implements AsyncDisposable {
     options: OwnershipOptions = {},
   ): Promise<void> {
     validateSocketAddress(registry, false, "registry address");
+    const address = this.address;
+    if (isAlpc(address)) {
+      throw new TypeError("Cannot register an ALPC server: the matchmaker holds socket addresses");
+    }
     using client = await RpcClient.connect<MatchmakerProcedures>(registry, {
       callTimeout: 10_000,
       ...validateOptions<OwnershipOptions>(options, "registration"),
@@ -617,7 +661,7 @@ export class RpcServer implements AsyncDisposable {
     const previous = this.#registration?.name === name ? this.#registration.token : undefined;
     let token: string;
     try {
-      token = await client.stub.register(name, this.address, previous);
+      token = await client.stub.register(name, address, previous);
     } catch (error) {
       if (error instanceof RemoteError && error.remoteName === "ServiceNameTakenError") {
         throw new ServiceNameTakenError(name, error.message);
@@ -643,7 +687,7 @@ export class RpcServer implements AsyncDisposable {
           allowModes: 0o077,
           allowOtherOwners: true,
         });
-        await client.stub.unregister(name, this.address, token);
+        await client.stub.unregister(name, this.address as SocketAddress, token);
       } catch { /* the matchmaker is gone: nothing to undo */ }
     }
     this.#closing.resolve();
@@ -658,7 +702,7 @@ export class RpcServer implements AsyncDisposable {
     return this.close();
   }
 
-  async #serveClient(connection: FramedConnection): Promise<void> {
+  async #serveClient(connection: RpcStream): Promise<void> {
     this.#connections.add(connection);
     const context: CallContext = Object.freeze({
       peerCredentials: connection.peerCredentials,
@@ -702,7 +746,7 @@ export class RpcServer implements AsyncDisposable {
 
   // The call as [id, procedure, args], or undefined once the client was told off.
   #readCall(
-    connection: FramedConnection,
+    connection: RpcStream,
     frame: Uint8Array,
   ): [number, unknown, unknown] | undefined {
     let request: unknown;
@@ -721,7 +765,7 @@ export class RpcServer implements AsyncDisposable {
     return [request[1], request[2], request[3]];
   }
 
-  async #refuseCall(connection: FramedConnection, frame: Uint8Array): Promise<void> {
+  async #refuseCall(connection: RpcStream, frame: Uint8Array): Promise<void> {
     const call = this.#readCall(connection, frame);
     if (call === undefined) return;
     await this.#reply(connection, [REPLY, call[0], FAILED, {
@@ -733,7 +777,7 @@ export class RpcServer implements AsyncDisposable {
   }
 
   async #handle(
-    connection: FramedConnection,
+    connection: RpcStream,
     frame: Uint8Array,
     context: CallContext,
   ): Promise<void> {
@@ -764,7 +808,7 @@ export class RpcServer implements AsyncDisposable {
     await this.#reply(connection, reply);
   }
 
-  async #reply(connection: FramedConnection, reply: unknown[]): Promise<void> {
+  async #reply(connection: RpcStream, reply: unknown[]): Promise<void> {
     const id = reply[1];
     let bytes: Uint8Array;
     try {

@@ -42,6 +42,7 @@ import {
   currentProcessToken,
   processAlive,
   processUid,
+  sleepSync,
   tokenParts,
 } from "./_process.ts";
 import { describe, validateInteger, validateOptions, validatePosixName } from "./_validate.ts";
@@ -414,6 +415,7 @@ const DOORBELL_VERSION = 2;
 const D_MAGIC = 0;
 const D_VERSION = 1;
 const D_IN_FLIGHT = 3; // rings between reading the receiver and their signal returning
+const D_SIGNALLED_AT = 7; // when a ring last signalled: Date.now() mod 2^32, as an int32
 const D_LIFE = 6; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older bells
 // 64-bit word 2 (bytes 16 to 23): the listener, as its process token (pid and start
 // time) with the number of the signal it listens on in bits 24 to 30; 0 when none.
@@ -422,67 +424,11 @@ const D_RUNG = 16; // byte 64: events rung so far (mod 2^32)
 const D_DELIVERED = 32; // byte 128: events handed to a listener so far (mod 2^32)
 const DOORBELL_SIZE = 192;
 
-// Signals this process handles for good, once a doorbell of it listened on them: a ring
-// that read a listener's pid just before the listener stopped still signals it, and
-// without a handler that late signal would kill the process. Deno drops its handlers
-// as the process exits, and a late signal then would still kill it (exit code 128 + the
-// signal instead of the process's own): at unload the kernel is told to ignore them.
-const guardedSignals = new Set<SignalName>();
-
-function guardSignal(signal: SignalName): void {
-  if (guardedSignals.has(signal)) return;
-  if (guardedSignals.size === 0) globalThis.addEventListener("unload", ignoreGuardedSignals);
-  Deno.addSignalListener(signal, ignoreLateRing);
-  guardedSignals.add(signal);
-}
-
-const SIG_IGN = Deno.UnsafePointer.create(1n);
-
-// How long a listener that stops waits for rings in flight before it leaves them to the
-// exit (a ringer is in flight for microseconds unless it is descheduled).
-const IN_FLIGHT_SPIN_MS = 1;
-// At exit: how long to wait for rings still in flight (a ringer killed in flight would
-// hold the count up for good) and for their signals to be delivered.
-const EXIT_WAIT_MS = 1000;
-const EXIT_GRACE_MS = 50;
-// When a doorbell listener of this process last stopped (performance.now()).
-let lastStop = -Infinity;
-
-// Counters of doorbells whose listener stopped while a ring was in flight, kept mapped
-// (with what unmaps them) until the ring is done.
-const unsettled = new Map<Int32Array, () => void>();
-
-function ignoreGuardedSignals(): void {
-  const { sched_yield, signal } = libc().symbols;
-  const deadline = performance.now() + EXIT_WAIT_MS;
-  // From here, the last moment a signal may have reached a thread.
-  let lastSignal = lastStop;
-  for (const [words, release] of unsettled) {
-    while (Atomics.load(words, D_IN_FLIGHT) > 0 && performance.now() < deadline) {
-      sched_yield();
-      lastSignal = performance.now();
-    }
-    release();
-  }
-  unsettled.clear();
-  // A signal sent is pending until a thread takes it; Deno's handler (still installed)
-  // takes it as soon as a thread runs, which this loop gives a chance to.
-  for (const name of guardedSignals) {
-    while (signalPending(SIGNALS[name]) && performance.now() < deadline) {
-      sched_yield();
-      lastSignal = performance.now();
-    }
-  }
-  // A signal a thread took is passed to the listeners by Deno's signal thread, which
-  // may lag (5 ms seen under load); finding no listener, as it does once the runtime is
-  // torn down, it kills the process with the signal. So a process that stopped
-  // listening just now gives it time while the handlers are still there.
-  const settled = Math.min(lastSignal + EXIT_GRACE_MS, deadline);
-  while (performance.now() < settled) sched_yield();
-  for (const name of guardedSignals) signal(SIGNALS[name], SIG_IGN);
-}
-
-function ignoreLateRing(): void {}
+// How long a listener that stops waits for rings in flight (a ringer killed between
+// counting itself in and out would otherwise hold it forever), and then for the kernel
+// to deliver the last of their signals, before it removes its signal listener.
+const IN_FLIGHT_WAIT_MS = 100;
+const DISPATCH_GRACE_MS = 10;
 
 /**
  * The doorbell pattern: the sender adds to an event counter in shared memory, then
@@ -494,13 +440,12 @@ function ignoreLateRing(): void {}
  * ring. A ring while nobody listens is counted and reported when a listener starts.
  *
  * A ring counts its event before it signals, so a listener can see an event before the
- * ring's signal arrives, and a ring that read the listener's pid just before it stopped
- * still signals it. Such a late signal would get the default action (death, for SIGUSR2)
- * if nothing handled it: so once a doorbell of a process listens on a signal, the
- * process keeps a handler that ignores that signal for the rest of its life (it does not
- * keep the process alive). A listener that stops waits at most 1 ms for rings in flight;
- * the process waits for the rest, and for their signals to reach Deno's listeners, when
- * it exits (up to 50 ms after a listener stopped).
+ * ring's signal arrives. A signal arriving after its listener is gone would get the
+ * default action (death, for SIGUSR2); so a listener that stops first withdraws its pid,
+ * then waits until no ring is between reading that pid and signalling (a count in the
+ * shared memory), until the kernel delivered their signals, and, when a ring signalled
+ * it less than 10 ms before, until Deno's signal thread had those 10 ms to pass them on,
+ * before it stops listening.
  *
  * @example Ring three times, receive three events
  * ```ts
@@ -677,6 +622,7 @@ export class Doorbell implements Disposable {
       if (pidfd === undefined) return false;
       const { symbols } = libc();
       if (symbols.pidfd_send_signal(C.SYS_pidfd_send_signal, pidfd, signal, null, 0) === 0) {
+        Atomics.store(words, D_SIGNALLED_AT, Date.now() | 0); // before we count out
         return true;
       }
       const errno = lastErrno();
@@ -741,7 +687,6 @@ export class Doorbell implements Disposable {
       throw new TypeError("Invalid handler: expected a function");
     }
     if (!this.#listening) {
-      guardSignal(this.#signal); // before a ringer can read our pid
       const me = this.#receiverWord();
       const receiver = this.#receiver;
       let other = Atomics.compareExchange(receiver, D_RECEIVER_WORD, 0n, me);
@@ -862,21 +807,26 @@ export class Doorbell implements Disposable {
 
   #stopListening(): void {
     if (!this.#listening) return;
-    Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, this.#receiverWord(), 0n);
-    // A ring counts itself in before it reads our pid, so once the count is 0 no ring
-    // can signal us any more. A ring still in flight may: the handler of guardSignal()
-    // takes its signal, and at exit the process waits for it (settleBeforeExit), so
-    // this handle's memory stays mapped until then.
     const words = this.#words;
-    const deadline = performance.now() + IN_FLIGHT_SPIN_MS;
+    Atomics.compareExchange(this.#receiver, D_RECEIVER_WORD, this.#receiverWord(), 0n);
+    // A ringer counts itself in before it reads the pid, so once the count is 0 no ring
+    // can still signal us; then the kernel gets a moment to deliver the last signals.
+    const deadline = performance.now() + IN_FLIGHT_WAIT_MS;
     while (Atomics.load(words, D_IN_FLIGHT) > 0 && performance.now() < deadline) {
       libc().symbols.sched_yield();
     }
-    lastStop = performance.now();
-    if (Atomics.load(words, D_IN_FLIGHT) > 0 && !unsettled.has(words)) {
-      this.#lifetime.pin();
-      unsettled.set(words, () => this.#lifetime.unpin());
-    }
+    // A signal sent to this process but not yet taken by a thread would meet the default
+    // action (death) once the listener is gone: wait until the kernel delivered it.
+    const signal = SIGNALS[this.#signal];
+    const pendingDeadline = performance.now() + IN_FLIGHT_WAIT_MS;
+    while (signalPending(signal) && performance.now() < pendingDeadline) sleepSync(0.1);
+    // A signal a thread took reaches the listeners through Deno's signal thread, which
+    // can lag behind (5 ms seen under load); one that then finds no listener kills the
+    // process (exit code 140 for SIGUSR2). So the listener stays until DISPATCH_GRACE_MS
+    // after the last signal a ring sent (ringers record when): no wait when that was
+    // longer ago, as it is unless a ring came just before this stop.
+    const since = ((Date.now() | 0) - Atomics.load(words, D_SIGNALLED_AT)) | 0;
+    if (since >= 0 && since < DISPATCH_GRACE_MS) sleepSync(DISPATCH_GRACE_MS - since);
     this.#deliver();
     this.#listening[Symbol.dispose]();
     this.#listening = undefined;
@@ -898,9 +848,8 @@ function receiverAlive(word: bigint): boolean {
   return processAlive(pid, startTime);
 }
 
-const statusBuffer = new Uint8Array(4096);
-
 const statusPath = new TextEncoder().encode("/proc/self/status\0");
+const statusBuffer = new Uint8Array(4096);
 
 // Whether `signal` is pending for this process (ShdPnd) or the calling thread (SigPnd).
 function signalPending(signal: number): boolean {

@@ -23,6 +23,8 @@ export const SCENARIOS: readonly string[] = [
   "udp_multicast.ts",
   "rpc.ts",
   "crash_and_clean.ts",
+  "mach_ports.ts",
+  "alpc.ts",
 ];
 
 if (import.meta.main) {

@@ -63,6 +63,7 @@ export class HeadlessPage implements AsyncDisposable {
         "--no-sandbox", // CI runs as root
         "--disable-gpu",
         "--no-first-run",
+        "--disable-crash-reporter", // no crashpad handler left writing into the profile
         "--remote-debugging-port=0",
         `--user-data-dir=${profile}`,
         `--window-size=${options.width ?? 1200},${options.height ?? 900}`,
@@ -166,7 +167,17 @@ export class HeadlessPage implements AsyncDisposable {
     } catch { /* already exited */ }
     await browser.status;
     await stderr.cancel().catch(() => {});
-    Deno.removeSync(profile, { recursive: true });
+    // Chromium's helper processes outlive the browser by a moment and may still write
+    // into the profile: retry until they are gone.
+    for (let attempt = 0;; attempt++) {
+      try {
+        Deno.removeSync(profile, { recursive: true });
+        return;
+      } catch (error) {
+        if (attempt >= 100) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

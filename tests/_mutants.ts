@@ -48,6 +48,8 @@ const HOSTILE = "tests/hostile_peer_test.ts";
 const PROCESS = "tests/process_test.ts";
 const MAILBOX_CRASH = "tests/mailbox_crash_test.ts";
 const SIGNAL = "tests/signal_test.ts";
+const ALPC = "tests/alpc_test.ts";
+const ALPC_HOSTILE = "tests/alpc_hostile_test.ts";
 
 /** The list, grouped by file. */
 export const MUTANTS: Mutant[] = [
@@ -509,12 +511,12 @@ export const MUTANTS: Mutant[] = [
     killers: [{ test: SIGNAL, filter: "never signals what shared memory names" }],
   },
   {
-    id: "doorbell-late-ring-kills",
-    description: "a listener that stops leaves its signal unhandled: a late ring kills it",
+    id: "doorbell-no-dispatch-grace",
+    description: "a listener stops right after a signal, before Deno passed it on (it kills)",
     file: "lib/signal.ts",
-    find: "  Deno.addSignalListener(signal, ignoreLateRing);\n",
-    replace: "",
-    killers: [{ test: SIGNAL, filter: "a ring that arrives after its listener stopped" }],
+    find: "const DISPATCH_GRACE_MS = 10;",
+    replace: "const DISPATCH_GRACE_MS = 0;",
+    killers: [{ test: SIGNAL, filter: "stops just after a ring's signal arrived" }],
   },
   {
     id: "doorbell-pid-only",
@@ -540,5 +542,47 @@ export const MUTANTS: Mutant[] = [
     find: "      symbols.shm_unlink(temporaryPath);\n      symbols.close(fd);",
     replace: "      symbols.close(fd);",
     killers: [{ test: SHM, filter: "leaves no temporary name behind" }],
+  },
+  // lib/alpc.ts and its internals (ALPC)
+  {
+    id: "alpc-section-bounds",
+    description: "a section reference running past the end of the section is taken",
+    file: "lib/_alpc_section.ts",
+    find: "offset % ALIGNMENT !== 0 || length === 0 || offset + length > this.size",
+    replace: "offset % ALIGNMENT !== 0 || length === 0 || offset > this.size",
+    killers: [{ test: ALPC_HOSTILE, filter: "outside the client's real section" }],
+  },
+  {
+    id: "alpc-unsealed-section",
+    description: "a section the peer could shrink (no seals) is mapped",
+    file: "lib/_alpc_section.ts",
+    find: "if (seals < 0 || (seals & REQUIRED_SEALS) !== REQUIRED_SEALS) {",
+    replace: "if (seals < 0) {",
+    killers: [{ test: ALPC_HOSTILE, filter: "not a sealed memfd of the announced size" }],
+  },
+  {
+    id: "alpc-reply-id-unchecked",
+    description: "a reply whose id no request waits for is ignored instead of an error",
+    file: "lib/_alpc_channel.ts",
+    find:
+      'if (kind === "reply" && !this.#pending.has(header.id) && !this.#abandoned.has(header.id)) {',
+    replace: "if (false) {",
+    killers: [{ test: ALPC_HOSTILE, filter: "reply with a wrong id" }],
+  },
+  {
+    id: "alpc-section-kept-mapped",
+    description: "a closed channel leaves its own section mapped",
+    file: "lib/_alpc_channel.ts",
+    find: "    this.#parts.ownSection?.close();\n",
+    replace: "",
+    killers: [{ test: ALPC, filter: "sections are unmapped" }],
+  },
+  {
+    id: "alpc-nested-callback-no-handler",
+    description: "a callback made inside a callback handler does not inherit that handler",
+    file: "lib/_alpc_channel.ts",
+    find: "const onCallback = options?.onCallback ?? this.handler;",
+    replace: "const onCallback = options?.onCallback;",
+    killers: [{ test: ALPC, filter: "callbacks nest" }],
   },
 ];

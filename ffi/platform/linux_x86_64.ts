@@ -165,6 +165,32 @@ export const LINUX_X86_64 = {
   shmDirectory: "/dev/shm",
   /** glibc names a semaphore's backing file "sem.NAME" inside the shm directory. */
   semaphoreFilePrefix: "sem.",
+
+  // Mach ports (lib/mach_port.ts) and ALPC (lib/_alpc_*.ts): <sys/socket.h> SOCK_SEQPACKET
+  // and control messages, <sys/mman.h> memfd_create, <fcntl.h> file seals
+  SOCK_SEQPACKET: 5,
+  SO_PASSCRED: 16,
+  SCM_RIGHTS: 1,
+  SCM_CREDENTIALS: 2,
+  MSG_TRUNC: 0x20,
+  MSG_CTRUNC: 0x08,
+  MSG_CMSG_CLOEXEC: 0x4000_0000,
+  /** struct msghdr on x86_64: name, namelen (+pad), iov, iovlen, control, controllen, flags. */
+  SIZEOF_MSGHDR: 56,
+  /** struct cmsghdr: cmsg_len (size_t), cmsg_level (int), cmsg_type (int). */
+  SIZEOF_CMSGHDR: 16,
+  /** At most this many descriptors travel in one SCM_RIGHTS message (SCM_MAX_FD). */
+  SCM_MAX_FD: 253,
+  MFD_CLOEXEC: 0x1,
+  MFD_ALLOW_SEALING: 0x2,
+  F_ADD_SEALS: 1033,
+  F_SEAL_SEAL: 0x1,
+  F_SEAL_SHRINK: 0x2,
+  F_SEAL_GROW: 0x4,
+  F_SEAL_WRITE: 0x8,
+  F_DUPFD: 0,
+  F_GET_SEALS: 1034,
+  MAP_PRIVATE: 0x02,
 } as const;
 
 /** Signal numbers of Linux on x86_64 (asm/signal.h). */
@@ -256,4 +282,7 @@ export const LINUX_ERRNO = {
   EINPROGRESS: 115,
   ECANCELED: 125,
   EOWNERDEAD: 130,
+  // Mach ports (lib/mach_port.ts)
+  ENOTCONN: 107,
+  EALREADY: 114,
 } as const;

@@ -25,7 +25,7 @@
 // Not called with random arguments, because they act on other processes or the system
 // rather than on objects this process owns: sendSignal, sendSignalToGroup and
 // raiseSignal (real signals to real pids; tests run as root), spawnWithPipes and
-// spawnWithPipePair (run commands). Fifo paths are confined to TEMP_DIRECTORY. An `fd`
+// spawnWithPipePair (run commands), Bootstrap.connect (starts a daemon). Fifo paths are confined to TEMP_DIRECTORY. An `fd`
 // argument of 0, 1 or 2 becomes 1023 (not open): a PipeReader made over stdout would
 // close it, and with it this report. The summary goes to TEMP_DIRECTORY/summary.json.
 import fc from "fast-check";
@@ -46,6 +46,7 @@ const EXCLUDED = new Set([
   // Would remove every dead process's objects on the machine, other test runs' included
   // (its argument checks are pinned in tests/introspect_test.ts).
   "cleanupDead",
+  "Bootstrap.connect",
 ]);
 
 // ---------------------------------------------------------------------------------------
@@ -560,7 +561,7 @@ for (const className of classes.keys()) {
   for (const key of Object.getOwnPropertyNames(Class)) {
     const method = Class[key];
     if (typeof method !== "function" || ["length", "name", "prototype"].includes(key)) continue;
-    if (isHidden(className, `static ${key}`)) continue;
+    if (isHidden(className, `static ${key}`) || EXCLUDED.has(`${className}.${key}`)) continue;
     const parameters = methodParameters(className, `static ${key}`) ?? [];
     for (const args of samples(parameters)) {
       const confined = className === "Fifo" && typeof args[0] === "string"

@@ -7,8 +7,6 @@
 //                          "pgid PID PID" and sleeps
 //   doorbell NAME N        listens on doorbell NAME until N events arrived, then prints
 //                          "events E signals S" (S: rings seen, E: events they reported)
-//   doorbell-stop NAME     listens on doorbell NAME and stops; prints "stopped", then
-//                          "alive" 300 ms later
 import {
   Doorbell,
   NamedSemaphore,
@@ -70,14 +68,6 @@ switch (action) {
     console.log("ready");
     while (events < target) await bell.wait({ timeout: 10_000 });
     console.log(`events ${events} signals ${signals}`);
-    break;
-  }
-  case "doorbell-stop": {
-    using bell = Doorbell.open({ name: first });
-    bell.listen()[Symbol.dispose](); // listens, then stops at once
-    console.log("stopped");
-    await new Promise((resolve) => setTimeout(resolve, 300)); // a late ring arrives here
-    console.log("alive");
     break;
   }
   default:

@@ -1,0 +1,186 @@
+import assert from "node:assert/strict";
+import {
+  AlreadyExistsError,
+  Bootstrap,
+  DeadNameError,
+  NotFoundError,
+  PermissionDeniedError,
+  ReceiveRight,
+} from "../mod.ts";
+import { Child, delay, ipcTest } from "./_helpers.ts";
+
+function alive(pid: number): boolean {
+  try {
+    return !Deno.readTextFileSync(`/proc/${pid}/status`).includes("State:\tZ");
+  } catch {
+    return false;
+  }
+}
+
+async function waitForExit(pid: number): Promise<void> {
+  for (let i = 0; i < 400 && alive(pid); i++) await delay(25);
+  assert.equal(alive(pid), false, `bootstrap server ${pid} is still running`);
+  await delay(50); // let this process reap it
+}
+
+/** A fresh 0700 bootstrap directory, removed (with whatever is left) afterwards. */
+async function withDirectory(fn: (directory: string) => Promise<void>): Promise<void> {
+  const directory = await Deno.makeTempDir({ prefix: "deno-ipc-test-mach-" });
+  try {
+    await fn(directory);
+  } finally {
+    await Deno.remove(directory, { recursive: true });
+  }
+}
+
+ipcTest(
+  "Bootstrap: started on demand in a 0700 directory; check in, look up, send; exits when idle and removes its socket",
+  async () => {
+    await withDirectory(async (directory) => {
+      const bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+      const pid = bootstrap.serverPid;
+      try {
+        assert.notEqual(pid, Deno.pid);
+        assert.equal(Deno.statSync(directory).mode! & 0o777, 0o700);
+        assert.equal(Deno.lstatSync(`${directory}/bootstrap.sock`).mode! & 0o777, 0o600);
+        using service = await bootstrap.checkIn("com.example.echo");
+        using client = await bootstrap.lookUp("com.example.echo");
+        await client.send({ id: 5 });
+        using message = await service.receive({ timeout: 5000 });
+        assert.equal(message.id, 5);
+        // A second connection shares the same server.
+        using again = await Bootstrap.connect({ directory });
+        assert.equal(again.serverPid, pid);
+      } finally {
+        bootstrap.close();
+      }
+      await waitForExit(pid);
+      assert.deepEqual(
+        Array.from(Deno.readDirSync(directory), (entry) => entry.name).filter((name) =>
+          name !== "start.lock"
+        ),
+        [],
+      );
+    });
+  },
+);
+
+ipcTest("Bootstrap: a socket file left by a dead server is replaced by a new server", async () => {
+  await withDirectory(async (directory) => {
+    // A socket bound and never listened on: what a killed server leaves.
+    const stale = Deno.listen({ transport: "unix", path: `${directory}/bootstrap.sock` });
+    const staleFile = Deno.lstatSync(`${directory}/bootstrap.sock`);
+    // Deno.listen's close removes the file; keep it by renaming around the close.
+    Deno.renameSync(`${directory}/bootstrap.sock`, `${directory}/kept.sock`);
+    stale.close();
+    Deno.renameSync(`${directory}/kept.sock`, `${directory}/bootstrap.sock`);
+    assert.ok(staleFile.isSocket);
+    using bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+    const pid = bootstrap.serverPid;
+    using port = ReceiveRight.allocate();
+    using send = port.makeSend();
+    await bootstrap.register("registered", send);
+    using looked = await bootstrap.lookUp("registered");
+    await looked.send({ id: 9 });
+    assert.equal((await port.receive({ timeout: 5000 })).id, 9);
+    await assert.rejects(bootstrap.register("registered", send), AlreadyExistsError);
+    bootstrap.close();
+    port.close();
+    await waitForExit(pid);
+  });
+});
+
+ipcTest(
+  "Bootstrap: when the service's process dies, look-ups fail saying so and clients hold dead names; a restarted service checks in again",
+  async () => {
+    await withDirectory(async (directory) => {
+      using bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+      const pid = bootstrap.serverPid;
+      using reply = ReceiveRight.allocate({ label: "client" });
+      {
+        await using service = new Child("mach_child.ts", ["service", directory, "echo"]);
+        assert.equal(await service.line(), "ready");
+        using echo = await bootstrap.lookUp("echo");
+        await echo.send({ id: 1, reply: { makeSendOnce: reply } });
+        assert.equal((await reply.receive({ timeout: 5000 })).id, 1001);
+        service.process.kill("SIGKILL");
+        await service.status();
+        await assert.rejects(echo.send({ id: 2 }), DeadNameError);
+        assert.equal(echo.dead, true);
+        // The server notices within its poll slice.
+        let error: unknown;
+        for (let i = 0; i < 100; i++) {
+          try {
+            (await bootstrap.lookUp("echo")).close();
+          } catch (caught) {
+            error = caught;
+            break;
+          }
+          await delay(20);
+        }
+        assert.ok(error instanceof NotFoundError);
+        assert.match(error.message, /died/);
+      }
+      await using restarted = new Child("mach_child.ts", ["service", directory, "echo"]);
+      assert.equal(await restarted.line(), "ready");
+      using echo = await bootstrap.lookUp("echo");
+      await echo.send({ id: 3, reply: { makeSendOnce: reply } });
+      assert.equal((await reply.receive({ timeout: 5000 })).id, 1003);
+      await assert.rejects(bootstrap.checkIn("echo"), AlreadyExistsError);
+      restarted.process.kill("SIGKILL");
+      await restarted.status();
+      bootstrap.close();
+      await waitForExit(pid);
+    });
+  },
+);
+
+ipcTest("Bootstrap: bad names and directories are refused", async () => {
+  await withDirectory(async (directory) => {
+    Deno.chmodSync(directory, 0o750);
+    await assert.rejects(Bootstrap.connect({ directory }), PermissionDeniedError);
+    Deno.chmodSync(directory, 0o700);
+    await assert.rejects(Bootstrap.connect({ directory, idleMs: -1 }), RangeError);
+    await assert.rejects(Bootstrap.connect({ directory: 5 as never }), TypeError);
+    using bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+    const pid = bootstrap.serverPid;
+    await assert.rejects(bootstrap.lookUp("x".repeat(129)), RangeError);
+    await assert.rejects(bootstrap.lookUp("é".repeat(65)), RangeError);
+    await assert.rejects(bootstrap.lookUp(""), TypeError);
+    await assert.rejects(bootstrap.lookUp("a\0b"), TypeError);
+    await assert.rejects(bootstrap.lookUp(7 as never), TypeError);
+    await assert.rejects(bootstrap.lookUp("x".repeat(128)), NotFoundError);
+    bootstrap.close();
+    await assert.rejects(bootstrap.lookUp("x"), /closed/);
+    await waitForExit(pid);
+  });
+});
+
+ipcTest(
+  "Bootstrap: a killed bootstrap server loses only its names: rights keep working, the next connect starts a new server",
+  async () => {
+    await withDirectory(async (directory) => {
+      const first = await Bootstrap.connect({ directory, idleMs: 100 });
+      const oldPid = first.serverPid;
+      using service = await first.checkIn("survivor");
+      using client = await first.lookUp("survivor");
+      Deno.kill(oldPid, "SIGKILL");
+      await waitForExit(oldPid);
+      await assert.rejects(first.lookUp("survivor"), /went away/);
+      first.close();
+      await client.send({ id: 1 });
+      assert.equal((await service.receive({ timeout: 5000 })).id, 1);
+      using second = await Bootstrap.connect({ directory, idleMs: 100 });
+      const newPid = second.serverPid;
+      assert.notEqual(newPid, oldPid);
+      await assert.rejects(second.lookUp("survivor"), NotFoundError);
+      using again = await second.checkIn("survivor");
+      using fresh = await second.lookUp("survivor");
+      await fresh.send({ id: 2 });
+      assert.equal((await again.receive({ timeout: 5000 })).id, 2);
+      second.close();
+      again.close();
+      await waitForExit(newPid);
+    });
+  },
+);
