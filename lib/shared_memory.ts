@@ -152,9 +152,7 @@ export class SharedMemory implements Disposable {
    */
   static create(options: SharedMemoryCreateOptions): SharedMemory {
     const checked = validateOptions<SharedMemoryCreateOptions>(options, WHAT);
-    const name = checked.name === undefined
-      ? randomPosixName()
-      : validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
+    const name = checked.name === undefined ? randomPosixName() : validateObjectName(checked.name);
     const size = validateInteger(checked.size, `${WHAT} size`, 1, MAX_SIZE);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
     if (checked.initialize !== undefined && typeof checked.initialize !== "function") {
@@ -187,7 +185,7 @@ export class SharedMemory implements Disposable {
    */
   static open(options: SharedMemoryOpenOptions): SharedMemory {
     const checked = validateOptions<SharedMemoryOpenOptions>(options, WHAT);
-    const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
+    const name = validateObjectName(checked.name);
     const ownership = validateOwnership(checked);
     return SharedMemory.#openWhenReady(name, 0, ownership);
   }
@@ -214,7 +212,7 @@ export class SharedMemory implements Disposable {
    */
   static openOrCreate(options: SharedMemoryOpenOrCreateOptions): SharedMemory {
     const checked = validateOptions<SharedMemoryOpenOrCreateOptions>(options, WHAT);
-    const name = validatePosixName(checked.name, WHAT, SHM_NAME_MAX);
+    const name = validateObjectName(checked.name);
     const size = validateInteger(checked.size, `${WHAT} size`, 1, MAX_SIZE);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
     const ownership = validateOwnership(checked, mode);
@@ -519,6 +517,19 @@ export function typedView<T>(
 // the library's own objects, which start with a letter).
 const TEMPORARY_PREFIX = ".deno-ipc-init.";
 const TEMPORARY_PATTERN = /^\.deno-ipc-init\.(\d+)\.(\d+)\.[0-9a-f]{16}$/;
+
+// A name a user may create or open: not a temporary's, which the next create removes
+// once its creator is dead.
+function validateObjectName(name: unknown): string {
+  const checked = validatePosixName(name, WHAT, SHM_NAME_MAX);
+  if (checked.startsWith(`/${TEMPORARY_PREFIX}`)) {
+    throw new RangeError(
+      `Invalid ${WHAT} name "${checked}": names starting with "/${TEMPORARY_PREFIX}" are ` +
+        `reserved for objects being created`,
+    );
+  }
+  return checked;
+}
 
 function temporaryName(): string {
   const random = Array.from(

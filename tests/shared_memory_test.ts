@@ -65,6 +65,13 @@ ipcTest("SharedMemory.create() leaves no temporary name behind, whether it works
   }
 });
 
+ipcTest("names reserved for objects being created are refused before any syscall", () => {
+  const reserved = "/.deno-ipc-init.1.2.0123456789abcdef";
+  assert.throws(() => SharedMemory.create({ name: reserved, size: 64 }), RangeError);
+  assert.throws(() => SharedMemory.open({ name: reserved }), RangeError);
+  assert.throws(() => SharedMemory.openOrCreate({ name: reserved, size: 64 }), RangeError);
+});
+
 ipcTest("SharedMemory.create() without a name picks a fresh random one", () => {
   using a = SharedMemory.create({ size: 1 });
   using b = SharedMemory.create({ size: 1 });
