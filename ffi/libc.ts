@@ -223,6 +223,9 @@ export const LIBC_SYMBOLS = {
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   // int memfd_create(const char *name, unsigned int flags);
   memfd_create: { parameters: ["buffer", "u32"], result: "i32" },
+  // lib/_endpoints.ts (registry of FIFOs and Unix sockets):
+  // char *getcwd(char *buf, size_t size);  (NULL on failure)
+  getcwd: { parameters: ["buffer", "usize"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded libc: `libc().symbols.NAME(...)`. */

@@ -22,6 +22,8 @@ import {
 } from "./_lifecycle.ts";
 import { currentPid, processAlive, processExists, tokenAlive, tokenParts } from "./_process.ts";
 import { cString } from "./_validate.ts";
+import { cleanEndpoints, listEndpoints, RECORD_KIND } from "./_endpoint_objects.ts";
+import { ENDPOINT_KINDS } from "./_endpoints.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
 /** A process named in an object: its pid and whether it is alive now. */
@@ -103,6 +105,8 @@ export const OBJECT_KINDS: readonly string[] = [
   "sysv-queue",
   "posix-queue",
   "temporary",
+  ...ENDPOINT_KINDS,
+  RECORD_KIND,
 ];
 
 /** Options of {@link listObjects}. */
@@ -156,7 +160,12 @@ export function listObjects(options: ListOptions = {}): IpcObject[] {
     throw new TypeError("Invalid list option kinds: expected an array of strings");
   }
   const mappers = options.scanMappings === false ? new Map<string, number[]>() : scanMappings();
-  const objects = [...listShm(mappers), ...listSysvQueues(), ...listPosixQueues()];
+  const objects = [
+    ...listShm(mappers),
+    ...listSysvQueues(),
+    ...listPosixQueues(),
+    ...listEndpoints(),
+  ];
   groupSegments(objects);
   objects.sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   return kinds === undefined ? objects : objects.filter((o) => kinds.includes(o.kind));
@@ -548,8 +557,9 @@ export function cleanupDead(options: CleanupOptions = {}): CleanupResult {
   for (const o of all) {
     if (o.partOf !== null) segmentsOf.set(o.partOf, [...segmentsOf.get(o.partOf) ?? [], o]);
   }
+  cleanEndpoints(all.filter((o) => ENDPOINT_KINDS.includes(o.kind)), options, result);
   for (const o of all) {
-    if (o.state !== "dead" || o.partOf !== null) continue;
+    if (o.state !== "dead" || o.partOf !== null || ENDPOINT_KINDS.includes(o.kind)) continue;
     if (kinds !== undefined && !kinds.includes(o.kind)) continue;
     if (names !== undefined && !names.includes(o.name)) continue;
     const entry = (reason: string) => ({ kind: o.kind, name: o.name, reason });
