@@ -52,6 +52,11 @@ export interface RegistryEntry {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+// Endpoints this process recorded (absolute path -> inode). An endpoint removed other
+// than through the library (rm, a removed temporary directory) leaves a stale record: at
+// exit ("unload") this process removes the records of its endpoints that are gone.
+const recorded = new Map<string, bigint>();
+let pruneAtExit = false;
 
 /** The registry directory of this user. */
 export function registryDirectory(): string {
@@ -161,6 +166,11 @@ export function recordEndpoint(kind: "fifo" | "unix-socket", path: string): void
       } finally {
         symbols.close(fd);
       }
+      recorded.set(full, status.inode);
+      if (!pruneAtExit) {
+        pruneAtExit = true;
+        globalThis.addEventListener("unload", pruneRecorded);
+      }
       return;
     }
   } catch {
@@ -179,6 +189,7 @@ export function forgetEndpoint(path: string, inode?: bigint): void {
     if (full === undefined) return;
     const directory = registryDirectory();
     const file = `${directory}/${recordName(full)}`;
+    recorded.delete(full);
     if (inode !== undefined) {
       const entry = readRecord(file);
       if (entry.record !== undefined && entry.record.inode !== inode) return;
@@ -186,6 +197,14 @@ export function forgetEndpoint(path: string, inode?: bigint): void {
     removeRecordFile(file);
   } catch {
     // best effort
+  }
+}
+
+/** Removes the records of this process's endpoints that are gone (see `recorded`). */
+export function pruneRecorded(): void {
+  for (const [path, inode] of [...recorded]) {
+    const status = lstatEndpoint(path);
+    if (status === undefined || status.inode !== inode) forgetEndpoint(path, inode);
   }
 }
 

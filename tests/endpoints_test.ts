@@ -152,6 +152,28 @@ ipcTest("FIFOs and sockets this process makes and removes leave no record behind
   }
 });
 
+ipcTest(
+  "a FIFO removed without the library leaves no record once its creator exits",
+  async () => {
+    const directory = Deno.makeTempDirSync({ prefix: "deno-ipc-test-endpoints-" });
+    try {
+      const { code } = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          new URL("./children/endpoint_child.ts", import.meta.url).pathname,
+          directory,
+          "rm",
+        ],
+      }).output();
+      assert.equal(code, 0);
+      assert.equal(exists(`${registryDirectory()}/${recordName(`${directory}/fifo`)}`), false);
+    } finally {
+      Deno.removeSync(directory, { recursive: true });
+    }
+  },
+);
+
 // A record as the library writes it, with a creator that is dead (this pid with another
 // start time), for `path` as it is now (device and inode of whatever is there).
 function hostileRecord(path: string, kind = "fifo"): string {
