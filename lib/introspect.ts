@@ -1,7 +1,8 @@
 /**
  * Introspection and clean-up: list every IPC object of the machine that the library can
  * open (its own structures, and plain POSIX shared memory, named semaphores, System V and
- * POSIX message queues), with who made it, who is attached and whether they are alive;
+ * POSIX message queues, and the FIFOs and Unix socket files it made), with who made it, who
+ * is attached and whether they are alive;
  * and remove what belongs only to dead processes.
  *
  * Needs `--allow-read` (for /dev/shm, /dev/mqueue and /proc) and `--allow-ffi`.
@@ -62,10 +63,15 @@ export interface IpcObject {
    * `ring`, `mailbox`, `direct-link`, `direct-registry`, `bounded-buffer`,
    * `semaphore-bounded-buffer`, `doorbell` (the library's structures), `shm` (plain
    * POSIX shared memory), `semaphore` (named POSIX semaphore), `sysv-queue`,
-   * `posix-queue`, or `temporary` (an object being created).
+   * `posix-queue`, `temporary` (an object being created), `fifo` or `unix-socket` (made by
+   * the library, from its endpoint registry), or `endpoint-record` (a registry file that
+   * fails validation).
    */
   kind: string;
-  /** The name to open it by (`/name`), or `sysv:<msqid>` for a System V queue. */
+  /**
+   * The name to open it by (`/name`), `sysv:<msqid>` for a System V queue, the absolute
+   * path of a FIFO or socket, or the registry file of an `endpoint-record`.
+   */
   name: string;
   /** Bytes of the object (queued bytes for queues). */
   size: number;
@@ -516,7 +522,9 @@ export interface CleanupResult {
 /**
  * Removes the objects that belong only to dead processes: the library's structures whose
  * creator and every attached process are dead (mailboxes with their segments), and
- * temporaries of creators that died mid-create. Never one a live process uses: each
+ * temporaries of creators that died mid-create, and FIFOs and Unix socket files the library
+ * made whose creator is dead and that no live process has open or bound (checked again just
+ * before: still that FIFO or socket of this user). Never one a live process uses: each
  * object is marked for removal, then its attachments are checked once more, so an open
  * racing the clean-up either gets the object intact or a `NotFoundError`. Plain kernel
  * objects (whose creator is not recorded) are never removed. Only this user's objects.

@@ -12,5 +12,5 @@ if (mode === "rm") {
 } else {
   const server = FramedServer.listen({ transport: "unix", path: `${directory}/socket` });
   console.log("ready");
-  setInterval(() => server.addr, 1 << 30); // keeps the process alive until killed
+  setInterval(() => server, 1 << 30); // keeps the process (and the server) alive until killed
 }
