@@ -10,7 +10,7 @@ import {
   readRegistry,
   removeRecordFile,
 } from "./_endpoints.ts";
-import { currentPid, tokenAlive } from "./_process.ts";
+import { tokenAlive } from "./_process.ts";
 import { cString } from "./_validate.ts";
 import type { CleanupOptions, CleanupResult, IpcObject } from "./introspect.ts";
 
@@ -214,7 +214,7 @@ function removeEndpoint(o: IpcObject): string | undefined {
   }
   if (status.uid !== euid) return "owned by another user";
   if (o.kind === "fifo") {
-    const users = (openers(new Set([path])).get(path) ?? []).filter((p) => p !== currentPid());
+    const users = openers(new Set([path])).get(path) ?? [];
     if (users.length > 0) return `open in live process ${users.join(", ")}`;
   } else if (boundSocketPaths().has(path)) {
     return "a live process listens on it";
