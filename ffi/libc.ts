@@ -252,6 +252,9 @@ export const LIBC_SYMBOLS = {
     result: "i64",
     nonblocking: true,
   },
+  // lib/_endpoints.ts (registry of FIFOs and Unix sockets):
+  // char *getcwd(char *buf, size_t size);  (NULL on failure)
+  getcwd: { parameters: ["buffer", "usize"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The loaded libc: `libc().symbols.NAME(...)`. */

@@ -37,6 +37,22 @@ export interface MailboxStats {
   readonly received: number;
   /** Messages sent and not yet received. */
   readonly queued: number;
+  /**
+   * Payload bytes sent since creation. Each handle adds its tally to the shared count
+   * every 64 messages, when it finds the mailbox full, and on close: other handles' sends
+   * may be missing from it by fewer than 64 messages each.
+   */
+  readonly sentBytes: number;
+  /** Payload bytes received since creation (flushed as `sentBytes`, and when empty). */
+  readonly receivedBytes: number;
+  /**
+   * The highest number of messages queued that a sender saw: sampled at its flushes
+   * (every 64 sends, when full, on close), so a brief peak between samples may be missed;
+   * at least `queued`.
+   */
+  readonly highestDepth: number;
+  /** Sends that could not complete at once: full (or its send lock busy), mod 2^32. */
+  readonly sendsFoundFull: number;
 }
 
 const decoder = new TextDecoder();

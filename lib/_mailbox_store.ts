@@ -47,6 +47,7 @@ import {
   MailboxMessage,
   type MailboxStats,
   RECORD_HEADER,
+  RECORD_NAME_LENGTH,
   RECORD_SEQUENCE,
   RecordCodec,
   RING_RECORD_OVERHEAD,
@@ -94,9 +95,18 @@ const I_SEND_LOCK = 16; // 64-bit: the token of the process holding it
 const I_WRITE_SEGMENT = 18;
 const I_SENT = 19;
 const I_SEND_INTENT = 20; // the sequence being published; equals SENT between sends
+// Counters, on the line their side writes anyway, read only by introspection
+// (lib/_kinds.ts). Each handle tallies payload bytes in its own field and adds the tally
+// under its side's lock every COUNTER_FLUSH messages, when it finds the store full or
+// empty, and on close: the words lag by fewer than COUNTER_FLUSH messages per handle.
+// Zero in stores made before they existed (same layout version: the words were unused).
+const I_SENDS_FULL = 22; // sends that could not complete at once (full, or lock busy)
+const I_HIGHEST_DEPTH = 23; // highest SENT - TAKEN a sender sampled (at its flushes)
+const F_SENT_BYTES = 12; // Float64 index: byte 96
 const I_RECEIVE_LOCK = 32; // 64-bit
 const I_READ_SEGMENT = 34;
 const I_TAKEN = 35;
+const F_RECEIVED_BYTES = 20; // Float64 index: byte 160
 const I_SEND_WAITING = 48; // futex flag: senders wait for room (or the send lock)
 const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message (or the lock)
 const I_TAKEN_WAITING = 80; // futex flag: rendezvous senders wait for their message to go
@@ -107,6 +117,7 @@ const I_OFFER_SLOTS = 128; // 64-bit slots: tokens of receivers blocked in recei
 const CONTROL_BYTES = 512 + OFFER_SLOTS * 8;
 
 const UNBOUNDED = -1;
+const COUNTER_FLUSH = 64;
 // A power of two: see #attemptReceive.
 const EMPTY_LOOKS_PER_REPAIR = 64;
 
@@ -159,6 +170,11 @@ export class MailboxStore {
   #sentWhenSeen = 0;
   #emptyLooks = 0; // empty looks since this handle last took a record
   #takenRead = false;
+  readonly #stats: Float64Array;
+  #sentTally = 0; // messages and payload bytes sent by this handle, not yet flushed
+  #sentBytesTally = 0;
+  #receivedTally = 0;
+  #receivedBytesTally = 0;
   readonly #sendTurns = new Turns();
   /** Called after every message this handle publishes. */
   onPublish: (() => void) | undefined;
@@ -169,6 +185,7 @@ export class MailboxStore {
     this.#label = identity.label ?? control.name;
     const words = control.view(Int32Array, 0, CONTROL_BYTES / 4);
     this.#words = words;
+    this.#stats = control.view(Float64Array, 0, CONTROL_BYTES / 8);
     this.#capacity = words[I_CAPACITY];
     this.#maxMessage = words[I_MAX_MESSAGE];
     const lockWords = control.view(BigInt64Array, 0, CONTROL_BYTES / 8);
@@ -197,6 +214,7 @@ export class MailboxStore {
     // Throws NotFoundError when a cleaner is removing the store (the caller closes it).
     const attachment = Attachment.attach(control, words[I_LIFE], identity.what);
     this.#lifetime = new Lifetime(() => {
+      this.#flushOnClose();
       attachment.detach();
       this.#chain.close();
       control.close();
@@ -317,12 +335,26 @@ export class MailboxStore {
     return this.#queued();
   }
 
-  /** Counters since creation (mod 2^32) and the number queued now. */
+  /**
+   * Counters since creation (messages mod 2^32) and the number queued now. Bytes, the
+   * highest depth and full sends are the shared counters, plus this handle's own tallies
+   * (other handles' lag by fewer than 64 messages each until they flush).
+   */
   stats(): MailboxStats {
     this.#assertOpen("read the state of");
-    const sent = Atomics.load(this.#words, I_SENT) >>> 0;
-    const received = Atomics.load(this.#words, I_TAKEN) >>> 0;
-    return { sent, received, queued: this.#queued() };
+    const words = this.#words;
+    const sent = Atomics.load(words, I_SENT) >>> 0;
+    const received = Atomics.load(words, I_TAKEN) >>> 0;
+    const queued = this.#queued();
+    return {
+      sent,
+      received,
+      queued,
+      sentBytes: this.#stats[F_SENT_BYTES] + this.#sentBytesTally,
+      receivedBytes: this.#stats[F_RECEIVED_BYTES] + this.#receivedBytesTally,
+      highestDepth: Math.max(Atomics.load(words, I_HIGHEST_DEPTH) >>> 0, queued),
+      sendsFoundFull: Atomics.load(words, I_SENDS_FULL) >>> 0,
+    };
   }
 
   /** Whether the store was deleted (by any process). */
@@ -341,8 +373,10 @@ export class MailboxStore {
   trySend(record: Uint8Array): boolean {
     this.#assertOpen("send");
     // A send of this handle is waiting: going first would break this sender's order.
-    if (this.#sendTurns.busy) return false;
-    if (this.#capacity !== 0) return this.#attemptSend(record, true) !== undefined;
+    if (this.#sendTurns.busy) return this.#countFull();
+    if (this.#capacity !== 0) {
+      return this.#attemptSend(record, true) !== undefined || this.#countFull();
+    }
     // Zero capacity: only a receiver blocked in receive() can take it now. Publish, then
     // claim that receiver; if it left meanwhile, take the message back.
     if (!this.#rendezvous.anyOffer()) return false;
@@ -366,7 +400,10 @@ export class MailboxStore {
       for (let i = 0; i < QUICK_RETRIES && sequence === undefined && !this.#sendTurns.busy; i++) {
         sequence = this.#attemptSend(record, false);
       }
-      if (sequence === undefined) sequence = await this.#sendInTurn(record.slice(), options);
+      if (sequence === undefined) {
+        this.#countFull();
+        sequence = await this.#sendInTurn(record.slice(), options);
+      }
       if (rendezvous) await this.#awaitTaken(sequence, started, options);
     } finally {
       if (rendezvous) this.#lifetime.unpin();
@@ -544,6 +581,49 @@ export class MailboxStore {
     }
   }
 
+  // A send that could not complete at once. Returns false (for trySend's result). An
+  // atomic add on the senders' line, on the failing path only.
+  #countFull(): false {
+    Atomics.add(this.#words, I_SENDS_FULL, 1);
+    return false;
+  }
+
+  // Under the send lock: adds this handle's tally to the shared counter, and samples the
+  // depth (TAKEN, on the receivers' line, is read here only: once per flush).
+  #flushSentLocked(): void {
+    const words = this.#words;
+    const depth = (words[I_SENT] - Atomics.load(words, I_TAKEN)) | 0;
+    if (depth > (words[I_HIGHEST_DEPTH] | 0)) words[I_HIGHEST_DEPTH] = depth;
+    if (this.#sentTally === 0) return;
+    this.#stats[F_SENT_BYTES] += this.#sentBytesTally;
+    this.#sentTally = this.#sentBytesTally = 0;
+  }
+
+  // Under the receive lock.
+  #flushReceivedLocked(): void {
+    this.#stats[F_RECEIVED_BYTES] += this.#receivedBytesTally;
+    this.#receivedTally = this.#receivedBytesTally = 0;
+  }
+
+  // On close: flushes what this handle tallied, if each lock can be had within about a
+  // millisecond (else that tally is lost: the counters are statistics).
+  #flushOnClose(): void {
+    if (this.#sentTally !== 0 && acquire(this.#sendLock, true)) {
+      try {
+        this.#flushSentLocked();
+      } finally {
+        this.#releaseSend();
+      }
+    }
+    if (this.#receivedTally !== 0 && acquire(this.#receiveLock, true)) {
+      try {
+        this.#flushReceivedLocked();
+      } finally {
+        this.#releaseReceive();
+      }
+    }
+  }
+
   #assertOpen(operation: string): void {
     if (this.#lifetime.closed) throw closedError(operation, this.#what, this.#label);
   }
@@ -646,6 +726,7 @@ export class MailboxStore {
       if (words[I_DELETED] !== 0) this.#throwIfDeleted("send");
       if (!this.#hasRoomLocked()) {
         if (stepping) step("mailbox.send.full");
+        this.#flushSentLocked();
         return undefined;
       }
       sequence = (words[I_SENT] + 1) | 0;
@@ -667,6 +748,8 @@ export class MailboxStore {
       // publishes them.
       words[I_SENT] = sequence;
       words[I_SEND_INTENT] = sequence;
+      this.#sentBytesTally += record.length - RECORD_HEADER - record[RECORD_NAME_LENGTH];
+      if (++this.#sentTally === COUNTER_FLUSH) this.#flushSentLocked();
     } catch (error) {
       words[I_SEND_INTENT] = words[I_SENT]; // failed before publishing (ENOSPC, deleted)
       throw error;
@@ -693,6 +776,7 @@ export class MailboxStore {
       while (true) {
         record = this.#chain.take();
         if (record === undefined) {
+          if (this.#receivedTally !== 0) this.#flushReceivedLocked();
           // Empty now. If SENT (read after this look) is ahead of TAKEN, a second look
           // that finds the chain still empty proves every record it counts was taken:
           // by a receiver killed before counting its take. SENT is on the senders'
@@ -716,7 +800,11 @@ export class MailboxStore {
         // As SENT: a plain write under the lock. Only forward: a record from before a
         // repair cannot move it back.
         if (((sequence - words[I_TAKEN]) | 0) > 0) words[I_TAKEN] = sequence;
-        if (kept) break;
+        if (kept) {
+          this.#receivedBytesTally += record.length - RECORD_HEADER - record[RECORD_NAME_LENGTH];
+          if (++this.#receivedTally === COUNTER_FLUSH) this.#flushReceivedLocked();
+          break;
+        }
         record = undefined; // its sender took it back: drop it and look again
         repaired = true;
       }

@@ -23,6 +23,7 @@ import {
   timedOutError,
 } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
+import { forgetEndpoint, recordEndpoint } from "./_endpoints.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { checkOwnership, effectiveUid, fileStatus, type Ownership } from "./_owner.ts";
 import { pollReady } from "./_poll.ts";
@@ -423,6 +424,7 @@ export class UnixListener {
         symbols.close(pathFd);
       }
       check("listen", symbols.listen(fd, BACKLOG), path);
+      recordEndpoint("unix-socket", path);
       return new UnixListener(fd, path, bound.device, bound.inode);
     } catch (error) {
       symbols.close(fd);
@@ -492,6 +494,7 @@ export class UnixListener {
     symbols.close(this.#fd);
     this.#lifetime.close();
     removeIfSame(this.#path, this.#device, this.#inode);
+    forgetEndpoint(this.#path, this.#inode);
   }
 }
 

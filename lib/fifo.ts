@@ -15,6 +15,7 @@ import {
   timedOutError,
 } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
+import { forgetEndpoint, recordEndpoint } from "./_endpoints.ts";
 import {
   checkOwnership,
   effectiveUid,
@@ -133,6 +134,7 @@ export class Fifo {
     const checked = validateOptions<FifoCreateOptions>(options, WHAT);
     const mode = validateMode(checked.mode ?? DEFAULT_MODE, WHAT);
     check("mkfifo", libc().symbols.mkfifo(cString(path), mode), path);
+    recordEndpoint("fifo", path);
   }
 
   /**
@@ -169,6 +171,7 @@ export class Fifo {
         });
       }
       check("unlinkat", symbols.unlinkat(directoryFd, entry, 0), path);
+      forgetEndpoint(path, view.getBigUint64(C.STAT_OFFSET_INO, true));
     } finally {
       symbols.close(directoryFd);
     }

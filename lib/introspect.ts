@@ -1,7 +1,8 @@
 /**
  * Introspection and clean-up: list every IPC object of the machine that the library can
  * open (its own structures, and plain POSIX shared memory, named semaphores, System V and
- * POSIX message queues), with who made it, who is attached and whether they are alive;
+ * POSIX message queues, and the FIFOs and Unix socket files it made), with who made it, who
+ * is attached and whether they are alive;
  * and remove what belongs only to dead processes.
  *
  * Needs `--allow-read` (for /dev/shm, /dev/mqueue and /proc) and `--allow-ffi`.
@@ -22,6 +23,8 @@ import {
 } from "./_lifecycle.ts";
 import { currentPid, processAlive, processExists, tokenAlive, tokenParts } from "./_process.ts";
 import { cString } from "./_validate.ts";
+import { cleanEndpoints, listEndpoints, RECORD_KIND } from "./_endpoint_objects.ts";
+import { ENDPOINT_KINDS } from "./_endpoints.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
 /** A process named in an object: its pid and whether it is alive now. */
@@ -61,10 +64,15 @@ export interface IpcObject {
    * `ring`, `mailbox`, `direct-link`, `direct-registry`, `bounded-buffer`,
    * `semaphore-bounded-buffer`, `doorbell` (the library's structures), `shm` (plain
    * POSIX shared memory), `semaphore` (named POSIX semaphore), `sysv-queue`,
-   * `posix-queue`, or `temporary` (an object being created).
+   * `posix-queue`, `temporary` (an object being created), `fifo` or `unix-socket` (made by
+   * the library, from its endpoint registry), or `endpoint-record` (a registry file that
+   * fails validation).
    */
   kind: string;
-  /** The name to open it by (`/name`), or `sysv:<msqid>` for a System V queue. */
+  /**
+   * The name to open it by (`/name`), `sysv:<msqid>` for a System V queue, the absolute
+   * path of a FIFO or socket, or the registry file of an `endpoint-record`.
+   */
   name: string;
   /** Bytes of the object (queued bytes for queues). */
   size: number;
@@ -104,6 +112,8 @@ export const OBJECT_KINDS: readonly string[] = [
   "sysv-queue",
   "posix-queue",
   "temporary",
+  ...ENDPOINT_KINDS,
+  RECORD_KIND,
 ];
 
 /** Options of {@link listObjects}. */
@@ -159,7 +169,12 @@ export function listObjects(options: ListOptions = {}): IpcObject[] {
   }
   const mappers = options.scanMappings === false ? new Map<string, number[]>() : scanMappings();
   const euid = libc().symbols.geteuid();
-  const objects = [...listShm(mappers), ...listSysvQueues(euid), ...listPosixQueues(euid)];
+  const objects = [
+    ...listShm(mappers),
+    ...listSysvQueues(euid),
+    ...listPosixQueues(euid),
+    ...listEndpoints(),
+  ];
   groupSegments(objects);
   objects.sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name));
   return kinds === undefined ? objects : objects.filter((o) => kinds.includes(o.kind));
@@ -552,7 +567,9 @@ export interface CleanupResult {
 /**
  * Removes the objects that belong only to dead processes: the library's structures whose
  * creator and every attached process are dead (mailboxes with their segments), and
- * temporaries of creators that died mid-create. Never one a live process uses: each
+ * temporaries of creators that died mid-create, and FIFOs and Unix socket files the library
+ * made whose creator is dead and that no live process has open or bound (checked again just
+ * before: still that FIFO or socket of this user). Never one a live process uses: each
  * object is marked for removal, then its attachments are checked once more, so an open
  * racing the clean-up either gets the object intact or a `NotFoundError`. Plain kernel
  * objects (whose creator is not recorded) are never removed. Only this user's objects.
@@ -593,8 +610,9 @@ export function cleanupDead(options: CleanupOptions = {}): CleanupResult {
   for (const o of all) {
     if (o.partOf !== null) segmentsOf.set(o.partOf, [...segmentsOf.get(o.partOf) ?? [], o]);
   }
+  cleanEndpoints(all.filter((o) => ENDPOINT_KINDS.includes(o.kind)), options, result);
   for (const o of all) {
-    if (o.state !== "dead" || o.partOf !== null) continue;
+    if (o.state !== "dead" || o.partOf !== null || ENDPOINT_KINDS.includes(o.kind)) continue;
     if (kinds !== undefined && !kinds.includes(o.kind)) continue;
     if (names !== undefined && !names.includes(o.name)) continue;
     const entry = (reason: string) => ({ kind: o.kind, name: o.name, reason });

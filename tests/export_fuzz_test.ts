@@ -6,6 +6,7 @@
 // A short run by default; DENO_IPC_LONG=1 runs 40 calls per callable instead of 4
 // (DENO_IPC_PROPERTY_RUNS, when set, gives the number directly).
 import assert from "node:assert/strict";
+import { cleanupDead, listObjects } from "../mod.ts";
 import { ipcTest, propertyRuns } from "./_helpers.ts";
 
 const LONG = Deno.env.get("DENO_IPC_LONG") === "1";
@@ -59,6 +60,11 @@ ipcTest(
       assert.equal(summary.counts.unclear + summary.counts.hang, 0);
       assert.ok(summary.calls > 500, `only ${summary.calls} calls were made`);
     } finally {
+      // The child's FIFOs and sockets are in the endpoint registry; it has exited, so
+      // cleanupDead removes them with their records.
+      const made = listObjects({ kinds: ["fifo", "unix-socket"], scanMappings: false })
+        .filter((o) => o.name.startsWith(`${temporary}/`));
+      cleanupDead({ names: made.map((o) => o.name), scanMappings: false });
       Deno.removeSync(temporary, { recursive: true });
     }
   },

@@ -100,7 +100,7 @@ ipcTest(
       assert.equal(box.queued, 2, "the dead receiver counted its take");
       assert.equal(box.tryReceive()?.text(), "kept");
       assert.equal(box.queued, 0, "the count still holds the lost message");
-      assert.deepEqual(box.stats(), { sent: 2, received: 2, queued: 0 });
+      assert.partialDeepStrictEqual(box.stats(), { sent: 2, received: 2, queued: 0 });
       assert.equal(box.trySend("1"), true);
       assert.equal(box.trySend("2"), true);
       assert.equal(box.trySend("3"), false);
