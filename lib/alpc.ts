@@ -31,6 +31,7 @@
  *
  * @module
  */
+import { forgetEndpoint } from "./_endpoints.ts";
 import { ERRNO } from "../ffi/constants.ts";
 import { AlreadyExistsError, errnoError, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
@@ -338,8 +339,12 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
     const { directory } = validateOptions<{ directory?: string }>(options, "remove");
     const path = portPath(validatePortName(name), directory);
     try {
-      if (!Deno.lstatSync(path).isSocket) return false;
+      const status = Deno.lstatSync(path);
+      if (!status.isSocket) return false;
       Deno.removeSync(path);
+      // Its record in the endpoint registry (lib/_endpoints.ts) goes too: the server that
+      // made it died without removing it.
+      forgetEndpoint(path, status.ino === null ? undefined : BigInt(status.ino));
       return true;
     } catch {
       return false;
