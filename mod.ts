@@ -74,8 +74,8 @@ export {
   BoundedBuffer,
   type BoundedBufferCreateOptions,
   type BoundedBufferOpenOptions,
-  SemaphoreBoundedBuffer,
 } from "./lib/bounded_buffer.ts";
+export { SemaphoreBoundedBuffer } from "./lib/semaphore_bounded_buffer.ts";
 export {
   type DefaultAction,
   defaultAction,

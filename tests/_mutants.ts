@@ -471,7 +471,7 @@ export const MUTANTS: Mutant[] = [
     id: "semaphore-buffer-index-unchecked",
     description:
       "the semaphore buffer's in index, which another process can write, is used unchecked",
-    file: "lib/bounded_buffer.ts",
+    file: "lib/semaphore_bounded_buffer.ts",
     find: "    if (!(inIndex >= 0 && inIndex < this.#bufferSize)) {",
     replace: "    if (false) {",
     killers: [{ test: HOSTILE, filter: "a hostile peer cannot crash a" }],
