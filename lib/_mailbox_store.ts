@@ -36,27 +36,51 @@ import {
   timedOutError,
 } from "../ffi/errno.ts";
 import { FutexFlag } from "./_futex.ts";
-import { openLayout } from "./_layout.ts";
-import { Attachment, withLife, writeIdentity } from "./_lifecycle.ts";
+import { Attachment } from "./_lifecycle.ts";
 import { Lifetime } from "./_lifetime.ts";
+import {
+  CONTROL_BYTES,
+  createControl,
+  F_RECEIVED_BYTES,
+  F_SENT_BYTES,
+  I_CAPACITY,
+  I_DELETED,
+  I_FATE,
+  I_HIGHEST_DEPTH,
+  I_LIFE,
+  I_MAX_MESSAGE,
+  I_MODE,
+  I_OFFER_SLOTS,
+  I_READ_SEGMENT,
+  I_RECEIVE_LOCK,
+  I_RECEIVE_LOCK_WAITING,
+  I_RECEIVE_WAITING,
+  I_SEGMENT_BYTES,
+  I_SEND_INTENT,
+  I_SEND_LOCK,
+  I_SEND_LOCK_WAITING,
+  I_SEND_WAITING,
+  I_SENDS_FULL,
+  I_SENT,
+  I_TAKEN,
+  I_TAKEN_WAITING,
+  I_TOKEN,
+  I_WRITE_SEGMENT,
+  openControl,
+  UNBOUNDED,
+} from "./_mailbox_control.ts";
+import { MailboxCounters } from "./_mailbox_counters.ts";
 import { PidLock } from "./_process.ts";
-import { OFFER_SLOTS, Rendezvous } from "./_rendezvous.ts";
+import { Rendezvous } from "./_rendezvous.ts";
 import { step, stepping } from "./_steps.ts";
 import {
   type MailboxCapacity,
   MailboxMessage,
   type MailboxStats,
-  RECORD_HEADER,
-  RECORD_NAME_LENGTH,
   RECORD_SEQUENCE,
   RecordCodec,
-  RING_RECORD_OVERHEAD,
-  roundUp8,
-  SENDER_NAME_MAX,
   type StoreCreateOptions,
   type StoreIdentity,
-  validateStoreName,
-  validateStoreOptions,
 } from "./_mailbox_message.ts";
 import {
   PENDING,
@@ -67,57 +91,9 @@ import {
   waitFor,
   type WaitOptions,
 } from "./_wait.ts";
-import { MessageRing } from "./message_ring.ts";
-import {
-  ignoreNotFound,
-  ringOptions,
-  SegmentChain,
-  segmentName,
-  unlinkSegments,
-} from "./_segment_chain.ts";
+import { ignoreNotFound, SegmentChain, unlinkSegments } from "./_segment_chain.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
-const MAGIC = 0x4d_42_4f_58; // "MBOX"
-const VERSION = 4;
-
-// Control block layout (Int32 indices). Words written by different sides sit on
-// separate 64-byte cache lines.
-const I_MAGIC = 0;
-const I_VERSION = 1;
-const I_CAPACITY = 2; // -1: unbounded
-const I_MAX_MESSAGE = 3;
-const I_SEGMENT_BYTES = 4;
-const I_MODE = 5;
-const I_DELETED = 6;
-const I_TOKEN = 7; // random: segment names are <name>.<token>.<index>
-const I_LIFE = 8; // byte offset of the identity block (lib/_lifecycle.ts); 0 in older stores
-const I_SEND_LOCK = 16; // 64-bit: the token of the process holding it
-const I_WRITE_SEGMENT = 18;
-const I_SENT = 19;
-const I_SEND_INTENT = 20; // the sequence being published; equals SENT between sends
-// Counters, on the line their side writes anyway, read only by introspection
-// (lib/_kinds.ts). Each handle tallies payload bytes in its own field and adds the tally
-// under its side's lock every COUNTER_FLUSH messages, when it finds the store full or
-// empty, and on close: the words lag by fewer than COUNTER_FLUSH messages per handle.
-// Zero in stores made before they existed (same layout version: the words were unused).
-const I_SENDS_FULL = 22; // sends that could not complete at once (full, or lock busy)
-const I_HIGHEST_DEPTH = 23; // highest SENT - TAKEN a sender sampled (at its flushes)
-const F_SENT_BYTES = 12; // Float64 index: byte 96
-const I_RECEIVE_LOCK = 32; // 64-bit
-const I_READ_SEGMENT = 34;
-const I_TAKEN = 35;
-const F_RECEIVED_BYTES = 20; // Float64 index: byte 160
-const I_SEND_WAITING = 48; // futex flag: senders wait for room (or the send lock)
-const I_RECEIVE_WAITING = 64; // futex flag: receivers wait for a message (or the lock)
-const I_TAKEN_WAITING = 80; // futex flag: rendezvous senders wait for their message to go
-const I_FATE = 96; // 64-bit: the fate of the last rendezvous message (_rendezvous.ts)
-const I_SEND_LOCK_WAITING = 112; // futex flag: senders wait for the send lock
-const I_RECEIVE_LOCK_WAITING = 120; // futex flag: receivers wait for the receive lock
-const I_OFFER_SLOTS = 128; // 64-bit slots: tokens of receivers blocked in receive()
-const CONTROL_BYTES = 512 + OFFER_SLOTS * 8;
-
-const UNBOUNDED = -1;
-const COUNTER_FLUSH = 64;
 // A power of two: see #attemptReceive.
 const EMPTY_LOOKS_PER_REPAIR = 64;
 
@@ -170,11 +146,7 @@ export class MailboxStore {
   #sentWhenSeen = 0;
   #emptyLooks = 0; // empty looks since this handle last took a record
   #takenRead = false;
-  readonly #stats: Float64Array;
-  #sentTally = 0; // messages and payload bytes sent by this handle, not yet flushed
-  #sentBytesTally = 0;
-  #receivedTally = 0;
-  #receivedBytesTally = 0;
+  readonly #counters: MailboxCounters;
   readonly #sendTurns = new Turns();
   /** Called after every message this handle publishes. */
   onPublish: (() => void) | undefined;
@@ -185,7 +157,14 @@ export class MailboxStore {
     this.#label = identity.label ?? control.name;
     const words = control.view(Int32Array, 0, CONTROL_BYTES / 4);
     this.#words = words;
-    this.#stats = control.view(Float64Array, 0, CONTROL_BYTES / 8);
+    this.#counters = new MailboxCounters(words, control.view(Float64Array, 0, CONTROL_BYTES / 8), {
+      sendsFull: I_SENDS_FULL,
+      highestDepth: I_HIGHEST_DEPTH,
+      sentBytes: F_SENT_BYTES,
+      receivedBytes: F_RECEIVED_BYTES,
+      sent: I_SENT,
+      taken: I_TAKEN,
+    });
     this.#capacity = words[I_CAPACITY];
     this.#maxMessage = words[I_MAX_MESSAGE];
     const lockWords = control.view(BigInt64Array, 0, CONTROL_BYTES / 8);
@@ -228,55 +207,13 @@ export class MailboxStore {
     identity: StoreIdentity,
     senderName: Uint8Array,
   ): MailboxStore {
-    const { capacity, maxMessageSize, segmentSize, mode } = validateStoreOptions(
-      options,
-      identity.what,
-    );
-    const name = validateStoreName(options.name, identity.what);
-    const entry = RING_RECORD_OVERHEAD +
-      roundUp8(RECORD_HEADER + SENDER_NAME_MAX + maxMessageSize);
-    const ringBytes = capacity === "unbounded" ? segmentSize : Math.max(capacity, 1) * entry;
-    const token = crypto.getRandomValues(new Int32Array(1))[0];
-    const firstSegment = segmentName(name, token, 0);
-    let segmentMade = false;
-    let control: SharedMemory;
-    try {
-      // The control block's name appears only once it is whole, first segment included:
-      // no opener ever sees a half-made mailbox, and a creator killed meanwhile leaves
-      // the name free (at worst an orphan segment under its random token).
-      control = SharedMemory.create({
-        name,
-        size: withLife(CONTROL_BYTES),
-        mode,
-        initialize: (shm) => {
-          const words = shm.view(Int32Array, 0, CONTROL_BYTES / 4);
-          words[I_MAGIC] = MAGIC;
-          words[I_VERSION] = VERSION;
-          words[I_CAPACITY] = capacity === "unbounded" ? UNBOUNDED : capacity;
-          words[I_MAX_MESSAGE] = maxMessageSize;
-          words[I_SEGMENT_BYTES] = ringBytes;
-          words[I_MODE] = mode;
-          words[I_TOKEN] = token;
-          words[I_LIFE] = writeIdentity(shm, identity.what === "link" ? "direct-link" : "mailbox");
-          MessageRing.create(ringOptions(firstSegment, ringBytes, mode)).close();
-          segmentMade = true;
-        },
-      });
-    } catch (error) {
-      if (segmentMade) ignoreNotFound(() => MessageRing.unlink(firstSegment));
-      throw error;
-    }
+    const control = createControl(options, identity);
     return new MailboxStore(control, identity, senderName);
   }
 
   /** Opens an existing store by name. */
   static open(name: string, identity: StoreIdentity, senderName: Uint8Array): MailboxStore {
-    validateStoreName(name, identity.what);
-    const control = openLayout({ name }, identity.what, (shm) => {
-      if (shm.size < CONTROL_BYTES) return false;
-      const words = shm.view(Int32Array, 0, CONTROL_BYTES / 4);
-      return Atomics.load(words, I_MAGIC) === MAGIC && words[I_VERSION] === VERSION;
-    });
+    const control = openControl(name, identity);
     try {
       return new MailboxStore(control, identity, senderName);
     } catch (error) {
@@ -350,10 +287,7 @@ export class MailboxStore {
       sent,
       received,
       queued,
-      sentBytes: this.#stats[F_SENT_BYTES] + this.#sentBytesTally,
-      receivedBytes: this.#stats[F_RECEIVED_BYTES] + this.#receivedBytesTally,
-      highestDepth: Math.max(Atomics.load(words, I_HIGHEST_DEPTH) >>> 0, queued),
-      sendsFoundFull: Atomics.load(words, I_SENDS_FULL) >>> 0,
+      ...this.#counters.read(queued),
     };
   }
 
@@ -373,9 +307,9 @@ export class MailboxStore {
   trySend(record: Uint8Array): boolean {
     this.#assertOpen("send");
     // A send of this handle is waiting: going first would break this sender's order.
-    if (this.#sendTurns.busy) return this.#countFull();
+    if (this.#sendTurns.busy) return this.#counters.countFull();
     if (this.#capacity !== 0) {
-      return this.#attemptSend(record, true) !== undefined || this.#countFull();
+      return this.#attemptSend(record, true) !== undefined || this.#counters.countFull();
     }
     // Zero capacity: only a receiver blocked in receive() can take it now. Publish, then
     // claim that receiver; if it left meanwhile, take the message back.
@@ -401,7 +335,7 @@ export class MailboxStore {
         sequence = this.#attemptSend(record, false);
       }
       if (sequence === undefined) {
-        this.#countFull();
+        this.#counters.countFull();
         sequence = await this.#sendInTurn(record.slice(), options);
       }
       if (rendezvous) await this.#awaitTaken(sequence, started, options);
@@ -581,43 +515,19 @@ export class MailboxStore {
     }
   }
 
-  // A send that could not complete at once. Returns false (for trySend's result). An
-  // atomic add on the senders' line, on the failing path only.
-  #countFull(): false {
-    Atomics.add(this.#words, I_SENDS_FULL, 1);
-    return false;
-  }
-
-  // Under the send lock: adds this handle's tally to the shared counter, and samples the
-  // depth (TAKEN, on the receivers' line, is read here only: once per flush).
-  #flushSentLocked(): void {
-    const words = this.#words;
-    const depth = (words[I_SENT] - Atomics.load(words, I_TAKEN)) | 0;
-    if (depth > (words[I_HIGHEST_DEPTH] | 0)) words[I_HIGHEST_DEPTH] = depth;
-    if (this.#sentTally === 0) return;
-    this.#stats[F_SENT_BYTES] += this.#sentBytesTally;
-    this.#sentTally = this.#sentBytesTally = 0;
-  }
-
-  // Under the receive lock.
-  #flushReceivedLocked(): void {
-    this.#stats[F_RECEIVED_BYTES] += this.#receivedBytesTally;
-    this.#receivedTally = this.#receivedBytesTally = 0;
-  }
-
   // On close: flushes what this handle tallied, if each lock can be had within about a
   // millisecond (else that tally is lost: the counters are statistics).
   #flushOnClose(): void {
-    if (this.#sentTally !== 0 && acquire(this.#sendLock, true)) {
+    if (this.#counters.unflushedSends && acquire(this.#sendLock, true)) {
       try {
-        this.#flushSentLocked();
+        this.#counters.flushSent();
       } finally {
         this.#releaseSend();
       }
     }
-    if (this.#receivedTally !== 0 && acquire(this.#receiveLock, true)) {
+    if (this.#counters.unflushedReceives && acquire(this.#receiveLock, true)) {
       try {
-        this.#flushReceivedLocked();
+        this.#counters.flushReceived();
       } finally {
         this.#releaseReceive();
       }
@@ -726,7 +636,7 @@ export class MailboxStore {
       if (words[I_DELETED] !== 0) this.#throwIfDeleted("send");
       if (!this.#hasRoomLocked()) {
         if (stepping) step("mailbox.send.full");
-        this.#flushSentLocked();
+        this.#counters.flushSent();
         return undefined;
       }
       sequence = (words[I_SENT] + 1) | 0;
@@ -748,8 +658,7 @@ export class MailboxStore {
       // publishes them.
       words[I_SENT] = sequence;
       words[I_SEND_INTENT] = sequence;
-      this.#sentBytesTally += record.length - RECORD_HEADER - record[RECORD_NAME_LENGTH];
-      if (++this.#sentTally === COUNTER_FLUSH) this.#flushSentLocked();
+      this.#counters.sent(record);
     } catch (error) {
       words[I_SEND_INTENT] = words[I_SENT]; // failed before publishing (ENOSPC, deleted)
       throw error;
@@ -776,7 +685,7 @@ export class MailboxStore {
       while (true) {
         record = this.#chain.take();
         if (record === undefined) {
-          if (this.#receivedTally !== 0) this.#flushReceivedLocked();
+          this.#counters.flushReceived();
           // Empty now. If SENT (read after this look) is ahead of TAKEN, a second look
           // that finds the chain still empty proves every record it counts was taken:
           // by a receiver killed before counting its take. SENT is on the senders'
@@ -801,8 +710,7 @@ export class MailboxStore {
         // repair cannot move it back.
         if (((sequence - words[I_TAKEN]) | 0) > 0) words[I_TAKEN] = sequence;
         if (kept) {
-          this.#receivedBytesTally += record.length - RECORD_HEADER - record[RECORD_NAME_LENGTH];
-          if (++this.#receivedTally === COUNTER_FLUSH) this.#flushReceivedLocked();
+          this.#counters.received(record);
           break;
         }
         record = undefined; // its sender took it back: drop it and look again
