@@ -472,6 +472,11 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
       },
       trace: this.#onMessage ? (message) => this.#onMessage!(message, connection) : undefined,
     });
+    if (this.#closed) {
+      // The server closed while this accept was answering: nothing may outlive it.
+      connection.close();
+      throw new PortClosedError("closed", this.name, "accept a client on");
+    }
     this.#connections.add(connection);
     return connection;
   }
