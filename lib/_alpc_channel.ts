@@ -112,6 +112,8 @@ export interface AlpcSendOptions extends WaitOptions {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const RECENT_ABANDONED = 1024;
+/** Most bytes of an error reply's text (frames allow the inline limit plus this). */
+export const MAX_ERROR_TEXT = 4096;
 
 interface Pending {
   resolve(message: AlpcMessage): void;
@@ -225,9 +227,7 @@ export class AlpcMessage implements Disposable {
     this.#replied = true;
     this.release();
     const text = error instanceof Error ? error.message : String(error);
-    await this.#channel.send(KIND.errorReply, encoder.encode(text.slice(0, 4096)), {
-      id: this.id,
-    });
+    await this.#channel.send(KIND.errorReply, errorText(text), { id: this.id });
   }
 
   /**
@@ -255,6 +255,18 @@ export class AlpcMessage implements Disposable {
   get replied(): boolean {
     return this.#replied;
   }
+}
+
+/**
+ * Bytes of an error reply's text, at most {@link MAX_ERROR_TEXT} (cut at a character
+ * boundary): the peer's frame limit leaves that much room beyond the inline limit.
+ */
+export function errorText(text: string): Uint8Array {
+  const bytes = encoder.encode(text);
+  if (bytes.length <= MAX_ERROR_TEXT) return bytes;
+  let end = MAX_ERROR_TEXT;
+  while (end > 0 && (bytes[end] & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
 }
 
 /** Bytes of a payload argument. */
@@ -419,10 +431,17 @@ export class Channel {
       if (sectionFull !== "wait" && sectionFull !== "fail") {
         throw new TypeError(`Invalid sectionFull: expected "wait" or "fail"`);
       }
-      const offset = await ownSection.allocate(data.length, sectionFull === "wait", {
-        timeout: options?.timeout,
-        signal: options?.signal,
-      });
+      let offset: number;
+      try {
+        offset = await ownSection.allocate(data.length, sectionFull === "wait", {
+          timeout: options?.timeout,
+          signal: options?.signal,
+        });
+      } catch (error) {
+        // The channel ended while this waited for room: say so, as every send does.
+        this.#assertOpen("send on");
+        throw error;
+      }
       this.#assertOpen("send on");
       ownSection.write(offset, data);
       header.path = PATH_CODE.section;
@@ -438,21 +457,28 @@ export class Channel {
       // The requester lent a buffer: write the reply into it in place.
       await writePeerMemory(this.#parts.peer.pid, replyTo.address, data, this.name);
       header.flags = FLAG_WRITTEN;
-      await connection.send(encodeFrame(header));
+      await put(encodeFrame(header));
       return;
     }
     // Too large for the section (or no section): the peer reads it in place.
     header.address = pointerOf(data);
     const pins = kind === KIND.reply ? this.#pinnedReplies : this.#pinnedSends;
     const done = Promise.withResolvers<void>();
-    pins.set(fields.id, { data, done: done.resolve });
-    try {
-      // Not given up on a timeout: the pin must outlive the frame, which stays queued.
-      await connection.send(encodeFrame(header));
-      await done.promise;
-    } finally {
-      pins.delete(fields.id);
-    }
+    const id = fields.id;
+    pins.set(id, {
+      data,
+      done: () => {
+        pins.delete(id);
+        done.resolve();
+      },
+    });
+    // The wait is bounded like any other; the pin is not: it outlives a timeout (the
+    // frame stays queued) until the peer says it has read the buffer or the channel ends.
+    await within(
+      connection.send(encodeFrame(header)).then(() => done.promise),
+      wait,
+      (ms) => timedOutError("send on", "ALPC port", this.name, ms),
+    );
     this.#assertOpen("send on");
   }
 
@@ -505,7 +531,7 @@ export class Channel {
         return undefined;
       case KIND.errorReply: {
         const pending = this.#takePending(header.id);
-        const text = decoder.decode(frame.subarray(HEADER_SIZE, HEADER_SIZE + 4096));
+        const text = decoder.decode(frame.subarray(HEADER_SIZE, HEADER_SIZE + MAX_ERROR_TEXT));
         pending?.reject(new AlpcRemoteError(text));
         return undefined;
       }
@@ -662,7 +688,7 @@ export class Channel {
   async #inPlaceFailed(header: Header, error: unknown): Promise<void> {
     if (!(error instanceof PermissionDeniedError) || header.kind !== KIND.request) throw error;
     await this.#parts.connection.send(encodeFrame(makeHeader({ ...header, kind: KIND.vmDone })));
-    await this.send(KIND.errorReply, encoder.encode(error.message), { id: header.id });
+    await this.send(KIND.errorReply, errorText(error.message), { id: header.id });
   }
 
   /** A delivered message was taken by the application: the reader may go on. */

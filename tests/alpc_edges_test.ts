@@ -1,0 +1,185 @@
+// Edges of ALPC found in review: error replies of any text, sends that wait when the
+// channel ends, an accept racing the server's close, and in-place sends whose peer never
+// says it has read them.
+import assert from "node:assert/strict";
+import {
+  AlpcClient,
+  type AlpcConnection,
+  AlpcRemoteError,
+  AlpcServer,
+  type AlpcServerEvent,
+  PortClosedError,
+  TimedOutError,
+} from "../mod.ts";
+import { libc } from "../ffi/libc.ts";
+import {
+  encodeHandshake,
+  HEADER_SIZE,
+  receiveHandshake,
+  sendHandshake,
+  STATUS,
+} from "../lib/_alpc_wire.ts";
+import { UnixListener, UnixStream } from "../lib/_unix_socket.ts";
+import { FramedConnection } from "../lib/socket.ts";
+import { alpcTest } from "./_alpc_helpers.ts";
+
+function portName(): string {
+  return `edges-${crypto.randomUUID().slice(0, 12)}`;
+}
+
+async function nextEvent(server: AlpcServer): Promise<AlpcServerEvent> {
+  const event = await server.receive({ timeout: 5000 });
+  assert.ok(event);
+  return event;
+}
+
+async function acceptNext(server: AlpcServer): Promise<AlpcConnection> {
+  const event = await nextEvent(server);
+  assert.equal(event.type, "connect");
+  if (event.type !== "connect") throw new Error("unreachable");
+  return await event.request.accept();
+}
+
+// Settles `promise` or fails the test after `ms` (instead of hanging the suite).
+async function settledWithin<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle in ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+alpcTest(
+  "ALPC error reply with a long non-ASCII message reaches the requester as AlpcRemoteError and the channel stays open",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const client = AlpcClient.connect(server.name, { timeout: 5000 });
+    await acceptNext(server);
+    using connected = await client;
+    const asking = connected.sendWaitReceive("fail", { timeout: 5000 }).then(
+      (reply) => reply,
+      (error: unknown) => error,
+    );
+    const event = await nextEvent(server);
+    assert.equal(event.type, "request");
+    if (event.type !== "request") return;
+    // 3000 characters of 3 UTF-8 bytes each: over the frame limit if cut by characters.
+    await event.message.fail(new Error("€".repeat(3000)));
+    const error = await asking;
+    assert.ok(error instanceof AlpcRemoteError, String(error));
+    assert.match(error.message, /€€€/);
+    assert.equal(connected.closedReason, undefined);
+    const again = connected.sendWaitReceive("ok", { timeout: 5000 });
+    const second = await nextEvent(server);
+    if (second.type !== "request") throw new Error(`expected a request, got ${second.type}`);
+    await second.message.reply("fine");
+    using reply = await again;
+    assert.equal(reply.text(), "fine");
+    connected.close();
+  },
+);
+
+alpcTest(
+  "ALPC datagram waiting for section space fails with PortClosedError when the peer closes",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const client = AlpcClient.connect(server.name, { timeout: 5000, sectionSize: 4096 });
+    const connection = await acceptNext(server);
+    using connected = await client;
+    await connected.send(new Uint8Array(4000), { timeout: 5000 });
+    const first = await nextEvent(server);
+    assert.equal(first.type, "datagram");
+    // Not released: the second datagram waits for room in the client's section.
+    const waiting = connected.send(new Uint8Array(4000), { timeout: 5000 }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    connection.close();
+    const error = await waiting;
+    assert.ok(error instanceof PortClosedError, String(error));
+    connected.close();
+  },
+);
+
+alpcTest(
+  "ALPC accept that the server's close overtakes leaves no open channel behind",
+  async () => {
+    const server = AlpcServer.create(portName());
+    try {
+      const client = AlpcClient.connect(server.name, { timeout: 5000 });
+      const event = await nextEvent(server);
+      if (event.type !== "connect") throw new Error(`expected connect, got ${event.type}`);
+      const accepting = event.request.accept();
+      server.close();
+      const outcome = await accepting.then(
+        (connection) => connection.closedReason,
+        (error) => error instanceof PortClosedError ? "rejected" : error,
+      );
+      assert.ok(outcome === "closed" || outcome === "rejected", `accept gave ${outcome}`);
+      const connected = await client.catch(() => undefined);
+      if (connected) {
+        const reason = await settledWithin(connected.closed, 5000, "the client's channel");
+        assert.notEqual(reason, undefined);
+        connected.close();
+      }
+      assert.deepEqual(server.connections, []);
+    } finally {
+      server.close();
+      await server.released;
+    }
+  },
+);
+
+alpcTest(
+  "ALPC in-place datagram honours its timeout when the peer never says it has read it",
+  async () => {
+    const name = portName();
+    const path = `/tmp/deno-ipc-alpc.${name}`;
+    const listener = UnixListener.listen(path, 0o600);
+    let framed: FramedConnection | undefined;
+    let client: AlpcClient | undefined;
+    try {
+      // A raw server: accepts, then reads frames and never answers.
+      const serving = (async () => {
+        const fd = await listener.acceptDescriptor({ timeout: 5000 });
+        const hello = await receiveHandshake(fd, name, { timeout: 5000 });
+        if (hello.descriptor !== undefined) libc().symbols.close(hello.descriptor);
+        await sendHandshake(
+          fd,
+          encodeHandshake(STATUS.accepted, 0, 256, new Uint8Array()),
+          [],
+          name,
+          {
+            timeout: 5000,
+          },
+        );
+        framed = new FramedConnection(new UnixStream(fd, path, true) as unknown as Deno.Conn, {
+          maxFrameSize: HEADER_SIZE + 256 + 4096,
+        });
+        while ((await framed.receive()) !== null) { /* ignore */ }
+      })().catch(() => {});
+      client = await AlpcClient.connect(name, { timeout: 5000 });
+      const sending = client.send(new Uint8Array(1 << 16), { timeout: 200 });
+      await assert.rejects(
+        settledWithin(sending, 5000, "the in-place datagram"),
+        (error) => {
+          assert.ok(error instanceof TimedOutError, String(error));
+          return true;
+        },
+      );
+      client.close();
+      framed?.close();
+      await serving;
+    } finally {
+      client?.close();
+      framed?.close();
+      listener.close();
+      await listener.released;
+    }
+  },
+);
