@@ -691,6 +691,11 @@ export class Channel {
     await this.send(KIND.errorReply, errorText(error.message), { id: header.id });
   }
 
+  /** @internal A message taken from the port stays counted until passed on (RPC). */
+  hold(): void {
+    this.#backlog++;
+  }
+
   /** A delivered message was taken by the application: the reader may go on. */
   taken(): void {
     this.#backlog--;
