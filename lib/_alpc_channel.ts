@@ -455,10 +455,20 @@ export class Channel {
       kind === KIND.reply && replyTo && replyTo.address !== 0n && data.length <= replyTo.capacity
     ) {
       // The requester lent a buffer: write the reply into it in place.
-      await writePeerMemory(this.#parts.peer.pid, replyTo.address, data, this.name);
-      header.flags = FLAG_WRITTEN;
-      await put(encodeFrame(header));
-      return;
+      let written = true;
+      try {
+        await writePeerMemory(this.#parts.peer, replyTo.address, data, this.name);
+      } catch (error) {
+        // Not allowed to write there (see assertPeerUnchanged): the requester reads the
+        // reply itself, with its own rights, as if it had lent no buffer.
+        if (!(error instanceof PermissionDeniedError)) throw error;
+        written = false;
+      }
+      if (written) {
+        header.flags = FLAG_WRITTEN;
+        await put(encodeFrame(header));
+        return;
+      }
     }
     // Too large for the section (or no section): the peer reads it in place.
     header.address = pointerOf(data);
@@ -674,7 +684,7 @@ export class Channel {
       );
     }
     const data = new Uint8Array(length);
-    await readPeerMemory(this.#parts.peer.pid, header.address, data, this.name);
+    await readPeerMemory(this.#parts.peer, header.address, data, this.name);
     const flags = header.kind === KIND.reply ? FLAG_FOR_REPLY : 0;
     await this.#parts.connection.send(
       encodeFrame({ ...header, kind: KIND.vmDone, flags, length: 0 }),

@@ -22,6 +22,7 @@ import {
 import { UnixListener, UnixStream } from "../lib/_unix_socket.ts";
 import { FramedConnection } from "../lib/socket.ts";
 import { alpcTest } from "./_alpc_helpers.ts";
+import { runChild } from "./_helpers.ts";
 
 function portName(): string {
   return `edges-${crypto.randomUUID().slice(0, 12)}`;
@@ -181,5 +182,31 @@ alpcTest(
       listener.close();
       await listener.released;
     }
+  },
+);
+
+alpcTest(
+  "ALPC in place: a peer whose user ids changed since it connected is refused, never read or written",
+  async () => {
+    // The kernel recorded the client's pid and uid at connect; the pid may since run
+    // other credentials (a set-user-ID program it executed, or a process that reused
+    // the pid). A server with CAP_SYS_PTRACE (root here) would read or write whatever
+    // runs there now. The child connects as root, then becomes uid 65534.
+    if (Deno.uid() !== 0) return; // only root can change its user ids freely
+    await using server = AlpcServer.create(portName());
+    const serving = (async () => {
+      for await (const event of server) {
+        if (event.type === "connect") await event.request.accept();
+        else if (event.type === "request") {
+          await event.message.reply(String(event.message.data.length)).catch(() => {});
+        } else if (event.type !== "datagram") return;
+      }
+    })();
+    const child = await runChild("alpc_child.ts", ["changer", server.name]);
+    assert.equal(child.code, 0, child.stderr);
+    const { outcome } = JSON.parse(child.stdout.trim().split("\n").at(-1)!);
+    assert.match(outcome, /^AlpcRemoteError: .*process \d+ refused .* now runs as uid 65534/, outcome);
+    server.close();
+    await serving;
   },
 );
