@@ -56,6 +56,7 @@ import { Lifetime } from "./_lifetime.ts";
 import { type OwnershipOptions, validateOwnership } from "./_owner.ts";
 import { FramedConnection } from "./socket.ts";
 import {
+  isListening,
   type PeerCredentials,
   peerCredentialsOf,
   UnixListener,
@@ -220,7 +221,11 @@ export class AlpcConnection implements Disposable {
 
   /** Sends the client a datagram. */
   send(data: Uint8Array | string, options?: AlpcSendOptions): Promise<void> {
-    return this._channel.datagram(toPayload(data), options);
+    try {
+      return this._channel.datagram(toPayload(data), options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Why the channel ended, or undefined while open. */
@@ -333,12 +338,15 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
     return new AlpcServer(name, path, listener, checked);
   }
 
-  /** Removes a connection port left by a server that died; false if there was none. */
+  /**
+   * Removes a connection port left by a server that died; false if there was none, or
+   * if a server still listens on it (it is that server's to remove, by closing).
+   */
   static remove(name: string, options: { directory?: string } = {}): boolean {
     const { directory } = validateOptions<{ directory?: string }>(options, "remove");
     const path = portPath(validatePortName(name), directory);
     try {
-      if (!Deno.lstatSync(path).isSocket) return false;
+      if (!Deno.lstatSync(path).isSocket || isListening(path)) return false;
       Deno.removeSync(path);
       return true;
     } catch {
@@ -369,7 +377,10 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
         { timeout: HANDSHAKE_TIMEOUT_MS },
         this.#handshakes,
       );
-      if (this.#closed) throw new Error("closed");
+      if (this.#closed) {
+        if (hello.descriptor !== undefined) symbols.close(hello.descriptor);
+        throw new Error("closed");
+      }
       if (
         hello.status !== 0 || hello.sectionSize > MAX_SECTION ||
         (hello.sectionSize > 0) !== (hello.descriptor !== undefined)

@@ -210,3 +210,63 @@ alpcTest(
     await serving;
   },
 );
+
+alpcTest(
+  "ALPC remove leaves the port of a server that still listens (false) and removes a dead one's",
+  async () => {
+    const server = AlpcServer.create(portName());
+    try {
+      assert.equal(AlpcServer.remove(server.name), false);
+      await Deno.lstat(server.path); // still there
+      // Clients still reach it.
+      const client = AlpcClient.connect(server.name, { timeout: 5000 });
+      let event = await nextEvent(server);
+      // The probe's connection may come first: it says nothing and is dropped.
+      while (event.type !== "connect") event = await nextEvent(server);
+      await event.request.accept();
+      (await client).close();
+    } finally {
+      server.close();
+      await server.released;
+    }
+    // A socket file nobody listens on (what a killed server leaves): removed.
+    const name = portName();
+    const path = `/tmp/deno-ipc-alpc.${name}`;
+    const listener = UnixListener.listen(path, 0o600);
+    const stale = await Deno.makeTempDir();
+    try {
+      // Keep a second link so closing the listener (which removes its file) leaves one.
+      Deno.linkSync(path, `${stale}/port`);
+      listener.close();
+      await listener.released;
+      Deno.linkSync(`${stale}/port`, path);
+      assert.equal(AlpcServer.remove(name), true);
+      await assert.rejects(Deno.lstat(path), Deno.errors.NotFound);
+    } finally {
+      listener.close();
+      await listener.released;
+      Deno.removeSync(stale, { recursive: true });
+      try {
+        Deno.removeSync(path);
+      } catch { /* removed */ }
+    }
+  },
+);
+
+alpcTest("ALPC connection send after close rejects with PortClosedError", async () => {
+  await using server = AlpcServer.create(portName());
+  const client = AlpcClient.connect(server.name, { timeout: 5000 });
+  const connection = await acceptNext(server);
+  using connected = await client;
+  connection.close();
+  const sending = (() => {
+    try {
+      return connection.send("late");
+    } catch (error) {
+      return `threw synchronously: ${error}`;
+    }
+  })();
+  assert.ok(sending instanceof Promise, String(sending));
+  await assert.rejects(sending, PortClosedError);
+  connected.close();
+});
