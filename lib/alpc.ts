@@ -32,7 +32,7 @@
  * @module
  */
 import { ERRNO } from "../ffi/constants.ts";
-import { AlreadyExistsError, errnoError, timedOutError } from "../ffi/errno.ts";
+import { AlreadyExistsError, ErrnoError, errnoError, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import {
   type AlpcHandler,
@@ -160,7 +160,12 @@ export class AlpcConnectionRequest {
     this.#answered = true;
   }
 
-  /** Accepts: the client's connect resolves; returns the server's end of the channel. */
+  /**
+   * Accepts: the client's connect resolves; returns the server's end of the channel.
+   * Rejects with `PortClosedError` ("peer-died") when the client left meanwhile, and with
+   * `CorruptedError` when its section is not a sealed memfd of the size it announced:
+   * a server loop should catch both and go on.
+   */
   async accept(options: AlpcAcceptOptions = {}): Promise<AlpcConnection> {
     validateOptions<AlpcAcceptOptions>(options, "accept");
     const payload = toPayload(options.payload ?? new Uint8Array(), "payload");
@@ -449,6 +454,10 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
       peerSection?.close();
       ownSection?.close();
       symbols.close(fd);
+      const left = error instanceof ErrnoError &&
+        (error.errno === ERRNO.EPIPE || error.errno === ERRNO.ECONNRESET);
+      // The client left before the answer: as for any channel whose peer is gone.
+      if (left) throw new PortClosedError("peer-died", this.name, "accept a client on", error);
       throw error;
     }
     const connection = new AlpcConnection(options.context, request.credentials);

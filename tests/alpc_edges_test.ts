@@ -20,6 +20,7 @@ import {
   STATUS,
 } from "../lib/_alpc_wire.ts";
 import { UnixListener, UnixStream } from "../lib/_unix_socket.ts";
+import { OWN_ONLY } from "../lib/_owner.ts";
 import { FramedConnection } from "../lib/socket.ts";
 import { alpcTest } from "./_alpc_helpers.ts";
 import { runChild } from "./_helpers.ts";
@@ -205,7 +206,11 @@ alpcTest(
     const child = await runChild("alpc_child.ts", ["changer", server.name]);
     assert.equal(child.code, 0, child.stderr);
     const { outcome } = JSON.parse(child.stdout.trim().split("\n").at(-1)!);
-    assert.match(outcome, /^AlpcRemoteError: .*process \d+ refused .* now runs as uid 65534/, outcome);
+    assert.match(
+      outcome,
+      /^AlpcRemoteError: .*process \d+ refused .* now runs as uid 65534/,
+      outcome,
+    );
     server.close();
     await serving;
   },
@@ -270,3 +275,23 @@ alpcTest("ALPC connection send after close rejects with PortClosedError", async 
   await assert.rejects(sending, PortClosedError);
   connected.close();
 });
+
+alpcTest(
+  "ALPC accept of a client that already left rejects with PortClosedError (peer-died) and leaks nothing",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const fd = await UnixStream.connectDescriptor(server.path, OWN_ONLY, { timeout: 5000 });
+    await sendHandshake(fd, encodeHandshake(0, 0, 256, new Uint8Array()), [], server.name, {
+      timeout: 5000,
+    });
+    const event = await nextEvent(server);
+    libc().symbols.close(fd);
+    if (event.type !== "connect") throw new Error(`expected connect, got ${event.type}`);
+    await assert.rejects(event.request.accept(), (error: unknown) => {
+      assert.ok(error instanceof PortClosedError, String(error));
+      assert.equal(error.reason, "peer-died");
+      return true;
+    });
+    assert.deepEqual(server.connections, []);
+  },
+);
