@@ -209,10 +209,14 @@ export class AlpcMessage implements Disposable {
   async reply(data: Uint8Array | string, options?: AlpcSendOptions): Promise<void> {
     if (this.kind !== "request") throw new TypeError(`Cannot reply to a ${this.kind}`);
     if (this.#replied) throw new TypeError(`Request ${this.id} was already answered`);
+    // Arguments first: a bad one must leave the request answerable.
+    const payload = toPayload(data, "reply");
+    validateWaitOptions(options);
+    validateSectionFull(options);
     this.#replied = true;
     // Released after the send: the reply may be this message's own section view.
     try {
-      await this.#channel.send(KIND.reply, toPayload(data), {
+      await this.#channel.send(KIND.reply, payload, {
         id: this.id,
         replyTo: this.#replyTo,
       }, options);
@@ -267,6 +271,14 @@ export function errorText(text: string): Uint8Array {
   let end = MAX_ERROR_TEXT;
   while (end > 0 && (bytes[end] & 0xc0) === 0x80) end--;
   return bytes.subarray(0, end);
+}
+
+/** Checks `sectionFull` of send options (whatever path the message will take). */
+export function validateSectionFull(options: AlpcSendOptions | undefined): void {
+  const sectionFull = options?.sectionFull;
+  if (sectionFull !== undefined && sectionFull !== "wait" && sectionFull !== "fail") {
+    throw new TypeError(`Invalid sectionFull: expected "wait" or "fail"`);
+  }
 }
 
 /** Bytes of a payload argument. */
@@ -332,6 +344,7 @@ export class Channel {
     depth = 0,
   ): Promise<AlpcMessage> {
     const wait = validateWaitOptions(options);
+    validateSectionFull(options);
     if (options?.onCallback !== undefined && typeof options.onCallback !== "function") {
       throw new TypeError("Invalid onCallback: expected a function");
     }
@@ -372,6 +385,7 @@ export class Channel {
   /** Sends a datagram (no reply). Resolves once the peer can no longer need `data`. */
   datagram(data: Uint8Array, options?: AlpcSendOptions): Promise<void> {
     validateWaitOptions(options);
+    validateSectionFull(options);
     this.#assertOpen("send a datagram on");
     return this.send(KIND.datagram, data, { id: this.#newId() }, options);
   }

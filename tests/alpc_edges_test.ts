@@ -295,3 +295,33 @@ alpcTest(
     assert.deepEqual(server.connections, []);
   },
 );
+
+alpcTest(
+  "ALPC reply with an invalid argument fails at once and leaves the request answerable; sectionFull is checked on every path",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const client = AlpcClient.connect(server.name, { timeout: 5000 });
+    await acceptNext(server);
+    using connected = await client;
+    const asking = connected.sendWaitReceive("question", { timeout: 5000 });
+    asking.catch(() => {}); // awaited below
+    const event = await nextEvent(server);
+    if (event.type !== "request") throw new Error(`expected a request, got ${event.type}`);
+    await assert.rejects(event.message.reply(42 as unknown as string), TypeError);
+    await assert.rejects(event.message.reply("x", { timeout: -1 }), RangeError);
+    await assert.rejects(
+      event.message.reply("x", { sectionFull: "maybe" as "wait" }),
+      /Invalid sectionFull/,
+    );
+    await event.message.reply("answer");
+    using reply = await asking;
+    assert.equal(reply.text(), "answer");
+    await assert.rejects(connected.send("x", { sectionFull: "maybe" as "wait" }), TypeError);
+    await assert.rejects(
+      connected.sendWaitReceive("x", { sectionFull: "maybe" as "wait" }),
+      TypeError,
+    );
+    assert.equal(connected.inFlight, 0);
+    connected.close();
+  },
+);
