@@ -182,6 +182,7 @@ export class AlpcMessage implements Disposable {
     this.callbackOf = header.callbackOf;
     this.depth = header.depth;
     this.data = data;
+    this.inPlaceBytes = path === "vm" && (header.flags & FLAG_WRITTEN) === 0 ? data.length : 0;
     this.#replyTo = { address: header.replyAddress, capacity: header.replyCapacity };
   }
 
@@ -252,6 +253,9 @@ export class AlpcMessage implements Disposable {
     );
   }
 
+  /** @internal Bytes this side allocated to read the payload in place (else 0). */
+  readonly inPlaceBytes: number;
+
   /** @internal The handler running this callback: nested callbacks default to it. */
   handler: AlpcHandler | undefined;
 
@@ -301,6 +305,7 @@ export class Channel {
   #closeError: unknown;
   #goodbye = false;
   #backlog = 0;
+  #inPlaceBytes = 0;
   #room: (() => void) | undefined;
 
   constructor(parts: ChannelParts) {
@@ -517,7 +522,12 @@ export class Channel {
         const handling = this.#handle(frame);
         if (handling !== undefined) await handling;
         if (this.#closed) return;
-        while (this.#backlog >= MAX_BACKLOG && !this.#closed) {
+        // Messages not taken yet stop the reader: MAX_BACKLOG of them, or in-place
+        // payloads (allocated here, of the peer's chosen size) over maxMessageSize.
+        while (
+          (this.#backlog >= MAX_BACKLOG || this.#inPlaceBytes > this.#parts.maxMessageSize) &&
+          !this.#closed
+        ) {
           await new Promise<void>((resolve) => this.#room = resolve);
         }
         if (this.#closed) return;
@@ -617,7 +627,7 @@ export class Channel {
       this.#runCallback(message);
       return;
     }
-    this.#backlog++;
+    this.hold(message);
     this.#parts.deliver(message);
   }
 
@@ -632,6 +642,8 @@ export class Channel {
   #runCallback(message: AlpcMessage): void {
     const waiting = this.#pending.get(message.callbackOf);
     const handler = waiting?.onCallback ?? this.#parts.onCallback;
+    // Counted as a message only: a handler may wait for replies this reader must read,
+    // so its in-place bytes must not stop the reader.
     this.#backlog++;
     (async () => {
       try {
@@ -652,6 +664,7 @@ export class Channel {
       } catch (error) {
         if (!this.#closed) await message.fail(error).catch(() => {});
       } finally {
+        this.#backlog--;
         this.taken();
       }
     })();
@@ -715,14 +728,21 @@ export class Channel {
     await this.send(KIND.errorReply, errorText(error.message), { id: header.id });
   }
 
-  /** @internal A message taken from the port stays counted until passed on (RPC). */
-  hold(): void {
+  /** @internal Counts a message as not taken yet (delivered, or held on by RPC). */
+  hold(message: AlpcMessage): void {
     this.#backlog++;
+    this.#inPlaceBytes += message.inPlaceBytes;
   }
 
-  /** A delivered message was taken by the application: the reader may go on. */
-  taken(): void {
-    this.#backlog--;
+  /**
+   * A delivered message was taken by the application (uncounted); without one, only
+   * wakes the reader to look again: the reader may go on.
+   */
+  taken(message?: AlpcMessage): void {
+    if (message !== undefined) {
+      this.#backlog--;
+      this.#inPlaceBytes -= message.inPlaceBytes;
+    }
     const room = this.#room;
     this.#room = undefined;
     room?.();

@@ -100,8 +100,9 @@ function copyOut(message: AlpcMessage, maxFrameSize: number): Uint8Array {
 class ServerStream implements RpcStream {
   readonly #connection: AlpcConnection;
   readonly #maxFrameSize: number;
-  // A frame, or why the client is dropped (a frame over maxFrameSize).
-  readonly #queue: (Uint8Array | FrameTooLargeError)[] = [];
+  // A frame (or why the client is dropped: a frame over maxFrameSize), with the message
+  // it came in, counted in the channel's backlog until the handler takes the frame.
+  readonly #queue: { frame: Uint8Array | FrameTooLargeError; message: AlpcMessage }[] = [];
   #wake: (() => void) | undefined;
   #ended = false;
 
@@ -117,9 +118,8 @@ class ServerStream implements RpcStream {
     } catch (error) {
       frame = error as FrameTooLargeError;
     }
-    // Counted in the channel's backlog until the handler takes it (see the iterator).
-    this.#connection._channel.hold();
-    this.#queue.push(frame);
+    this.#connection._channel.hold(message);
+    this.#queue.push({ frame, message });
     this.#poke();
   }
 
@@ -153,9 +153,10 @@ class ServerStream implements RpcStream {
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
     while (true) {
-      const frame = this.#queue.shift();
-      if (frame !== undefined) {
-        this.#connection._channel.taken();
+      const entry = this.#queue.shift();
+      if (entry !== undefined) {
+        const { frame, message } = entry;
+        this.#connection._channel.taken(message);
         if (frame instanceof FrameTooLargeError) throw frame;
         yield frame;
         continue;

@@ -520,7 +520,7 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
       const event = this.#events.shift();
       if (event) {
         if (event.type === "request" || event.type === "datagram") {
-          event.connection._channel.taken();
+          event.connection._channel.taken(event.message);
         }
         return event;
       }
@@ -758,7 +758,7 @@ export class AlpcClient implements Disposable {
     while (true) {
       const message = this.#queue.shift();
       if (message) {
-        this.#channel.taken();
+        this.#channel.taken(message);
         return message;
       }
       const reason = this.#channel.closedReason;

@@ -325,3 +325,30 @@ alpcTest(
     connected.close();
   },
 );
+
+alpcTest(
+  "ALPC in-place messages not yet taken hold at most about maxMessageSize: then the reader stops and the sender's sends time out",
+  async () => {
+    const maxMessageSize = 4 * 2 ** 20;
+    await using server = AlpcServer.create(portName(), { maxMessageSize });
+    const client = AlpcClient.connect(server.name, { timeout: 5000 });
+    await acceptNext(server);
+    using connected = await client;
+    // The server takes nothing more: each 2 MiB datagram read in place stays allocated.
+    const payload = new Uint8Array(2 * 2 ** 20);
+    let read = 0;
+    let stopped = false;
+    for (; read < 20; read++) {
+      try {
+        await connected.send(payload, { timeout: 500 });
+      } catch (error) {
+        assert.ok(error instanceof TimedOutError, String(error));
+        stopped = true;
+        break;
+      }
+    }
+    assert.ok(stopped, `the server read ${read} datagrams of 2 MiB in place (${read * 2} MiB)`);
+    assert.ok(read <= 3, `read ${read}`);
+    connected.close();
+  },
+);
