@@ -7,6 +7,7 @@ import { ERRNO } from "../ffi/constants.ts";
 import {
   ClosedError,
   CorruptedError,
+  ErrnoError,
   PermissionDeniedError,
   stringArgument,
   timedOutError,
@@ -121,6 +122,17 @@ interface Pending {
   onCallback: AlpcHandler | undefined;
   depth: number;
   replyBuffer: Uint8Array | undefined;
+}
+
+/** How long a send that found the peer gone waits for the reader to learn why. */
+const PEER_GONE_GRACE_MS = 100;
+
+interface SendFields {
+  id: number;
+  callbackOf?: number;
+  depth?: number;
+  /** A reply: where the requester lets it be written in place. */
+  replyTo?: { address: bigint; capacity: number };
 }
 
 /** What a channel is made of (see alpc.ts for how it is negotiated). */
@@ -305,6 +317,7 @@ export class Channel {
   #closeError: unknown;
   #goodbye = false;
   #backlog = 0;
+  readonly #ended = Promise.withResolvers<void>();
   #inPlaceBytes = 0;
   #room: (() => void) | undefined;
 
@@ -398,17 +411,37 @@ export class Channel {
   /**
    * Sends a message by the path its size calls for. On the vm path the promise settles
    * when the peer has read `data` (it must not change until then), or the channel ends.
+   * A peer that closed or died before this side's reader noticed is a `PortClosedError`
+   * too (with the reason the reader then finds), not the socket's broken pipe.
    */
   async send(
     kind: number,
     data: Uint8Array,
-    fields: {
-      id: number;
-      callbackOf?: number;
-      depth?: number;
-      /** A reply: where the requester lets it be written in place. */
-      replyTo?: { address: bigint; capacity: number };
-    },
+    fields: SendFields,
+    options?: AlpcSendOptions,
+  ): Promise<void> {
+    try {
+      return await this.#send(kind, data, fields, options);
+    } catch (error) {
+      const gone = error instanceof ErrnoError &&
+        (error.errno === ERRNO.EPIPE || error.errno === ERRNO.ECONNRESET);
+      if (!gone) throw error;
+      // What is left in the socket (a goodbye, then the end) tells why: let the reader
+      // get there first.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#ended.promise,
+        new Promise((resolve) => timer = setTimeout(resolve, PEER_GONE_GRACE_MS)),
+      ]);
+      clearTimeout(timer);
+      throw new PortClosedError(this.#closed ?? "peer-died", this.name, "send on", error);
+    }
+  }
+
+  async #send(
+    kind: number,
+    data: Uint8Array,
+    fields: SendFields,
     options?: AlpcSendOptions,
   ): Promise<void> {
     this.#assertOpen("send on");
@@ -798,5 +831,6 @@ export class Channel {
     this.#parts.ownSection?.close();
     this.#parts.peerSection?.close();
     this.#parts.ended(reason, error);
+    this.#ended.resolve();
   }
 }

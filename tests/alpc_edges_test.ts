@@ -352,3 +352,29 @@ alpcTest(
     connected.close();
   },
 );
+
+alpcTest(
+  "ALPC sends right after the peer closed fail with PortClosedError (port-closed), not a raw broken pipe",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const client = AlpcClient.connect(server.name, { timeout: 5000 });
+    const connection = await acceptNext(server);
+    using connected = await client;
+    connection.close(); // this side's reader has not seen the goodbye yet
+    for (const attempt of [
+      () => connected.send("x", { timeout: 5000 }),
+      () => connected.sendWaitReceive("x", { timeout: 5000 }),
+    ]) {
+      await assert.rejects(attempt(), (error: unknown) => {
+        assert.ok(error instanceof PortClosedError, String(error));
+        assert.equal(error.reason, "port-closed");
+        return true;
+      });
+    }
+    // And the server's side towards a client that closed.
+    const other = AlpcClient.connect(server.name, { timeout: 5000 });
+    const second = await acceptNext(server);
+    (await other).close();
+    await assert.rejects(second.send("x", { timeout: 5000 }), PortClosedError);
+  },
+);
