@@ -155,7 +155,9 @@ export class AlpcConnectionRequest {
     this.#sectionFd = sectionFd;
   }
 
-  #answer(): void {
+  #answer(operation: string): void {
+    // The server's close refused every request it left unanswered.
+    if (this.#server._closed) throw new PortClosedError("closed", this.#server.name, operation);
     if (this.#answered) throw new TypeError("This connection request was already answered");
     this.#answered = true;
   }
@@ -174,7 +176,7 @@ export class AlpcConnectionRequest {
         `Invalid payload: ${payload.length} bytes, over ${MAX_CONNECTION_PAYLOAD}`,
       );
     }
-    this.#answer();
+    this.#answer("accept a client on");
     return await this.#server._accept(
       this.#fd,
       this,
@@ -186,9 +188,24 @@ export class AlpcConnectionRequest {
   }
 
   /** Refuses: the client gets `AlpcConnectionRefusedError` with `reason`. */
-  async reject(reason = "refused"): Promise<void> {
-    const bytes = toPayload(reason, "reason").subarray(0, MAX_CONNECTION_PAYLOAD);
-    this.#answer();
+  reject(reason = "refused"): Promise<void> {
+    try {
+      const bytes = toPayload(reason, "reason").subarray(0, MAX_CONNECTION_PAYLOAD);
+      this.#answer("reject a client on");
+      return this.#refuse(bytes);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** @internal The server's own refusal (as it closes, or when too many wait). */
+  _refuse(reason: string): Promise<void> {
+    if (this.#answered) return Promise.resolve();
+    this.#answered = true;
+    return this.#refuse(new TextEncoder().encode(reason));
+  }
+
+  async #refuse(bytes: Uint8Array): Promise<void> {
     this.#server._pendingDone(this);
     try {
       await sendHandshake(
@@ -403,7 +420,7 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
         hello.descriptor,
       );
       if (this.#unanswered.size >= this.#maxPending) {
-        await request.reject("too many connection requests are waiting");
+        await request._refuse("too many connection requests are waiting");
         return;
       }
       this.#unanswered.add(request);
@@ -411,6 +428,11 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
     } catch {
       if (request === undefined) symbols.close(fd);
     }
+  }
+
+  /** @internal Whether close() was called. */
+  get _closed(): boolean {
+    return this.#closed;
   }
 
   /** @internal */
@@ -548,7 +570,7 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
     for (const connection of this.#connections) connection.close();
     this.#events.length = 0;
     for (const request of this.#unanswered) {
-      request.reject("the server closed").catch(() => {});
+      request._refuse("the server closed").catch(() => {});
     }
     const wake = this.#wake;
     this.#wake = undefined;

@@ -378,3 +378,32 @@ alpcTest(
     await assert.rejects(second.send("x", { timeout: 5000 }), PortClosedError);
   },
 );
+
+alpcTest(
+  "ALPC accept or reject after the server closed is PortClosedError (closed), not 'already answered'",
+  async () => {
+    const server = AlpcServer.create(portName());
+    try {
+      const client = AlpcClient.connect(server.name, { timeout: 5000 }).then(
+        (connected) => {
+          connected.close();
+          return "connected";
+        },
+        (error: unknown) => error,
+      );
+      const event = await nextEvent(server);
+      if (event.type !== "connect") throw new Error(`expected connect, got ${event.type}`);
+      server.close();
+      await assert.rejects(event.request.accept(), (error: unknown) => {
+        assert.ok(error instanceof PortClosedError, String(error));
+        assert.equal(error.reason, "closed");
+        return true;
+      });
+      await assert.rejects(event.request.reject("late"), PortClosedError);
+      assert.ok((await client) instanceof Error, "refused by the close");
+    } finally {
+      server.close();
+      await server.released;
+    }
+  },
+);
