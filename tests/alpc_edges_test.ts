@@ -407,3 +407,28 @@ alpcTest(
     }
   },
 );
+
+alpcTest(
+  "ALPC a section whose size is not a multiple of 64 still carries messages up to its size",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const serving = (async () => {
+      for await (const event of server) {
+        if (event.type === "connect") await event.request.accept();
+        else if (event.type === "request") {
+          await event.message.reply(`${event.message.path}:${event.message.data.length}`);
+        } else if (event.type !== "datagram") return;
+      }
+    })();
+    using client = await AlpcClient.connect(server.name, { timeout: 5000, sectionSize: 1000 });
+    for (const size of [990, 1000, 300]) {
+      using reply = await client.sendWaitReceive(new Uint8Array(size), {
+        timeout: 2000,
+        sectionFull: "fail",
+      });
+      assert.equal(reply.text(), `section:${size}`);
+    }
+    client.close();
+    await serving;
+  },
+);
