@@ -210,7 +210,7 @@ export class AlpcRpcListener implements RpcListener {
         if (streams.size >= this.#maxConnections) {
           await event.request.reject(
             `it already serves ${this.#maxConnections} clients (maxConnections)`,
-          );
+          ).catch(() => {}); // the server closed meanwhile: the close refused it
           continue;
         }
         let connection: AlpcConnection;
