@@ -361,10 +361,12 @@ alpcTest(
     const connection = await acceptNext(server);
     using connected = await client;
     connection.close(); // this side's reader has not seen the goodbye yet
-    for (const attempt of [
-      () => connected.send("x", { timeout: 5000 }),
-      () => connected.sendWaitReceive("x", { timeout: 5000 }),
-    ]) {
+    for (
+      const attempt of [
+        () => connected.send("x", { timeout: 5000 }),
+        () => connected.sendWaitReceive("x", { timeout: 5000 }),
+      ]
+    ) {
       await assert.rejects(attempt(), (error: unknown) => {
         assert.ok(error instanceof PortClosedError, String(error));
         assert.equal(error.reason, "port-closed");
