@@ -649,7 +649,9 @@ export class Channel {
 
   #dispatch(message: AlpcMessage): void {
     const { kind } = message;
-    this.#parts.trace?.(message);
+    try {
+      this.#parts.trace?.(message);
+    } catch { /* a failing trace hook must not end the channel */ }
     if (kind === "reply") {
       const pending = this.#takePending(message.id);
       if (pending) pending.resolve(message);

@@ -434,3 +434,48 @@ alpcTest(
     await serving;
   },
 );
+
+alpcTest(
+  "ALPC a throwing onMessage trace hook does not end the client's channel",
+  async () => {
+    await using server = AlpcServer.create(portName(), {
+      onMessage: () => {
+        throw new Error("trace failed");
+      },
+    });
+    const serving = (async () => {
+      for await (const event of server) {
+        if (event.type === "connect") await event.request.accept();
+        else if (event.type === "request") await event.message.reply("ok");
+        else if (event.type !== "datagram") return event.type;
+      }
+      return "server closed";
+    })();
+    using client = await AlpcClient.connect(server.name, { timeout: 5000 });
+    using reply = await client.sendWaitReceive("x", { timeout: 5000 });
+    assert.equal(reply.text(), "ok");
+    client.close();
+    assert.equal(await serving, "port-closed");
+  },
+);
+
+alpcTest(
+  "ALPC clients that connect and never speak do not hold up another client's connect",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const silent: number[] = [];
+    try {
+      for (let i = 0; i < 8; i++) {
+        silent.push(await UnixStream.connectDescriptor(server.path, OWN_ONLY, { timeout: 5000 }));
+      }
+      const client = AlpcClient.connect(server.name, { timeout: 3000 });
+      const event = await server.receive({ timeout: 3000 });
+      assert.equal(event?.type, "connect");
+      if (event?.type !== "connect") return;
+      await event.request.accept();
+      (await client).close();
+    } finally {
+      for (const fd of silent) libc().symbols.close(fd);
+    }
+  },
+);
