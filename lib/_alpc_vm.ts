@@ -81,7 +81,10 @@ export async function writePeerMemory(
     local[1] = 1n;
     remote[1] = 1n;
     const retried = symbols.process_vm_writev(pid, localBytes, 1n, remoteBytes, 1n, 0n);
-    if (retried > 0n) continue;
+    if (retried > 0n) {
+      done += 1; // that byte moved: progress, so a peer toggling its mapping cannot loop this
+      continue;
+    }
     throw vmError(retried < 0n ? lastErrno() : ERRNO.EFAULT, "process_vm_writev", pid, name);
   }
 }
@@ -132,7 +135,10 @@ export async function readPeerMemory(
       1n,
       0n,
     );
-    if (retried > 0n) continue;
+    if (retried > 0n) {
+      done += 1; // that byte moved: progress, so a peer toggling its mapping cannot loop this
+      continue;
+    }
     throw vmError(retried < 0n ? lastErrno() : ERRNO.EFAULT, "process_vm_readv", pid, name);
   }
   // Still the same: what was read came from the process that connected (as it was).
