@@ -340,7 +340,8 @@ alpcTest(
     let stopped = false;
     for (; read < 20; read++) {
       try {
-        await connected.send(payload, { timeout: 500 });
+        // Generous: a copy still running when the test ends would be a pending op.
+        await connected.send(payload, { timeout: 2000 });
       } catch (error) {
         assert.ok(error instanceof TimedOutError, String(error));
         stopped = true;
