@@ -71,13 +71,13 @@ export interface AlpcSendOptions extends WaitOptions {
    * For a request: a buffer the peer may write a large reply into directly
    * (process_vm_writev: the textbook's "the server writes in the client's address
    * space") instead of pinning the reply for this side to read. The reply's `data` is
-   * then a view of it. Leave it untouched until the reply arrives.
+   * then a view of it. Leave it untouched until the reply arrives: after a timeout or
+   * an abort the peer may still write a late reply into it, until the channel closes.
    */
   replyBuffer?: Uint8Array;
 }
 
 const decoder = new TextDecoder();
-const RECENT_ABANDONED = 1024;
 interface Pending {
   resolve(message: AlpcMessage): void;
   reject(error: unknown): void;
@@ -243,11 +243,11 @@ export class AlpcMessage implements Disposable {
 export class Channel {
   readonly #parts: ChannelParts;
   readonly #pending = new Map<number, Pending>();
-  readonly #abandoned = new Set<number>();
   // Buffers the peer reads in place (vm path), by message id, until it says it is done.
   readonly #pinnedSends = new Map<number, { data: Uint8Array; done: () => void }>();
   readonly #pinnedReplies = new Map<number, { data: Uint8Array; done: () => void }>();
   #nextId = 1;
+  #wrapped = false;
   #closed: CloseReason | undefined;
   #closeError: unknown;
   #goodbye = false;
@@ -285,8 +285,16 @@ export class Channel {
 
   #newId(): number {
     const id = this.#nextId;
-    this.#nextId = this.#nextId >= 0xffff_ffff ? 1 : this.#nextId + 1;
+    if (this.#nextId >= 0xffff_ffff) {
+      this.#nextId = 1;
+      this.#wrapped = true;
+    } else this.#nextId++;
     return id;
+  }
+
+  // Whether this side ever sent a message with `id` (a reply to it may come late).
+  #issued(id: number): boolean {
+    return this.#wrapped || (id >= 1 && id < this.#nextId);
   }
 
   /** Sends a request and waits for the reply with its id. */
@@ -325,12 +333,7 @@ export class Channel {
         (ms) => timedOutError("wait for the reply on", "ALPC port", this.name, ms),
       );
     } catch (error) {
-      if (this.#pending.delete(id)) {
-        this.#abandoned.add(id);
-        if (this.#abandoned.size > RECENT_ABANDONED) {
-          this.#abandoned.delete(this.#abandoned.values().next().value!);
-        }
-      }
+      this.#pending.delete(id);
       throw error;
     }
   }
@@ -549,15 +552,27 @@ export class Channel {
       : header.kind === KIND.datagram
       ? "datagram"
       : "reply";
-    if (kind === "reply" && !this.#pending.has(header.id) && !this.#abandoned.has(header.id)) {
+    // A reply to a request given up may come any time later (however many were given
+    // up since): only an id this side never used is the peer's invention.
+    if (kind === "reply" && !this.#pending.has(header.id) && !this.#issued(header.id)) {
       throw CorruptedError.of(
         "ALPC port",
         this.name,
         "reply id",
-        `${header.id} (no request of that id waits)`,
+        `${header.id} (no request of that id was made)`,
       );
     }
     const path = pathName(header.path, this.name);
+    if (kind === "reply" && path === "vm" && !this.#pending.has(header.id)) {
+      // Late and in place: nobody wants it. One pinned in the peer is let go unread (the
+      // other paths are dropped by #dispatch, their section space given back).
+      if ((header.flags & FLAG_WRITTEN) === 0) {
+        this.#parts.connection.send(
+          encodeFrame({ ...header, kind: KIND.vmDone, flags: FLAG_FOR_REPLY, length: 0 }),
+        ).catch(() => {});
+      }
+      return undefined;
+    }
     if (path === "vm" && (header.flags & FLAG_WRITTEN) !== 0) {
       // Written into the buffer this side lent with the request: check it fits.
       const lent = kind === "reply" ? this.#pending.get(header.id)?.replyBuffer : undefined;
@@ -604,7 +619,6 @@ export class Channel {
   #takePending(id: number): Pending | undefined {
     const pending = this.#pending.get(id);
     this.#pending.delete(id);
-    this.#abandoned.delete(id);
     return pending;
   }
 

@@ -480,3 +480,62 @@ alpcTest(
     }
   },
 );
+
+alpcTest(
+  "ALPC late replies to more than 1024 requests given up do not end the channel",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const client = AlpcClient.connect(server.name, { timeout: 5000 });
+    await acceptNext(server);
+    using connected = await client;
+    const count = 1100;
+    const controller = new AbortController();
+    const asked = Array.from(
+      { length: count },
+      (_, i) => connected.sendWaitReceive(`q${i}`, { signal: controller.signal }).catch(() => {}),
+    );
+    const held = [];
+    while (held.length < count) {
+      const event = await nextEvent(server);
+      if (event.type === "request") held.push(event.message);
+    }
+    controller.abort(); // every request given up
+    await Promise.all(asked);
+    for (const message of held) await message.reply("late");
+    // A request after the late replies: answered, on a channel still open.
+    const again = connected.sendWaitReceive("again", { timeout: 5000 });
+    let event = await nextEvent(server);
+    while (event.type !== "request") event = await nextEvent(server);
+    await event.message.reply("fresh");
+    using reply = await again;
+    assert.equal(reply.text(), "fresh");
+    assert.equal(connected.closedReason, undefined);
+    connected.close();
+  },
+);
+
+alpcTest(
+  "ALPC a late reply written in place into the buffer of a request given up does not end the channel",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const client = AlpcClient.connect(server.name, { timeout: 5000 });
+    await acceptNext(server);
+    using connected = await client;
+    const lent = new Uint8Array(200_000);
+    await assert.rejects(
+      connected.sendWaitReceive("slow", { timeout: 100, replyBuffer: lent }),
+      TimedOutError,
+    );
+    const event = await nextEvent(server);
+    if (event.type !== "request") throw new Error(`expected a request, got ${event.type}`);
+    await event.message.reply(new Uint8Array(100_000).fill(7)); // in place, into `lent`
+    const again = connected.sendWaitReceive("again", { timeout: 5000 });
+    let next = await nextEvent(server);
+    while (next.type !== "request") next = await nextEvent(server);
+    await next.message.reply("fresh");
+    using reply = await again;
+    assert.equal(reply.text(), "fresh");
+    assert.equal(connected.closedReason, undefined);
+    connected.close();
+  },
+);
