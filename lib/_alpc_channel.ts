@@ -315,6 +315,7 @@ export class Channel {
       );
     }
     this.#assertOpen("send a request on");
+    wait.signal?.throwIfAborted(); // given up before asking: nothing goes out
     const id = this.#newId();
     const reply = Promise.withResolvers<AlpcMessage>();
     this.#pending.set(id, {
@@ -340,9 +341,10 @@ export class Channel {
 
   /** Sends a datagram (no reply). Resolves once the peer can no longer need `data`. */
   datagram(data: Uint8Array, options?: AlpcSendOptions): Promise<void> {
-    validateWaitOptions(options);
+    const wait = validateWaitOptions(options);
     validateSectionFull(options);
     this.#assertOpen("send a datagram on");
+    wait.signal?.throwIfAborted();
     return this.send(KIND.datagram, data, { id: this.#newId() }, options);
   }
 

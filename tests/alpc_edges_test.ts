@@ -539,3 +539,25 @@ alpcTest(
     connected.close();
   },
 );
+
+alpcTest(
+  "ALPC a request or datagram with an already aborted signal is not sent",
+  async () => {
+    await using server = AlpcServer.create(portName());
+    const client = AlpcClient.connect(server.name, { timeout: 5000 });
+    await acceptNext(server);
+    using connected = await client;
+    const controller = new AbortController();
+    controller.abort(new Error("gave up before asking"));
+    await assert.rejects(
+      connected.sendWaitReceive("side effect", { signal: controller.signal }),
+      /gave up before asking/,
+    );
+    await assert.rejects(
+      connected.send("side effect", { signal: controller.signal }),
+      /gave up before asking/,
+    );
+    await assert.rejects(server.receive({ timeout: 300 }), TimedOutError);
+    connected.close();
+  },
+);
