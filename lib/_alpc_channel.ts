@@ -4,13 +4,26 @@
 // callbacks tagged with a request this side waits on, and on close or death fails
 // everything in flight and unmaps the sections.
 import { ERRNO } from "../ffi/constants.ts";
+import { CorruptedError, ErrnoError, PermissionDeniedError, timedOutError } from "../ffi/errno.ts";
 import {
-  ClosedError,
-  CorruptedError,
-  PermissionDeniedError,
-  stringArgument,
-  timedOutError,
-} from "../ffi/errno.ts";
+  AlpcRemoteError,
+  type CloseReason,
+  errorText,
+  MAX_ERROR_TEXT,
+  PortClosedError,
+  toPayload,
+  validateSectionFull,
+} from "./_alpc_errors.ts";
+
+export {
+  AlpcRemoteError,
+  type CloseReason,
+  errorText,
+  MAX_ERROR_TEXT,
+  PortClosedError,
+  toPayload,
+  validateSectionFull,
+} from "./_alpc_errors.ts";
 import {
   type AlpcPath,
   decodeHeader,
@@ -40,52 +53,6 @@ export const MAX_CALLBACK_DEPTH = 8;
  */
 export const MAX_BACKLOG = 1024;
 
-/**
- * Why a channel ended: this side closed it ("closed"), the peer closed its port
- * ("port-closed"), or the peer died or its connection broke ("peer-died"; the server's
- * event for it is "client-died").
- */
-export type CloseReason = "closed" | "port-closed" | "peer-died";
-
-/**
- * The channel ended while a request was in flight (or before an operation): the peer
- * closed its port (`reason` "port-closed"), died ("peer-died"), or this side closed
- * it ("closed").
- */
-export class PortClosedError extends ClosedError {
-  /** What ended the channel. */
-  readonly reason: CloseReason;
-
-  /** Creates the error for the channel `name`. */
-  constructor(reason: CloseReason, name: string, operation: string, cause?: unknown) {
-    if (reason !== "closed" && reason !== "port-closed" && reason !== "peer-died") {
-      throw new TypeError(`Invalid reason: expected "closed", "port-closed" or "peer-died"`);
-    }
-    stringArgument(name, "name");
-    stringArgument(operation, "operation");
-    const why = reason === "closed"
-      ? "this side closed it"
-      : reason === "port-closed"
-      ? "the peer closed its port"
-      : "the peer died or its connection broke";
-    super(ERRNO.EBADF, operation, {
-      objectName: name,
-      message: `Cannot ${operation}: ALPC port "${name}" is closed (${why})`,
-      cause,
-    });
-    this.reason = reason;
-  }
-}
-
-/** The peer's handler for a request failed: its message, carried back as the reply. */
-export class AlpcRemoteError extends Error {
-  /** Creates the error with the peer's message. */
-  constructor(message: string) {
-    super(`The ALPC peer's handler failed: ${stringArgument(message, "message")}`);
-    this.name = "AlpcRemoteError";
-  }
-}
-
 /** What a handler may return as a reply. */
 export type AlpcReplyData = Uint8Array | string | void;
 /** Handles a request (or a callback); its result is the reply. */
@@ -104,21 +71,30 @@ export interface AlpcSendOptions extends WaitOptions {
    * For a request: a buffer the peer may write a large reply into directly
    * (process_vm_writev: the textbook's "the server writes in the client's address
    * space") instead of pinning the reply for this side to read. The reply's `data` is
-   * then a view of it. Leave it untouched until the reply arrives.
+   * then a view of it. Leave it untouched until the reply arrives: after a timeout or
+   * an abort the peer may still write a late reply into it, until the channel closes.
    */
   replyBuffer?: Uint8Array;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const RECENT_ABANDONED = 1024;
-
 interface Pending {
   resolve(message: AlpcMessage): void;
   reject(error: unknown): void;
   onCallback: AlpcHandler | undefined;
   depth: number;
   replyBuffer: Uint8Array | undefined;
+}
+
+/** How long a send that found the peer gone waits for the reader to learn why. */
+const PEER_GONE_GRACE_MS = 100;
+
+interface SendFields {
+  id: number;
+  callbackOf?: number;
+  depth?: number;
+  /** A reply: where the requester lets it be written in place. */
+  replyTo?: { address: bigint; capacity: number };
 }
 
 /** What a channel is made of (see alpc.ts for how it is negotiated). */
@@ -180,6 +156,7 @@ export class AlpcMessage implements Disposable {
     this.callbackOf = header.callbackOf;
     this.depth = header.depth;
     this.data = data;
+    this.inPlaceBytes = path === "vm" && (header.flags & FLAG_WRITTEN) === 0 ? data.length : 0;
     this.#replyTo = { address: header.replyAddress, capacity: header.replyCapacity };
   }
 
@@ -207,10 +184,14 @@ export class AlpcMessage implements Disposable {
   async reply(data: Uint8Array | string, options?: AlpcSendOptions): Promise<void> {
     if (this.kind !== "request") throw new TypeError(`Cannot reply to a ${this.kind}`);
     if (this.#replied) throw new TypeError(`Request ${this.id} was already answered`);
+    // Arguments first: a bad one must leave the request answerable.
+    const payload = toPayload(data, "reply");
+    validateWaitOptions(options);
+    validateSectionFull(options);
     this.#replied = true;
     // Released after the send: the reply may be this message's own section view.
     try {
-      await this.#channel.send(KIND.reply, toPayload(data), {
+      await this.#channel.send(KIND.reply, payload, {
         id: this.id,
         replyTo: this.#replyTo,
       }, options);
@@ -225,9 +206,7 @@ export class AlpcMessage implements Disposable {
     this.#replied = true;
     this.release();
     const text = error instanceof Error ? error.message : String(error);
-    await this.#channel.send(KIND.errorReply, encoder.encode(text.slice(0, 4096)), {
-      id: this.id,
-    });
+    await this.#channel.send(KIND.errorReply, errorText(text), { id: this.id });
   }
 
   /**
@@ -248,6 +227,9 @@ export class AlpcMessage implements Disposable {
     );
   }
 
+  /** @internal Bytes this side allocated to read the payload in place (else 0). */
+  readonly inPlaceBytes: number;
+
   /** @internal The handler running this callback: nested callbacks default to it. */
   handler: AlpcHandler | undefined;
 
@@ -257,26 +239,21 @@ export class AlpcMessage implements Disposable {
   }
 }
 
-/** Bytes of a payload argument. */
-export function toPayload(data: unknown, what = "message"): Uint8Array {
-  if (data instanceof Uint8Array) return data;
-  if (typeof data === "string") return encoder.encode(data);
-  throw new TypeError(`Invalid ${what}: expected a Uint8Array or a string`);
-}
-
 /** The symmetric core of a port. */
 export class Channel {
   readonly #parts: ChannelParts;
   readonly #pending = new Map<number, Pending>();
-  readonly #abandoned = new Set<number>();
   // Buffers the peer reads in place (vm path), by message id, until it says it is done.
   readonly #pinnedSends = new Map<number, { data: Uint8Array; done: () => void }>();
   readonly #pinnedReplies = new Map<number, { data: Uint8Array; done: () => void }>();
   #nextId = 1;
+  #wrapped = false;
   #closed: CloseReason | undefined;
   #closeError: unknown;
   #goodbye = false;
   #backlog = 0;
+  readonly #ended = Promise.withResolvers<void>();
+  #inPlaceBytes = 0;
   #room: (() => void) | undefined;
 
   constructor(parts: ChannelParts) {
@@ -308,8 +285,16 @@ export class Channel {
 
   #newId(): number {
     const id = this.#nextId;
-    this.#nextId = this.#nextId >= 0xffff_ffff ? 1 : this.#nextId + 1;
+    if (this.#nextId >= 0xffff_ffff) {
+      this.#nextId = 1;
+      this.#wrapped = true;
+    } else this.#nextId++;
     return id;
+  }
+
+  // Whether this side ever sent a message with `id` (a reply to it may come late).
+  #issued(id: number): boolean {
+    return this.#wrapped || (id >= 1 && id < this.#nextId);
   }
 
   /** Sends a request and waits for the reply with its id. */
@@ -320,6 +305,7 @@ export class Channel {
     depth = 0,
   ): Promise<AlpcMessage> {
     const wait = validateWaitOptions(options);
+    validateSectionFull(options);
     if (options?.onCallback !== undefined && typeof options.onCallback !== "function") {
       throw new TypeError("Invalid onCallback: expected a function");
     }
@@ -329,6 +315,7 @@ export class Channel {
       );
     }
     this.#assertOpen("send a request on");
+    wait.signal?.throwIfAborted(); // given up before asking: nothing goes out
     const id = this.#newId();
     const reply = Promise.withResolvers<AlpcMessage>();
     this.#pending.set(id, {
@@ -347,37 +334,54 @@ export class Channel {
         (ms) => timedOutError("wait for the reply on", "ALPC port", this.name, ms),
       );
     } catch (error) {
-      if (this.#pending.delete(id)) {
-        this.#abandoned.add(id);
-        if (this.#abandoned.size > RECENT_ABANDONED) {
-          this.#abandoned.delete(this.#abandoned.values().next().value!);
-        }
-      }
+      this.#pending.delete(id);
       throw error;
     }
   }
 
   /** Sends a datagram (no reply). Resolves once the peer can no longer need `data`. */
   datagram(data: Uint8Array, options?: AlpcSendOptions): Promise<void> {
-    validateWaitOptions(options);
+    const wait = validateWaitOptions(options);
+    validateSectionFull(options);
     this.#assertOpen("send a datagram on");
+    wait.signal?.throwIfAborted();
     return this.send(KIND.datagram, data, { id: this.#newId() }, options);
   }
 
   /**
    * Sends a message by the path its size calls for. On the vm path the promise settles
    * when the peer has read `data` (it must not change until then), or the channel ends.
+   * A peer that closed or died before this side's reader noticed is a `PortClosedError`
+   * too (with the reason the reader then finds), not the socket's broken pipe.
    */
   async send(
     kind: number,
     data: Uint8Array,
-    fields: {
-      id: number;
-      callbackOf?: number;
-      depth?: number;
-      /** A reply: where the requester lets it be written in place. */
-      replyTo?: { address: bigint; capacity: number };
-    },
+    fields: SendFields,
+    options?: AlpcSendOptions,
+  ): Promise<void> {
+    try {
+      return await this.#send(kind, data, fields, options);
+    } catch (error) {
+      const gone = error instanceof ErrnoError &&
+        (error.errno === ERRNO.EPIPE || error.errno === ERRNO.ECONNRESET);
+      if (!gone) throw error;
+      // What is left in the socket (a goodbye, then the end) tells why: let the reader
+      // get there first.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        this.#ended.promise,
+        new Promise((resolve) => timer = setTimeout(resolve, PEER_GONE_GRACE_MS)),
+      ]);
+      clearTimeout(timer);
+      throw new PortClosedError(this.#closed ?? "peer-died", this.name, "send on", error);
+    }
+  }
+
+  async #send(
+    kind: number,
+    data: Uint8Array,
+    fields: SendFields,
     options?: AlpcSendOptions,
   ): Promise<void> {
     this.#assertOpen("send on");
@@ -419,10 +423,17 @@ export class Channel {
       if (sectionFull !== "wait" && sectionFull !== "fail") {
         throw new TypeError(`Invalid sectionFull: expected "wait" or "fail"`);
       }
-      const offset = await ownSection.allocate(data.length, sectionFull === "wait", {
-        timeout: options?.timeout,
-        signal: options?.signal,
-      });
+      let offset: number;
+      try {
+        offset = await ownSection.allocate(data.length, sectionFull === "wait", {
+          timeout: options?.timeout,
+          signal: options?.signal,
+        });
+      } catch (error) {
+        // The channel ended while this waited for room: say so, as every send does.
+        this.#assertOpen("send on");
+        throw error;
+      }
       this.#assertOpen("send on");
       ownSection.write(offset, data);
       header.path = PATH_CODE.section;
@@ -436,23 +447,40 @@ export class Channel {
       kind === KIND.reply && replyTo && replyTo.address !== 0n && data.length <= replyTo.capacity
     ) {
       // The requester lent a buffer: write the reply into it in place.
-      await writePeerMemory(this.#parts.peer.pid, replyTo.address, data, this.name);
-      header.flags = FLAG_WRITTEN;
-      await connection.send(encodeFrame(header));
-      return;
+      let written = true;
+      try {
+        await writePeerMemory(this.#parts.peer, replyTo.address, data, this.name);
+      } catch (error) {
+        // Not allowed to write there (see assertPeerUnchanged): the requester reads the
+        // reply itself, with its own rights, as if it had lent no buffer.
+        if (!(error instanceof PermissionDeniedError)) throw error;
+        written = false;
+      }
+      if (written) {
+        header.flags = FLAG_WRITTEN;
+        await put(encodeFrame(header));
+        return;
+      }
     }
     // Too large for the section (or no section): the peer reads it in place.
     header.address = pointerOf(data);
     const pins = kind === KIND.reply ? this.#pinnedReplies : this.#pinnedSends;
     const done = Promise.withResolvers<void>();
-    pins.set(fields.id, { data, done: done.resolve });
-    try {
-      // Not given up on a timeout: the pin must outlive the frame, which stays queued.
-      await connection.send(encodeFrame(header));
-      await done.promise;
-    } finally {
-      pins.delete(fields.id);
-    }
+    const id = fields.id;
+    pins.set(id, {
+      data,
+      done: () => {
+        pins.delete(id);
+        done.resolve();
+      },
+    });
+    // The wait is bounded like any other; the pin is not: it outlives a timeout (the
+    // frame stays queued) until the peer says it has read the buffer or the channel ends.
+    await within(
+      connection.send(encodeFrame(header)).then(() => done.promise),
+      wait,
+      (ms) => timedOutError("send on", "ALPC port", this.name, ms),
+    );
     this.#assertOpen("send on");
   }
 
@@ -467,7 +495,12 @@ export class Channel {
         const handling = this.#handle(frame);
         if (handling !== undefined) await handling;
         if (this.#closed) return;
-        while (this.#backlog >= MAX_BACKLOG && !this.#closed) {
+        // Messages not taken yet stop the reader: MAX_BACKLOG of them, or in-place
+        // payloads (allocated here, of the peer's chosen size) over maxMessageSize.
+        while (
+          (this.#backlog >= MAX_BACKLOG || this.#inPlaceBytes > this.#parts.maxMessageSize) &&
+          !this.#closed
+        ) {
           await new Promise<void>((resolve) => this.#room = resolve);
         }
         if (this.#closed) return;
@@ -505,7 +538,7 @@ export class Channel {
         return undefined;
       case KIND.errorReply: {
         const pending = this.#takePending(header.id);
-        const text = decoder.decode(frame.subarray(HEADER_SIZE, HEADER_SIZE + 4096));
+        const text = decoder.decode(frame.subarray(HEADER_SIZE, HEADER_SIZE + MAX_ERROR_TEXT));
         pending?.reject(new AlpcRemoteError(text));
         return undefined;
       }
@@ -521,15 +554,27 @@ export class Channel {
       : header.kind === KIND.datagram
       ? "datagram"
       : "reply";
-    if (kind === "reply" && !this.#pending.has(header.id) && !this.#abandoned.has(header.id)) {
+    // A reply to a request given up may come any time later (however many were given
+    // up since): only an id this side never used is the peer's invention.
+    if (kind === "reply" && !this.#pending.has(header.id) && !this.#issued(header.id)) {
       throw CorruptedError.of(
         "ALPC port",
         this.name,
         "reply id",
-        `${header.id} (no request of that id waits)`,
+        `${header.id} (no request of that id was made)`,
       );
     }
     const path = pathName(header.path, this.name);
+    if (kind === "reply" && path === "vm" && !this.#pending.has(header.id)) {
+      // Late and in place: nobody wants it. One pinned in the peer is let go unread (the
+      // other paths are dropped by #dispatch, their section space given back).
+      if ((header.flags & FLAG_WRITTEN) === 0) {
+        this.#parts.connection.send(
+          encodeFrame({ ...header, kind: KIND.vmDone, flags: FLAG_FOR_REPLY, length: 0 }),
+        ).catch(() => {});
+      }
+      return undefined;
+    }
     if (path === "vm" && (header.flags & FLAG_WRITTEN) !== 0) {
       // Written into the buffer this side lent with the request: check it fits.
       const lent = kind === "reply" ? this.#pending.get(header.id)?.replyBuffer : undefined;
@@ -556,7 +601,9 @@ export class Channel {
 
   #dispatch(message: AlpcMessage): void {
     const { kind } = message;
-    this.#parts.trace?.(message);
+    try {
+      this.#parts.trace?.(message);
+    } catch { /* a failing trace hook must not end the channel */ }
     if (kind === "reply") {
       const pending = this.#takePending(message.id);
       if (pending) pending.resolve(message);
@@ -567,14 +614,13 @@ export class Channel {
       this.#runCallback(message);
       return;
     }
-    this.#backlog++;
+    this.hold(message);
     this.#parts.deliver(message);
   }
 
   #takePending(id: number): Pending | undefined {
     const pending = this.#pending.get(id);
     this.#pending.delete(id);
-    this.#abandoned.delete(id);
     return pending;
   }
 
@@ -582,6 +628,8 @@ export class Channel {
   #runCallback(message: AlpcMessage): void {
     const waiting = this.#pending.get(message.callbackOf);
     const handler = waiting?.onCallback ?? this.#parts.onCallback;
+    // Counted as a message only: a handler may wait for replies this reader must read,
+    // so its in-place bytes must not stop the reader.
     this.#backlog++;
     (async () => {
       try {
@@ -602,6 +650,7 @@ export class Channel {
       } catch (error) {
         if (!this.#closed) await message.fail(error).catch(() => {});
       } finally {
+        this.#backlog--;
         this.taken();
       }
     })();
@@ -648,7 +697,7 @@ export class Channel {
       );
     }
     const data = new Uint8Array(length);
-    await readPeerMemory(this.#parts.peer.pid, header.address, data, this.name);
+    await readPeerMemory(this.#parts.peer, header.address, data, this.name);
     const flags = header.kind === KIND.reply ? FLAG_FOR_REPLY : 0;
     await this.#parts.connection.send(
       encodeFrame({ ...header, kind: KIND.vmDone, flags, length: 0 }),
@@ -662,12 +711,24 @@ export class Channel {
   async #inPlaceFailed(header: Header, error: unknown): Promise<void> {
     if (!(error instanceof PermissionDeniedError) || header.kind !== KIND.request) throw error;
     await this.#parts.connection.send(encodeFrame(makeHeader({ ...header, kind: KIND.vmDone })));
-    await this.send(KIND.errorReply, encoder.encode(error.message), { id: header.id });
+    await this.send(KIND.errorReply, errorText(error.message), { id: header.id });
   }
 
-  /** A delivered message was taken by the application: the reader may go on. */
-  taken(): void {
-    this.#backlog--;
+  /** @internal Counts a message as not taken yet (delivered, or held on by RPC). */
+  hold(message: AlpcMessage): void {
+    this.#backlog++;
+    this.#inPlaceBytes += message.inPlaceBytes;
+  }
+
+  /**
+   * A delivered message was taken by the application (uncounted); without one, only
+   * wakes the reader to look again: the reader may go on.
+   */
+  taken(message?: AlpcMessage): void {
+    if (message !== undefined) {
+      this.#backlog--;
+      this.#inPlaceBytes -= message.inPlaceBytes;
+    }
     const room = this.#room;
     this.#room = undefined;
     room?.();
@@ -723,5 +784,6 @@ export class Channel {
     this.#parts.ownSection?.close();
     this.#parts.peerSection?.close();
     this.#parts.ended(reason, error);
+    this.#ended.resolve();
   }
 }

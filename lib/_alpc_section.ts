@@ -94,11 +94,15 @@ export class OwnSection {
     const rounded = Math.max(ALIGNMENT, Math.ceil(length / ALIGNMENT) * ALIGNMENT);
     for (let i = 0; i < this.#free.length; i++) {
       const range = this.#free[i];
-      if (range.end - range.start < rounded) continue;
+      const available = range.end - range.start;
+      // The section's end may cut the last range short of a whole multiple: a message
+      // that fits there takes the rest.
+      const take = range.end === this.size ? Math.min(rounded, available) : rounded;
+      if (take < length || available < take) continue;
       const offset = range.start;
-      range.start += rounded;
+      range.start += take;
       if (range.start === range.end) this.#free.splice(i, 1);
-      this.#allocated.set(offset, rounded);
+      this.#allocated.set(offset, take);
       return offset;
     }
     return undefined;

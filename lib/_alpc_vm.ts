@@ -1,6 +1,11 @@
 // The in-place path of ALPC: copying a peer's pinned buffer with process_vm_readv, or
 // writing a reply into the buffer a requester lent with process_vm_writev. Both need the
-// same right as ptrace; a refusal is explained with its remedy.
+// same right as ptrace; a refusal is explained with its remedy. The kernel checks that
+// right against whatever runs at the pid NOW, which need not be what connected: a client
+// may have executed a set-user-ID program since, or died and left its pid to another
+// process. So the peer's user ids must still be those SO_PEERCRED recorded, before (and,
+// for a read, after) the copy: otherwise a privileged server would read or write a
+// process the client had no right to.
 import { ERRNO } from "../ffi/constants.ts";
 import {
   errnoCode,
@@ -10,8 +15,37 @@ import {
   PermissionDeniedError,
 } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
+import type { PeerCredentials } from "./_unix_socket.ts";
 
 const VM_CHUNK = 1 << 30;
+
+/**
+ * Throws `PermissionDeniedError` unless the process at `peer.pid` still runs with every
+ * user id (real, effective, saved, filesystem) equal to the uid recorded at connect, or
+ * an error (ESRCH) when no process runs there.
+ */
+export function assertPeerUnchanged(peer: PeerCredentials, syscall: string, name: string): void {
+  let status: string;
+  try {
+    status = Deno.readTextFileSync(`/proc/${peer.pid}/status`);
+  } catch {
+    throw errnoError(ERRNO.ESRCH, syscall, {
+      objectName: name,
+      message: `${syscall} of process ${peer.pid} refused on ALPC port "${name}": the peer ` +
+        `is gone`,
+    });
+  }
+  const ids = /^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/m.exec(status);
+  if (ids === null || ids.slice(1).some((id) => Number(id) !== peer.uid)) {
+    throw new PermissionDeniedError(ERRNO.EPERM, syscall, {
+      objectName: name,
+      message: `${syscall} of process ${peer.pid} refused on ALPC port "${name}": that ` +
+        `process now runs as uid ${ids?.slice(1).join("/") ?? "unknown"}, not as uid ` +
+        `${peer.uid} that connected (it changed its credentials, or the pid was reused). ` +
+        `Remedy: give the port a section at least as large as the message (sectionSize)`,
+    });
+  }
+}
 
 export function pointerOf(bytes: Uint8Array): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(bytes)));
@@ -22,12 +56,14 @@ export function pointerOf(bytes: Uint8Array): bigint {
  * pool (errno learnt as in {@link readPeerMemory}).
  */
 export async function writePeerMemory(
-  pid: number,
+  peer: PeerCredentials,
   address: bigint,
   from: Uint8Array,
   name: string,
 ): Promise<void> {
   const { symbols } = libc();
+  const { pid } = peer;
+  assertPeerUnchanged(peer, "process_vm_writev", name);
   let done = 0;
   while (done < from.length) {
     const count = Math.min(from.length - done, VM_CHUNK);
@@ -45,7 +81,10 @@ export async function writePeerMemory(
     local[1] = 1n;
     remote[1] = 1n;
     const retried = symbols.process_vm_writev(pid, localBytes, 1n, remoteBytes, 1n, 0n);
-    if (retried > 0n) continue;
+    if (retried > 0n) {
+      done += 1; // that byte moved: progress, so a peer toggling its mapping cannot loop this
+      continue;
+    }
     throw vmError(retried < 0n ? lastErrno() : ERRNO.EFAULT, "process_vm_writev", pid, name);
   }
 }
@@ -56,12 +95,14 @@ export async function writePeerMemory(
  * is explained with its remedy.
  */
 export async function readPeerMemory(
-  pid: number,
+  peer: PeerCredentials,
   address: bigint,
   into: Uint8Array,
   name: string,
 ): Promise<void> {
   const { symbols } = libc();
+  const { pid } = peer;
+  assertPeerUnchanged(peer, "process_vm_readv", name);
   let done = 0;
   while (done < into.length) {
     const count = Math.min(into.length - done, VM_CHUNK);
@@ -94,9 +135,14 @@ export async function readPeerMemory(
       1n,
       0n,
     );
-    if (retried > 0n) continue;
+    if (retried > 0n) {
+      done += 1; // that byte moved: progress, so a peer toggling its mapping cannot loop this
+      continue;
+    }
     throw vmError(retried < 0n ? lastErrno() : ERRNO.EFAULT, "process_vm_readv", pid, name);
   }
+  // Still the same: what was read came from the process that connected (as it was).
+  assertPeerUnchanged(peer, "process_vm_readv", name);
 }
 
 /** The error of a failed process_vm_readv/writev, naming the remedy for EPERM. */

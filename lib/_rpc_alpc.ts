@@ -2,7 +2,10 @@
 // each by the path its size calls for, so that large arguments and results go through
 // the channel's sections (or are read in place) while the stubs and errors stay those of
 // RPC over sockets. Received payloads are copied out and their section space released at
-// once: RPC decodes them anyway.
+// once: RPC decodes them anyway. The limits of RPC over sockets hold here too:
+// `maxFrameSize` bounds what is sent and accepted, and frames a connection's handler has
+// not taken yet count in its channel's backlog, so a client that stops reading its
+// replies stops being read.
 import {
   type AlpcClient,
   type AlpcConnection,
@@ -11,6 +14,7 @@ import {
   PortClosedError,
 } from "./alpc.ts";
 import type { PeerCredentials } from "./_unix_socket.ts";
+import { FrameTooLargeError } from "./socket.ts";
 
 /** Where an RPC server listens over ALPC: the connection port's name. */
 export interface AlpcRpcAddress {
@@ -41,12 +45,17 @@ export interface RpcListener {
 /** A client's RPC frames over its ALPC port. */
 export class AlpcClientStream implements RpcStream {
   readonly #client: AlpcClient;
+  readonly #maxFrameSize: number;
 
-  constructor(client: AlpcClient) {
+  constructor(client: AlpcClient, maxFrameSize: number) {
     this.#client = client;
+    this.#maxFrameSize = maxFrameSize;
   }
 
   send(bytes: Uint8Array): Promise<void> {
+    if (bytes.length > this.#maxFrameSize) {
+      return Promise.reject(new FrameTooLargeError(bytes.length, this.#maxFrameSize, false));
+    }
     return this.#client.send(bytes);
   }
 
@@ -71,12 +80,17 @@ export class AlpcClientStream implements RpcStream {
         if (error instanceof PortClosedError) return;
         throw error;
       }
-      yield copyOut(message);
+      yield copyOut(message, this.#maxFrameSize);
     }
   }
 }
 
-function copyOut(message: AlpcMessage): Uint8Array {
+function copyOut(message: AlpcMessage, maxFrameSize: number): Uint8Array {
+  const size = message.data.length;
+  if (size > maxFrameSize) {
+    message.release();
+    throw new FrameTooLargeError(size, maxFrameSize, true);
+  }
   const bytes = message.data.slice();
   message.release();
   return bytes;
@@ -85,16 +99,27 @@ function copyOut(message: AlpcMessage): Uint8Array {
 // The server's end of one client: datagrams from the server's one event loop.
 class ServerStream implements RpcStream {
   readonly #connection: AlpcConnection;
-  readonly #queue: Uint8Array[] = [];
+  readonly #maxFrameSize: number;
+  // A frame (or why the client is dropped: a frame over maxFrameSize), with the message
+  // it came in, counted in the channel's backlog until the handler takes the frame.
+  readonly #queue: { frame: Uint8Array | FrameTooLargeError; message: AlpcMessage }[] = [];
   #wake: (() => void) | undefined;
   #ended = false;
 
-  constructor(connection: AlpcConnection) {
+  constructor(connection: AlpcConnection, maxFrameSize: number) {
     this.#connection = connection;
+    this.#maxFrameSize = maxFrameSize;
   }
 
   push(message: AlpcMessage): void {
-    this.#queue.push(copyOut(message));
+    let frame: Uint8Array | FrameTooLargeError;
+    try {
+      frame = copyOut(message, this.#maxFrameSize);
+    } catch (error) {
+      frame = error as FrameTooLargeError;
+    }
+    this.#connection._channel.hold(message);
+    this.#queue.push({ frame, message });
     this.#poke();
   }
 
@@ -128,8 +153,11 @@ class ServerStream implements RpcStream {
 
   async *[Symbol.asyncIterator](): AsyncGenerator<Uint8Array, void, undefined> {
     while (true) {
-      const frame = this.#queue.shift();
-      if (frame !== undefined) {
+      const entry = this.#queue.shift();
+      if (entry !== undefined) {
+        const { frame, message } = entry;
+        this.#connection._channel.taken(message);
+        if (frame instanceof FrameTooLargeError) throw frame;
         yield frame;
         continue;
       }
@@ -143,16 +171,24 @@ class ServerStream implements RpcStream {
 export class AlpcRpcListener implements RpcListener {
   readonly #server: AlpcServer;
   readonly #maxConnections: number;
+  readonly #maxFrameSize: number;
 
   constructor(
     name: string,
-    options: { maxConnections: number; replySectionSize?: number; mode?: number },
+    options: {
+      maxConnections: number;
+      maxFrameSize: number;
+      replySectionSize?: number;
+      mode?: number;
+    },
   ) {
     this.#server = AlpcServer.create(name, {
       replySectionSize: options.replySectionSize,
       mode: options.mode,
+      maxMessageSize: options.maxFrameSize,
     });
     this.#maxConnections = options.maxConnections;
+    this.#maxFrameSize = options.maxFrameSize;
   }
 
   get address(): AlpcRpcAddress {
@@ -174,7 +210,7 @@ export class AlpcRpcListener implements RpcListener {
         if (streams.size >= this.#maxConnections) {
           await event.request.reject(
             `it already serves ${this.#maxConnections} clients (maxConnections)`,
-          );
+          ).catch(() => {}); // the server closed meanwhile: the close refused it
           continue;
         }
         let connection: AlpcConnection;
@@ -184,7 +220,7 @@ export class AlpcRpcListener implements RpcListener {
           onError(error);
           continue;
         }
-        const stream = new ServerStream(connection);
+        const stream = new ServerStream(connection, this.#maxFrameSize);
         streams.set(connection, stream);
         const task = (async () => {
           try {

@@ -500,6 +500,32 @@ export class UnixListener {
 
 // lstat(2) (fstatat without following a link), compare, then unlink(2), which never
 // follows a link in the last component either.
+/**
+ * Whether a server listens on the socket file at `path` (never following a link there):
+ * a connect that succeeds, or finds the backlog full, says so; a refused one says the
+ * file is what a dead server left. The probe's connection is closed at once.
+ */
+export function isListening(path: string): boolean {
+  const { symbols } = libc();
+  let pathFd: number;
+  try {
+    pathFd = openPathOnly(path, "connect");
+  } catch {
+    return false;
+  }
+  let fd = -1;
+  try {
+    fd = newSocket(path);
+    const [address, length] = socketAddress(`/proc/self/fd/${pathFd}`);
+    if (symbols.connect(fd, address, length) === 0) return true;
+    const errno = lastErrno();
+    return errno === ERRNO.EAGAIN || errno === ERRNO.EINPROGRESS;
+  } finally {
+    if (fd >= 0) symbols.close(fd);
+    symbols.close(pathFd);
+  }
+}
+
 function removeIfSame(path: string, device: bigint, inode: bigint): void {
   const { symbols } = libc();
   const stat = new Uint8Array(C.SIZEOF_STAT);

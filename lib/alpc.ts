@@ -33,7 +33,7 @@
  */
 import { forgetEndpoint } from "./_endpoints.ts";
 import { ERRNO } from "../ffi/constants.ts";
-import { AlreadyExistsError, errnoError, timedOutError } from "../ffi/errno.ts";
+import { AlreadyExistsError, ErrnoError, errnoError, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import {
   type AlpcHandler,
@@ -57,6 +57,7 @@ import { Lifetime } from "./_lifetime.ts";
 import { type OwnershipOptions, validateOwnership } from "./_owner.ts";
 import { FramedConnection } from "./socket.ts";
 import {
+  isListening,
   type PeerCredentials,
   peerCredentialsOf,
   UnixListener,
@@ -155,12 +156,19 @@ export class AlpcConnectionRequest {
     this.#sectionFd = sectionFd;
   }
 
-  #answer(): void {
+  #answer(operation: string): void {
+    // The server's close refused every request it left unanswered.
+    if (this.#server._closed) throw new PortClosedError("closed", this.#server.name, operation);
     if (this.#answered) throw new TypeError("This connection request was already answered");
     this.#answered = true;
   }
 
-  /** Accepts: the client's connect resolves; returns the server's end of the channel. */
+  /**
+   * Accepts: the client's connect resolves; returns the server's end of the channel.
+   * Rejects with `PortClosedError` ("peer-died") when the client left meanwhile, and with
+   * `CorruptedError` when its section is not a sealed memfd of the size it announced:
+   * a server loop should catch both and go on.
+   */
   async accept(options: AlpcAcceptOptions = {}): Promise<AlpcConnection> {
     validateOptions<AlpcAcceptOptions>(options, "accept");
     const payload = toPayload(options.payload ?? new Uint8Array(), "payload");
@@ -169,7 +177,7 @@ export class AlpcConnectionRequest {
         `Invalid payload: ${payload.length} bytes, over ${MAX_CONNECTION_PAYLOAD}`,
       );
     }
-    this.#answer();
+    this.#answer("accept a client on");
     return await this.#server._accept(
       this.#fd,
       this,
@@ -181,9 +189,24 @@ export class AlpcConnectionRequest {
   }
 
   /** Refuses: the client gets `AlpcConnectionRefusedError` with `reason`. */
-  async reject(reason = "refused"): Promise<void> {
-    const bytes = toPayload(reason, "reason").subarray(0, MAX_CONNECTION_PAYLOAD);
-    this.#answer();
+  reject(reason = "refused"): Promise<void> {
+    try {
+      const bytes = toPayload(reason, "reason").subarray(0, MAX_CONNECTION_PAYLOAD);
+      this.#answer("reject a client on");
+      return this.#refuse(bytes);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** @internal The server's own refusal (as it closes, or when too many wait). */
+  _refuse(reason: string): Promise<void> {
+    if (this.#answered) return Promise.resolve();
+    this.#answered = true;
+    return this.#refuse(new TextEncoder().encode(reason));
+  }
+
+  async #refuse(bytes: Uint8Array): Promise<void> {
     this.#server._pendingDone(this);
     try {
       await sendHandshake(
@@ -221,7 +244,11 @@ export class AlpcConnection implements Disposable {
 
   /** Sends the client a datagram. */
   send(data: Uint8Array | string, options?: AlpcSendOptions): Promise<void> {
-    return this._channel.datagram(toPayload(data), options);
+    try {
+      return this._channel.datagram(toPayload(data), options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Why the channel ended, or undefined while open. */
@@ -334,13 +361,16 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
     return new AlpcServer(name, path, listener, checked);
   }
 
-  /** Removes a connection port left by a server that died; false if there was none. */
+  /**
+   * Removes a connection port left by a server that died; false if there was none, or
+   * if a server still listens on it (it is that server's to remove, by closing).
+   */
   static remove(name: string, options: { directory?: string } = {}): boolean {
     const { directory } = validateOptions<{ directory?: string }>(options, "remove");
     const path = portPath(validatePortName(name), directory);
     try {
       const status = Deno.lstatSync(path);
-      if (!status.isSocket) return false;
+      if (!status.isSocket || isListening(path)) return false;
       Deno.removeSync(path);
       // Its record in the endpoint registry (lib/_endpoints.ts) goes too: the server that
       // made it died without removing it.
@@ -374,7 +404,10 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
         { timeout: HANDSHAKE_TIMEOUT_MS },
         this.#handshakes,
       );
-      if (this.#closed) throw new Error("closed");
+      if (this.#closed) {
+        if (hello.descriptor !== undefined) symbols.close(hello.descriptor);
+        throw new Error("closed");
+      }
       if (
         hello.status !== 0 || hello.sectionSize > MAX_SECTION ||
         (hello.sectionSize > 0) !== (hello.descriptor !== undefined)
@@ -392,7 +425,7 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
         hello.descriptor,
       );
       if (this.#unanswered.size >= this.#maxPending) {
-        await request.reject("too many connection requests are waiting");
+        await request._refuse("too many connection requests are waiting");
         return;
       }
       this.#unanswered.add(request);
@@ -400,6 +433,11 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
     } catch {
       if (request === undefined) symbols.close(fd);
     }
+  }
+
+  /** @internal Whether close() was called. */
+  get _closed(): boolean {
+    return this.#closed;
   }
 
   /** @internal */
@@ -443,6 +481,10 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
       peerSection?.close();
       ownSection?.close();
       symbols.close(fd);
+      const left = error instanceof ErrnoError &&
+        (error.errno === ERRNO.EPIPE || error.errno === ERRNO.ECONNRESET);
+      // The client left before the answer: as for any channel whose peer is gone.
+      if (left) throw new PortClosedError("peer-died", this.name, "accept a client on", error);
       throw error;
     }
     const connection = new AlpcConnection(options.context, request.credentials);
@@ -477,6 +519,11 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
       },
       trace: this.#onMessage ? (message) => this.#onMessage!(message, connection) : undefined,
     });
+    if (this.#closed) {
+      // The server closed while this accept was answering: nothing may outlive it.
+      connection.close();
+      throw new PortClosedError("closed", this.name, "accept a client on");
+    }
     this.#connections.add(connection);
     return connection;
   }
@@ -500,7 +547,7 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
       const event = this.#events.shift();
       if (event) {
         if (event.type === "request" || event.type === "datagram") {
-          event.connection._channel.taken();
+          event.connection._channel.taken(event.message);
         }
         return event;
       }
@@ -528,7 +575,7 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
     for (const connection of this.#connections) connection.close();
     this.#events.length = 0;
     for (const request of this.#unanswered) {
-      request.reject("the server closed").catch(() => {});
+      request._refuse("the server closed").catch(() => {});
     }
     const wake = this.#wake;
     this.#wake = undefined;
@@ -738,7 +785,7 @@ export class AlpcClient implements Disposable {
     while (true) {
       const message = this.#queue.shift();
       if (message) {
-        this.#channel.taken();
+        this.#channel.taken(message);
         return message;
       }
       const reason = this.#channel.closedReason;

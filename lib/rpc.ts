@@ -26,6 +26,7 @@ import {
   type FramingOptions,
   type PeerCredentials,
   type SocketAddress,
+  validateMaxFrame,
   validateSocketAddress,
 } from "./socket.ts";
 import {
@@ -317,13 +318,15 @@ export class RpcClient<T extends Procedures = Procedures> implements Disposable 
     if (opts.callTimeout !== undefined) validateWaitOptions({ timeout: opts.callTimeout });
     if (checked === undefined) {
       const { name } = address as AlpcRpcAddress;
+      const maxFrameSize = validateMaxFrame(opts);
       const port = await AlpcClient.connect(validatePortName(name), {
         sectionSize: opts.sectionSize ?? 2 ** 20,
+        maxMessageSize: maxFrameSize,
         timeout: opts.connectTimeout,
         allowModes: opts.allowModes,
         allowOtherOwners: opts.allowOtherOwners,
       });
-      return new RpcClient<T>(new AlpcClientStream(port), opts, `alpc:${name}`);
+      return new RpcClient<T>(new AlpcClientStream(port, maxFrameSize), opts, `alpc:${name}`);
     }
     const connection = await FramedConnection.connect(checked, {
       maxFrameSize: opts.maxFrameSize,
@@ -617,6 +620,7 @@ export class RpcServer<A extends RpcAddress = SocketAddress> implements AsyncDis
     if (isAlpc(address)) {
       const listener = new AlpcRpcListener(validatePortName(address.name), {
         maxConnections,
+        maxFrameSize: validateMaxFrame(opts),
         replySectionSize: opts.replySectionSize ?? 2 ** 20,
         mode: opts.mode,
       });

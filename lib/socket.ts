@@ -114,7 +114,8 @@ const COALESCE_BYTES = 64 * 1024;
 const UNIX_PATH_MAX = 107; // sun_path is 108 bytes with the terminating NUL
 const encoder = new TextEncoder();
 
-function validateMaxFrame(options: FramingOptions | undefined): number {
+/** Checks `maxFrameSize` (default 16 MiB). */
+export function validateMaxFrame(options: FramingOptions | undefined): number {
   const checked = validateOptions<FramingOptions>(options, "framing");
   return validateInteger(checked.maxFrameSize ?? DEFAULT_MAX_FRAME, "maxFrameSize", 0, MAX_FRAME);
 }

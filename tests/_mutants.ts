@@ -50,6 +50,7 @@ const MAILBOX_CRASH = "tests/mailbox_crash_test.ts";
 const SIGNAL = "tests/signal_test.ts";
 const ALPC = "tests/alpc_test.ts";
 const ALPC_HOSTILE = "tests/alpc_hostile_test.ts";
+const ALPC_EDGES = "tests/alpc_edges_test.ts";
 
 /** The list, grouped by file. */
 export const MUTANTS: Mutant[] = [
@@ -564,8 +565,7 @@ export const MUTANTS: Mutant[] = [
     id: "alpc-reply-id-unchecked",
     description: "a reply whose id no request waits for is ignored instead of an error",
     file: "lib/_alpc_channel.ts",
-    find:
-      'if (kind === "reply" && !this.#pending.has(header.id) && !this.#abandoned.has(header.id)) {',
+    find: 'if (kind === "reply" && !this.#pending.has(header.id) && !this.#issued(header.id)) {',
     replace: "if (false) {",
     killers: [{ test: ALPC_HOSTILE, filter: "reply with a wrong id" }],
   },
@@ -584,5 +584,31 @@ export const MUTANTS: Mutant[] = [
     find: "const onCallback = options?.onCallback ?? this.handler;",
     replace: "const onCallback = options?.onCallback;",
     killers: [{ test: ALPC, filter: "callbacks nest" }],
+  },
+  {
+    id: "alpc-peer-uid-unchecked",
+    description: "in-place copies trust the pid whatever runs there now",
+    file: "lib/_alpc_vm.ts",
+    find:
+      "export function assertPeerUnchanged(peer: PeerCredentials, syscall: string, name: string): void {",
+    replace:
+      "export function assertPeerUnchanged(peer: PeerCredentials, syscall: string, name: string): void {\n  if (peer) return;",
+    killers: [{ test: ALPC_EDGES, filter: "user ids changed since it connected" }],
+  },
+  {
+    id: "alpc-in-place-bytes-unbounded",
+    description: "in-place payloads not taken do not stop the reader",
+    file: "lib/_alpc_channel.ts",
+    find: "this.#backlog >= MAX_BACKLOG || this.#inPlaceBytes > this.#parts.maxMessageSize",
+    replace: "this.#backlog >= MAX_BACKLOG",
+    killers: [{ test: ALPC_EDGES, filter: "hold at most about maxMessageSize" }],
+  },
+  {
+    id: "alpc-section-end-unaligned",
+    description: "the last range of a section not a multiple of 64 refuses a message that fits",
+    file: "lib/_alpc_section.ts",
+    find: "const take = range.end === this.size ? Math.min(rounded, available) : rounded;",
+    replace: "const take = rounded;",
+    killers: [{ test: ALPC_EDGES, filter: "not a multiple of 64" }],
   },
 ];

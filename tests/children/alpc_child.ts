@@ -3,6 +3,9 @@
 //                              calls back N levels; prints each event as a JSON line
 //   client NAME SECTION        connects, prints {"pid"}, sends one "hold" request, waits
 //   intruder NAME VICTIM_PID   tries to reach the victim's channel; prints what happened
+//   changer NAME               connects (as root), then changes its user ids to 65534
+//                              and sends a request too large for any section; prints
+//                              {"outcome"}: the reply's length or the error's name and text
 import { AlpcClient, AlpcServer } from "../../mod.ts";
 
 const [role, name, extra] = Deno.args;
@@ -104,4 +107,19 @@ if (role === "server") {
     forgery = (error as Error).name;
   }
   print({ results, forgery });
+}
+
+if (role === "changer") {
+  using client = await AlpcClient.connect(name, { timeout: 5000 });
+  const libc = Deno.dlopen("libc.so.6", {
+    setresuid: { parameters: ["u32", "u32", "u32"], result: "i32" },
+  });
+  if (libc.symbols.setresuid(65534, 65534, 65534) !== 0) throw new Error("setresuid failed");
+  try {
+    using reply = await client.sendWaitReceive(new Uint8Array(100_000), { timeout: 10_000 });
+    print({ outcome: `reply of ${reply.data.length} bytes` });
+  } catch (error) {
+    print({ outcome: `${(error as Error).name}: ${(error as Error).message}` });
+  }
+  libc.close();
 }
