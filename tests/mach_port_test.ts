@@ -18,7 +18,7 @@ import {
   TimedOutError,
 } from "../mod.ts";
 import { libc } from "../ffi/libc.ts";
-import { KIND_MEMORY, PacketSender } from "../lib/_mach_wire.ts";
+import { KIND_MEMORY, KIND_SEND, PacketSender } from "../lib/_mach_wire.ts";
 import { Child, delay, ipcTest, propertyRuns } from "./_helpers.ts";
 
 const encoder = new TextEncoder();
@@ -733,5 +733,55 @@ ipcTest(
     assert.equal(port.queued, 0);
     assert.equal(send.trySend({ id: 2 }), "sent");
     assert.equal((await port.receive({ timeout: 1000 })).id, 2);
+  },
+);
+
+ipcTest(
+  "Mach port: a send-right holder cannot resize the queue table every right maps (which would SIGBUS the receiver)",
+  () => {
+    using port = ReceiveRight.allocate({ label: "victim" });
+    using send = port.makeSend();
+    const { symbols } = libc();
+    const table = send.wire(0).fds[1];
+    const shrunk = symbols.ftruncate(table, 0n);
+    // Put the size back at once if it worked: touching the shrunk mapping kills the process.
+    if (shrunk === 0) symbols.ftruncate(table, 8192n);
+    assert.notEqual(shrunk, 0, "ftruncate of the queue table succeeded");
+    assert.notEqual(symbols.ftruncate(table, 16384n), 0, "the queue table grew");
+    assert.equal(send.trySend({ id: 1 }), "sent");
+    using message = port.tryReceive();
+    assert.equal(message?.id, 1);
+  },
+);
+
+ipcTest(
+  "Mach port: a send right whose queue table is not sealed against resizing is refused as corrupted",
+  async () => {
+    using port = ReceiveRight.allocate({ label: "victim" });
+    using send = port.makeSend();
+    using other = ReceiveRight.allocate({ label: "forged" });
+    const { symbols } = libc();
+    using model = other.makeSend();
+    const [data, realTable, presence] = model.wire(0).fds;
+    // A forged table: same size and contents as a real one, but resizable by its maker.
+    const forged = symbols.memfd_create(new TextEncoder().encode("forged\0"), 1);
+    try {
+      symbols.ftruncate(forged, 8192n);
+      const contents = new Uint8Array(8192);
+      symbols.pread(realTable, contents, 8192n, 0n);
+      symbols.pwrite(forged, contents, 8192n, 0n);
+      const outcome = new PacketSender().send(send.wire(0).fds[0], {
+        flags: 0,
+        id: 1,
+        slot: -1,
+        onceId: 0,
+        body: new Uint8Array(0),
+        rights: [{ kind: KIND_SEND, role: 0, fds: [data, forged, presence], onceId: 0 }],
+      }, "test");
+      assert.equal(outcome, "sent");
+    } finally {
+      symbols.close(forged);
+    }
+    await assert.rejects(port.receive({ timeout: 1000 }), CorruptedError);
   },
 );
