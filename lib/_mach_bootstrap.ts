@@ -202,6 +202,7 @@ export class Bootstrap implements Disposable {
   readonly #sender = new PacketSender();
   readonly #receiver = new PacketReceiver();
   #last: Promise<unknown> = Promise.resolve();
+  #requests = 0;
   /** The server's process id (the kernel's word, SO_PEERCRED). */
   readonly serverPid: number;
   /** The bootstrap directory. */
@@ -345,7 +346,18 @@ export class Bootstrap implements Disposable {
   ): Promise<ReceivedPacket> {
     const run = async () => {
       if (this.#lifetime.closed) throw closedError("request", WHAT, this.#path);
-      const packet = { flags: 0, id: op, slot: -1, onceId: 0, body: encoder.encode(name), rights };
+      // Numbered (the server echoes it): a late reply to a request that timed out or
+      // was aborted is dropped, never taken for this one's.
+      this.#requests = this.#requests % 0xffff_ffff + 1;
+      const number = this.#requests;
+      const packet = {
+        flags: 0,
+        id: op,
+        slot: -1,
+        onceId: number,
+        body: encoder.encode(name),
+        rights,
+      };
       let sent = false;
       const reply = await waitFor({
         lifetime: this.#lifetime,
@@ -356,9 +368,13 @@ export class Bootstrap implements Disposable {
             if (outcome === "would-block") return PENDING;
             sent = true;
           }
-          const received = this.#receiver.receive(this.#fd, this.#path);
-          if (received === null) throw this.#gone();
-          return received ?? PENDING;
+          while (true) {
+            const received = this.#receiver.receive(this.#fd, this.#path);
+            if (received === null) throw this.#gone();
+            if (received === undefined) return PENDING;
+            if (received.onceId === number) return received;
+            for (const right of received.rights) closeAll(right.fds);
+          }
         },
         park: async (ms) => {
           await pollAny([this.#fd], [sent ? C.POLLIN : C.POLLOUT], ms);

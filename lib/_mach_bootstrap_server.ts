@@ -100,6 +100,9 @@ export async function serve(directory: string, idleMs: number): Promise<void> {
             break;
           }
           const reply = handle(packet, services, died);
+          // Echo the request's number: a client that gave up waiting for this reply
+          // must not take it for the answer to its next request.
+          reply.packet.onceId = packet.onceId;
           if (sender.send(connection.fd, reply.packet, path) === "sent") reply.sent();
           else reply.failed();
         }

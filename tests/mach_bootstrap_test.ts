@@ -6,6 +6,7 @@ import {
   NotFoundError,
   PermissionDeniedError,
   ReceiveRight,
+  TimedOutError,
 } from "../mod.ts";
 import { Child, delay, ipcTest } from "./_helpers.ts";
 
@@ -181,6 +182,35 @@ ipcTest(
       second.close();
       again.close();
       await waitForExit(newPid);
+    });
+  },
+);
+
+ipcTest(
+  "Bootstrap: a request that timed out leaves its late reply behind: the next request gets its own answer, not that right",
+  async () => {
+    await withDirectory(async (directory) => {
+      let serverPid = 0;
+      {
+        using bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+        serverPid = bootstrap.serverPid;
+        using first = await bootstrap.checkIn("first");
+        using second = await bootstrap.checkIn("second");
+        let gaveUp = false;
+        try {
+          (await bootstrap.lookUp("first", { timeout: 0 })).close();
+        } catch (error) {
+          assert.ok(error instanceof TimedOutError, String(error));
+          gaveUp = true;
+        }
+        if (gaveUp) await delay(300); // the server answers the abandoned request meanwhile
+        using toSecond = await bootstrap.lookUp("second", { timeout: 5000 });
+        await toSecond.send({ id: 2 });
+        using message = await second.receive({ timeout: 5000 });
+        assert.equal(message.id, 2);
+        assert.equal(first.tryReceive(), undefined);
+      }
+      await waitForExit(serverPid);
     });
   },
 );
