@@ -212,6 +212,16 @@ export function validateMessage(message: unknown): OutgoingMessage {
       moved.add(value);
     }
   }
+  // A send-once right made from a port whose receive right leaves in the same message
+  // would owe its notification to the process the port left.
+  for (const transfer of [checked.reply, ...(checked.rights ?? [])]) {
+    if (transfer !== undefined && "makeSendOnce" in transfer && moved.has(transfer.makeSendOnce)) {
+      throw new TypeError(
+        `Invalid message: it moves the receive right of Mach port ` +
+          `"${transfer.makeSendOnce.label}" and makes a send-once right from it`,
+      );
+    }
+  }
   return checked as OutgoingMessage;
 }
 

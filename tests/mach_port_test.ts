@@ -785,3 +785,31 @@ ipcTest(
     await assert.rejects(port.receive({ timeout: 1000 }), CorruptedError);
   },
 );
+
+ipcTest(
+  "Mach port: a message that moves a receive right cannot also make a send-once right from it (whose notification would be lost)",
+  async () => {
+    using carrier = ReceiveRight.allocate({ label: "carrier" });
+    using toCarrier = carrier.makeSend();
+    using moving = ReceiveRight.allocate({ label: "moving" });
+    try {
+      await assert.rejects(
+        toCarrier.send({ id: 1, rights: [{ moveReceive: moving }, { makeSendOnce: moving }] }),
+        TypeError,
+      );
+      assert.equal(moving.closed, false);
+      assert.equal(carrier.tryReceive(), undefined, "nothing was sent");
+    } finally {
+      // Had it gone out: the moved port must still yield the send-once notification.
+      const envelope = carrier.tryReceive();
+      if (envelope !== undefined) {
+        using _envelope = envelope;
+        const moved = envelope.rights.find((right) => right instanceof ReceiveRight);
+        envelope.rights.find((right) => right instanceof SendOnceRight)?.close();
+        if (moved instanceof ReceiveRight) {
+          await assert.rejects(moved.receive({ timeout: 200 }), TimedOutError);
+        }
+      }
+    }
+  },
+);
