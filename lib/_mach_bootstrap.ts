@@ -20,6 +20,7 @@ import {
   REPLY_IN_USE,
   REPLY_NOT_FOUND,
   REPLY_OK,
+  REPLY_SERVER_ERROR,
   SOCKET_NAME,
 } from "./_mach_bootstrap_server.ts";
 import { ReceiveRight, receiveRightFromWire } from "./_mach_receive.ts";
@@ -393,6 +394,16 @@ export class Bootstrap implements Disposable {
       }
       if (reply.id === REPLY_IN_USE) {
         throw new AlreadyExistsError(ERRNO.EEXIST, "bootstrap", { objectName: name, message });
+      }
+      if (reply.id === REPLY_SERVER_ERROR) {
+        throw errnoError(
+          reply.slot > 0 && reply.slot < 4096 ? reply.slot : ERRNO.EIO,
+          "bootstrap",
+          {
+            objectName: name,
+            message,
+          },
+        );
       }
       throw new TypeError(`Bootstrap request refused: ${text}`);
     };

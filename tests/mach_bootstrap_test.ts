@@ -214,3 +214,50 @@ ipcTest(
     });
   },
 );
+
+ipcTest(
+  "Bootstrap: a server out of descriptors answers a check-in with an error and keeps serving its names",
+  async () => {
+    await withDirectory(async (directory) => {
+      let serverPid = 0;
+      {
+        using bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+        serverPid = bootstrap.serverPid;
+        using kept = await bootstrap.checkIn("kept");
+        // Starve the server of descriptors: none may be numbered at or above the third
+        // free number, and two more connections fill the two free ones below it.
+        const numbers = () =>
+          new Set(Array.from(Deno.readDirSync(`/proc/${serverPid}/fd`), (e) => Number(e.name)));
+        const taken = numbers();
+        const free: number[] = [];
+        for (let fd = 0; free.length < 3; fd++) if (!taken.has(fd)) free.push(fd);
+        const limit = await new Deno.Command("prlimit", {
+          args: [`--pid=${serverPid}`, `--nofile=${free[2]}:${free[2]}`],
+        }).output();
+        assert.ok(limit.success, new TextDecoder().decode(limit.stderr));
+        const fillers: Bootstrap[] = [];
+        try {
+          const full = () => [...numbers()].filter((fd) => fd < free[2]).length >= free[2];
+          for (let i = 0; i < 16 && !full(); i++) {
+            fillers.push(await Bootstrap.connect({ directory }));
+            await delay(20);
+          }
+          assert.ok(full(), "the server's descriptor table did not fill");
+          await assert.rejects(bootstrap.checkIn("starved", { timeout: 5000 }), (error) => {
+            assert.ok(!(error instanceof TypeError), String(error));
+            assert.match(String(error), /EMFILE|descriptor/i);
+            return true;
+          });
+          assert.ok(alive(serverPid), "the bootstrap server died");
+        } finally {
+          for (const filler of fillers) filler.close();
+        }
+        using client = await bootstrap.lookUp("kept", { timeout: 5000 });
+        await client.send({ id: 9 });
+        using message = await kept.receive({ timeout: 5000 });
+        assert.equal(message.id, 9);
+      }
+      await waitForExit(serverPid);
+    });
+  },
+);
