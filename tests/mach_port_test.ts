@@ -813,3 +813,48 @@ ipcTest(
     }
   },
 );
+
+ipcTest(
+  "Mach port: a send-right holder flooding the port while a cached message waits cannot grow the receiver's queue without bound",
+  () => {
+    const { symbols } = libc();
+    using port = ReceiveRight.allocate({ queueLimit: 1024, label: "victim" });
+    using send = port.makeSend();
+    const [data, table] = send.wire(0).fds;
+    // A cached message that never gets accepted (the table is writable by every right):
+    // each message leaving the queue makes the receiver look through the socket for it.
+    const pid = new Int32Array([12345]);
+    symbols.pwrite(table, new Uint8Array(pid.buffer), 4n, BigInt((16 + 1024) * 4));
+    const pipe = new Int32Array(2);
+    symbols.pipe2(new Uint8Array(pipe.buffer), 0o2000000);
+    const fdsBefore = Deno.readDirSync("/proc/self/fd").toArray().length;
+    let sent = 0;
+    let most = 0;
+    try {
+      const sender = new PacketSender();
+      for (let round = 0; round < 400 && sent < 12_000; round++) {
+        // Each packet claims a slot it never took, and carries one descriptor.
+        while (
+          sender.send(data, {
+            flags: 0,
+            id: sent,
+            slot: sent % 1024,
+            onceId: 0,
+            body: new Uint8Array(0),
+            rights: [{ kind: KIND_MEMORY, role: 0, fds: [pipe[0]], onceId: 0 }],
+          }, "flood") === "sent"
+        ) sent++;
+        try {
+          port.tryReceive()?.[Symbol.dispose]();
+        } catch (error) {
+          assert.ok(error instanceof CorruptedError, String(error));
+        }
+        most = Math.max(most, Deno.readDirSync("/proc/self/fd").toArray().length - fdsBefore);
+      }
+    } finally {
+      symbols.close(pipe[0]);
+      symbols.close(pipe[1]);
+    }
+    assert.ok(most <= 5000, `the receiver took in ${most} descriptors of ${sent} packets`);
+  },
+);
