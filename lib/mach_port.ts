@@ -42,8 +42,11 @@
  *
  * Limits of the Linux mapping: a process with ptrace rights over a holder (root, or the
  * same user where Yama allows it) can copy its descriptors with pidfd_getfd(2), as a
- * debugger could read a Mach task's memory; and since all send rights of a port share
- * one socket, a send-right holder could shut that socket down for the others.
+ * debugger could read a Mach task's memory; since all send rights of a port share
+ * one socket, a send-right holder could shut that socket down for the others; and since
+ * every right maps the port's queue table (sealed against resizing, not against
+ * writes), a send-right holder could fill the queue or make the port look dead to the
+ * other senders.
  *
  * @module
  */
