@@ -858,3 +858,20 @@ ipcTest(
     assert.ok(most <= 5000, `the receiver took in ${most} descriptors of ${sent} packets`);
   },
 );
+
+ipcTest(
+  "Mach port: an inherited-right token with a malformed label is a TypeError before its descriptors are touched",
+  () => {
+    const { symbols } = libc();
+    const pipe = new Int32Array(2);
+    symbols.pipe2(new Uint8Array(pipe.buffer), 0);
+    try {
+      const token = `send:${pipe[0]},${pipe[1]},${pipe[1]}:%E0%A4%A`;
+      assert.throws(() => SendRight.fromInherited(token), TypeError);
+      assert.equal(symbols.fcntl(pipe[0], 1, /* F_GETFD */ 0), 0, "close-on-exec was set");
+    } finally {
+      symbols.close(pipe[0]);
+      symbols.close(pipe[1]);
+    }
+  },
+);
