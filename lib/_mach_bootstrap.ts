@@ -4,6 +4,7 @@ import {
   AlreadyExistsError,
   check,
   closedError,
+  ErrnoError,
   errnoError,
   lastErrno,
   NotFoundError,
@@ -16,6 +17,7 @@ import {
   MAX_SERVICE_NAME,
   OP_CHECK_IN,
   OP_LOOK_UP,
+  OP_PING,
   OP_REGISTER,
   REPLY_IN_USE,
   REPLY_NOT_FOUND,
@@ -241,6 +243,32 @@ export class Bootstrap implements Disposable {
     });
     ensureDirectory(directory);
     const path = `${directory}/${SOCKET_NAME}`;
+    // A server exiting for idleness may still have had our connection queued: it never
+    // answers, and the next attempt finds no server and starts one.
+    const deadline = performance.now() + (wait.timeout ?? DEFAULT_START_TIMEOUT_MS);
+    while (true) {
+      const remaining = () => Math.max(0, deadline - performance.now());
+      const bootstrap = await Bootstrap.#open(directory, path, idleMs, {
+        timeout: remaining(),
+        signal: wait.signal,
+      });
+      try {
+        await bootstrap.#exchange(OP_PING, "", [], { timeout: remaining(), signal: wait.signal });
+        return bootstrap;
+      } catch (error) {
+        bootstrap.close();
+        if (!(error instanceof ErrnoError && error.errno === ERRNO.ECONNRESET)) throw error;
+      }
+    }
+  }
+
+  // Connects, starting a server if none listens.
+  static async #open(
+    directory: string,
+    path: string,
+    idleMs: number,
+    wait: WaitOptions,
+  ): Promise<Bootstrap> {
     const first = tryConnect(path);
     if (typeof first === "number") return new Bootstrap(first, directory, path);
     if (first.errno !== ERRNO.ECONNREFUSED && first.errno !== ERRNO.ENOENT) {
@@ -339,7 +367,8 @@ export class Bootstrap implements Disposable {
     });
   }
 
-  #request(
+  // Sends one request and returns the server's reply, whatever it says.
+  #exchange(
     op: number,
     name: string,
     rights: WireRight[],
@@ -370,7 +399,15 @@ export class Bootstrap implements Disposable {
             sent = true;
           }
           while (true) {
-            const received = this.#receiver.receive(this.#fd, this.#path);
+            let received: ReceivedPacket | null | undefined;
+            try {
+              received = this.#receiver.receive(this.#fd, this.#path);
+            } catch (error) {
+              if (error instanceof ErrnoError && error.errno === ERRNO.ECONNRESET) {
+                throw this.#gone();
+              }
+              throw error;
+            }
             if (received === null) throw this.#gone();
             if (received === undefined) return PENDING;
             if (received.onceId === number) return received;
@@ -385,31 +422,41 @@ export class Bootstrap implements Disposable {
         timedOutError: (ms) => timedOutError("request", WHAT, this.#path, ms),
         spin: 0,
       }, options);
-      if (reply.id === REPLY_OK) return reply;
-      for (const right of reply.rights) closeAll(right.fds);
-      const text = decoder.decode(reply.body);
-      const message = `Bootstrap: ${text}`;
-      if (reply.id === REPLY_NOT_FOUND) {
-        throw new NotFoundError(ERRNO.ENOENT, "bootstrap", { objectName: name, message });
-      }
-      if (reply.id === REPLY_IN_USE) {
-        throw new AlreadyExistsError(ERRNO.EEXIST, "bootstrap", { objectName: name, message });
-      }
-      if (reply.id === REPLY_SERVER_ERROR) {
-        throw errnoError(
-          reply.slot > 0 && reply.slot < 4096 ? reply.slot : ERRNO.EIO,
-          "bootstrap",
-          {
-            objectName: name,
-            message,
-          },
-        );
-      }
-      throw new TypeError(`Bootstrap request refused: ${text}`);
+      return reply;
     };
     const result = this.#last.then(run, run);
     this.#last = result.catch(() => {});
     return result;
+  }
+
+  async #request(
+    op: number,
+    name: string,
+    rights: WireRight[],
+    options: WaitOptions,
+  ): Promise<ReceivedPacket> {
+    const reply = await this.#exchange(op, name, rights, options);
+    if (reply.id === REPLY_OK) return reply;
+    for (const right of reply.rights) closeAll(right.fds);
+    const text = decoder.decode(reply.body);
+    const message = `Bootstrap: ${text}`;
+    if (reply.id === REPLY_NOT_FOUND) {
+      throw new NotFoundError(ERRNO.ENOENT, "bootstrap", { objectName: name, message });
+    }
+    if (reply.id === REPLY_IN_USE) {
+      throw new AlreadyExistsError(ERRNO.EEXIST, "bootstrap", { objectName: name, message });
+    }
+    if (reply.id === REPLY_SERVER_ERROR) {
+      throw errnoError(
+        reply.slot > 0 && reply.slot < 4096 ? reply.slot : ERRNO.EIO,
+        "bootstrap",
+        {
+          objectName: name,
+          message,
+        },
+      );
+    }
+    throw new TypeError(`Bootstrap request refused: ${text}`);
   }
 
   #gone(): Error {

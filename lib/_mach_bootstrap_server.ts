@@ -36,6 +36,8 @@ import { cString } from "./_validate.ts";
 export const OP_CHECK_IN = 1;
 export const OP_LOOK_UP = 2;
 export const OP_REGISTER = 3;
+/** Answered with REPLY_OK: a new connection checks that the server took it. */
+export const OP_PING = 4;
 /** Reply ids. */
 export const REPLY_OK = 0;
 export const REPLY_NOT_FOUND = 1;
@@ -199,6 +201,10 @@ function handleRequest(
   takenOver: () => void,
 ): Reply {
   const received = packet.rights;
+  if (packet.id === OP_PING) {
+    cleanup();
+    return answer(REPLY_OK, "");
+  }
   let name: string;
   try {
     name = decoder.decode(packet.body);

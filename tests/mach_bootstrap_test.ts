@@ -261,3 +261,18 @@ ipcTest(
     });
   },
 );
+
+ipcTest(
+  "Bootstrap: connecting while the last server exits for idleness reaches a working server",
+  async () => {
+    await withDirectory(async (directory) => {
+      const pids = new Set<number>();
+      for (let i = 0; i < 30; i++) {
+        using bootstrap = await Bootstrap.connect({ directory, idleMs: 0 });
+        pids.add(bootstrap.serverPid);
+        await assert.rejects(bootstrap.lookUp("nothing", { timeout: 5000 }), NotFoundError);
+      }
+      for (const pid of pids) await waitForExit(pid);
+    });
+  },
+);
