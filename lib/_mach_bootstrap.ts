@@ -226,8 +226,10 @@ export class Bootstrap implements Disposable {
 
   /**
    * Connects to the bootstrap server, starting it if none runs (a socket file left by
-   * a server that died is replaced). Waits at most `timeout` ms (default 20 s: a first
-   * start compiles the server).
+   * a server that died is replaced), and waits for the server's answer to a first
+   * request, so the connection is known to be taken (not queued on a server exiting for
+   * idleness). Waits at most `timeout` ms in all (default 20 s: a first start compiles
+   * the server).
    */
   static async connect(options: BootstrapOptions = {}): Promise<Bootstrap> {
     const checked = validateOptions<BootstrapOptions>(options, "bootstrap");
