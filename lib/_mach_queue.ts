@@ -127,13 +127,14 @@ export class QueueTable {
       // A receive right that moved here may have slots to rebalance (see setLimit).
       table.#rebalancing = true;
       if (Atomics.load(table.#words, WORD_MAGIC) !== STATE_MAGIC) {
-        table.close();
+        table.close(); // closes both descriptors: not again below
+        lockFd = -2;
         throw CorruptedError.of("Mach port", what, "queue table magic", "");
       }
       return table;
     } catch (error) {
       if (lockFd >= 0) symbols.close(lockFd);
-      symbols.close(fd);
+      if (lockFd !== -2) symbols.close(fd);
       throw error;
     }
   }

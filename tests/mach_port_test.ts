@@ -875,3 +875,34 @@ ipcTest(
     }
   },
 );
+
+ipcTest(
+  "Mach port: a send right whose sealed queue table lacks the magic number is refused as corrupted, its descriptors closed",
+  async () => {
+    // (Its table and lock descriptors were closed twice before: a second close(2) of a
+    // number another thread may have reused meanwhile. strace shows it; a test cannot.)
+    using port = ReceiveRight.allocate({ label: "victim" });
+    using send = port.makeSend();
+    using other = ReceiveRight.allocate({ label: "forged" });
+    using model = other.makeSend();
+    const { symbols } = libc();
+    const [data, , presence] = model.wire(0).fds;
+    const forged = symbols.memfd_create(new TextEncoder().encode("forged\0"), 3);
+    try {
+      symbols.ftruncate(forged, 8192n);
+      assert.equal(symbols.fcntl(forged, 1033, /* F_ADD_SEALS */ 0x7), 0);
+      const outcome = new PacketSender().send(send.wire(0).fds[0], {
+        flags: 0,
+        id: 1,
+        slot: -1,
+        onceId: 0,
+        body: new Uint8Array(0),
+        rights: [{ kind: KIND_SEND, role: 0, fds: [data, forged, presence], onceId: 0 }],
+      }, "test");
+      assert.equal(outcome, "sent");
+    } finally {
+      symbols.close(forged);
+    }
+    await assert.rejects(port.receive({ timeout: 1000 }), CorruptedError);
+  },
+);
