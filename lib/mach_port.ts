@@ -8,7 +8,8 @@
  * only the rights it was given: names, pids and paths give nothing (the socket has no
  * path, and /proc/PID/fd refuses to open a socket). Rights travel inside messages as
  * SCM_RIGHTS, and every received message carries the sender's pid, uid and gid as the
- * kernel recorded them (SCM_CREDENTIALS), like Mach's audit trailer.
+ * kernel recorded them (SCM_CREDENTIALS), like Mach's audit trailer (the kernel lets
+ * a sender claim other ids only with CAP_SYS_ADMIN or CAP_SETUID, as root has).
  *
  * The queue limit counts messages (a socket buffer counts bytes): a table shared by the
  * port's rights has one slot per queued message, claimed under a lock the kernel drops
