@@ -906,3 +906,30 @@ ipcTest(
     await assert.rejects(port.receive({ timeout: 1000 }), CorruptedError);
   },
 );
+
+ipcTest(
+  "Mach port: a send-once right cannot travel inside the message it sends (it would yield a second message)",
+  async () => {
+    using port = ReceiveRight.allocate({ label: "replies" });
+    const once = port.makeSendOnce();
+    try {
+      await assert.rejects(once.send({ id: 1, rights: [{ moveSendOnce: once }] }), TypeError);
+      await assert.rejects(once.send({ id: 1, reply: { moveSendOnce: once } }), TypeError);
+      assert.equal(once.closed, false);
+    } finally {
+      once.close();
+    }
+    // Whatever happened, the right yielded exactly one message here.
+    const messages: MachMessage[] = [];
+    for (let i = 0; i < 3; i++) {
+      using message = port.tryReceive();
+      if (message === undefined) break;
+      messages.push(message);
+      for (const right of message.rights) {
+        if (right instanceof SendOnceRight) await right.send({ id: 2 }).catch(() => {});
+      }
+    }
+    assert.equal(messages.length, 1);
+    assert.equal(messages[0].notification, "send-once");
+  },
+);
