@@ -98,6 +98,9 @@ export class OutOfLineMemory implements Disposable {
   /** A region holding a copy of `bytes`. */
   static from(bytes: Uint8Array): OutOfLineMemory {
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`Invalid bytes: expected a Uint8Array`);
+    if (bytes.length === 0) {
+      throw new RangeError(`Invalid bytes: an out-of-line region holds at least 1 byte, got 0`);
+    }
     const region = OutOfLineMemory.allocate(bytes.length);
     region.bytes.set(bytes);
     return region;

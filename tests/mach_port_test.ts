@@ -933,3 +933,10 @@ ipcTest(
     assert.equal(messages[0].notification, "send-once");
   },
 );
+
+ipcTest("Mach port: an empty region for OutOfLineMemory.from is a RangeError naming bytes", () => {
+  assert.throws(
+    () => OutOfLineMemory.from(new Uint8Array(0)),
+    (error) => error instanceof RangeError && error.message.includes("bytes"),
+  );
+});
