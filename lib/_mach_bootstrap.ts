@@ -71,13 +71,20 @@ export interface BootstrapOptions extends WaitOptions {
   idleMs?: number;
 }
 
-/** Checks a service name: a non-empty string of at most 128 UTF-8 bytes without NUL. */
+/**
+ * Checks a service name: a non-empty, well-formed string of at most 128 UTF-8 bytes
+ * without NUL.
+ */
 export function validateServiceName(name: unknown): string {
   if (typeof name !== "string") {
     throw new TypeError(`Invalid service name: expected a string, got ${describe(name)}`);
   }
   if (name.length === 0) throw new TypeError(`Invalid service name: it is empty`);
   if (name.includes("\0")) throw new TypeError(`Invalid service name: it contains NUL`);
+  // A lone surrogate would travel as U+FFFD: two different names would meet.
+  if (!name.isWellFormed()) {
+    throw new TypeError(`Invalid service name: it is not well-formed Unicode (a lone surrogate)`);
+  }
   const length = encoder.encode(name).length;
   if (length > MAX_SERVICE_NAME) {
     throw new RangeError(

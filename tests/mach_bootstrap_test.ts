@@ -276,3 +276,33 @@ ipcTest(
     });
   },
 );
+
+ipcTest(
+  "Bootstrap: a service name that is not well-formed Unicode is a TypeError (two such names would meet as U+FFFD)",
+  async () => {
+    await withDirectory(async (directory) => {
+      let serverPid = 0;
+      {
+        using bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+        serverPid = bootstrap.serverPid;
+        const names = ["a\uD800", "a\uDC00"];
+        const held: Disposable[] = [];
+        try {
+          for (const name of names) {
+            await assert.rejects(
+              (async () => held.push(await bootstrap.checkIn(name)))(),
+              TypeError,
+            );
+            await assert.rejects(
+              (async () => held.push(await bootstrap.lookUp(name)))(),
+              TypeError,
+            );
+          }
+        } finally {
+          for (const each of held) each[Symbol.dispose]();
+        }
+      }
+      await waitForExit(serverPid);
+    });
+  },
+);
