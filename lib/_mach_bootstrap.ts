@@ -250,8 +250,11 @@ export class Bootstrap implements Disposable {
       timeout: checked.timeout ?? DEFAULT_START_TIMEOUT_MS,
       signal: checked.signal,
     });
-    ensureDirectory(directory);
     const path = `${directory}/${SOCKET_NAME}`;
+    if (encoder.encode(path).length > C.SUN_PATH_MAX) {
+      throw new RangeError(`Invalid bootstrap directory: the socket path "${path}" is too long`);
+    }
+    ensureDirectory(directory);
     // A server exiting for idleness may still have had our connection queued: it never
     // answers, and the next attempt finds no server and starts one.
     const deadline = performance.now() + (wait.timeout ?? DEFAULT_START_TIMEOUT_MS);

@@ -306,3 +306,14 @@ ipcTest(
     });
   },
 );
+
+ipcTest(
+  "Bootstrap: a directory too long for a socket path is a RangeError before anything is created",
+  async () => {
+    await withDirectory(async (parent) => {
+      const directory = `${parent}/${"d".repeat(120)}`;
+      await assert.rejects(Bootstrap.connect({ directory }), RangeError);
+      assert.deepEqual(Array.from(Deno.readDirSync(parent)), []);
+    });
+  },
+);
