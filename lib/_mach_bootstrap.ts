@@ -243,6 +243,9 @@ export class Bootstrap implements Disposable {
     const directory = checked.directory === undefined
       ? defaultDirectory()
       : validateString(checked.directory, "bootstrap directory");
+    if (directory.length === 0 || directory.includes("\0")) {
+      throw new TypeError(`Invalid bootstrap directory: it is empty or contains NUL`);
+    }
     const idleMs = checked.idleMs === undefined
       ? DEFAULT_IDLE_MS
       : validateInteger(checked.idleMs, "idleMs", 0, 2 ** 31 - 1);

@@ -317,3 +317,14 @@ ipcTest(
     });
   },
 );
+
+ipcTest(
+  "Bootstrap: an empty directory, or one containing NUL, is a TypeError before anything is created",
+  async () => {
+    await withDirectory(async (parent) => {
+      await assert.rejects(Bootstrap.connect({ directory: "" }), TypeError);
+      await assert.rejects(Bootstrap.connect({ directory: `${parent}/a\0b` }), TypeError);
+      assert.deepEqual(Array.from(Deno.readDirSync(parent)), []);
+    });
+  },
+);
