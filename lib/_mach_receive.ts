@@ -658,11 +658,14 @@ export class ReceiveRight implements Disposable {
 
   #assertMovable(): void {
     this.#assertOpen("move");
-    if (this.#queue.length > 0 || this.#pendingOnce.size > 0 || this.#watches.size > 0) {
+    if (
+      this.#queue.length > 0 || this.#pendingOnce.size > 0 || this.#watches.size > 0 ||
+      this.#noSendersRequested
+    ) {
       throw new TypeError(
         `Cannot move the receive right of ${WHAT} "${this.label}": messages, send-once ` +
-          `rights or dead-name watches of it are pending in this process (move a port ` +
-          `before receiving on it)`,
+          `rights, dead-name watches or a no-senders request of it are pending in this ` +
+          `process (move a port before receiving on it)`,
       );
     }
   }

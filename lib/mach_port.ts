@@ -34,7 +34,8 @@
  *   region sealed first with `seal()` is sent as a copy, any number of times, and the
  *   sender keeps a copy-on-write view (Mach's virtual copy).
  * - Moving a receive right needs the port to have nothing pending in the moving
- *   process (no messages drained there, no send-once rights made there outstanding).
+ *   process (no messages drained there, no send-once rights made there outstanding, no
+ *   no-senders request).
  * - Bootstrap ({@link Bootstrap}): a dead service's name is dropped; launchd would take
  *   the receive right back so clients' rights survive a restart, which Linux cannot do
  *   (a dead process's descriptors cannot be taken back): clients look the name up again.

@@ -940,3 +940,23 @@ ipcTest("Mach port: an empty region for OutOfLineMemory.from is a RangeError nam
     (error) => error instanceof RangeError && error.message.includes("bytes"),
   );
 });
+
+ipcTest(
+  "Mach port: a receive right with a no-senders request pending does not move (the request would be lost)",
+  async () => {
+    using carrier = ReceiveRight.allocate({ label: "carrier" });
+    using toCarrier = carrier.makeSend();
+    using port = ReceiveRight.allocate({ label: "watched" });
+    port.requestNoSenders();
+    try {
+      await assert.rejects(toCarrier.send({ id: 1, rights: [{ moveReceive: port }] }), TypeError);
+      assert.throws(() => port.inheritable(), TypeError);
+      assert.equal(port.closed, false);
+    } finally {
+      carrier.tryReceive()?.[Symbol.dispose]();
+    }
+    // The request is still here: no send right exists, so it comes at once.
+    using notification = await port.receive({ timeout: 1000 });
+    assert.equal(notification.notification, "no-senders");
+  },
+);
