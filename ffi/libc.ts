@@ -300,5 +300,9 @@ export function libc(): Libc {
     );
   }
   loaded = Deno.dlopen(path, LIBC_SYMBOLS);
+  // The first call of a symbol sometimes leaves errno changed (ENOENT, measured: about 1
+  // process in 30): were that the first __errno_location() call, made by lastErrno()
+  // right after a failed call, it would report the wrong errno. Call it once now.
+  loaded.symbols.__errno_location();
   return loaded;
 }

@@ -4,6 +4,7 @@ import {
   AlreadyExistsError,
   check,
   closedError,
+  ErrnoError,
   errnoError,
   lastErrno,
   NotFoundError,
@@ -16,10 +17,12 @@ import {
   MAX_SERVICE_NAME,
   OP_CHECK_IN,
   OP_LOOK_UP,
+  OP_PING,
   OP_REGISTER,
   REPLY_IN_USE,
   REPLY_NOT_FOUND,
   REPLY_OK,
+  REPLY_SERVER_ERROR,
   SOCKET_NAME,
 } from "./_mach_bootstrap_server.ts";
 import { ReceiveRight, receiveRightFromWire } from "./_mach_receive.ts";
@@ -68,13 +71,20 @@ export interface BootstrapOptions extends WaitOptions {
   idleMs?: number;
 }
 
-/** Checks a service name: a non-empty string of at most 128 UTF-8 bytes without NUL. */
+/**
+ * Checks a service name: a non-empty, well-formed string of at most 128 UTF-8 bytes
+ * without NUL.
+ */
 export function validateServiceName(name: unknown): string {
   if (typeof name !== "string") {
     throw new TypeError(`Invalid service name: expected a string, got ${describe(name)}`);
   }
   if (name.length === 0) throw new TypeError(`Invalid service name: it is empty`);
   if (name.includes("\0")) throw new TypeError(`Invalid service name: it contains NUL`);
+  // A lone surrogate would travel as U+FFFD: two different names would meet.
+  if (!name.isWellFormed()) {
+    throw new TypeError(`Invalid service name: it is not well-formed Unicode (a lone surrogate)`);
+  }
   const length = encoder.encode(name).length;
   if (length > MAX_SERVICE_NAME) {
     throw new RangeError(
@@ -202,6 +212,7 @@ export class Bootstrap implements Disposable {
   readonly #sender = new PacketSender();
   readonly #receiver = new PacketReceiver();
   #last: Promise<unknown> = Promise.resolve();
+  #requests = 0;
   /** The server's process id (the kernel's word, SO_PEERCRED). */
   readonly serverPid: number;
   /** The bootstrap directory. */
@@ -222,14 +233,19 @@ export class Bootstrap implements Disposable {
 
   /**
    * Connects to the bootstrap server, starting it if none runs (a socket file left by
-   * a server that died is replaced). Waits at most `timeout` ms (default 20 s: a first
-   * start compiles the server).
+   * a server that died is replaced), and waits for the server's answer to a first
+   * request, so the connection is known to be taken (not queued on a server exiting for
+   * idleness). Waits at most `timeout` ms in all (default 20 s: a first start compiles
+   * the server).
    */
   static async connect(options: BootstrapOptions = {}): Promise<Bootstrap> {
     const checked = validateOptions<BootstrapOptions>(options, "bootstrap");
     const directory = checked.directory === undefined
       ? defaultDirectory()
       : validateString(checked.directory, "bootstrap directory");
+    if (directory.length === 0 || directory.includes("\0")) {
+      throw new TypeError(`Invalid bootstrap directory: it is empty or contains NUL`);
+    }
     const idleMs = checked.idleMs === undefined
       ? DEFAULT_IDLE_MS
       : validateInteger(checked.idleMs, "idleMs", 0, 2 ** 31 - 1);
@@ -237,8 +253,37 @@ export class Bootstrap implements Disposable {
       timeout: checked.timeout ?? DEFAULT_START_TIMEOUT_MS,
       signal: checked.signal,
     });
-    ensureDirectory(directory);
     const path = `${directory}/${SOCKET_NAME}`;
+    if (encoder.encode(path).length > C.SUN_PATH_MAX) {
+      throw new RangeError(`Invalid bootstrap directory: the socket path "${path}" is too long`);
+    }
+    ensureDirectory(directory);
+    // A server exiting for idleness may still have had our connection queued: it never
+    // answers, and the next attempt finds no server and starts one.
+    const deadline = performance.now() + (wait.timeout ?? DEFAULT_START_TIMEOUT_MS);
+    while (true) {
+      const remaining = () => Math.max(0, deadline - performance.now());
+      const bootstrap = await Bootstrap.#open(directory, path, idleMs, {
+        timeout: remaining(),
+        signal: wait.signal,
+      });
+      try {
+        await bootstrap.#exchange(OP_PING, "", [], { timeout: remaining(), signal: wait.signal });
+        return bootstrap;
+      } catch (error) {
+        bootstrap.close();
+        if (!(error instanceof ErrnoError && error.errno === ERRNO.ECONNRESET)) throw error;
+      }
+    }
+  }
+
+  // Connects, starting a server if none listens.
+  static async #open(
+    directory: string,
+    path: string,
+    idleMs: number,
+    wait: WaitOptions,
+  ): Promise<Bootstrap> {
     const first = tryConnect(path);
     if (typeof first === "number") return new Bootstrap(first, directory, path);
     if (first.errno !== ERRNO.ECONNREFUSED && first.errno !== ERRNO.ENOENT) {
@@ -337,7 +382,8 @@ export class Bootstrap implements Disposable {
     });
   }
 
-  #request(
+  // Sends one request and returns the server's reply, whatever it says.
+  #exchange(
     op: number,
     name: string,
     rights: WireRight[],
@@ -345,7 +391,18 @@ export class Bootstrap implements Disposable {
   ): Promise<ReceivedPacket> {
     const run = async () => {
       if (this.#lifetime.closed) throw closedError("request", WHAT, this.#path);
-      const packet = { flags: 0, id: op, slot: -1, onceId: 0, body: encoder.encode(name), rights };
+      // Numbered (the server echoes it): a late reply to a request that timed out or
+      // was aborted is dropped, never taken for this one's.
+      this.#requests = this.#requests % 0xffff_ffff + 1;
+      const number = this.#requests;
+      const packet = {
+        flags: 0,
+        id: op,
+        slot: -1,
+        onceId: number,
+        body: encoder.encode(name),
+        rights,
+      };
       let sent = false;
       const reply = await waitFor({
         lifetime: this.#lifetime,
@@ -356,9 +413,21 @@ export class Bootstrap implements Disposable {
             if (outcome === "would-block") return PENDING;
             sent = true;
           }
-          const received = this.#receiver.receive(this.#fd, this.#path);
-          if (received === null) throw this.#gone();
-          return received ?? PENDING;
+          while (true) {
+            let received: ReceivedPacket | null | undefined;
+            try {
+              received = this.#receiver.receive(this.#fd, this.#path);
+            } catch (error) {
+              if (error instanceof ErrnoError && error.errno === ERRNO.ECONNRESET) {
+                throw this.#gone();
+              }
+              throw error;
+            }
+            if (received === null) throw this.#gone();
+            if (received === undefined) return PENDING;
+            if (received.onceId === number) return received;
+            for (const right of received.rights) closeAll(right.fds);
+          }
         },
         park: async (ms) => {
           await pollAny([this.#fd], [sent ? C.POLLIN : C.POLLOUT], ms);
@@ -368,21 +437,41 @@ export class Bootstrap implements Disposable {
         timedOutError: (ms) => timedOutError("request", WHAT, this.#path, ms),
         spin: 0,
       }, options);
-      if (reply.id === REPLY_OK) return reply;
-      for (const right of reply.rights) closeAll(right.fds);
-      const text = decoder.decode(reply.body);
-      const message = `Bootstrap: ${text}`;
-      if (reply.id === REPLY_NOT_FOUND) {
-        throw new NotFoundError(ERRNO.ENOENT, "bootstrap", { objectName: name, message });
-      }
-      if (reply.id === REPLY_IN_USE) {
-        throw new AlreadyExistsError(ERRNO.EEXIST, "bootstrap", { objectName: name, message });
-      }
-      throw new TypeError(`Bootstrap request refused: ${text}`);
+      return reply;
     };
     const result = this.#last.then(run, run);
     this.#last = result.catch(() => {});
     return result;
+  }
+
+  async #request(
+    op: number,
+    name: string,
+    rights: WireRight[],
+    options: WaitOptions,
+  ): Promise<ReceivedPacket> {
+    const reply = await this.#exchange(op, name, rights, options);
+    if (reply.id === REPLY_OK) return reply;
+    for (const right of reply.rights) closeAll(right.fds);
+    const text = decoder.decode(reply.body);
+    const message = `Bootstrap: ${text}`;
+    if (reply.id === REPLY_NOT_FOUND) {
+      throw new NotFoundError(ERRNO.ENOENT, "bootstrap", { objectName: name, message });
+    }
+    if (reply.id === REPLY_IN_USE) {
+      throw new AlreadyExistsError(ERRNO.EEXIST, "bootstrap", { objectName: name, message });
+    }
+    if (reply.id === REPLY_SERVER_ERROR) {
+      throw errnoError(
+        reply.slot > 0 && reply.slot < 4096 ? reply.slot : ERRNO.EIO,
+        "bootstrap",
+        {
+          objectName: name,
+          message,
+        },
+      );
+    }
+    throw new TypeError(`Bootstrap request refused: ${text}`);
   }
 
   #gone(): Error {

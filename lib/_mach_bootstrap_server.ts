@@ -15,7 +15,7 @@
 //
 //   deno run --allow-ffi --allow-read --allow-write lib/_mach_bootstrap_server.ts DIR IDLE_MS
 import { C, ERRNO } from "../ffi/constants.ts";
-import { check, lastErrno } from "../ffi/errno.ts";
+import { check, CorruptedError, ErrnoError, lastErrno } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { ReceiveRight } from "./_mach_receive.ts";
 import { makeSendRight, SendRight } from "./_mach_send.ts";
@@ -36,11 +36,15 @@ import { cString } from "./_validate.ts";
 export const OP_CHECK_IN = 1;
 export const OP_LOOK_UP = 2;
 export const OP_REGISTER = 3;
+/** Answered with REPLY_OK: a new connection checks that the server took it. */
+export const OP_PING = 4;
 /** Reply ids. */
 export const REPLY_OK = 0;
 export const REPLY_NOT_FOUND = 1;
 export const REPLY_IN_USE = 2;
 export const REPLY_BAD_REQUEST = 3;
+/** The server could not do it now (out of descriptors, say); the errno is in `slot`. */
+export const REPLY_SERVER_ERROR = 4;
 /** Longest service name, in UTF-8 bytes (launchd's name_t). */
 export const MAX_SERVICE_NAME = 128;
 /** The socket's file name inside the bootstrap directory. */
@@ -70,19 +74,33 @@ export async function serve(directory: string, idleMs: number): Promise<void> {
   const died = new Set<string>();
   const connections = new Set<Connection>();
   let idleSince = performance.now();
+  // Out of descriptors: stop polling the listener for a slice (it would stay readable).
+  let acceptAgainAt = 0;
   try {
     while (true) {
-      const fds = [listener.fd, ...[...connections].map((c) => c.fd)];
+      const listening = performance.now() >= acceptAgainAt;
+      const fds = [...(listening ? [listener.fd] : []), ...[...connections].map((c) => c.fd)];
       const watched = [...services.values()].map((s) => s.send.dataFd);
       await pollAny(
         [...fds, ...watched],
         [...fds.map(() => C.POLLIN), ...watched.map(() => 0)],
         SLICE_MS,
       );
-      while (true) {
+      while (listening) {
         const fd = symbols.accept4(listener.fd, null, null, C.SOCK_NONBLOCK | C.SOCK_CLOEXEC);
-        if (fd < 0) break;
-        passCredentials(fd, path);
+        if (fd < 0) {
+          const errno = lastErrno();
+          if (errno === ERRNO.EMFILE || errno === ERRNO.ENFILE) {
+            acceptAgainAt = performance.now() + SLICE_MS;
+          }
+          break;
+        }
+        try {
+          passCredentials(fd, path);
+        } catch {
+          symbols.close(fd);
+          continue;
+        }
         connections.add({ fd });
       }
       for (const connection of [...connections]) {
@@ -100,7 +118,16 @@ export async function serve(directory: string, idleMs: number): Promise<void> {
             break;
           }
           const reply = handle(packet, services, died);
-          if (sender.send(connection.fd, reply.packet, path) === "sent") reply.sent();
+          // Echo the request's number: a client that gave up waiting for this reply
+          // must not take it for the answer to its next request.
+          reply.packet.onceId = packet.onceId;
+          let sent = false;
+          try {
+            sent = sender.send(connection.fd, reply.packet, path) === "sent";
+          } catch {
+            // ETOOMANYREFS, ENOBUFS...: this reply is lost, never the server.
+          }
+          if (sent) reply.sent();
           else reply.failed();
         }
       }
@@ -148,11 +175,36 @@ function answer(
   };
 }
 
+// Answers one request. A failure of the server's own (out of descriptors, say) is
+// answered as such: it must not end the server, which holds every name.
 function handle(packet: ReceivedPacket, services: Map<string, Service>, died: Set<string>): Reply {
-  const received = packet.rights;
+  let received = packet.rights;
   const cleanup = () => {
     for (const right of received) closeAll(right.fds);
+    received = [];
   };
+  try {
+    return handleRequest(packet, services, died, cleanup, () => received = []);
+  } catch (error) {
+    cleanup();
+    const reply = answer(REPLY_SERVER_ERROR, `the bootstrap server failed: ${error}`);
+    reply.packet.slot = error instanceof ErrnoError ? error.errno : 0;
+    return reply;
+  }
+}
+
+function handleRequest(
+  packet: ReceivedPacket,
+  services: Map<string, Service>,
+  died: Set<string>,
+  cleanup: () => void,
+  takenOver: () => void,
+): Reply {
+  const received = packet.rights;
+  if (packet.id === OP_PING) {
+    cleanup();
+    return answer(REPLY_OK, "");
+  }
   let name: string;
   try {
     name = decoder.decode(packet.body);
@@ -185,7 +237,13 @@ function handle(packet: ReceivedPacket, services: Map<string, Service>, died: Se
       }
       existing?.send.close();
       const port = ReceiveRight.allocate({ label: name });
-      const send = port.makeSend();
+      let send: SendRight;
+      try {
+        send = port.makeSend();
+      } catch (error) {
+        port.close();
+        throw error;
+      }
       services.set(name, { send, checkedIn: true });
       died.delete(name);
       return answer(REPLY_OK, "", [port.wire(ROLE_BODY)], () => port.handOver(), () => {
@@ -218,8 +276,10 @@ function handle(packet: ReceivedPacket, services: Map<string, Service>, died: Se
       existing?.send.close();
       let send: SendRight;
       try {
+        takenOver(); // the descriptors are the new right's now, whatever happens
         send = makeSendRight(received[0].fds, name);
-      } catch {
+      } catch (error) {
+        if (!(error instanceof CorruptedError)) throw error;
         return answer(REPLY_BAD_REQUEST, "the send right is not a port");
       }
       services.set(name, { send, checkedIn: false });

@@ -98,6 +98,9 @@ export class OutOfLineMemory implements Disposable {
   /** A region holding a copy of `bytes`. */
   static from(bytes: Uint8Array): OutOfLineMemory {
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`Invalid bytes: expected a Uint8Array`);
+    if (bytes.length === 0) {
+      throw new RangeError(`Invalid bytes: an out-of-line region holds at least 1 byte, got 0`);
+    }
     const region = OutOfLineMemory.allocate(bytes.length);
     region.bytes.set(bytes);
     return region;
@@ -204,12 +207,15 @@ export class ReceivedMemory implements Disposable {
   private constructor(fd: number, port: string) {
     const { symbols } = libc();
     try {
+      // Seals first: a size read before them could change (shrink, then seal) under
+      // the mapping, and touching pages past the end would kill this process.
+      const seals = symbols.fcntl(fd, C.F_GET_SEALS, 0);
+      const sealsErrno = seals < 0 ? lastErrno() : 0;
       const status = new Uint8Array(C.SIZEOF_STAT);
       check("fstat", symbols.fstat(fd, status), WHAT);
       const view = new DataView(status.buffer);
       const size = Number(view.getBigInt64(C.STAT_OFFSET_SIZE, true));
       const mode = view.getUint32(C.STAT_OFFSET_MODE, true);
-      const seals = symbols.fcntl(fd, C.F_GET_SEALS, 0);
       if (
         (mode & C.S_IFMT) !== C.S_IFREG || seals < 0 || (seals & REQUIRED_SEALS) !== REQUIRED_SEALS
       ) {
@@ -217,7 +223,7 @@ export class ReceivedMemory implements Disposable {
           "Mach message on port",
           port,
           "out-of-line region",
-          seals < 0 && lastErrno() === ERRNO.EINVAL
+          sealsErrno === ERRNO.EINVAL
             ? "is not a sealable memfd"
             : "is not sealed against writes and resizing",
         );

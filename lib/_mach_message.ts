@@ -212,6 +212,16 @@ export function validateMessage(message: unknown): OutgoingMessage {
       moved.add(value);
     }
   }
+  // A send-once right made from a port whose receive right leaves in the same message
+  // would owe its notification to the process the port left.
+  for (const transfer of [checked.reply, ...(checked.rights ?? [])]) {
+    if (transfer !== undefined && "makeSendOnce" in transfer && moved.has(transfer.makeSendOnce)) {
+      throw new TypeError(
+        `Invalid message: it moves the receive right of Mach port ` +
+          `"${transfer.makeSendOnce.label}" and makes a send-once right from it`,
+      );
+    }
+  }
   return checked as OutgoingMessage;
 }
 
@@ -276,7 +286,13 @@ export function parseToken(
   if (fds.length !== count || fds.some((fd) => !Number.isInteger(fd) || fd < 3 || fd > 2 ** 20)) {
     throw new RangeError(`Invalid inherited ${kind} right token "${token.slice(0, 40)}"`);
   }
+  let label: string;
+  try {
+    label = decodeURIComponent(match[3]);
+  } catch {
+    throw new TypeError(`Invalid inherited ${kind} right token: its label is not URI-encoded`);
+  }
   // Mark them close-on-exec now that they are ours.
   for (const fd of fds) check("fcntl", libc().symbols.fcntl(fd, C.F_SETFD, C.FD_CLOEXEC), kind);
-  return { fds, label: decodeURIComponent(match[3]) };
+  return { fds, label };
 }

@@ -39,6 +39,8 @@ const SLOT_COUNT = MAX_QUEUE_LIMIT + CACHED_SLOTS;
 const STATE_SIZE = 8192;
 /** A free slot the receiver keeps closed while messages sit above a lowered limit. */
 const RESERVED = -1;
+// Every right maps the table: one that could shrink it would SIGBUS the others.
+const TABLE_SEALS = C.F_SEAL_SHRINK | C.F_SEAL_GROW;
 
 /** A mapping of a port's queue table. */
 export class QueueTable {
@@ -80,11 +82,12 @@ export class QueueTable {
     const { symbols } = libc();
     const fd = check(
       "memfd_create",
-      symbols.memfd_create(cString("deno-ipc-mach-port"), C.MFD_CLOEXEC),
+      symbols.memfd_create(cString("deno-ipc-mach-port"), C.MFD_CLOEXEC | C.MFD_ALLOW_SEALING),
       what,
     );
     try {
       check("ftruncate", symbols.ftruncate(fd, BigInt(STATE_SIZE)), what);
+      check("fcntl", symbols.fcntl(fd, C.F_ADD_SEALS, TABLE_SEALS | C.F_SEAL_SEAL), what);
       const table = new QueueTable(fd, fd, what);
       table.#words[WORD_LIMIT] = limit;
       Atomics.store(table.#words, WORD_MAGIC, STATE_MAGIC);
@@ -103,6 +106,12 @@ export class QueueTable {
     const { symbols } = libc();
     let lockFd = -1;
     try {
+      // Sealed against resizing (so the size read next stays), or its maker could
+      // truncate it under our mapping.
+      const seals = symbols.fcntl(fd, C.F_GET_SEALS, 0);
+      if (seals < 0 || (seals & TABLE_SEALS) !== TABLE_SEALS) {
+        throw CorruptedError.of("Mach port", what, "queue table", "is not sealed against resizing");
+      }
       const status = new Uint8Array(C.SIZEOF_STAT);
       check("fstat", symbols.fstat(fd, status), what);
       const size = new DataView(status.buffer).getBigInt64(C.STAT_OFFSET_SIZE, true);
@@ -118,13 +127,14 @@ export class QueueTable {
       // A receive right that moved here may have slots to rebalance (see setLimit).
       table.#rebalancing = true;
       if (Atomics.load(table.#words, WORD_MAGIC) !== STATE_MAGIC) {
-        table.close();
+        table.close(); // closes both descriptors: not again below
+        lockFd = -2;
         throw CorruptedError.of("Mach port", what, "queue table magic", "");
       }
       return table;
     } catch (error) {
       if (lockFd >= 0) symbols.close(lockFd);
-      symbols.close(fd);
+      if (lockFd !== -2) symbols.close(fd);
       throw error;
     }
   }

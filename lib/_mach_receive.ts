@@ -59,6 +59,11 @@ const HANGUP = C.POLLHUP | C.POLLERR;
 // Receive attempts (one recvmsg(2) each) before parking in poll(2) on the pool: a
 // short spin catches a reply a few microseconds away; a long one costs a shared CPU.
 const RECEIVE_SPIN = 20;
+// At most this many messages drained into this process: more stay in the kernel (whose
+// socket buffer then holds senders back), so a flooding sender cannot grow this queue.
+// Honest senders queue at most MAX_QUEUE_LIMIT plus the cached messages; only replies
+// through send-once rights come on top.
+const MAX_DRAINED = 4 * MAX_QUEUE_LIMIT;
 const encoder = new TextEncoder();
 let allocated = 0;
 
@@ -381,11 +386,12 @@ export class ReceiveRight implements Disposable {
     return this.#deliver(head);
   }
 
-  // Moves every packet the socket holds into the private queue.
-  #drain(): void {
-    while (true) {
+  // Moves the packets the socket holds into the private queue, up to MAX_DRAINED
+  // queued; returns whether the socket is now empty.
+  #drain(): boolean {
+    while (this.#queue.length < MAX_DRAINED) {
       const packet = this.#receiver.receive(this.#recv, this.label, false);
-      if (!packet) return;
+      if (!packet) return true;
       let slot = -1;
       if (QueueTable.validSlot(packet.slot) && !this.#heldSlots.has(packet.slot)) {
         slot = packet.slot;
@@ -393,6 +399,7 @@ export class ReceiveRight implements Disposable {
       }
       this.#queue.push({ packet, slot });
     }
+    return false;
   }
 
   // Turns hang-ups into notifications, and frees slots lost by senders that died
@@ -410,9 +417,13 @@ export class ReceiveRight implements Disposable {
     const noSenders = this.#noSendersRequested && (revents[onceIds.length] & HANGUP) !== 0;
     const dead = watched.filter((_, i) => (revents[onceIds.length + 1 + i] & HANGUP) !== 0);
     const strays = this.#table.unlockedStrays(this.#heldSlots);
-    if (hungUpOnce.length > 0 || strays.length > 0) this.#drain();
-    for (const slot of strays) if (!this.#heldSlots.has(slot)) this.#table.release(slot);
-    for (const id of hungUpOnce) {
+    // Lost slots and unused send-once rights are told apart from messages still in the
+    // socket only once it is empty; with the queue full, later.
+    const drained = hungUpOnce.length === 0 && strays.length === 0 || this.#drain();
+    if (drained) {
+      for (const slot of strays) if (!this.#heldSlots.has(slot)) this.#table.release(slot);
+    }
+    for (const id of drained ? hungUpOnce : []) {
       const used = this.#queue.some((entry) =>
         entry.packet !== undefined && (entry.packet.flags & FLAG_VIA_SEND_ONCE) !== 0 &&
         entry.packet.onceId === id
@@ -647,11 +658,14 @@ export class ReceiveRight implements Disposable {
 
   #assertMovable(): void {
     this.#assertOpen("move");
-    if (this.#queue.length > 0 || this.#pendingOnce.size > 0 || this.#watches.size > 0) {
+    if (
+      this.#queue.length > 0 || this.#pendingOnce.size > 0 || this.#watches.size > 0 ||
+      this.#noSendersRequested
+    ) {
       throw new TypeError(
         `Cannot move the receive right of ${WHAT} "${this.label}": messages, send-once ` +
-          `rights or dead-name watches of it are pending in this process (move a port ` +
-          `before receiving on it)`,
+          `rights, dead-name watches or a no-senders request of it are pending in this ` +
+          `process (move a port before receiving on it)`,
       );
     }
   }

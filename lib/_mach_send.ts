@@ -484,6 +484,16 @@ export class SendOnceRight implements Disposable {
     try {
       const checked = validateMessage(message);
       validateWaitOptions(options);
+      // Mach consumes the destination right first: it cannot also travel in the body.
+      for (const transfer of [checked.reply, ...(checked.rights ?? [])]) {
+        if (
+          transfer !== undefined && "moveSendOnce" in transfer && transfer.moveSendOnce === this
+        ) {
+          throw new TypeError(
+            `Invalid message: a send-once right cannot move inside the message it sends`,
+          );
+        }
+      }
       if (this.#lifetime.closed) {
         throw closedError(
           "send",

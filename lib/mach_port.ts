@@ -8,7 +8,8 @@
  * only the rights it was given: names, pids and paths give nothing (the socket has no
  * path, and /proc/PID/fd refuses to open a socket). Rights travel inside messages as
  * SCM_RIGHTS, and every received message carries the sender's pid, uid and gid as the
- * kernel recorded them (SCM_CREDENTIALS), like Mach's audit trailer.
+ * kernel recorded them (SCM_CREDENTIALS), like Mach's audit trailer (the kernel lets
+ * a sender claim other ids only with CAP_SYS_ADMIN or CAP_SETUID, as root has).
  *
  * The queue limit counts messages (a socket buffer counts bytes): a table shared by the
  * port's rights has one slot per queued message, claimed under a lock the kernel drops
@@ -33,7 +34,8 @@
  *   region sealed first with `seal()` is sent as a copy, any number of times, and the
  *   sender keeps a copy-on-write view (Mach's virtual copy).
  * - Moving a receive right needs the port to have nothing pending in the moving
- *   process (no messages drained there, no send-once rights made there outstanding).
+ *   process (no messages drained there, no send-once rights made there outstanding, no
+ *   no-senders request).
  * - Bootstrap ({@link Bootstrap}): a dead service's name is dropped; launchd would take
  *   the receive right back so clients' rights survive a restart, which Linux cannot do
  *   (a dead process's descriptors cannot be taken back): clients look the name up again.
@@ -42,8 +44,11 @@
  *
  * Limits of the Linux mapping: a process with ptrace rights over a holder (root, or the
  * same user where Yama allows it) can copy its descriptors with pidfd_getfd(2), as a
- * debugger could read a Mach task's memory; and since all send rights of a port share
- * one socket, a send-right holder could shut that socket down for the others.
+ * debugger could read a Mach task's memory; since all send rights of a port share
+ * one socket, a send-right holder could shut that socket down for the others; and since
+ * every right maps the port's queue table (sealed against resizing, not against
+ * writes), a send-right holder could fill the queue or make the port look dead to the
+ * other senders.
  *
  * @module
  */

@@ -6,6 +6,7 @@ import {
   NotFoundError,
   PermissionDeniedError,
   ReceiveRight,
+  TimedOutError,
 } from "../mod.ts";
 import { Child, delay, ipcTest } from "./_helpers.ts";
 
@@ -181,6 +182,149 @@ ipcTest(
       second.close();
       again.close();
       await waitForExit(newPid);
+    });
+  },
+);
+
+ipcTest(
+  "Bootstrap: a request that timed out leaves its late reply behind: the next request gets its own answer, not that right",
+  async () => {
+    await withDirectory(async (directory) => {
+      let serverPid = 0;
+      {
+        using bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+        serverPid = bootstrap.serverPid;
+        using first = await bootstrap.checkIn("first");
+        using second = await bootstrap.checkIn("second");
+        let gaveUp = false;
+        try {
+          (await bootstrap.lookUp("first", { timeout: 0 })).close();
+        } catch (error) {
+          assert.ok(error instanceof TimedOutError, String(error));
+          gaveUp = true;
+        }
+        if (gaveUp) await delay(300); // the server answers the abandoned request meanwhile
+        using toSecond = await bootstrap.lookUp("second", { timeout: 5000 });
+        await toSecond.send({ id: 2 });
+        using message = await second.receive({ timeout: 5000 });
+        assert.equal(message.id, 2);
+        assert.equal(first.tryReceive(), undefined);
+      }
+      await waitForExit(serverPid);
+    });
+  },
+);
+
+ipcTest(
+  "Bootstrap: a server out of descriptors answers a check-in with an error and keeps serving its names",
+  async () => {
+    await withDirectory(async (directory) => {
+      let serverPid = 0;
+      {
+        using bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+        serverPid = bootstrap.serverPid;
+        using kept = await bootstrap.checkIn("kept");
+        // Starve the server of descriptors: none may be numbered at or above the third
+        // free number, and two more connections fill the two free ones below it.
+        const numbers = () =>
+          new Set(Array.from(Deno.readDirSync(`/proc/${serverPid}/fd`), (e) => Number(e.name)));
+        const taken = numbers();
+        const free: number[] = [];
+        for (let fd = 0; free.length < 3; fd++) if (!taken.has(fd)) free.push(fd);
+        const limit = await new Deno.Command("prlimit", {
+          args: [`--pid=${serverPid}`, `--nofile=${free[2]}:${free[2]}`],
+        }).output();
+        assert.ok(limit.success, new TextDecoder().decode(limit.stderr));
+        const fillers: Bootstrap[] = [];
+        try {
+          const full = () => [...numbers()].filter((fd) => fd < free[2]).length >= free[2];
+          for (let i = 0; i < 16 && !full(); i++) {
+            fillers.push(await Bootstrap.connect({ directory }));
+            await delay(20);
+          }
+          assert.ok(full(), "the server's descriptor table did not fill");
+          await assert.rejects(bootstrap.checkIn("starved", { timeout: 5000 }), (error) => {
+            assert.ok(!(error instanceof TypeError), String(error));
+            assert.match(String(error), /EMFILE|descriptor/i);
+            return true;
+          });
+          assert.ok(alive(serverPid), "the bootstrap server died");
+        } finally {
+          for (const filler of fillers) filler.close();
+        }
+        using client = await bootstrap.lookUp("kept", { timeout: 5000 });
+        await client.send({ id: 9 });
+        using message = await kept.receive({ timeout: 5000 });
+        assert.equal(message.id, 9);
+      }
+      await waitForExit(serverPid);
+    });
+  },
+);
+
+ipcTest(
+  "Bootstrap: connecting while the last server exits for idleness reaches a working server",
+  async () => {
+    await withDirectory(async (directory) => {
+      const pids = new Set<number>();
+      for (let i = 0; i < 30; i++) {
+        using bootstrap = await Bootstrap.connect({ directory, idleMs: 0 });
+        pids.add(bootstrap.serverPid);
+        await assert.rejects(bootstrap.lookUp("nothing", { timeout: 5000 }), NotFoundError);
+      }
+      for (const pid of pids) await waitForExit(pid);
+    });
+  },
+);
+
+ipcTest(
+  "Bootstrap: a service name that is not well-formed Unicode is a TypeError (two such names would meet as U+FFFD)",
+  async () => {
+    await withDirectory(async (directory) => {
+      let serverPid = 0;
+      {
+        using bootstrap = await Bootstrap.connect({ directory, idleMs: 100 });
+        serverPid = bootstrap.serverPid;
+        const names = ["a\uD800", "a\uDC00"];
+        const held: Disposable[] = [];
+        try {
+          for (const name of names) {
+            await assert.rejects(
+              (async () => held.push(await bootstrap.checkIn(name)))(),
+              TypeError,
+            );
+            await assert.rejects(
+              (async () => held.push(await bootstrap.lookUp(name)))(),
+              TypeError,
+            );
+          }
+        } finally {
+          for (const each of held) each[Symbol.dispose]();
+        }
+      }
+      await waitForExit(serverPid);
+    });
+  },
+);
+
+ipcTest(
+  "Bootstrap: a directory too long for a socket path is a RangeError before anything is created",
+  async () => {
+    await withDirectory(async (parent) => {
+      const directory = `${parent}/${"d".repeat(120)}`;
+      await assert.rejects(Bootstrap.connect({ directory }), RangeError);
+      assert.deepEqual(Array.from(Deno.readDirSync(parent)), []);
+    });
+  },
+);
+
+ipcTest(
+  "Bootstrap: an empty directory, or one containing NUL, is a TypeError before anything is created",
+  async () => {
+    await withDirectory(async (parent) => {
+      await assert.rejects(Bootstrap.connect({ directory: "" }), TypeError);
+      await assert.rejects(Bootstrap.connect({ directory: `${parent}/a\0b` }), TypeError);
+      assert.deepEqual(Array.from(Deno.readDirSync(parent)), []);
     });
   },
 );

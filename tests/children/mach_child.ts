@@ -1,4 +1,4 @@
-// Child process for tests/mach_port_test.ts. Roles (first argument):
+// Child process for tests/mach_port_test.ts and mach_bootstrap_test.ts. Roles (first argument):
 //   send TOKEN COUNT ID       sends COUNT messages (ids ID, ID+1, ...; body: own pid as text
 //                             plus a forged claim), prints "sent", exits
 //   blocked-send TOKEN        prints "sending", sends one message (may wait), prints the
