@@ -106,16 +106,16 @@ function defaultDirectory(): string {
 // ours, without group/other access. Someone else's directory could hold their server.
 function ensureDirectory(directory: string): void {
   const { symbols } = libc();
-  if (symbols.mkdirat(C.AT_FDCWD, cString(directory), 0o700) !== 0) {
-    const errno = lastErrno();
-    if (errno !== ERRNO.EEXIST) throw errnoError(errno, "mkdir", { objectName: directory });
-  }
+  // A failed mkdir is judged by what is there, not by errno alone: the first call of an
+  // FFI symbol in a process now and then leaves errno changed (ENOENT for an EEXIST).
+  const made = symbols.mkdirat(C.AT_FDCWD, cString(directory), 0o700) === 0;
+  const mkdirErrno = made ? 0 : lastErrno();
   const status = new Uint8Array(C.SIZEOF_STAT);
-  check(
-    "fstatat",
-    symbols.fstatat(C.AT_FDCWD, cString(directory), status, C.AT_SYMLINK_NOFOLLOW),
-    directory,
-  );
+  if (symbols.fstatat(C.AT_FDCWD, cString(directory), status, C.AT_SYMLINK_NOFOLLOW) !== 0) {
+    throw errnoError(made ? lastErrno() : mkdirErrno, made ? "fstatat" : "mkdir", {
+      objectName: directory,
+    });
+  }
   const view = new DataView(status.buffer);
   const mode = view.getUint32(C.STAT_OFFSET_MODE, true);
   const uid = view.getUint32(C.STAT_OFFSET_UID, true);

@@ -14,6 +14,7 @@
 // time, removing its socket file if it is still its own.
 //
 //   deno run --allow-ffi --allow-read --allow-write lib/_mach_bootstrap_server.ts DIR IDLE_MS
+import { forgetEndpoint, recordEndpoint } from "./_endpoints.ts";
 import { C, ERRNO } from "../ffi/constants.ts";
 import { check, CorruptedError, ErrnoError, lastErrno } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
@@ -321,6 +322,9 @@ function listen(path: string): { fd: number; close(): void } {
   const status = new Uint8Array(C.SIZEOF_STAT);
   check("stat", symbols.stat(cString(path), status), path);
   const inode = new DataView(status.buffer).getBigUint64(C.STAT_OFFSET_INO, true);
+  // In the endpoint registry, so that `ipc list` shows a bootstrap server and `ipc clean`
+  // removes the socket of one that died (lib/_endpoints.ts).
+  recordEndpoint("unix-socket", path);
   return {
     fd,
     close() {
@@ -331,6 +335,7 @@ function listen(path: string): { fd: number; close(): void } {
           symbols.unlink(cString(path));
         }
       }
+      forgetEndpoint(path, inode);
     },
   };
 }
