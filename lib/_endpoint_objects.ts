@@ -17,7 +17,8 @@ import type { CleanupOptions, CleanupResult, IpcObject } from "./introspect.ts";
 /** Kind of an object made from a registry file that fails validation. */
 export const RECORD_KIND = "endpoint-record";
 
-function emptyObject(kind: string, name: string): IpcObject {
+/** An object with nothing known yet but its kind and name (the lister fills it in). */
+export function emptyObject(kind: string, name: string): IpcObject {
   return {
     kind,
     name,

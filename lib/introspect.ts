@@ -23,7 +23,7 @@ import {
 } from "./_lifecycle.ts";
 import { currentPid, processAlive, processExists, tokenAlive, tokenParts } from "./_process.ts";
 import { cString } from "./_validate.ts";
-import { cleanEndpoints, listEndpoints, RECORD_KIND } from "./_endpoint_objects.ts";
+import { cleanEndpoints, emptyObject, listEndpoints, RECORD_KIND } from "./_endpoint_objects.ts";
 import { ENDPOINT_KINDS } from "./_endpoints.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
@@ -253,27 +253,6 @@ function scanMappings(): Map<string, number[]> {
     }
   }
   return result;
-}
-
-function emptyObject(kind: string, name: string): IpcObject {
-  return {
-    kind,
-    name,
-    size: 0,
-    uid: 0,
-    mode: 0,
-    state: "unknown",
-    creator: null,
-    created: null,
-    attached: [],
-    untracked: 0,
-    mappedBy: [],
-    depth: null,
-    depthUnit: null,
-    partOf: null,
-    problem: null,
-    details: {},
-  };
 }
 
 function listShm(mappers: Map<string, number[]>): IpcObject[] {
