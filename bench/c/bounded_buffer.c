@@ -6,6 +6,7 @@
  * item out, as the Deno side's receive() does.
  * Usage: bounded_buffer ITEM_BYTES COUNT BUFFER_SIZE */
 #include "common.h"
+#include "wait.h"
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -27,16 +28,6 @@ typedef struct {
 
 static uint32_t item_size, buffer_size;
 
-static void futex_sleep(atomic_int *flag) {
-  struct timespec timeout = {0, 100 * 1000 * 1000};
-  syscall(SYS_futex, flag, FUTEX_WAIT, 1, &timeout, NULL, 0);
-}
-
-static void futex_wake(atomic_int *flag) {
-  if (atomic_load(flag) != 0 && atomic_exchange(flag, 0) != 0)
-    syscall(SYS_futex, flag, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
-}
-
 static int try_send(buffer_t *buffer, const unsigned char *item) {
   uint32_t in = atomic_load_explicit(&buffer->in, memory_order_relaxed);
   uint32_t next = (in + 1) % buffer_size;
@@ -55,24 +46,6 @@ static int try_receive(buffer_t *buffer, unsigned char *item) {
   futex_wake(&buffer->producer_waiting);
   return 1;
 }
-
-#define WAIT_UNTIL(attempt, flag)                                   \
-  do {                                                              \
-    if (attempt) break;                                             \
-    double started = now_us();                                      \
-    int done = 0;                                                   \
-    while (!done && now_us() - started < 3.0) done = (attempt);     \
-    for (int i = 0; !done && i < 4; i++) {                          \
-      sched_yield();                                                \
-      done = (attempt);                                             \
-    }                                                               \
-    while (!done) {                                                 \
-      atomic_store(flag, 1);                                        \
-      if ((done = (attempt))) break;                                \
-      futex_sleep(flag);                                            \
-      done = (attempt);                                             \
-    }                                                               \
-  } while (0)
 
 int main(int argc, char **argv) {
   if (argc < 4) return 2;

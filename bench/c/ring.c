@@ -6,6 +6,7 @@
  * Usage: ring throughput MESSAGE_BYTES COUNT CAPACITY
  *        ring pingpong MESSAGE_BYTES COUNT CAPACITY */
 #include "common.h"
+#include "wait.h"
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -26,16 +27,6 @@ typedef struct {
 } ring_t;
 
 static uint32_t capacity, mask;
-
-static void futex_sleep(atomic_int *flag) {
-  struct timespec timeout = {0, 100 * 1000 * 1000};
-  syscall(SYS_futex, flag, FUTEX_WAIT, 1, &timeout, NULL, 0);
-}
-
-static void futex_wake(atomic_int *flag) {
-  if (atomic_load(flag) != 0 && atomic_exchange(flag, 0) != 0)
-    syscall(SYS_futex, flag, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
-}
 
 static uint32_t record_size(uint32_t length) { return (8 + length + 7) & ~7u; }
 
@@ -67,25 +58,6 @@ static int try_receive(ring_t *ring, unsigned char *out, uint32_t *length) {
   futex_wake(&ring->send_waiting);
   return 1;
 }
-
-/* Spin about 3 us, yield 4 times, then announce, re-check, and sleep on the flag. */
-#define WAIT_UNTIL(attempt, flag)                                   \
-  do {                                                              \
-    if (attempt) break;                                             \
-    double started = now_us();                                      \
-    int done = 0;                                                   \
-    while (!done && now_us() - started < 3.0) done = (attempt);     \
-    for (int i = 0; !done && i < 4; i++) {                          \
-      sched_yield();                                                \
-      done = (attempt);                                             \
-    }                                                               \
-    while (!done) {                                                 \
-      atomic_store(flag, 1);                                        \
-      if ((done = (attempt))) break;                                \
-      futex_sleep(flag);                                            \
-      done = (attempt);                                             \
-    }                                                               \
-  } while (0)
 
 static ring_t *map_ring(const char *name) {
   int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
