@@ -35,10 +35,27 @@ export function benchArgs(): Record<string, string> {
   return Object.fromEntries(Object.entries(values).map(([k, v]) => [k, String(v)]));
 }
 
+/**
+ * The executable and arguments that start a Deno peer process running `args`: under
+ * `taskset -c` when the harness places peers on their own CPUs (`--pin=SELF/PEER` sets
+ * DENO_IPC_BENCH_PEER_CPUS), as bench/c/common.h does for the C children.
+ */
+export function peerCommand(args: string[]): [string, string[]] {
+  const cpus = Deno.env.get("DENO_IPC_BENCH_PEER_CPUS");
+  return cpus ? ["taskset", ["-c", cpus, Deno.execPath(), ...args]] : [Deno.execPath(), args];
+}
+
 /** Starts this same script again as the peer process with `args`. */
 export function spawnPeer(script: string, args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(script).pathname, "--role=peer", ...args],
+  const [executable, argv] = peerCommand([
+    "run",
+    "-A",
+    new URL(script).pathname,
+    "--role=peer",
+    ...args,
+  ]);
+  return new Deno.Command(executable, {
+    args: argv,
     stdin: "null",
     stdout: "inherit",
     stderr: "inherit",

@@ -17,6 +17,8 @@ export interface BenchReport {
     capSeconds: number;
     quick: boolean;
     filter: string | null;
+    /** Pairs a case still noisy after `pairs` got (absent in runs from before it existed). */
+    maxPairs?: number;
   };
   results: PairedResult[];
   /** Pairings that could not be measured (a program failed), with the error. */
@@ -47,6 +49,15 @@ export function formatRange(ratio: { min: number; max: number }): string {
   return `${ratioDigits(ratio.min)}-${ratioDigits(ratio.max)}`;
 }
 
+/** How `--pin` placed the two processes of every case, for the header. */
+export function pinDescription(pin: string | null): string {
+  if (pin === null) return "unpinned";
+  const [self, peer] = pin.split("/");
+  return peer === undefined
+    ? `both processes pinned to CPU ${self}`
+    : `measuring process on CPU ${self}, its peer on CPU ${peer}`;
+}
+
 /** The lines above the table: what ran where, with the machine facts. */
 export function headerLines(
   machine: MachineFacts,
@@ -61,8 +72,11 @@ export function headerLines(
     `tools: Deno ${machine.deno} (V8 ${machine.v8}), gcc ${machine.gcc}`,
     `method: ${options.pairs} pairs of fresh process runs per case, order alternating ` +
     `(A B, B A, ...), after an uncounted pilot/warm-up; the faster side runs about ` +
-    `${options.targetSeconds} s (the slower at most ${options.capSeconds} s); ` +
-    (machine.pin ? `both processes pinned to CPU ${machine.pin}` : "unpinned") +
+    `${options.targetSeconds} s (the slower at most ${options.capSeconds} s)` +
+    (options.maxPairs && options.maxPairs > options.pairs
+      ? `, ${options.maxPairs} pairs for a case still noisy after ${options.pairs}; `
+      : "; ") +
+    pinDescription(machine.pin) +
     (options.quick ? "; quick run" : "") +
     (options.filter ? `; cases matching "${options.filter}"` : ""),
     `ratio = median of the per-pair ratios of msgs/s (min-max of the pairs next to it); ` +
@@ -187,6 +201,11 @@ export class ProgressReporter {
   status(caseIndex: number, cases: number, name: string, step: string): void {
     this.#status = `[${caseIndex}/${cases}] ${name}: ${step}`;
     this.#draw();
+  }
+
+  /** Adds `units` to the whole run's work (a case that runs more pairs than planned). */
+  grow(units: number): void {
+    this.#totalUnits += units;
   }
 
   /** Records `units` more work units done (the estimate of the time left comes from them). */

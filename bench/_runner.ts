@@ -76,6 +76,11 @@ export interface PairedResult {
 /** How a run is made. */
 export interface RunOptions {
   pairs: number;
+  /**
+   * Pairs a case whose ratios came out noisy after `pairs` gets in all (its median then
+   * rests on more pairs); at most `pairs` means no extension.
+   */
+  maxPairs?: number;
   durations: Durations;
   /** A CPU list for taskset (both processes of every case on these CPUs), or null. */
   pin: string | null;
@@ -158,15 +163,33 @@ export function comparisonPairing(comparison: BenchComparison, cases: BenchCase[
   };
 }
 
+/**
+ * Where `--pin` puts the two processes of a repetition: "CPUS" runs the measuring process
+ * under `taskset -c CPUS` and its peer inherits the mask; "SELF/PEER" puts the measuring
+ * process on SELF and moves its peer to PEER (bench/_common.ts, bench/c/common.h).
+ */
+export function parsePin(pin: string | null): { self: string | null; peer: string | null } {
+  if (pin === null) return { self: null, peer: null };
+  const [self, peer, ...rest] = pin.split("/");
+  const cpuList = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+  if (rest.length > 0 || !cpuList.test(self) || (peer !== undefined && !cpuList.test(peer))) {
+    throw new RangeError(
+      `Invalid pin "${pin}": expected a CPU list (0, 2-3, 0,2) or SELF/PEER (0/1)`,
+    );
+  }
+  return { self, peer: peer ?? null };
+}
+
 /** Runs one repetition (a fresh process, which starts its peer) and parses its result. */
 export async function runOnce(command: string[], pin: string | null): Promise<BenchResult> {
-  const argv = pin ? ["taskset", "-c", pin, ...command] : command;
+  const { self, peer } = parsePin(pin);
+  const argv = self ? ["taskset", "-c", self, ...command] : command;
   const output = await new Deno.Command(argv[0], {
     args: argv.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...(peer ? { DENO_IPC_BENCH_PEER_CPUS: peer } : {}) },
   }).output();
   const program = command.slice(command[0] === Deno.execPath() ? 3 : 0).join(" ");
   if (!output.success) throw new Error(`${program} failed (exit ${output.code})`);
@@ -221,8 +244,9 @@ export async function measure(
     if (round === MAX_PILOT_ROUNDS - 2) n = count;
   }
   const pairs: PairRecord[] = [];
-  const orders = pairOrder(options.pairs);
-  for (const [index, order] of orders.entries()) {
+  let orders = pairOrder(options.pairs);
+  for (let index = 0; index < orders.length; index++) {
+    const order = orders[index];
     onStep({ phase: "pair", index, of: orders.length });
     let a: BenchResult;
     let b: BenchResult;
@@ -234,6 +258,15 @@ export async function measure(
       a = await runOnce(pairing.a.command(count), options.pin);
     }
     pairs.push({ order, a, b, ratio: rate(a) / rate(b) });
+    // Decided once, after the planned pairs: extending until the spread looks narrow
+    // would pick the stopping point by the outcome.
+    const extended = options.maxPairs ?? 0;
+    if (
+      index === options.pairs - 1 && extended > options.pairs &&
+      summarizeRatios(pairs.map((p) => p.ratio)).noisy
+    ) {
+      orders = pairOrder(extended);
+    }
   }
   return {
     kind: pairing.kind,

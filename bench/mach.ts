@@ -10,7 +10,7 @@
 //   --mode=inline --size=B --count=N  the same B bytes sent N times copied inline, in
 //                                     64 KiB messages
 import { MAX_INLINE_BODY, OutOfLineMemory, ReceiveRight, SendRight } from "../mod.ts";
-import { benchArgs, printResult } from "./_common.ts";
+import { benchArgs, printResult, spawnPeer } from "./_common.ts";
 
 const args = benchArgs();
 const mode = args.mode;
@@ -19,21 +19,12 @@ const count = Number(args.count);
 const PAGE = 4096;
 
 function spawn(token: string): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL(import.meta.url).pathname,
-      "--role=peer",
-      `--mode=${mode}`,
-      `--size=${size}`,
-      `--count=${count}`,
-      `--token=${token}`,
-    ],
-    stdin: "null",
-    stdout: "inherit",
-    stderr: "inherit",
-  }).spawn();
+  return spawnPeer(import.meta.url, [
+    `--mode=${mode}`,
+    `--size=${size}`,
+    `--count=${count}`,
+    `--token=${token}`,
+  ]);
 }
 
 if (args.role === "peer") {

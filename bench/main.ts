@@ -2,7 +2,8 @@
 // project's C program (built here with gcc), in paired, interleaved repetitions, and the
 // Deno-against-Deno comparisons the same way; prints each row as soon as it is measured.
 //
-//   deno task bench [--quick] [--case=TEXT] [--pairs=N] [--target=SECONDS] [--pin=CPUS]
+//   deno task bench [--quick] [--case=TEXT] [--pairs=N] [--max-pairs=N] [--target=SECONDS]
+//                   [--pin=CPUS | --pin=SELF/PEER]
 //                   [--json=FILE] [--chart=FILE.svg] [--list]
 //   deno task bench --chart=FILE.svg --from=REPORT.json    (draw a saved run)
 //   deno task bench --compare A.json B.json                (ratio changes between two runs)
@@ -29,6 +30,7 @@ import {
   measure,
   type PairedResult,
   type Pairing,
+  parsePin,
   type RunOptions,
 } from "./_runner.ts";
 import { benchCases, benchComparisons } from "./cases.ts";
@@ -40,6 +42,7 @@ const { values, positionals } = parseArgs({
     quick: { type: "boolean", default: false },
     case: { type: "string" },
     pairs: { type: "string" },
+    "max-pairs": { type: "string" },
     // The harness's earlier name for --pairs.
     repeat: { type: "string" },
     target: { type: "string" },
@@ -99,7 +102,12 @@ const pin = values.pin ?? values.taskset ?? null;
 const quick = values.quick!;
 const pairs = Math.round(positiveNumber(values.pairs ?? values.repeat, quick ? 3 : 5, "pairs"));
 const target = positiveNumber(values.target, quick ? 0.1 : 0.5, "target");
-const options: RunOptions = { pairs, durations: { target, cap: target * 4 }, pin };
+// Quick runs stay short: no extension. Otherwise a noisy case gets 2 * pairs - 1 pairs.
+const maxPairs = Math.max(
+  pairs,
+  Math.round(positiveNumber(values["max-pairs"], quick ? pairs : 2 * pairs - 1, "max-pairs")),
+);
+const options: RunOptions = { pairs, maxPairs, durations: { target, cap: target * 4 }, pin };
 
 const allCases = benchCases();
 const filter = values.case ?? null;
@@ -116,9 +124,18 @@ if (values.list) {
 }
 if (cases.length + comparisons.length === 0) fail(`no case matches "${filter}" (see --list)`);
 if (pin !== null) {
-  const probe = await new Deno.Command("taskset", { args: ["-c", pin, "true"] }).output()
-    .catch(() => fail("--pin needs taskset (util-linux) on PATH"));
-  if (!probe.success) fail(`taskset refused CPU list "${pin}"`);
+  let placement: { self: string | null; peer: string | null };
+  try {
+    placement = parsePin(pin);
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  for (const cpus of [placement.self, placement.peer]) {
+    if (cpus === null) continue;
+    const probe = await new Deno.Command("taskset", { args: ["-c", cpus, "true"] }).output()
+      .catch(() => fail("--pin needs taskset (util-linux) on PATH"));
+    if (!probe.success) fail(`taskset refused CPU list "${cpus}"`);
+  }
 }
 
 // Build every C program first, so that compiler messages come before the table.
@@ -136,7 +153,7 @@ const report: BenchReport = {
   startedAt,
   seconds: 0,
   machine: await machineFacts(pin),
-  options: { pairs, targetSeconds: target, capSeconds: target * 4, quick, filter },
+  options: { pairs, maxPairs, targetSeconds: target, capSeconds: target * 4, quick, filter },
   results: [],
   failures: [],
 };
@@ -172,7 +189,12 @@ for (const [i, pairing] of pairings.entries()) {
   if (i === cases.length) progress.lines(["", comparisonHeading()]);
   let result: PairedResult;
   try {
+    let planned = pairs;
     result = await measure(pairing, options, (step) => {
+      if (step.phase === "pair" && step.of > planned) {
+        progress.grow(step.of - planned);
+        planned = step.of;
+      }
       if (step.phase === "pair") progress.advance();
       progress.status(
         i + 1,

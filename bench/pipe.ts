@@ -11,7 +11,7 @@ import {
   spawnWithPipePair,
   spawnWithPipes,
 } from "../mod.ts";
-import { benchArgs, printResult } from "./_common.ts";
+import { benchArgs, peerCommand, printResult } from "./_common.ts";
 
 const args = benchArgs();
 const size = Number(args.size);
@@ -75,7 +75,8 @@ if (args.role === "peer") {
     for (let i = 0; i < count; i++) await writeAll(writer, message);
   }
 } else if (args.mode === "stdio") {
-  const child = new Deno.Command(Deno.execPath(), { args: peerArgs, stdout: "piped" }).spawn();
+  const [executable, argv] = peerCommand(peerArgs);
+  const child = new Deno.Command(executable, { args: argv, stdout: "piped" }).spawn();
   const total = size * count;
   let received = 0;
   let started = 0;
@@ -87,7 +88,8 @@ if (args.role === "peer") {
   if (received !== total || (await child.status).code !== 0) throw new Error("stdio peer failed");
   printResult(count, total, seconds);
 } else if (args.mode === "pingpong") {
-  const { child, reader, writer } = spawnWithPipePair(Deno.execPath(), { args: peerArgs });
+  const [executable, argv] = peerCommand(peerArgs);
+  const { child, reader, writer } = spawnWithPipePair(executable, { args: argv });
   const buffer = new Uint8Array(size);
   const samples = new Float64Array(count);
   const started = performance.now();
@@ -107,8 +109,8 @@ if (args.role === "peer") {
   const path = `${directory}/bench.fifo`;
   try {
     Fifo.create(path);
-    const child = new Deno.Command(Deno.execPath(), { args: [...peerArgs, `--path=${path}`] })
-      .spawn();
+    const [executable, argv] = peerCommand([...peerArgs, `--path=${path}`]);
+    const child = new Deno.Command(executable, { args: argv }).spawn();
     using reader = await Fifo.openReader(path, { timeout: 30_000 });
     const seconds = await receiveAll(reader);
     if ((await child.status).code !== 0) throw new Error("peer failed");
@@ -119,7 +121,8 @@ if (args.role === "peer") {
 } else {
   const { reader, writer } = createPipe();
   using _reader = reader;
-  const child = spawnWithPipes(Deno.execPath(), { args: peerArgs, ends: { output: writer } });
+  const [executable, argv] = peerCommand(peerArgs);
+  const child = spawnWithPipes(executable, { args: argv, ends: { output: writer } });
   const seconds = await receiveAll(reader);
   if ((await child.status).code !== 0) throw new Error("peer failed");
   printResult(count, size * count, seconds);

@@ -8,7 +8,7 @@ import {
   RpcServer,
   type SocketAddress,
 } from "../mod.ts";
-import { benchArgs, printResult, spawnPeer } from "./_common.ts";
+import { benchArgs, peerCommand, printResult, spawnPeer } from "./_common.ts";
 
 const args = benchArgs();
 const size = Number(args.size);
@@ -60,15 +60,16 @@ if (args.role === "peer") {
   printResult(count - 1, (count - 1) * size, seconds);
 } else {
   // The peer serves; this process calls echo(bytes) and times each call.
-  const peer = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL(import.meta.url).pathname,
-      "--role=peer",
-      `--address=${JSON.stringify(listenAddress())}`,
-      "--mode=rpc",
-    ],
+  const [executable, argv] = peerCommand([
+    "run",
+    "-A",
+    new URL(import.meta.url).pathname,
+    "--role=peer",
+    `--address=${JSON.stringify(listenAddress())}`,
+    "--mode=rpc",
+  ]);
+  const peer = new Deno.Command(executable, {
+    args: argv,
     stdout: "piped",
     stderr: "inherit",
   }).spawn();

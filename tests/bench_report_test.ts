@@ -104,6 +104,12 @@ Deno.test("bench table: the header names the machine, each pairing is two aligne
   assert.match(header, /unpinned/);
   const pinned = headerLines({ ...report.machine, pin: "0" }, report.options, "t").join("\n");
   assert.match(pinned, /both processes pinned to CPU 0/);
+  const apart = headerLines({ ...report.machine, pin: "0/1" }, {
+    ...report.options,
+    maxPairs: 9,
+  }, "t").join("\n");
+  assert.match(apart, /measuring process on CPU 0, its peer on CPU 1/);
+  assert.match(apart, /9 pairs for a case still noisy after 5/);
 
   const noisy = fakeResult("pipe 64 B round trip", 20_000, 18_000, { ratios: [1.1, 1.6, 0.9] });
   const quiet = fakeResult("ring 64 B one-way", 8_000_000, 26_000_000, {
@@ -220,6 +226,7 @@ ipcTest(
       const { code, stdout, stderr } = await runMain([
         "--case=ring 4 KiB",
         "--pairs=2",
+        "--max-pairs=2",
         "--target=0.02",
         `--json=${json}`,
         `--chart=${svg}`,
@@ -248,6 +255,7 @@ ipcTest(
       assert.equal(report.machine.pin, null);
       assert.deepEqual(report.options, {
         pairs: 2,
+        maxPairs: 2,
         targetSeconds: 0.02,
         capSeconds: 0.08,
         quick: false,

@@ -2,7 +2,8 @@
 // report a fixed rate: the pilot rounds, the count they fix, the order of the sides within
 // each pair, and the per-pair ratios. Nothing here is timed.
 import assert from "node:assert/strict";
-import { measure, type Pairing, runOnce, type Side } from "../bench/_runner.ts";
+import { peerCommand } from "../bench/_common.ts";
+import { measure, type Pairing, parsePin, runOnce, type Side } from "../bench/_runner.ts";
 
 /** A side that appends its label to `log` and reports `rate` msgs/s for n messages. */
 function fakeSide(label: string, rate: number, log: string): Side {
@@ -86,6 +87,42 @@ Deno.test("bench runner: when the sides differ more than cap/target, the slower 
   });
 });
 
+/** A side whose rate doubles on every other run (the runs counted in `log`). */
+function unsteadySide(label: string, rate: number, log: string): Side {
+  const script = `echo ${label} >> '${log}'; k=$(wc -l < '${log}'); ` +
+    `awk -v n="$1" -v k="$k" 'BEGIN { r = ${rate} * (k % 2 == 0 ? 2 : 1); printf ` +
+    `"{\\"messages\\":%d,\\"bytes\\":%d,\\"seconds\\":%.9f,\\"p50_us\\":null,` +
+    `\\"p99_us\\":null}\\n", n, n * 64, n / r }'`;
+  return { label, command: (n) => ["sh", "-c", script, "sh", String(n)] };
+}
+
+Deno.test("bench runner: a case still noisy after its pairs gets maxPairs, a steady one does not", async () => {
+  for (const [steady, expected] of [[true, 5], [false, 9]] as const) {
+    await withLog(async (log) => {
+      const pairing: Pairing = {
+        kind: "deno-vs-c",
+        name: "fake",
+        a: steady ? fakeSide("a", 1e6, log) : unsteadySide("a", 1e6, log),
+        b: fakeSide("b", 1e6, log),
+        count: 1_000_000,
+        step: 1,
+      };
+      const result = await measure(pairing, {
+        pairs: 5,
+        maxPairs: 9,
+        durations: { target: 0.5, cap: 2 },
+        pin: null,
+      });
+      assert.equal(result.pairs.length, expected);
+      assert.deepEqual(
+        result.pairs.map((p) => p.order),
+        ["ab", "ba", "ab", "ba", "ab", "ba", "ab", "ba", "ab"].slice(0, expected),
+      );
+      assert.equal(result.ratio.noisy, !steady);
+    });
+  }
+});
+
 Deno.test("bench runner: a program that fails is named in the error", async () => {
   await assert.rejects(
     runOnce(["sh", "-c", "echo '{\"messages\":1}'; exit 3"], null),
@@ -95,4 +132,110 @@ Deno.test("bench runner: a program that fails is named in the error", async () =
     runOnce(["sh", "-c", "echo done"], null),
     /sh -c echo done printed no JSON result/,
   );
+});
+
+Deno.test("bench --pin: a CPU list for both processes, or SELF/PEER, anything else refused", () => {
+  assert.deepEqual(parsePin(null), { self: null, peer: null });
+  assert.deepEqual(parsePin("0"), { self: "0", peer: null });
+  assert.deepEqual(parsePin("2-3,5"), { self: "2-3,5", peer: null });
+  assert.deepEqual(parsePin("0/1"), { self: "0", peer: "1" });
+  for (const bad of ["", "a", "0/", "/1", "0/1/2", "0;1", "-1"]) {
+    assert.throws(() => parsePin(bad), RangeError, bad);
+  }
+});
+
+// The side reports the CPUs it may run on and the CPUs it was told to give its peer.
+const placementScript =
+  `awk '/Cpus_allowed_list/ { printf "%s ", $2 }' /proc/self/status >> "$1"; ` +
+  `echo "\${DENO_IPC_BENCH_PEER_CPUS:-unset}" >> "$1"; ` +
+  `echo '{"messages":1,"bytes":1,"seconds":1,"p50_us":null,"p99_us":null}'`;
+
+Deno.test("bench --pin=SELF/PEER: the measuring process runs on SELF and passes PEER on", async () => {
+  await withLog(async (log) => {
+    const command = ["sh", "-c", placementScript, "sh", log];
+    await runOnce(command, "0/0");
+    await runOnce(command, "0");
+    const lines = (await Deno.readTextFile(log)).trim().split("\n");
+    assert.equal(lines[0], "0 0");
+    assert.match(lines[1], /^0 /); // the peer inherits the measuring process's CPUs
+    assert.notEqual(lines[1], "0 0");
+  });
+});
+
+Deno.test("bench peers: a Deno peer starts under taskset when the harness placed peers", () => {
+  const variable = "DENO_IPC_BENCH_PEER_CPUS";
+  const before = Deno.env.get(variable);
+  try {
+    Deno.env.delete(variable);
+    assert.deepEqual(peerCommand(["run", "x.ts"]), [Deno.execPath(), ["run", "x.ts"]]);
+    Deno.env.set(variable, "1");
+    assert.deepEqual(peerCommand(["run", "x.ts"]), [
+      "taskset",
+      ["-c", "1", Deno.execPath(), "run", "x.ts"],
+    ]);
+  } finally {
+    if (before === undefined) Deno.env.delete(variable);
+    else Deno.env.set(variable, before);
+  }
+});
+
+const hasGcc = (() => {
+  try {
+    return new Deno.Command("gcc", { args: ["--version"], stdout: "null", stderr: "null" })
+      .outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "bench C baselines: bench_fork moves the child to DENO_IPC_BENCH_PEER_CPUS",
+  ignore: !hasGcc,
+  fn: async () => {
+    const directory = await Deno.makeTempDir({ prefix: "deno-ipc-test-bench-" });
+    try {
+      const header = new URL("../bench/c/common.h", import.meta.url).pathname;
+      await Deno.writeTextFile(
+        `${directory}/placed.c`,
+        `#include "${header}"
+#include <string.h>
+#include <sys/wait.h>
+static void show(const char *who) {
+  char line[256];
+  FILE *status = fopen("/proc/self/status", "r");
+  while (fgets(line, sizeof line, status))
+    if (strncmp(line, "Cpus_allowed_list:", 18) == 0) printf("%s %s", who, line + 18);
+  fclose(status);
+  fflush(stdout);
+}
+int main(void) {
+  pid_t child = bench_fork();
+  if (child == 0) { show("child"); _exit(0); }
+  waitpid(child, NULL, 0);
+  show("parent");
+  return 0;
+}
+`,
+      );
+      const compiled = await new Deno.Command("gcc", {
+        args: ["-O2", "-Wall", "-o", `${directory}/placed`, `${directory}/placed.c`],
+      }).output();
+      assert.ok(compiled.success, new TextDecoder().decode(compiled.stderr));
+      const output = await new Deno.Command("taskset", {
+        args: ["-c", "0", `${directory}/placed`],
+        env: { DENO_IPC_BENCH_PEER_CPUS: "0" },
+      }).output();
+      const text = new TextDecoder().decode(output.stdout).replace(/[ \t]+/g, " ");
+      assert.match(text, /child 0\n/);
+      assert.match(text, /parent 0\n/);
+      const unplaced = await new Deno.Command(`${directory}/placed`, {
+        env: { DENO_IPC_BENCH_PEER_CPUS: "" },
+      }).output();
+      const lines = new TextDecoder().decode(unplaced.stdout).replace(/[ \t]+/g, " ").trim()
+        .split("\n").map((l) => l.split(" ")[1]).sort();
+      assert.equal(lines[0], lines[1], "without a peer list the child keeps the parent's CPUs");
+    } finally {
+      await Deno.remove(directory, { recursive: true });
+    }
+  },
 });

@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
   int fa = open_log(a), fb = open_log(b);
   int ina = watch(a), inb = watch(b);
   if (strcmp(mode, "pingpong") == 0) {
-    if (fork() == 0) {
+    if (bench_fork() == 0) {
       struct log back = {fb, 0, 0};
       long offset = 0;
       for (long i = 0; i < count; i++) {
@@ -141,7 +141,7 @@ int main(int argc, char **argv) {
     print_result(count, (double)count * size, seconds, samples, count);
     return 0;
   }
-  if (fork() == 0) {
+  if (bench_fork() == 0) {
     struct log log = {fa, 0, 0};
     for (long i = 0; i < count; i++) append(&log, message, size, buf);
     _exit(0);

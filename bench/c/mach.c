@@ -63,7 +63,7 @@ int main(int argc, char **argv) {
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, pair)) die("socketpair");
   unsigned char *buffer = calloc(1, HEADER + CHUNK);
-  pid_t child = fork();
+  pid_t child = bench_fork();
   if (child == 0) {
     close(pair[0]);
     if (rpc) {

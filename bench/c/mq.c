@@ -31,7 +31,7 @@ int main(int argc, char **argv) {
   } else if ((queue = msgget(IPC_PRIVATE, IPC_CREAT | 0600)) < 0) {
     die("msgget");
   }
-  pid_t child = fork();
+  pid_t child = bench_fork();
   if (child == 0) {
     for (long i = 0; i < count; i++) {
       if (pingpong) {

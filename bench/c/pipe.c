@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "pingpong") == 0) {
     int there[2], back[2];
     if (pipe(there) || pipe(back)) die("pipe");
-    if (fork() == 0) {
+    if (bench_fork() == 0) {
       for (long i = 0; i < count; i++) {
         read_exactly(there[0], buffer, size);
         write_all(back[1], buffer, size);
@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
   } else if (pipe(fds)) {
     die("pipe");
   }
-  if (fork() == 0) {
+  if (bench_fork() == 0) {
     int out = path[0] ? open(path, O_WRONLY) : fds[1];
     if (!path[0]) close(fds[0]);
     for (long i = 0; i < count; i++) write_all(out, message, size);

@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
   sem_unlink(ping_name); /* both processes hold them open; nothing to leak */
   sem_unlink(pong_name);
 
-  pid_t child = fork();
+  pid_t child = bench_fork();
   if (child < 0) die("fork");
   if (child == 0) {
     for (long i = 0; i < warmup + rounds; i++) {

@@ -21,7 +21,7 @@ int main(int argc, char **argv) {
   double *elapsed = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED || elapsed == MAP_FAILED) die("mmap");
 
-  pid_t child = fork();
+  pid_t child = bench_fork();
   if (child == 0) {
     unsigned char *source = malloc(chunk);
     for (long i = 0; i < chunk; i++) source[i] = (unsigned char)(i * 7 + 1);

@@ -12,7 +12,7 @@ int main(int argc, char **argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGUSR2);
   sigprocmask(SIG_BLOCK, &set, NULL);
-  pid_t parent = getpid(), child = fork();
+  pid_t parent = getpid(), child = bench_fork();
   int received;
   if (child == 0) {
     for (long i = 0; i < warmup + rounds; i++) {

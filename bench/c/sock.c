@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
   unsigned char *frame = calloc(1, 4 + size);
   uint32_t header = htonl((uint32_t)size);
   memcpy(frame, &header, 4);
-  pid_t child = fork();
+  pid_t child = bench_fork();
   if (child == 0) {
     int fd = socket(tcp ? AF_INET : AF_UNIX, SOCK_STREAM, 0);
     if (tcp ? connect(fd, (struct sockaddr *)&in, sizeof in)

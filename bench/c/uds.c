@@ -10,7 +10,7 @@ int main(int argc, char **argv) {
   long size = atol(argv[1]), count = atol(argv[2]);
   int pair[2];
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair)) die("socketpair");
-  pid_t child = fork();
+  pid_t child = bench_fork();
   if (child == 0) {
     close(pair[0]);
     unsigned char *message = calloc(1, size);
