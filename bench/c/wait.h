@@ -1,5 +1,6 @@
 /* The waiting policy of lib/message_ring.ts and lib/bounded_buffer.ts, shared by the C
- * baselines of both: spin about 3 us, yield 4 times, then announce on a futex flag,
+ * baselines of both (lib/_wait.ts): spin about 3 us with a sched_yield every 16 attempts,
+ * yield 4 times, then announce on a futex flag,
  * re-check, and sleep on it; the other side clears the flag and wakes after publishing.
  * Include after common.h (now_us). */
 #include <linux/futex.h>
@@ -25,7 +26,10 @@ static void futex_wake(atomic_int *flag) {
     if (attempt) break;                                             \
     double started = now_us();                                      \
     int done = 0;                                                   \
-    while (!done && now_us() - started < 3.0) done = (attempt);     \
+    for (long spins = 1; !done && now_us() - started < 3.0; spins++) { \
+      if (spins % 16 == 0) sched_yield();                           \
+      done = (attempt);                                             \
+    }                                                               \
     for (int i = 0; !done && i < 4; i++) {                          \
       sched_yield();                                                \
       done = (attempt);                                             \
