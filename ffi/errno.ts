@@ -19,6 +19,23 @@ export function lastErrno(): number {
   return errnoSlot[0];
 }
 
+const believed = new Set<string>();
+
+/**
+ * Whether the errno of a failed `syscall` can be believed: false the first time this
+ * process asks about `syscall`, true from then on. The first call of an FFI symbol in a
+ * process now and then leaves errno changed (ENOENT; README, DENO_IPC_ERRNO_PROBE), and a
+ * non-blocking send or receive that failed then threw in the middle of a stream (seen in
+ * benchmark runs: "recvmsg failed: ENOENT"). Callers whose call is safe to repeat (a
+ * failed non-blocking transfer moved nothing) make it once more when this is false: the
+ * second call's errno is the real one.
+ */
+export function errnoBelieved(syscall: string): boolean {
+  if (believed.has(syscall)) return true;
+  believed.add(syscall);
+  return false;
+}
+
 const codeByNumber = new Map<number, string>(
   Object.entries(ERRNO).map(([code, value]) => [value, code]),
 );

@@ -3,7 +3,14 @@
 // the payload took. Everything read here comes from the other process: lengths, offsets
 // and counts are checked before they size a buffer or index memory.
 import { C, ERRNO } from "../ffi/constants.ts";
-import { closedError, CorruptedError, errnoError, lastErrno, timedOutError } from "../ffi/errno.ts";
+import {
+  closedError,
+  CorruptedError,
+  errnoBelieved,
+  errnoError,
+  lastErrno,
+  timedOutError,
+} from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import { Lifetime } from "./_lifetime.ts";
 import { pollReady } from "./_poll.ts";
@@ -201,11 +208,10 @@ export async function sendHandshake(
           header.setBigUint64(32, address(control), true);
           header.setBigUint64(40, BigInt(control.length), true);
         }
-        const result = symbols.sendmsg(
-          fd,
-          new Uint8Array(header.buffer),
-          C.MSG_DONTWAIT | C.MSG_NOSIGNAL,
-        );
+        const send = () =>
+          symbols.sendmsg(fd, new Uint8Array(header.buffer), C.MSG_DONTWAIT | C.MSG_NOSIGNAL);
+        let result = send();
+        if (result < 0 && !errnoBelieved("sendmsg")) result = send();
         if (result >= 0) return result;
         const errno = lastErrno();
         if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return PENDING;
@@ -290,11 +296,10 @@ async function receiveExactly(
         header.setBigUint64(24, 1n, true);
         header.setBigUint64(32, address(control), true);
         header.setBigUint64(40, BigInt(control.length), true);
-        const result = symbols.recvmsg(
-          fd,
-          new Uint8Array(header.buffer),
-          C.MSG_DONTWAIT | C.MSG_CMSG_CLOEXEC,
-        );
+        const receive = () =>
+          symbols.recvmsg(fd, new Uint8Array(header.buffer), C.MSG_DONTWAIT | C.MSG_CMSG_CLOEXEC);
+        let result = receive();
+        if (result < 0 && !errnoBelieved("recvmsg")) result = receive();
         if (result < 0) {
           const errno = lastErrno();
           if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return PENDING;

@@ -16,7 +16,7 @@
 //   32 right descriptors, 8 bytes each: u8 kind, u8 role, u16 descriptor count, u32 once id
 //   .. body
 import { C, ERRNO } from "../ffi/constants.ts";
-import { check, CorruptedError, errnoError, lastErrno } from "../ffi/errno.ts";
+import { check, CorruptedError, errnoBelieved, errnoError, lastErrno } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 
 export const MAGIC = 0x4843414d; // "MACH"
@@ -250,11 +250,10 @@ export class PacketSender {
       this.#msghdr[4] = 0n;
       this.#msghdr[5] = 0n;
     }
-    const sent = libc().symbols.sendmsg(
-      fd,
-      this.#msghdrBytes,
-      C.MSG_DONTWAIT | C.MSG_NOSIGNAL,
-    );
+    const send = () =>
+      libc().symbols.sendmsg(fd, this.#msghdrBytes, C.MSG_DONTWAIT | C.MSG_NOSIGNAL);
+    let sent = send();
+    if (sent < 0 && !errnoBelieved("sendmsg")) sent = send();
     if (sent >= 0) return "sent";
     const errno = lastErrno();
     if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return "would-block";
@@ -291,11 +290,10 @@ export class PacketReceiver {
   receive(fd: number, what: string, endPossible = true): ReceivedPacket | undefined | null {
     this.#msghdr[5] = BigInt(CONTROL_SIZE);
     this.#msghdr[6] = 0n;
-    const length = libc().symbols.recvmsg(
-      fd,
-      this.#msghdrBytes,
-      C.MSG_DONTWAIT | C.MSG_CMSG_CLOEXEC,
-    );
+    const receive = () =>
+      libc().symbols.recvmsg(fd, this.#msghdrBytes, C.MSG_DONTWAIT | C.MSG_CMSG_CLOEXEC);
+    let length = receive();
+    if (length < 0 && !errnoBelieved("recvmsg")) length = receive();
     if (length < 0) {
       const errno = lastErrno();
       if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return undefined;

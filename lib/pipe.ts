@@ -15,6 +15,7 @@ import { C } from "../ffi/constants.ts";
 import {
   check,
   closedError,
+  errnoBelieved,
   errnoError,
   lastErrno,
   NotFoundError,
@@ -215,7 +216,10 @@ export class PipeReader extends PipeEnd {
 
   #attempt(buffer: Uint8Array): number | null | undefined {
     if (buffer.length === 0) return 0;
-    const n = libc().symbols.read(this.fd, buffer, BigInt(Math.min(buffer.length, MAX_TRANSFER)));
+    const read = () =>
+      libc().symbols.read(this.fd, buffer, BigInt(Math.min(buffer.length, MAX_TRANSFER)));
+    let n = read();
+    if (n < 0 && !errnoBelieved("read")) n = read();
     if (n > 0) return n;
     if (n === 0) return null;
     const errno = lastErrno();
@@ -298,7 +302,10 @@ export class PipeWriter extends PipeEnd {
 
   #attempt(bytes: Uint8Array): number | undefined {
     if (bytes.length === 0) return 0;
-    const n = libc().symbols.write(this.fd, bytes, BigInt(Math.min(bytes.length, MAX_TRANSFER)));
+    const write = () =>
+      libc().symbols.write(this.fd, bytes, BigInt(Math.min(bytes.length, MAX_TRANSFER)));
+    let n = write();
+    if (n < 0 && !errnoBelieved("write")) n = write();
     if (n >= 0) return n;
     const errno = lastErrno();
     if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return undefined;

@@ -99,10 +99,9 @@ export const MUTANTS: Mutant[] = [
     id: "pipe-write-split",
     description: "a write hands write(2) only half its bytes (writes up to PIPE_BUF interleave)",
     file: "lib/pipe.ts",
-    find:
-      "const n = libc().symbols.write(this.fd, bytes, BigInt(Math.min(bytes.length, MAX_TRANSFER)));",
+    find: "libc().symbols.write(this.fd, bytes, BigInt(Math.min(bytes.length, MAX_TRANSFER)));",
     replace:
-      "const n = libc().symbols.write(this.fd, bytes, BigInt(Math.min(Math.ceil(bytes.length / 2), MAX_TRANSFER)));",
+      "libc().symbols.write(this.fd, bytes, BigInt(Math.min(Math.ceil(bytes.length / 2), MAX_TRANSFER)));",
     killers: [{ test: PIPE, filter: "writes of at most PIPE_BUF bytes never interleave" }],
     timeoutSeconds: 120,
   },

@@ -9,7 +9,7 @@ import {
   TimedOutError,
   WouldBlockError,
 } from "../mod.ts";
-import { errnoCode, errnoError } from "../ffi/errno.ts";
+import { errnoBelieved, errnoCode, errnoError } from "../ffi/errno.ts";
 import { ERRNO } from "../ffi/constants.ts";
 import { Child, ipcTest } from "./_helpers.ts";
 
@@ -76,6 +76,13 @@ ipcTest("waitFor() yields to timers when parks keep settling at once", async () 
     spin: 0,
   }, { timeout: 2000 });
   assert.equal(result, "done");
+});
+
+Deno.test("errnoBelieved: the first failure of a syscall asks for a repeat, later ones are believed", () => {
+  const name = `test-syscall-${crypto.randomUUID()}`;
+  assert.equal(errnoBelieved(name), false);
+  assert.equal(errnoBelieved(name), true);
+  assert.equal(errnoBelieved(name), true);
 });
 
 // A known platform issue, not fully fixed: the first call of an FFI symbol in a process now
