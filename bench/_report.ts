@@ -19,6 +19,8 @@ export interface BenchReport {
     filter: string | null;
     /** Pairs a case still noisy after `pairs` got (absent in runs from before it existed). */
     maxPairs?: number;
+    /** Passes over every case; `pairs` is their total per case (absent: one pass). */
+    passes?: number;
   };
   results: PairedResult[];
   /** Pairings that could not be measured (a program failed), with the error. */
@@ -73,7 +75,11 @@ export function headerLines(
     `method: ${options.pairs} pairs of fresh process runs per case, order alternating ` +
     `(A B, B A, ...), after an uncounted pilot/warm-up; the faster side runs about ` +
     `${options.targetSeconds} s (the slower at most ${options.capSeconds} s)` +
-    (options.maxPairs && options.maxPairs > options.pairs
+    (options.passes && options.passes > 1
+      ? `, in ${options.passes} passes over every case (${
+        options.pairs / options.passes
+      } pairs each); `
+      : options.maxPairs && options.maxPairs > options.pairs
       ? `, ${options.maxPairs} pairs for a case still noisy after ${options.pairs}; `
       : "; ") +
     pinDescription(machine.pin) +

@@ -8,7 +8,6 @@ import {
   median,
   nextPilotCount,
   type PairOrder,
-  pairOrder,
   parseChildResult,
   pilotLongEnough,
   rate,
@@ -217,16 +216,21 @@ function summarizeSide(label: string, results: BenchResult[]): SideSummary {
 /** The pilot rounds a pairing runs at most before it settles for what it measured. */
 const MAX_PILOT_ROUNDS = 4;
 
+/** The pilot of a pairing: its uncounted runs and the message count they fixed. */
+export interface PilotResult {
+  pilot: PairedResult["pilot"];
+  count: number;
+}
+
 /**
- * Measures a pairing: pilot rounds (each side once; not counted, they are the warm-up) until
- * a round lasts long enough to scale from, then `pairs` pairs of fresh repetitions at the
- * fixed count, in alternating order.
+ * Pilot rounds (each side once; not counted, they are the warm-up) until a round lasts long
+ * enough to scale from; returns them with the count every pair then runs.
  */
-export async function measure(
+export async function runPilot(
   pairing: Pairing,
   options: RunOptions,
   onStep: StepListener = () => {},
-): Promise<PairedResult> {
+): Promise<PilotResult> {
   const pilot: PairedResult["pilot"] = [];
   let n = pairing.count;
   let count = n;
@@ -243,11 +247,26 @@ export async function measure(
     n = Math.min(nextPilotCount(n, fast, pairing.step), count);
     if (round === MAX_PILOT_ROUNDS - 2) n = count;
   }
-  const pairs: PairRecord[] = [];
-  let orders = pairOrder(options.pairs);
-  for (let index = 0; index < orders.length; index++) {
-    const order = orders[index];
-    onStep({ phase: "pair", index, of: orders.length });
+  return { pilot, count };
+}
+
+/**
+ * Runs `more` pairs of fresh repetitions at `count` and appends them to `pairs`; the order
+ * alternates from where `pairs` left off (A B, B A, A B, ...).
+ */
+export async function runPairs(
+  pairing: Pairing,
+  count: number,
+  pairs: PairRecord[],
+  more: number,
+  options: RunOptions,
+  onStep: StepListener = () => {},
+  of = pairs.length + more,
+): Promise<void> {
+  for (let k = 0; k < more; k++) {
+    const index = pairs.length;
+    const order = index % 2 === 0 ? "ab" : "ba";
+    onStep({ phase: "pair", index, of });
     let a: BenchResult;
     let b: BenchResult;
     if (order === "ab") {
@@ -258,16 +277,15 @@ export async function measure(
       a = await runOnce(pairing.a.command(count), options.pin);
     }
     pairs.push({ order, a, b, ratio: rate(a) / rate(b) });
-    // Decided once, after the planned pairs: extending until the spread looks narrow
-    // would pick the stopping point by the outcome.
-    const extended = options.maxPairs ?? 0;
-    if (
-      index === options.pairs - 1 && extended > options.pairs &&
-      summarizeRatios(pairs.map((p) => p.ratio)).noisy
-    ) {
-      orders = pairOrder(extended);
-    }
   }
+}
+
+/** The result row of a pairing from its pilot and pairs. */
+export function summarize(
+  pairing: Pairing,
+  { pilot, count }: PilotResult,
+  pairs: PairRecord[],
+): PairedResult {
   return {
     kind: pairing.kind,
     name: pairing.name,
@@ -279,6 +297,27 @@ export async function measure(
     pairs,
     ratio: summarizeRatios(pairs.map((p) => p.ratio)),
   };
+}
+
+/**
+ * Measures a pairing in one go: its pilot, then `pairs` pairs, then (when they came out
+ * noisy) more pairs up to `maxPairs`.
+ */
+export async function measure(
+  pairing: Pairing,
+  options: RunOptions,
+  onStep: StepListener = () => {},
+): Promise<PairedResult> {
+  const pilot = await runPilot(pairing, options, onStep);
+  const pairs: PairRecord[] = [];
+  await runPairs(pairing, pilot.count, pairs, options.pairs, options, onStep);
+  // Decided once, after the planned pairs: extending until the spread looks narrow would
+  // pick the stopping point by the outcome.
+  const extended = options.maxPairs ?? 0;
+  if (extended > options.pairs && summarizeRatios(pairs.map((p) => p.ratio)).noisy) {
+    await runPairs(pairing, pilot.count, pairs, extended - options.pairs, options, onStep);
+  }
+  return summarize(pairing, pilot, pairs);
 }
 
 /** The machine a run happened on. */

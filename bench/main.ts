@@ -2,7 +2,7 @@
 // project's C program (built here with gcc), in paired, interleaved repetitions, and the
 // Deno-against-Deno comparisons the same way; prints each row as soon as it is measured.
 //
-//   deno task bench [--quick] [--case=TEXT] [--pairs=N] [--max-pairs=N] [--target=SECONDS]
+//   deno task bench [--quick] [--case=TEXT] [--pairs=N] [--passes=P] [--max-pairs=N] [--target=SECONDS]
 //                   [--pin=CPUS | --pin=SELF/PEER]
 //                   [--json=FILE] [--chart=FILE.svg] [--list]
 //   deno task bench --chart=FILE.svg --from=REPORT.json    (draw a saved run)
@@ -27,12 +27,18 @@ import {
   comparisonPairing,
   loadAverage,
   machineFacts,
-  measure,
   type PairedResult,
   type Pairing,
+  type PairRecord,
   parsePin,
+  type PilotResult,
   type RunOptions,
+  runPairs,
+  runPilot,
+  type StepListener,
+  summarize,
 } from "./_runner.ts";
+import { summarizeRatios } from "./_stats.ts";
 import { benchCases, benchComparisons } from "./cases.ts";
 
 const { values, positionals } = parseArgs({
@@ -43,6 +49,7 @@ const { values, positionals } = parseArgs({
     case: { type: "string" },
     pairs: { type: "string" },
     "max-pairs": { type: "string" },
+    passes: { type: "string" },
     // The harness's earlier name for --pairs.
     repeat: { type: "string" },
     target: { type: "string" },
@@ -100,10 +107,14 @@ if (values.from) {
 
 const pin = values.pin ?? values.taskset ?? null;
 const quick = values.quick!;
-const pairs = Math.round(positiveNumber(values.pairs ?? values.repeat, quick ? 3 : 5, "pairs"));
+// Pairs per case in each pass; quick runs make one pass of 3, full runs three of 3.
+const pairs = Math.round(positiveNumber(values.pairs ?? values.repeat, 3, "pairs"));
+const passes = Math.round(positiveNumber(values.passes, quick ? 1 : 3, "passes"));
+const perPass = pairs;
 const target = positiveNumber(values.target, quick ? 0.1 : 0.5, "target");
-// Quick runs stay short: no extension. Otherwise a noisy case gets 2 * pairs - 1 pairs.
-const maxPairs = Math.max(
+// With one pass, a case still noisy after its pairs gets up to --max-pairs (default
+// 2 * pairs - 1; none in quick runs). Several passes give every case the same pairs.
+const maxPairs = passes > 1 ? pairs * passes : Math.max(
   pairs,
   Math.round(positiveNumber(values["max-pairs"], quick ? pairs : 2 * pairs - 1, "max-pairs")),
 );
@@ -153,7 +164,15 @@ const report: BenchReport = {
   startedAt,
   seconds: 0,
   machine: await machineFacts(pin),
-  options: { pairs, maxPairs, targetSeconds: target, capSeconds: target * 4, quick, filter },
+  options: {
+    pairs: pairs * passes,
+    passes,
+    maxPairs,
+    targetSeconds: target,
+    capSeconds: target * 4,
+    quick,
+    filter,
+  },
   results: [],
   failures: [],
 };
@@ -176,7 +195,7 @@ const progress = new ProgressReporter({
     }
   },
   now: () => performance.now(),
-}, pairings.length * (pairs + 1));
+}, pairings.length * (perPass * passes + 1));
 
 const layout = tableLayout(names, labels);
 progress.lines([
@@ -184,36 +203,67 @@ progress.lines([
   "",
   ...tableHead(layout),
 ]);
-for (const [i, pairing] of pairings.entries()) {
-  const name = pairing.name;
-  if (i === cases.length) progress.lines(["", comparisonHeading()]);
-  let result: PairedResult;
-  try {
-    let planned = pairs;
-    result = await measure(pairing, options, (step) => {
+// Pass after pass over every case: pass 1 runs each case's pilot and its first pairs, the
+// later passes add pairs in the same order, and the rows come once the last pass is done.
+// A case's pairs are thus spread over the whole run, so a state of the machine that lasts
+// a few minutes lands on every case instead of on the few measured meanwhile.
+const measuring = new Map<string, { pilot: PilotResult; pairs: PairRecord[] }>();
+const failed = new Set<string>();
+for (let pass = 0; pass < passes; pass++) {
+  const last = pass === passes - 1;
+  for (const [i, pairing] of pairings.entries()) {
+    const name = pairing.name;
+    if (last && i === cases.length) progress.lines(["", comparisonHeading()]);
+    if (failed.has(name)) continue;
+    let planned = perPass * passes;
+    const onStep: StepListener = (step) => {
       if (step.phase === "pair" && step.of > planned) {
         progress.grow(step.of - planned);
         planned = step.of;
       }
       if (step.phase === "pair") progress.advance();
+      const where = passes > 1 ? `pass ${pass + 1}/${passes}, ` : "";
       progress.status(
         i + 1,
         pairings.length,
         name,
-        step.phase === "pilot" ? `pilot ${step.index + 1}` : `pair ${step.index + 1}/${step.of}`,
+        where +
+          (step.phase === "pilot"
+            ? `pilot ${step.index + 1}`
+            : `pair ${step.index + 1}/${step.of}`),
       );
-    });
-    progress.advance();
-  } catch (error) {
-    report.failures!.push({ name, error: (error as Error).message });
-    progress.lines([`${name}  FAILED: ${(error as Error).message}`]);
-    progress.advance(pairs + 1);
-    save();
-    continue;
+    };
+    let result: PairedResult | undefined;
+    try {
+      let state = measuring.get(name);
+      if (state === undefined) {
+        state = { pilot: await runPilot(pairing, options, onStep), pairs: [] };
+        measuring.set(name, state);
+        progress.advance();
+      }
+      await runPairs(pairing, state.pilot.count, state.pairs, perPass, options, onStep, planned);
+      if (last) {
+        // One pass: a case still noisy after its pairs gets more (see RunOptions.maxPairs).
+        const more = passes === 1 ? maxPairs - state.pairs.length : 0;
+        if (more > 0 && summarizeRatios(state.pairs.map((p) => p.ratio)).noisy) {
+          await runPairs(pairing, state.pilot.count, state.pairs, more, options, onStep);
+        }
+        result = summarize(pairing, state.pilot, state.pairs);
+      }
+    } catch (error) {
+      failed.add(name);
+      report.failures!.push({ name, error: (error as Error).message });
+      progress.lines([`${name}  FAILED: ${(error as Error).message}`]);
+      progress.advance(perPass * passes + 1);
+      save();
+      continue;
+    }
+    if (result !== undefined) {
+      report.results.push(result);
+      progress.lines(resultLines(layout, result));
+      save();
+    }
   }
-  report.results.push(result);
-  progress.lines(resultLines(layout, result));
-  save();
 }
 progress.finish();
 

@@ -226,6 +226,7 @@ ipcTest(
       const { code, stdout, stderr } = await runMain([
         "--case=ring 4 KiB",
         "--pairs=2",
+        "--passes=1",
         "--max-pairs=2",
         "--target=0.02",
         `--json=${json}`,
@@ -255,6 +256,7 @@ ipcTest(
       assert.equal(report.machine.pin, null);
       assert.deepEqual(report.options, {
         pairs: 2,
+        passes: 1,
         maxPairs: 2,
         targetSeconds: 0.02,
         capSeconds: 0.08,
@@ -309,7 +311,7 @@ ipcTest("bench run on a terminal: a progress line redrawn in place, then the row
   try {
     const log = `${directory}/typescript`;
     const command = [Deno.execPath(), "run", "-A", "--unstable-net", main, "--case=ring 4 KiB"]
-      .concat(["--pairs=1", "--target=0.02"])
+      .concat(["--pairs=1", "--passes=1", "--target=0.02"])
       .map((word) => `'${word}'`).join(" ");
     // script(1) runs the command on a new pseudo-terminal and copies what it printed.
     const output = await new Deno.Command("script", {
@@ -339,3 +341,30 @@ ipcTest("bench run on a terminal: a progress line redrawn in place, then the row
     await Deno.remove(directory, { recursive: true });
   }
 });
+
+ipcTest(
+  "bench passes: each case gets its pairs in every pass, alternating on, rows after the last pass",
+  async () => {
+    const directory = await Deno.makeTempDir({ prefix: "deno-ipc-test-bench-" });
+    try {
+      const json = `${directory}/run.json`;
+      const { code, stdout, stderr } = await runMain([
+        "--case=ring 4 KiB",
+        "--pairs=1",
+        "--passes=3",
+        "--target=0.02",
+        `--json=${json}`,
+      ]);
+      assert.equal(code, 0, stderr);
+      assert.match(stdout, /in 3 passes over every case \(1 pairs each\)/);
+      const report = checkReport(JSON.parse(await Deno.readTextFile(json)), json);
+      assert.equal(report.options.passes, 3);
+      assert.equal(report.options.pairs, 3);
+      const [result] = report.results;
+      assert.deepEqual(result.pairs.map((p) => p.order), ["ab", "ba", "ab"]);
+      assert.equal(result.pilot.length >= 1, true);
+    } finally {
+      await Deno.remove(directory, { recursive: true });
+    }
+  },
+);
