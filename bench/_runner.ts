@@ -311,13 +311,26 @@ export async function measure(
   const pilot = await runPilot(pairing, options, onStep);
   const pairs: PairRecord[] = [];
   await runPairs(pairing, pilot.count, pairs, options.pairs, options, onStep);
-  // Decided once, after the planned pairs: extending until the spread looks narrow would
-  // pick the stopping point by the outcome.
-  const extended = options.maxPairs ?? 0;
-  if (extended > options.pairs && summarizeRatios(pairs.map((p) => p.ratio)).noisy) {
-    await runPairs(pairing, pilot.count, pairs, extended - options.pairs, options, onStep);
-  }
+  await extendIfNoisy(pairing, pilot.count, pairs, options, onStep);
   return summarize(pairing, pilot, pairs);
+}
+
+/**
+ * Runs more pairs, up to `options.maxPairs` in all, when the ratios of `pairs` are noisy.
+ * Decided once, after the planned pairs: extending until the spread looks narrow would
+ * pick the stopping point by the outcome.
+ */
+export async function extendIfNoisy(
+  pairing: Pairing,
+  count: number,
+  pairs: PairRecord[],
+  options: RunOptions,
+  onStep: StepListener = () => {},
+): Promise<void> {
+  const more = (options.maxPairs ?? 0) - pairs.length;
+  if (more > 0 && summarizeRatios(pairs.map((p) => p.ratio)).noisy) {
+    await runPairs(pairing, count, pairs, more, options, onStep);
+  }
 }
 
 /** The machine a run happened on. */

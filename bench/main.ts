@@ -25,6 +25,7 @@ import {
 import {
   casePairing,
   comparisonPairing,
+  extendIfNoisy,
   loadAverage,
   machineFacts,
   type PairedResult,
@@ -38,7 +39,6 @@ import {
   type StepListener,
   summarize,
 } from "./_runner.ts";
-import { summarizeRatios } from "./_stats.ts";
 import { benchCases, benchComparisons } from "./cases.ts";
 
 const { values, positionals } = parseArgs({
@@ -110,7 +110,6 @@ const quick = values.quick!;
 // Pairs per case in each pass; quick runs make one pass of 3, full runs three of 3.
 const pairs = Math.round(positiveNumber(values.pairs ?? values.repeat, 3, "pairs"));
 const passes = Math.round(positiveNumber(values.passes, quick ? 1 : 3, "passes"));
-const perPass = pairs;
 const target = positiveNumber(values.target, quick ? 0.1 : 0.5, "target");
 // With one pass, a case still noisy after its pairs gets up to --max-pairs (default
 // 2 * pairs - 1; none in quick runs). Several passes give every case the same pairs.
@@ -195,7 +194,7 @@ const progress = new ProgressReporter({
     }
   },
   now: () => performance.now(),
-}, pairings.length * (perPass * passes + 1));
+}, pairings.length * (pairs * passes + 1));
 
 const layout = tableLayout(names, labels);
 progress.lines([
@@ -215,7 +214,7 @@ for (let pass = 0; pass < passes; pass++) {
     const name = pairing.name;
     if (last && i === cases.length) progress.lines(["", comparisonHeading()]);
     if (failed.has(name)) continue;
-    let planned = perPass * passes;
+    let planned = pairs * passes;
     const onStep: StepListener = (step) => {
       if (step.phase === "pair" && step.of > planned) {
         progress.grow(step.of - planned);
@@ -241,12 +240,11 @@ for (let pass = 0; pass < passes; pass++) {
         measuring.set(name, state);
         progress.advance();
       }
-      await runPairs(pairing, state.pilot.count, state.pairs, perPass, options, onStep, planned);
+      await runPairs(pairing, state.pilot.count, state.pairs, pairs, options, onStep, planned);
       if (last) {
         // One pass: a case still noisy after its pairs gets more (see RunOptions.maxPairs).
-        const more = passes === 1 ? maxPairs - state.pairs.length : 0;
-        if (more > 0 && summarizeRatios(state.pairs.map((p) => p.ratio)).noisy) {
-          await runPairs(pairing, state.pilot.count, state.pairs, more, options, onStep);
+        if (passes === 1) {
+          await extendIfNoisy(pairing, state.pilot.count, state.pairs, options, onStep);
         }
         result = summarize(pairing, state.pilot, state.pairs);
       }
@@ -254,7 +252,7 @@ for (let pass = 0; pass < passes; pass++) {
       failed.add(name);
       report.failures!.push({ name, error: (error as Error).message });
       progress.lines([`${name}  FAILED: ${(error as Error).message}`]);
-      progress.advance(perPass * passes + 1);
+      progress.advance(pairs * passes + 1);
       save();
       continue;
     }

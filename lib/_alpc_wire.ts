@@ -208,10 +208,10 @@ export async function sendHandshake(
           header.setBigUint64(32, address(control), true);
           header.setBigUint64(40, BigInt(control.length), true);
         }
-        const send = () =>
-          symbols.sendmsg(fd, new Uint8Array(header.buffer), C.MSG_DONTWAIT | C.MSG_NOSIGNAL);
-        let result = send();
-        if (result < 0 && !errnoBelieved("sendmsg")) result = send();
+        const message = new Uint8Array(header.buffer);
+        const flags = C.MSG_DONTWAIT | C.MSG_NOSIGNAL;
+        let result = symbols.sendmsg(fd, message, flags);
+        if (result < 0 && !errnoBelieved("sendmsg")) result = symbols.sendmsg(fd, message, flags);
         if (result >= 0) return result;
         const errno = lastErrno();
         if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return PENDING;
@@ -296,10 +296,10 @@ async function receiveExactly(
         header.setBigUint64(24, 1n, true);
         header.setBigUint64(32, address(control), true);
         header.setBigUint64(40, BigInt(control.length), true);
-        const receive = () =>
-          symbols.recvmsg(fd, new Uint8Array(header.buffer), C.MSG_DONTWAIT | C.MSG_CMSG_CLOEXEC);
-        let result = receive();
-        if (result < 0 && !errnoBelieved("recvmsg")) result = receive();
+        const message = new Uint8Array(header.buffer);
+        const flags = C.MSG_DONTWAIT | C.MSG_CMSG_CLOEXEC;
+        let result = symbols.recvmsg(fd, message, flags);
+        if (result < 0 && !errnoBelieved("recvmsg")) result = symbols.recvmsg(fd, message, flags);
         if (result < 0) {
           const errno = lastErrno();
           if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return PENDING;

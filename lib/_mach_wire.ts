@@ -250,10 +250,11 @@ export class PacketSender {
       this.#msghdr[4] = 0n;
       this.#msghdr[5] = 0n;
     }
-    const send = () =>
-      libc().symbols.sendmsg(fd, this.#msghdrBytes, C.MSG_DONTWAIT | C.MSG_NOSIGNAL);
-    let sent = send();
-    if (sent < 0 && !errnoBelieved("sendmsg")) sent = send();
+    const flags = C.MSG_DONTWAIT | C.MSG_NOSIGNAL;
+    let sent = libc().symbols.sendmsg(fd, this.#msghdrBytes, flags);
+    if (sent < 0 && !errnoBelieved("sendmsg")) {
+      sent = libc().symbols.sendmsg(fd, this.#msghdrBytes, flags);
+    }
     if (sent >= 0) return "sent";
     const errno = lastErrno();
     if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return "would-block";
@@ -290,10 +291,11 @@ export class PacketReceiver {
   receive(fd: number, what: string, endPossible = true): ReceivedPacket | undefined | null {
     this.#msghdr[5] = BigInt(CONTROL_SIZE);
     this.#msghdr[6] = 0n;
-    const receive = () =>
-      libc().symbols.recvmsg(fd, this.#msghdrBytes, C.MSG_DONTWAIT | C.MSG_CMSG_CLOEXEC);
-    let length = receive();
-    if (length < 0 && !errnoBelieved("recvmsg")) length = receive();
+    const receiveFlags = C.MSG_DONTWAIT | C.MSG_CMSG_CLOEXEC;
+    let length = libc().symbols.recvmsg(fd, this.#msghdrBytes, receiveFlags);
+    if (length < 0 && !errnoBelieved("recvmsg")) {
+      length = libc().symbols.recvmsg(fd, this.#msghdrBytes, receiveFlags);
+    }
     if (length < 0) {
       const errno = lastErrno();
       if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return undefined;

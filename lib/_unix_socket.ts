@@ -303,9 +303,9 @@ export class UnixStream {
       lifetime: this.#lifetime,
       attempt: () => {
         // MSG_NOSIGNAL: a peer that went away is EPIPE here, never a SIGPIPE.
-        const send = () => symbols.send(this.#fd, bytes, count, C.MSG_NOSIGNAL | C.MSG_DONTWAIT);
-        let sent = send();
-        if (sent < 0 && !errnoBelieved("send")) sent = send();
+        const flags = C.MSG_NOSIGNAL | C.MSG_DONTWAIT;
+        let sent = symbols.send(this.#fd, bytes, count, flags);
+        if (sent < 0 && !errnoBelieved("send")) sent = symbols.send(this.#fd, bytes, count, flags);
         if (sent >= 0) return sent;
         const errno = lastErrno();
         if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return PENDING;

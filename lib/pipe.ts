@@ -216,10 +216,9 @@ export class PipeReader extends PipeEnd {
 
   #attempt(buffer: Uint8Array): number | null | undefined {
     if (buffer.length === 0) return 0;
-    const read = () =>
-      libc().symbols.read(this.fd, buffer, BigInt(Math.min(buffer.length, MAX_TRANSFER)));
-    let n = read();
-    if (n < 0 && !errnoBelieved("read")) n = read();
+    const size = BigInt(Math.min(buffer.length, MAX_TRANSFER));
+    let n = libc().symbols.read(this.fd, buffer, size);
+    if (n < 0 && !errnoBelieved("read")) n = libc().symbols.read(this.fd, buffer, size);
     if (n > 0) return n;
     if (n === 0) return null;
     const errno = lastErrno();
@@ -302,10 +301,9 @@ export class PipeWriter extends PipeEnd {
 
   #attempt(bytes: Uint8Array): number | undefined {
     if (bytes.length === 0) return 0;
-    const write = () =>
-      libc().symbols.write(this.fd, bytes, BigInt(Math.min(bytes.length, MAX_TRANSFER)));
-    let n = write();
-    if (n < 0 && !errnoBelieved("write")) n = write();
+    const size = BigInt(Math.min(bytes.length, MAX_TRANSFER));
+    let n = libc().symbols.write(this.fd, bytes, size);
+    if (n < 0 && !errnoBelieved("write")) n = libc().symbols.write(this.fd, bytes, size);
     if (n >= 0) return n;
     const errno = lastErrno();
     if (errno === ERRNO.EAGAIN || errno === ERRNO.EINTR) return undefined;
