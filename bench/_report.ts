@@ -76,9 +76,7 @@ export function headerLines(
     `(A B, B A, ...), after an uncounted pilot/warm-up; the faster side runs about ` +
     `${options.targetSeconds} s (the slower at most ${options.capSeconds} s)` +
     (options.passes && options.passes > 1
-      ? `, in ${options.passes} passes over every case (${
-        options.pairs / options.passes
-      } pairs each); `
+      ? `, spread over ${options.passes} passes over every case; `
       : options.maxPairs && options.maxPairs > options.pairs
       ? `, ${options.maxPairs} pairs for a case still noisy after ${options.pairs}; `
       : "; ") +

@@ -179,6 +179,48 @@ export function parsePin(pin: string | null): { self: string | null; peer: strin
   return { self, peer: peer ?? null };
 }
 
+/** The CPU numbers of a kernel CPU list such as "0-3,6"; a RangeError for anything else. */
+export function parseCpuList(list: string): number[] {
+  const cpus: number[] = [];
+  for (const part of list.trim().split(",")) {
+    const match = /^(\d+)(?:-(\d+))?$/.exec(part);
+    const first = Number(match?.[1]);
+    const last = match?.[2] === undefined ? first : Number(match[2]);
+    if (!match || last < first || last - first > 4095) {
+      throw new RangeError(`Invalid CPU list "${list}"`);
+    }
+    for (let cpu = first; cpu <= last; cpu++) cpus.push(cpu);
+  }
+  return cpus;
+}
+
+/** The CPUs this process may run on (`Cpus_allowed_list` in /proc/self/status), or null. */
+export function allowedCpus(): number[] | null {
+  try {
+    const line = Deno.readTextFileSync("/proc/self/status").split("\n")
+      .find((l) => l.startsWith("Cpus_allowed_list:"));
+    return line === undefined ? null : parseCpuList(line.slice(line.indexOf(":") + 1));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The placement of a run without `--pin`: the measuring process on the first CPU this
+ * process may use and its peer on the second ("SELF/PEER"), or unpinned (null) when fewer
+ * than two are known. Unpinned, which CPU each process gets is a state of the scheduler that
+ * lasts minutes and moves blocking round trips by up to 10x (README, "Pinning").
+ */
+export function defaultPin(allowed: number[] | null): string | null {
+  return allowed !== null && allowed.length >= 2 ? `${allowed[0]}/${allowed[1]}` : null;
+}
+
+/** The placement of a run from its `--pin` option: "none" is unpinned, no option the default. */
+export function choosePin(option: string | undefined, allowed: number[] | null): string | null {
+  if (option === "none") return null;
+  return option ?? defaultPin(allowed);
+}
+
 /** Runs one repetition (a fresh process, which starts its peer) and parses its result. */
 export async function runOnce(command: string[], pin: string | null): Promise<BenchResult> {
   const { self, peer } = parsePin(pin);
@@ -278,6 +320,14 @@ export async function runPairs(
     }
     pairs.push({ order, a, b, ratio: rate(a) / rate(b) });
   }
+}
+
+/**
+ * How many of a case's `pairs` pass `pass` (0-based) of `passes` runs: as even a share as
+ * whole pairs allow, the larger shares last (10 pairs in 3 passes: 3, 3, 4).
+ */
+export function pairsInPass(pass: number, pairs: number, passes: number): number {
+  return Math.floor(((pass + 1) * pairs) / passes) - Math.floor((pass * pairs) / passes);
 }
 
 /** The result row of a pairing from its pilot and pairs. */

@@ -3,7 +3,7 @@
 // Deno-against-Deno comparisons the same way; prints each row as soon as it is measured.
 //
 //   deno task bench [--quick] [--case=TEXT] [--pairs=N] [--passes=P] [--max-pairs=N] [--target=SECONDS]
-//                   [--pin=CPUS | --pin=SELF/PEER]
+//                   [--pin=CPUS | --pin=SELF/PEER | --pin=none]
 //                   [--json=FILE] [--chart=FILE.svg] [--list]
 //   deno task bench --chart=FILE.svg --from=REPORT.json    (draw a saved run)
 //   deno task bench --compare A.json B.json                (ratio changes between two runs)
@@ -23,7 +23,9 @@ import {
   tableLayout,
 } from "./_report.ts";
 import {
+  allowedCpus,
   casePairing,
+  choosePin,
   comparisonPairing,
   extendIfNoisy,
   loadAverage,
@@ -31,6 +33,7 @@ import {
   type PairedResult,
   type Pairing,
   type PairRecord,
+  pairsInPass,
   parsePin,
   type PilotResult,
   type RunOptions,
@@ -105,19 +108,25 @@ if (values.from) {
   Deno.exit(0);
 }
 
-const pin = values.pin ?? values.taskset ?? null;
+// Without --pin, each process of a case gets a CPU of its own (defaultPin); --pin=none
+// leaves placement to the scheduler.
+const pinOption = values.pin ?? values.taskset;
+let pin = choosePin(pinOption, allowedCpus());
 const quick = values.quick!;
-// Pairs per case in each pass; quick runs make one pass of 3, full runs three of 3.
-const pairs = Math.round(positiveNumber(values.pairs ?? values.repeat, 3, "pairs"));
-const passes = Math.round(positiveNumber(values.passes, quick ? 1 : 3, "passes"));
+// Pairs per case in all (quick runs 3, full runs 10), spread over passes: quick runs make
+// one pass, full runs one pass per pair.
+const pairs = Math.round(positiveNumber(values.pairs ?? values.repeat, quick ? 3 : 10, "pairs"));
+const passes = Math.min(
+  pairs,
+  Math.round(positiveNumber(values.passes, quick ? 1 : pairs, "passes")),
+);
 const target = positiveNumber(values.target, quick ? 0.1 : 0.5, "target");
 // With one pass, a case still noisy after its pairs gets up to --max-pairs (default
 // 2 * pairs - 1; none in quick runs). Several passes give every case the same pairs.
-const maxPairs = passes > 1 ? pairs * passes : Math.max(
+const maxPairs = passes > 1 ? pairs : Math.max(
   pairs,
   Math.round(positiveNumber(values["max-pairs"], quick ? pairs : 2 * pairs - 1, "max-pairs")),
 );
-const options: RunOptions = { pairs, maxPairs, durations: { target, cap: target * 4 }, pin };
 
 const allCases = benchCases();
 const filter = values.case ?? null;
@@ -143,10 +152,18 @@ if (pin !== null) {
   for (const cpus of [placement.self, placement.peer]) {
     if (cpus === null) continue;
     const probe = await new Deno.Command("taskset", { args: ["-c", cpus, "true"] }).output()
-      .catch(() => fail("--pin needs taskset (util-linux) on PATH"));
+      .catch(() => null);
+    if (probe === null && pinOption === undefined) {
+      console.error("taskset (util-linux) is not on PATH: this run is unpinned");
+      pin = null;
+      break;
+    }
+    if (probe === null) fail("--pin needs taskset (util-linux) on PATH");
     if (!probe.success) fail(`taskset refused CPU list "${cpus}"`);
   }
 }
+
+const options: RunOptions = { pairs, maxPairs, durations: { target, cap: target * 4 }, pin };
 
 // Build every C program first, so that compiler messages come before the table.
 const pairings: Pairing[] = [
@@ -164,7 +181,7 @@ const report: BenchReport = {
   seconds: 0,
   machine: await machineFacts(pin),
   options: {
-    pairs: pairs * passes,
+    pairs,
     passes,
     maxPairs,
     targetSeconds: target,
@@ -194,7 +211,7 @@ const progress = new ProgressReporter({
     }
   },
   now: () => performance.now(),
-}, pairings.length * (pairs * passes + 1));
+}, pairings.length * (pairs + 1));
 
 const layout = tableLayout(names, labels);
 progress.lines([
@@ -214,7 +231,7 @@ for (let pass = 0; pass < passes; pass++) {
     const name = pairing.name;
     if (last && i === cases.length) progress.lines(["", comparisonHeading()]);
     if (failed.has(name)) continue;
-    let planned = pairs * passes;
+    let planned = pairs;
     const onStep: StepListener = (step) => {
       if (step.phase === "pair" && step.of > planned) {
         progress.grow(step.of - planned);
@@ -240,7 +257,15 @@ for (let pass = 0; pass < passes; pass++) {
         measuring.set(name, state);
         progress.advance();
       }
-      await runPairs(pairing, state.pilot.count, state.pairs, pairs, options, onStep, planned);
+      await runPairs(
+        pairing,
+        state.pilot.count,
+        state.pairs,
+        pairsInPass(pass, pairs, passes),
+        options,
+        onStep,
+        planned,
+      );
       if (last) {
         // One pass: a case still noisy after its pairs gets more (see RunOptions.maxPairs).
         if (passes === 1) {
@@ -252,7 +277,7 @@ for (let pass = 0; pass < passes; pass++) {
       failed.add(name);
       report.failures!.push({ name, error: (error as Error).message });
       progress.lines([`${name}  FAILED: ${(error as Error).message}`]);
-      progress.advance(pairs * passes + 1);
+      progress.advance(pairs + 1);
       save();
       continue;
     }

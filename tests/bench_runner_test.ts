@@ -3,7 +3,17 @@
 // each pair, and the per-pair ratios. Nothing here is timed.
 import assert from "node:assert/strict";
 import { peerCommand } from "../bench/_common.ts";
-import { measure, type Pairing, parsePin, runOnce, type Side } from "../bench/_runner.ts";
+import {
+  allowedCpus,
+  choosePin,
+  measure,
+  type Pairing,
+  pairsInPass,
+  parseCpuList,
+  parsePin,
+  runOnce,
+  type Side,
+} from "../bench/_runner.ts";
 
 /** A side that appends its label to `log` and reports `rate` msgs/s for n messages. */
 function fakeSide(label: string, rate: number, log: string): Side {
@@ -142,6 +152,42 @@ Deno.test("bench --pin: a CPU list for both processes, or SELF/PEER, anything el
   for (const bad of ["", "a", "0/", "/1", "0/1/2", "0;1", "-1"]) {
     assert.throws(() => parsePin(bad), RangeError, bad);
   }
+});
+
+Deno.test("bench passes: a case's pairs are shared out over the passes, every pair once", () => {
+  const shares = (pairs: number, passes: number) =>
+    Array.from({ length: passes }, (_, pass) => pairsInPass(pass, pairs, passes));
+  assert.deepEqual(shares(10, 10), Array(10).fill(1));
+  assert.deepEqual(shares(10, 3), [3, 3, 4]);
+  assert.deepEqual(shares(9, 3), [3, 3, 3]);
+  assert.deepEqual(shares(5, 1), [5]);
+  for (let pairs = 1; pairs <= 12; pairs++) {
+    for (let passes = 1; passes <= pairs; passes++) {
+      const each = shares(pairs, passes);
+      assert.equal(each.reduce((a, b) => a + b), pairs, `${pairs} in ${passes}`);
+      assert.ok(Math.max(...each) - Math.min(...each) <= 1, `${pairs} in ${passes}: even`);
+    }
+  }
+});
+
+Deno.test("bench CPU lists: ranges and single CPUs, anything else refused", () => {
+  assert.deepEqual(parseCpuList("0-3,6"), [0, 1, 2, 3, 6]);
+  assert.deepEqual(parseCpuList("1\n"), [1]);
+  for (const bad of ["", "a", "3-1", "0,", "-1", "0-99999"]) {
+    assert.throws(() => parseCpuList(bad), RangeError, bad);
+  }
+  const allowed = allowedCpus();
+  assert.ok(allowed !== null && allowed.length >= 1, "this process may run somewhere");
+});
+
+Deno.test("bench placement: without --pin, each process on a CPU of its own; none unpins", () => {
+  assert.equal(choosePin(undefined, [0, 1]), "0/1");
+  assert.equal(choosePin(undefined, [2, 5, 7]), "2/5");
+  assert.equal(choosePin(undefined, [3]), null, "one CPU: no placement to choose");
+  assert.equal(choosePin(undefined, null), null, "CPUs unknown: unpinned");
+  assert.equal(choosePin("none", [0, 1]), null);
+  assert.equal(choosePin("0", [0, 1]), "0");
+  assert.equal(choosePin("1/0", [0, 1]), "1/0");
 });
 
 // The side reports the CPUs it may run on and the CPUs it was told to give its peer.
