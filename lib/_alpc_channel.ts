@@ -273,6 +273,11 @@ export class Channel {
     return this.#pending.size;
   }
 
+  /** Resolves once closed and no send of the channel still waits on the thread pool. */
+  get released(): Promise<void> {
+    return this.#parts.connection.released;
+  }
+
   get peer(): PeerCredentials {
     return this.#parts.peer;
   }

@@ -332,10 +332,21 @@ export class UnixStream {
     return Promise.resolve();
   }
 
-  /** Closes the socket (and its descriptor); a read waiting here rejects. */
+  /**
+   * Resolves once closed and no write still waits in poll(2) on the thread pool (the
+   * shutdown in close() makes such a poll return at once).
+   */
+  get released(): Promise<void> {
+    return this.#lifetime.released;
+  }
+
+  /** Closes the socket (and its descriptor); a read or write waiting here rejects. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Closing a descriptor does not wake a poll(2) another thread has on it; a shutdown
+    // does (POLLHUP), so a write parked on the pool ends now rather than after its slice.
+    libc().symbols.shutdown(this.#fd, C.SHUT_RDWR);
     this.#lifetime.close();
     this.#socket.destroy();
     const waiter = this.#wake;

@@ -310,6 +310,8 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
   #closed = false;
   // Handshakes wait on the thread pool: closed with the server, released once none does.
   readonly #handshakes = new Lifetime(() => {});
+  // Channels that ended while a send of theirs may still wait on the thread pool.
+  readonly #draining = new Set<Promise<void>>();
   readonly #acceptLoopDone: Promise<void>;
 
   private constructor(
@@ -489,10 +491,11 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
     }
     const connection = new AlpcConnection(options.context, request.credentials);
     const stream = new UnixStream(fd, this.path, true);
+    const framed = new FramedConnection(stream as unknown as Deno.Conn, {
+      maxFrameSize: HEADER_SIZE + inlineLimit + 4096,
+    });
     connection._channel = new Channel({
-      connection: new FramedConnection(stream as unknown as Deno.Conn, {
-        maxFrameSize: HEADER_SIZE + inlineLimit + 4096,
-      }),
+      connection: framed,
       peer: request.credentials,
       name: this.name,
       inlineLimit,
@@ -509,6 +512,9 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
       },
       ended: (reason, error) => {
         this.#connections.delete(connection);
+        const released = framed.released;
+        this.#draining.add(released);
+        released.then(() => this.#draining.delete(released));
         if (reason !== "closed" && !this.#closed) {
           this.#push({
             type: reason === "port-closed" ? "port-closed" : "client-died",
@@ -592,8 +598,12 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
    * runs on the thread pool: what an op sanitizer, or a process about to exit, waits for.
    */
   get released(): Promise<void> {
-    return Promise.all([this.#listener.released, this.#handshakes.released, this.#acceptLoopDone])
-      .then(() => {});
+    return Promise.all([
+      this.#listener.released,
+      this.#handshakes.released,
+      this.#acceptLoopDone,
+      ...this.#draining,
+    ]).then(() => {});
   }
 
   /** Closes, then waits until {@link AlpcServer.released}. */
@@ -642,7 +652,7 @@ export interface AlpcConnectOptions extends AlpcLimits, WaitOptions, OwnershipOp
  * assert.deepEqual(paths, ["inline", "section", "vm"]);
  * ```
  */
-export class AlpcClient implements Disposable {
+export class AlpcClient implements Disposable, AsyncDisposable {
   /** The connection port's name. */
   readonly name: string;
   /** What the server said when it accepted. */
@@ -818,5 +828,19 @@ export class AlpcClient implements Disposable {
   /** Same as `close()`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /**
+   * Resolves once closed and no send of this port still waits on the thread pool: what
+   * an op sanitizer, or a process about to exit, waits for.
+   */
+  get released(): Promise<void> {
+    return this.#channel.released;
+  }
+
+  /** Closes, then waits until {@link AlpcClient.released}. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.released;
   }
 }

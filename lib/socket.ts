@@ -65,6 +65,8 @@ export interface FramedServerOptions extends FramingOptions {
 type Stream = Pick<Deno.Conn, "read" | "write" | "closeWrite" | "close"> & {
   readonly localAddr: Deno.Addr;
   readonly remoteAddr: Deno.Addr;
+  /** Our Unix sockets: resolves once closed and no write still waits on the pool. */
+  readonly released?: Promise<void>;
 };
 
 /** A frame larger than the connection's `maxFrameSize` (to send, or announced by the peer). */
@@ -439,6 +441,15 @@ export class FramedConnection implements Disposable, AsyncIterable<Uint8Array> {
     const listener = closeListeners.get(this);
     closeListeners.delete(this);
     listener?.();
+  }
+
+  /**
+   * Resolves once closed and no wait of this connection still runs on the thread pool
+   * (a Unix socket's send waiting for room): what an op sanitizer, or a process about to
+   * exit, waits for. Over TCP (whose waits are Deno's own) it resolves at once.
+   */
+  get released(): Promise<void> {
+    return this.#conn.released ?? Promise.resolve();
   }
 
   /** Same as `close()`. */

@@ -23,7 +23,7 @@ import { UnixListener, UnixStream } from "../lib/_unix_socket.ts";
 import { OWN_ONLY } from "../lib/_owner.ts";
 import { FramedConnection } from "../lib/socket.ts";
 import { alpcTest } from "./_alpc_helpers.ts";
-import { runChild } from "./_helpers.ts";
+import { Child, runChild } from "./_helpers.ts";
 
 function portName(): string {
   return `edges-${crypto.randomUUID().slice(0, 12)}`;
@@ -255,6 +255,26 @@ alpcTest(
         Deno.removeSync(path);
       } catch { /* removed */ }
     }
+  },
+);
+
+alpcTest(
+  "ALPC client close ends a send parked for room on the thread pool at once: released does not wait out the slice",
+  async () => {
+    // The server reads nothing after the connect, so the child's sends fill the socket
+    // and the last one parks in poll(2) on the pool. Its wait slices last 10 minutes:
+    // only the shutdown in close() (a closed descriptor wakes no poll) ends that park
+    // while this server keeps its end open, so released resolving is the proof.
+    await using server = AlpcServer.create(portName());
+    await using child = new Child("alpc_child.ts", ["stuck-sender", server.name], ["-A"], {
+      DENO_IPC_WAIT_SLICE_MS: "600000",
+    });
+    await acceptNext(server);
+    const stuck = JSON.parse(await settledWithin(child.line(), 60_000, "the stuck send"));
+    assert.ok(stuck.stuck > 0, JSON.stringify(stuck));
+    const released = await settledWithin(child.line(), 20_000, "released after close");
+    assert.deepEqual(JSON.parse(released), { released: true });
+    assert.equal((await child.status()).code, 0);
   },
 );
 

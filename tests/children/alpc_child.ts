@@ -3,6 +3,9 @@
 //                              calls back N levels; prints each event as a JSON line
 //   client NAME SECTION        connects, prints {"pid"}, sends one "hold" request, waits
 //   intruder NAME VICTIM_PID   tries to reach the victim's channel; prints what happened
+//   stuck-sender NAME          connects and sends 256 B datagrams until one has waited
+//                              500 ms for room (the server reads nothing); prints
+//                              {"stuck"}, closes, awaits released, prints {"released"}
 //   changer NAME               connects (as root), then changes its user ids to 65534
 //                              and sends a request too large for any section; prints
 //                              {"outcome"}: the reply's length or the error's name and text
@@ -107,6 +110,26 @@ if (role === "server") {
     forgery = (error as Error).name;
   }
   print({ results, forgery });
+}
+
+if (role === "stuck-sender") {
+  const client = await AlpcClient.connect(name, { timeout: 5000 });
+  const datagram = new Uint8Array(256); // inline: no in-place wait for the reader
+  let sent = 0;
+  while (true) {
+    const sending = client.send(datagram);
+    sending.catch(() => {});
+    const settled = await Promise.race([
+      sending.then(() => true, () => true),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), 500)),
+    ]);
+    if (!settled) break;
+    sent++;
+  }
+  print({ stuck: sent });
+  client.close();
+  await client.released;
+  print({ released: true });
 }
 
 if (role === "changer") {
