@@ -22,7 +22,10 @@ export interface BenchReport {
     /** Passes over every case; `pairs` is their total per case (absent: one pass). */
     passes?: number;
   };
+  /** Rows so far: after the last pass, one per case measured, on all its pairs. */
   results: PairedResult[];
+  /** Passes complete when the file was written (absent in runs from before it existed). */
+  passesDone?: number;
   /** Pairings that could not be measured (a program failed), with the error. */
   failures?: { name: string; error: string }[];
 }
@@ -51,13 +54,15 @@ export function formatRange(ratio: { min: number; max: number }): string {
   return `${ratioDigits(ratio.min)}-${ratioDigits(ratio.max)}`;
 }
 
+const cpus = (list: string) => (/^\d+$/.test(list) ? `CPU ${list}` : `CPUs ${list}`);
+
 /** How `--pin` placed the two processes of every case, for the header. */
 export function pinDescription(pin: string | null): string {
   if (pin === null) return "unpinned";
   const [self, peer] = pin.split("/");
   return peer === undefined
-    ? `both processes pinned to CPU ${self}`
-    : `measuring process on CPU ${self}, its peer on CPU ${peer}`;
+    ? `both processes pinned to ${cpus(self)}`
+    : `measuring process on ${cpus(self)}, its peer on ${cpus(peer)}`;
 }
 
 /** The lines above the table: what ran where, with the machine facts. */

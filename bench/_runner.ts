@@ -8,6 +8,7 @@ import {
   median,
   nextPilotCount,
   type PairOrder,
+  pairOrder,
   parseChildResult,
   pilotLongEnough,
   rate,
@@ -81,7 +82,7 @@ export interface RunOptions {
    */
   maxPairs?: number;
   durations: Durations;
-  /** A CPU list for taskset (both processes of every case on these CPUs), or null. */
+  /** `--pin`: a CPU list for both processes, SELF/PEER (see parsePin), or null (unpinned). */
   pin: string | null;
 }
 
@@ -176,6 +177,14 @@ export function parsePin(pin: string | null): { self: string | null; peer: strin
       `Invalid pin "${pin}": expected a CPU list (0, 2-3, 0,2) or SELF/PEER (0/1)`,
     );
   }
+  if (peer !== undefined) {
+    const selfCpus = new Set(parseCpuList(self));
+    if (parseCpuList(peer).some((cpu) => selfCpus.has(cpu))) {
+      throw new RangeError(
+        `Invalid pin "${pin}": SELF and PEER share a CPU (for one CPU list, use --pin=CPUS)`,
+      );
+    }
+  }
   return { self, peer: peer ?? null };
 }
 
@@ -225,12 +234,17 @@ export function choosePin(option: string | undefined, allowed: number[] | null):
 export async function runOnce(command: string[], pin: string | null): Promise<BenchResult> {
   const { self, peer } = parsePin(pin);
   const argv = self ? ["taskset", "-c", self, ...command] : command;
+  // The whole environment is given, so that a DENO_IPC_BENCH_PEER_CPUS of the harness's own
+  // cannot place peers that this run leaves unpinned.
+  const env = Deno.env.toObject();
+  delete env.DENO_IPC_BENCH_PEER_CPUS;
   const output = await new Deno.Command(argv[0], {
     args: argv.slice(1),
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
-    env: { NO_COLOR: "1", ...(peer ? { DENO_IPC_BENCH_PEER_CPUS: peer } : {}) },
+    clearEnv: true,
+    env: { ...env, NO_COLOR: "1", ...(peer ? { DENO_IPC_BENCH_PEER_CPUS: peer } : {}) },
   }).output();
   const program = command.slice(command[0] === Deno.execPath() ? 3 : 0).join(" ");
   if (!output.success) throw new Error(`${program} failed (exit ${output.code})`);
@@ -307,7 +321,7 @@ export async function runPairs(
 ): Promise<void> {
   for (let k = 0; k < more; k++) {
     const index = pairs.length;
-    const order = index % 2 === 0 ? "ab" : "ba";
+    const order = pairOrder(index + 1)[index];
     onStep({ phase: "pair", index, of });
     let a: BenchResult;
     let b: BenchResult;
@@ -396,7 +410,7 @@ export interface MachineFacts {
   deno: string;
   v8: string;
   gcc: string;
-  /** The CPU list both processes of every case ran on, or null (unpinned). */
+  /** Where the processes of every case ran: as `--pin` (see parsePin), or null (unpinned). */
   pin: string | null;
 }
 

@@ -93,6 +93,12 @@ function positiveNumber(text: string | undefined, fallback: number, option: stri
   return value;
 }
 
+function positiveInteger(text: string | undefined, fallback: number, option: string): number {
+  const value = positiveNumber(text, fallback, option);
+  if (!Number.isInteger(value)) fail(`--${option} must be a whole number of at least 1`);
+  return value;
+}
+
 if (values.compare) {
   if (positionals.length !== 2) fail("usage: deno task bench --compare A.json B.json");
   const [a, b] = positionals.map(readReport);
@@ -115,17 +121,15 @@ let pin = choosePin(pinOption, allowedCpus());
 const quick = values.quick!;
 // Pairs per case in all (quick runs 3, full runs 10), spread over passes: quick runs make
 // one pass, full runs one pass per pair.
-const pairs = Math.round(positiveNumber(values.pairs ?? values.repeat, quick ? 3 : 10, "pairs"));
-const passes = Math.min(
-  pairs,
-  Math.round(positiveNumber(values.passes, quick ? 1 : pairs, "passes")),
-);
+const pairs = positiveInteger(values.pairs ?? values.repeat, quick ? 3 : 10, "pairs");
+const passes = positiveInteger(values.passes, quick ? 1 : pairs, "passes");
+if (passes > pairs) fail(`--passes=${passes} is more than the ${pairs} pairs per case`);
 const target = positiveNumber(values.target, quick ? 0.1 : 0.5, "target");
 // With one pass, a case still noisy after its pairs gets up to --max-pairs (default
 // 2 * pairs - 1; none in quick runs). Several passes give every case the same pairs.
 const maxPairs = passes > 1 ? pairs : Math.max(
   pairs,
-  Math.round(positiveNumber(values["max-pairs"], quick ? pairs : 2 * pairs - 1, "max-pairs")),
+  positiveInteger(values["max-pairs"], quick ? pairs : 2 * pairs - 1, "max-pairs"),
 );
 
 const allCases = benchCases();
@@ -153,8 +157,12 @@ if (pin !== null) {
     if (cpus === null) continue;
     const probe = await new Deno.Command("taskset", { args: ["-c", cpus, "true"] }).output()
       .catch(() => null);
-    if (probe === null && pinOption === undefined) {
-      console.error("taskset (util-linux) is not on PATH: this run is unpinned");
+    if (pinOption === undefined && !probe?.success) {
+      console.error(
+        probe === null
+          ? "taskset (util-linux) is not on PATH: this run is unpinned"
+          : `taskset cannot place a process on CPU ${cpus}: this run is unpinned`,
+      );
       pin = null;
       break;
     }
@@ -173,6 +181,8 @@ const pairings: Pairing[] = [
 const names = pairings.map((p) => p.name);
 const labels = ["deno", "C", ...comparisons.flatMap((c) => [c.aLabel, c.bLabel])];
 
+const measuring = new Map<string, { pilot: PilotResult; pairs: PairRecord[] }>();
+const failed = new Set<string>();
 const startedAt = new Date().toISOString().replace(/\.\d+Z$/, "Z");
 const started = performance.now();
 const report: BenchReport = {
@@ -190,10 +200,19 @@ const report: BenchReport = {
     filter,
   },
   results: [],
+  passesDone: 0,
   failures: [],
 };
 
+// The rows so far: an interrupted run's JSON keeps every pair measured (passesDone says how
+// many passes were complete).
 function save(): void {
+  report.results = pairings.flatMap((pairing) => {
+    const state = measuring.get(pairing.name);
+    return state && state.pairs.length > 0 && !failed.has(pairing.name)
+      ? [summarize(pairing, state.pilot, state.pairs)]
+      : [];
+  });
   report.seconds = Math.round((performance.now() - started) / 100) / 10;
   if (values.json) Deno.writeTextFileSync(values.json, JSON.stringify(report, null, 2) + "\n");
 }
@@ -223,8 +242,6 @@ progress.lines([
 // later passes add pairs in the same order, and the rows come once the last pass is done.
 // A case's pairs are thus spread over the whole run, so a state of the machine that lasts
 // a few minutes lands on every case instead of on the few measured meanwhile.
-const measuring = new Map<string, { pilot: PilotResult; pairs: PairRecord[] }>();
-const failed = new Set<string>();
 for (let pass = 0; pass < passes; pass++) {
   const last = pass === passes - 1;
   for (const [i, pairing] of pairings.entries()) {
@@ -277,16 +294,15 @@ for (let pass = 0; pass < passes; pass++) {
       failed.add(name);
       report.failures!.push({ name, error: (error as Error).message });
       progress.lines([`${name}  FAILED: ${(error as Error).message}`]);
-      progress.advance(pairs + 1);
+      const state = measuring.get(name);
+      progress.advance(pairs + 1 - (state ? 1 + state.pairs.length : 0));
       save();
       continue;
     }
-    if (result !== undefined) {
-      report.results.push(result);
-      progress.lines(resultLines(layout, result));
-      save();
-    }
+    if (result !== undefined) progress.lines(resultLines(layout, result));
+    save();
   }
+  report.passesDone = pass + 1;
 }
 progress.finish();
 

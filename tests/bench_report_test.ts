@@ -105,6 +105,8 @@ Deno.test("bench table: the header names the machine, each pairing is two aligne
   assert.match(header, /unpinned/);
   const pinned = headerLines({ ...report.machine, pin: "0" }, report.options, "t").join("\n");
   assert.match(pinned, /both processes pinned to CPU 0/);
+  const list = headerLines({ ...report.machine, pin: "2,3" }, report.options, "t").join("\n");
+  assert.match(list, /both processes pinned to CPUs 2,3/);
   const apart = headerLines({ ...report.machine, pin: "0/1" }, {
     ...report.options,
     maxPairs: 9,
@@ -266,6 +268,7 @@ ipcTest(
         filter: "ring 4 KiB",
       });
       assert.deepEqual(report.failures, []);
+      assert.equal(report.passesDone, 1);
       assert.equal(report.results.length, 1);
       const [result] = report.results;
       assert.equal(result.kind, "deno-vs-c");
@@ -361,6 +364,7 @@ ipcTest(
       assert.match(stdout, /3 pairs of fresh process runs .* spread over 3 passes over every case/);
       const report = checkReport(JSON.parse(await Deno.readTextFile(json)), json);
       assert.equal(report.options.passes, 3);
+      assert.equal(report.passesDone, 3);
       assert.equal(report.options.pairs, 3);
       const [result] = report.results;
       assert.deepEqual(result.pairs.map((p) => p.order), ["ab", "ba", "ab"]);

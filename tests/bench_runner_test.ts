@@ -152,6 +152,9 @@ Deno.test("bench --pin: a CPU list for both processes, or SELF/PEER, anything el
   for (const bad of ["", "a", "0/", "/1", "0/1/2", "0;1", "-1"]) {
     assert.throws(() => parsePin(bad), RangeError, bad);
   }
+  for (const shared of ["0/0", "0-1/1", "2/1-3"]) {
+    assert.throws(() => parsePin(shared), /share a CPU/, shared);
+  }
 });
 
 Deno.test("bench passes: a case's pairs are shared out over the passes, every pair once", () => {
@@ -196,16 +199,39 @@ const placementScript =
   `echo "\${DENO_IPC_BENCH_PEER_CPUS:-unset}" >> "$1"; ` +
   `echo '{"messages":1,"bytes":1,"seconds":1,"p50_us":null,"p99_us":null}'`;
 
-Deno.test("bench --pin=SELF/PEER: the measuring process runs on SELF and passes PEER on", async () => {
-  await withLog(async (log) => {
-    const command = ["sh", "-c", placementScript, "sh", log];
-    await runOnce(command, "0/0");
-    await runOnce(command, "0");
-    const lines = (await Deno.readTextFile(log)).trim().split("\n");
-    assert.equal(lines[0], "0 0");
-    assert.match(lines[1], /^0 /); // the peer inherits the measuring process's CPUs
-    assert.notEqual(lines[1], "0 0");
-  });
+// Two CPUs this process may use (placement tests need two distinct ones), or null.
+const twoCpus = (() => {
+  const allowed = allowedCpus();
+  return allowed !== null && allowed.length >= 2 ? allowed.slice(0, 2) : null;
+})();
+
+Deno.test({
+  name: "bench --pin=SELF/PEER: the measuring process runs on SELF and passes PEER on",
+  ignore: twoCpus === null,
+  fn: async () => {
+    const [self, peer] = twoCpus!;
+    const variable = "DENO_IPC_BENCH_PEER_CPUS";
+    const before = Deno.env.get(variable);
+    // A peer list in the harness's own environment must not reach an unpinned or CPUS run.
+    Deno.env.set(variable, String(peer));
+    try {
+      await withLog(async (log) => {
+        const command = ["sh", "-c", placementScript, "sh", log];
+        await runOnce(command, `${self}/${peer}`);
+        await runOnce(command, `${peer}/${self}`);
+        await runOnce(command, String(self));
+        await runOnce(command, null);
+        const lines = (await Deno.readTextFile(log)).trim().split("\n");
+        assert.equal(lines[0], `${self} ${peer}`);
+        assert.equal(lines[1], `${peer} ${self}`);
+        assert.equal(lines[2], `${self} unset`); // the peer inherits the measuring process's CPUs
+        assert.match(lines[3], / unset$/);
+      });
+    } finally {
+      if (before === undefined) Deno.env.delete(variable);
+      else Deno.env.set(variable, before);
+    }
+  },
 });
 
 Deno.test("bench peers: a Deno peer starts under taskset when the harness placed peers", () => {
@@ -236,8 +262,9 @@ const hasGcc = (() => {
 
 Deno.test({
   name: "bench C baselines: bench_fork moves the child to DENO_IPC_BENCH_PEER_CPUS",
-  ignore: !hasGcc,
+  ignore: !hasGcc || twoCpus === null,
   fn: async () => {
+    const [self, peer] = twoCpus!;
     const directory = await Deno.makeTempDir({ prefix: "deno-ipc-test-bench-" });
     try {
       const header = new URL("../bench/c/common.h", import.meta.url).pathname;
@@ -268,12 +295,12 @@ int main(void) {
       }).output();
       assert.ok(compiled.success, new TextDecoder().decode(compiled.stderr));
       const output = await new Deno.Command("taskset", {
-        args: ["-c", "0", `${directory}/placed`],
-        env: { DENO_IPC_BENCH_PEER_CPUS: "0" },
+        args: ["-c", String(self), `${directory}/placed`],
+        env: { DENO_IPC_BENCH_PEER_CPUS: String(peer) },
       }).output();
       const text = new TextDecoder().decode(output.stdout).replace(/[ \t]+/g, " ");
-      assert.match(text, /child 0\n/);
-      assert.match(text, /parent 0\n/);
+      assert.match(text, new RegExp(`child ${peer}\n`));
+      assert.match(text, new RegExp(`parent ${self}\n`));
       const unplaced = await new Deno.Command(`${directory}/placed`, {
         env: { DENO_IPC_BENCH_PEER_CPUS: "" },
       }).output();
