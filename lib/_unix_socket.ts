@@ -302,6 +302,11 @@ export class UnixStream {
     return waitFor({
       lifetime: this.#lifetime,
       attempt: () => {
+        // Node closed the descriptor when a read failed: never send to whatever file
+        // reuses its number.
+        if (this.#socket.destroyed) {
+          throw this.#failure ?? closedError("send", WHAT, this.#path);
+        }
         // MSG_NOSIGNAL: a peer that went away is EPIPE here, never a SIGPIPE.
         const flags = C.MSG_NOSIGNAL | C.MSG_DONTWAIT;
         let sent = symbols.send(this.#fd, bytes, count, flags);
@@ -324,6 +329,9 @@ export class UnixStream {
   /** Ends this side: the peer reads the end of the stream after what was sent. */
   closeWrite(): Promise<void> {
     if (this.#closed) return Promise.reject(closedError("shutdown", WHAT, this.#path));
+    if (this.#socket.destroyed) {
+      return Promise.reject(this.#failure ?? closedError("shutdown", WHAT, this.#path));
+    }
     try {
       check("shutdown", libc().symbols.shutdown(this.#fd, C.SHUT_WR), this.#path);
     } catch (error) {
@@ -346,7 +354,9 @@ export class UnixStream {
     this.#closed = true;
     // Closing a descriptor does not wake a poll(2) another thread has on it; a shutdown
     // does (POLLHUP), so a write parked on the pool ends now rather than after its slice.
-    libc().symbols.shutdown(this.#fd, C.SHUT_RDWR);
+    // A socket Node destroyed (a read error) has closed the descriptor: its number may
+    // name another file by now.
+    if (!this.#socket.destroyed) libc().symbols.shutdown(this.#fd, C.SHUT_RDWR);
     this.#lifetime.close();
     this.#socket.destroy();
     const waiter = this.#wake;

@@ -32,7 +32,7 @@
  * @module
  */
 import { forgetEndpoint } from "./_endpoints.ts";
-import { ERRNO } from "../ffi/constants.ts";
+import { C, ERRNO } from "../ffi/constants.ts";
 import { AlreadyExistsError, ErrnoError, errnoError, timedOutError } from "../ffi/errno.ts";
 import { libc } from "../ffi/libc.ts";
 import {
@@ -433,7 +433,7 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
       this.#unanswered.add(request);
       this.#push({ type: "connect", request });
     } catch {
-      if (request === undefined) symbols.close(fd);
+      if (request === undefined) closeWakingPolls(fd);
     }
   }
 
@@ -598,12 +598,11 @@ export class AlpcServer implements Disposable, AsyncDisposable, AsyncIterable<Al
    * runs on the thread pool: what an op sanitizer, or a process about to exit, waits for.
    */
   get released(): Promise<void> {
-    return Promise.all([
-      this.#listener.released,
-      this.#handshakes.released,
-      this.#acceptLoopDone,
-      ...this.#draining,
-    ]).then(() => {});
+    return (async () => {
+      await Promise.all([this.#listener.released, this.#handshakes.released, this.#acceptLoopDone]);
+      // Read after close (the awaits above settle only then): the channels close() ended.
+      while (this.#draining.size > 0) await Promise.all([...this.#draining]);
+    })();
   }
 
   /** Closes, then waits until {@link AlpcServer.released}. */
@@ -752,7 +751,7 @@ export class AlpcClient implements Disposable, AsyncDisposable {
     } catch (error) {
       ownSection?.close();
       peerSection?.close();
-      if (!handedOver) symbols.close(fd);
+      if (!handedOver) closeWakingPolls(fd);
       throw error;
     }
   }
@@ -843,4 +842,12 @@ export class AlpcClient implements Disposable, AsyncDisposable {
     this.close();
     await this.released;
   }
+}
+
+// Shuts a socket down before closing it: a handshake's poll(2) still running on the
+// thread pool returns at once (closing the descriptor alone would not wake it).
+function closeWakingPolls(fd: number): void {
+  const { symbols } = libc();
+  symbols.shutdown(fd, C.SHUT_RDWR);
+  symbols.close(fd);
 }

@@ -720,7 +720,8 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
    * Runs `handler` for every client, concurrently, until the server is closed; a
    * handler's error (a misbehaving client) closes that connection and is passed to
    * `onError` (default: ignored), and the server keeps serving the others. Resolves
-   * once the server is closed and every handler has finished.
+   * once the server is closed, every handler has finished and its connection is
+   * released.
    */
   async serve(
     handler: (connection: FramedConnection) => Promise<void> | void,
@@ -737,6 +738,9 @@ export class FramedServer implements Disposable, AsyncIterable<FramedConnection>
           } catch { /* a failing error handler must not take the server down */ }
         } finally {
           connection.close();
+          // A reply still waiting for room on the thread pool (a client that stopped
+          // reading) returns at the close's shutdown: serve resolves after it.
+          await connection.released;
         }
       })();
       running.add(task);

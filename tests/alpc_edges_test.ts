@@ -271,10 +271,41 @@ alpcTest(
     });
     await acceptNext(server);
     const stuck = JSON.parse(await settledWithin(child.line(), 60_000, "the stuck send"));
-    assert.ok(stuck.stuck > 0, JSON.stringify(stuck));
+    assert.ok(stuck.stuck > 0 && stuck.parked, JSON.stringify(stuck));
     const released = await settledWithin(child.line(), 20_000, "released after close");
-    assert.deepEqual(JSON.parse(released), { released: true });
+    // Pending right after close: released really waits for the park's return.
+    assert.deepEqual(JSON.parse(released), { released: true, pendingAfterClose: true });
     assert.equal((await child.status()).code, 0);
+  },
+);
+
+alpcTest(
+  "ALPC server released, read before close, resolves once a connection's send parked for room is back from the pool",
+  async () => {
+    // The client takes nothing, so after MAX_BACKLOG datagrams its channel stops reading
+    // and the server's sends fill the socket: the last one parks in poll(2) on the pool.
+    await using server = AlpcServer.create(portName());
+    const connecting = AlpcClient.connect(server.name, { timeout: 5000 });
+    const connection = await acceptNext(server);
+    await using _client = await connecting;
+    const datagram = new Uint8Array(256);
+    let parked = false;
+    for (let sent = 0; sent < 100_000 && !parked; sent++) {
+      const sending = connection.send(datagram);
+      sending.catch(() => {});
+      parked = !await Promise.race([
+        sending.then(() => true, () => true),
+        new Promise<false>((resolve) => setTimeout(() => resolve(false), 300)),
+      ]);
+    }
+    assert.ok(parked, "100,000 datagrams were all sent although the client read none");
+    const released = server.released; // read before close: must still cover the channel
+    let settled = false;
+    const watched = released.then(() => settled = true);
+    server.close();
+    for (let turn = 0; turn < 10; turn++) await Promise.resolve();
+    assert.equal(settled, false, "released resolved while the send was still on the pool");
+    await settledWithin(watched, 20_000, "server released");
   },
 );
 

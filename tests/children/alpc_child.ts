@@ -5,7 +5,8 @@
 //   intruder NAME VICTIM_PID   tries to reach the victim's channel; prints what happened
 //   stuck-sender NAME          connects and sends 256 B datagrams until one has waited
 //                              500 ms for room (the server reads nothing); prints
-//                              {"stuck"}, closes, awaits released, prints {"released"}
+//                              {"stuck", "parked"} (a thread in poll), closes, awaits
+//                              released, prints {"released", "pendingAfterClose"}
 //   changer NAME               connects (as root), then changes its user ids to 65534
 //                              and sends a request too large for any section; prints
 //                              {"outcome"}: the reply's length or the error's name and text
@@ -126,10 +127,29 @@ if (role === "stuck-sender") {
     if (!settled) break;
     sent++;
   }
-  print({ stuck: sent });
+  // Parked: a thread of this process sits in poll(2) (syscall 7 on x86_64); Deno's own
+  // threads wait in epoll and futexes.
+  let parked = false;
+  for (let tries = 0; tries < 100 && !parked; tries++) {
+    parked = Array.from(Deno.readDirSync("/proc/self/task")).some((task) => {
+      try {
+        return Deno.readTextFileSync(`/proc/self/task/${task.name}/syscall`).startsWith("7 ");
+      } catch {
+        return false;
+      }
+    });
+    if (!parked) await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  print({ stuck: sent, parked });
   client.close();
-  await client.released;
-  print({ released: true });
+  // The park's return comes back through the event loop: right after close, released
+  // must still be pending, however promptly the shutdown woke the poll.
+  let settled = false;
+  const released = client.released.then(() => settled = true);
+  for (let turn = 0; turn < 10; turn++) await Promise.resolve();
+  const pendingAfterClose = !settled;
+  await released;
+  print({ released: true, pendingAfterClose });
 }
 
 if (role === "changer") {
