@@ -2,7 +2,7 @@
 // pairing, printed as each one is measured), the progress line on a terminal, the JSON
 // report, and the comparison of two JSON reports.
 import type { MachineFacts, PairedResult } from "./_runner.ts";
-import { NOISY_SPREAD } from "./_stats.ts";
+import { NOISY_SPREAD, shiftPValue } from "./_stats.ts";
 
 /** The JSON file `--json FILE` writes (and `--compare` and `--chart --from` read). */
 export interface BenchReport {
@@ -248,6 +248,12 @@ export class ProgressReporter {
 /** A ratio that moved more than this between two runs is marked in `--compare`. */
 export const COMPARE_TOLERANCE = 0.15;
 
+/**
+ * A marked row whose shift has a permutation p-value (see `shiftPValue`) under this moved
+ * beyond what its pairs' spread explains.
+ */
+export const SHIFT_SIGNIFICANCE = 0.01;
+
 /** Checks that `value` is a report this tool wrote; throws naming `file` otherwise. */
 export function checkReport(value: unknown, file: string): BenchReport {
   const report = value as BenchReport;
@@ -262,7 +268,9 @@ export function checkReport(value: unknown, file: string): BenchReport {
 
 /**
  * Lines comparing two reports case by case: each run's median ratio, the change from the
- * first to the second, and a mark when it moved more than 15%; then a summary line.
+ * first to the second, the permutation p-value of that change (how often the pairs'
+ * spread alone moves a median this far), and a mark when it moved more than 15%, saying
+ * whether the pairs' spread explains it; then a summary line.
  */
 export function compareReports(first: BenchReport, second: BenchReport): string[] {
   const names = first.results.map((r) => r.name);
@@ -272,11 +280,12 @@ export function compareReports(first: BenchReport, second: BenchReport): string[
     `B: ${second.startedAt}, load average ${second.machine.loadAverageBefore.join(" ")}`,
     `${"case".padEnd(width)}  ${"A ratio".padStart(9)}  ${"B ratio".padStart(9)}  ${
       "B/A".padStart(8)
-    }`,
+    }  ${"p".padStart(6)}`,
   ];
   let within = 0;
   let both = 0;
   const beyond: string[] = [];
+  let shifted = 0;
   // Rows are matched by name and kind; rows only one run has are listed as such.
   for (const a of first.results) {
     const b = second.results.find((r) => r.name === a.name && r.kind === a.kind);
@@ -287,14 +296,23 @@ export function compareReports(first: BenchReport, second: BenchReport): string[
     both++;
     const change = b.ratio.median / a.ratio.median - 1;
     const ok = Math.abs(change) <= COMPARE_TOLERANCE;
+    const p = shiftPValue(a.pairs.map((pair) => pair.ratio), b.pairs.map((pair) => pair.ratio));
+    let mark = "";
     if (ok) within++;
-    else beyond.push(a.name);
+    else {
+      beyond.push(a.name);
+      const real = p < SHIFT_SIGNIFICANCE;
+      if (real) shifted++;
+      mark = `  > ${COMPARE_TOLERANCE * 100}%`;
+      // Without a p (too few pairs) nothing is said of the spread.
+      if (!Number.isNaN(p)) mark += `, ${real ? "beyond" : "within"} the pairs' spread`;
+    }
     const noisy = a.ratio.noisy || b.ratio.noisy ? " (noisy)" : "";
     out.push(
       `${a.name.padEnd(width)}  ${formatRatio(a.ratio.median).padStart(9)}  ` +
         `${formatRatio(b.ratio.median).padStart(9)}  ` +
-        `${((change >= 0 ? "+" : "") + (change * 100).toFixed(1) + "%").padStart(8)}` +
-        `${ok ? "" : `  > ${COMPARE_TOLERANCE * 100}%`}${noisy}`,
+        `${((change >= 0 ? "+" : "") + (change * 100).toFixed(1) + "%").padStart(8)}  ` +
+        `${(Number.isNaN(p) ? "-" : p.toFixed(3)).padStart(6)}${mark}${noisy}`,
     );
   }
   for (const b of second.results) {
@@ -309,7 +327,10 @@ export function compareReports(first: BenchReport, second: BenchReport): string[
   out.push(
     `${within} of ${both} rows in both runs have median ratios within ` +
       `${COMPARE_TOLERANCE * 100}% of each other` +
-      (beyond.length > 0 ? `; ${beyond.length} moved more (marked above)` : ""),
+      (beyond.length > 0
+        ? `; ${beyond.length} moved more (marked above), ${shifted} of them beyond what ` +
+          `their pairs' spread explains (p < ${SHIFT_SIGNIFICANCE})`
+        : ""),
   );
   const options = (r: BenchReport) => JSON.stringify({ ...r.options, filter: undefined });
   if (options(first) !== options(second) || first.machine.pin !== second.machine.pin) {

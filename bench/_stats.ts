@@ -62,6 +62,54 @@ export function summarizeRatios(ratios: readonly number[]): RatioSummary {
   };
 }
 
+/**
+ * How often two runs whose pairs all came from one distribution would have median ratios
+ * at least as far apart as `a` and `b` have: a permutation test on the logarithms of the
+ * pair ratios (the pairs of both runs pooled, shuffled and split again, `permutations`
+ * times). A small value says the ratio moved more than the pairs' own spread explains:
+ * the machine, or the code, changed between the runs. The shuffles come from a seeded
+ * generator, so a comparison prints the same value every time. `NaN` without at least two
+ * positive ratios on each side.
+ */
+export function shiftPValue(
+  a: readonly number[],
+  b: readonly number[],
+  permutations = 2000,
+  seed = 1,
+): number {
+  const logs = (ratios: readonly number[]) =>
+    ratios.filter((r) => r > 0 && Number.isFinite(r)).map(Math.log);
+  const left = logs(a);
+  const right = logs(b);
+  if (left.length < 2 || right.length < 2) return NaN;
+  const distance = (x: readonly number[], y: readonly number[]) => Math.abs(median(x) - median(y));
+  // A shuffle may split off the very same medians: count ties as at least as far apart.
+  const observed = distance(left, right) - 1e-12;
+  const pooled = [...left, ...right];
+  const random = mulberry32(seed);
+  let asFar = 0;
+  for (let i = 0; i < permutations; i++) {
+    for (let j = pooled.length - 1; j > 0; j--) {
+      const k = Math.floor(random() * (j + 1));
+      [pooled[j], pooled[k]] = [pooled[k], pooled[j]];
+    }
+    if (distance(pooled.slice(0, left.length), pooled.slice(left.length)) >= observed) asFar++;
+  }
+  return (asFar + 1) / (permutations + 1);
+}
+
+// A small seeded generator of uniform numbers in [0, 1) (mulberry32).
+function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
 /** Messages (or round trips) per second of one repetition. */
 export function rate(result: BenchResult): number {
   return result.messages / result.seconds;

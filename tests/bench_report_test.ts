@@ -146,15 +146,46 @@ Deno.test("bench --compare lines: each case's two ratios, the change, and a mark
   ]);
   const lines = compareReports(first, second);
   const row = (name: string) => lines.find((l) => l.startsWith(name + " "))!;
-  assert.match(row("steady"), /0\.50x +0\.55x +\+10\.0%$/);
-  assert.match(row("moved"), /1\.00x +0\.80x +-20\.0% {2}> 15% \(noisy\)$/);
-  assert.match(row("mailbox / ring"), /0\.50x +0\.30x +-40\.0% {2}> 15%$/);
+  // One pair per run (fakeResult's default): too few for the shift test, so no p and
+  // nothing said of the spread.
+  assert.match(row("steady"), /0\.50x +0\.55x +\+10\.0% +-$/);
+  assert.match(
+    row("moved"),
+    /1\.00x +0\.80x +-20\.0% +- {2}> 15% \(noisy\)$/,
+  );
+  assert.match(
+    row("mailbox / ring"),
+    /0\.50x +0\.30x +-40\.0% +- {2}> 15%$/,
+  );
   assert.match(row("gone"), /\(not in B\)/);
   assert.match(row("new"), /\(not in A\)/);
   assert.equal(
     lines.at(-1),
     "1 of 3 rows in both runs have median ratios within 15% of each other; " +
-      "2 moved more (marked above)",
+      "2 moved more (marked above), 0 of them beyond what their pairs' spread explains " +
+      "(p < 0.01)",
+  );
+  // Ten pairs a side, all of B's well above all of A's: beyond the spread, with its p.
+  const steadyPairs = [1, 1.1, 0.9, 1.05, 0.95, 1.02, 0.98, 1.08, 0.92, 1];
+  const shifted = compareReports(
+    fakeReport([fakeResult("shifted", 1, 1, { ratios: steadyPairs })]),
+    fakeReport([fakeResult("shifted", 1, 1, { ratios: steadyPairs.map((r) => r * 1.5) })]),
+  );
+  assert.match(
+    shifted.find((l) => l.startsWith("shifted "))!,
+    /1\.00x +1\.50x +\+50\.0% +0\.00\d {2}> 15%, beyond the pairs' spread$/,
+  );
+  assert.match(shifted.at(-1)!, /1 moved more \(marked above\), 1 of them beyond/);
+  // Ten pairs a side from one wide spread: a median that moved 20% is within it.
+  const wide = [0.6, 1.4, 0.7, 1.3, 0.8, 1.2, 0.9, 1.1, 1, 1];
+  const wider = [0.6, 1.4, 0.7, 1.3, 1.2, 1.2, 0.9, 1.1, 1.3, 1.25];
+  const drift = compareReports(
+    fakeReport([fakeResult("wide", 1, 1, { ratios: wide })]),
+    fakeReport([fakeResult("wide", 1, 1, { ratios: wider })]),
+  );
+  assert.match(
+    drift.find((l) => l.startsWith("wide "))!,
+    /> 15%, within the pairs' spread \(noisy\)$/,
   );
   const quick = fakeReport([fakeResult("steady", 1, 2)]);
   quick.options = { ...quick.options, quick: true, pairs: 3 };
@@ -204,7 +235,7 @@ Deno.test("bench --compare A.json B.json prints the ratio changes of two saved r
       `${directory}/b.json`,
     ]);
     assert.equal(code, 0);
-    assert.match(stdout, /^x +0\.50x +0\.25x +-50\.0% {2}> 15%$/m);
+    assert.match(stdout, /^x +0\.50x +0\.25x +-50\.0% +- {2}> 15%$/m);
     const broken = await runMain(["--compare", `${directory}/a.json`, `${directory}/missing.json`]);
     assert.equal(broken.code, 2);
     assert.match(broken.stderr, /cannot read .*missing\.json/);

@@ -12,6 +12,7 @@ import {
   quantile,
   rate,
   scaleCount,
+  shiftPValue,
   summarizeRatios,
 } from "../bench/_stats.ts";
 
@@ -61,6 +62,29 @@ Deno.test("bench flags a case noisy when its ratios spread over more than 25% of
   // Relative to the median: the same absolute spread is noisy for small ratios only.
   assert.equal(summarizeRatios([0.1, 0.2, 0.3]).noisy, true);
   assert.equal(summarizeRatios([10.1, 10.2, 10.3]).noisy, false);
+});
+
+Deno.test("bench shift test: two runs of one spread are not called shifted, two apart are", () => {
+  const steady = [1, 1.1, 0.9, 1.05, 0.95, 1.02, 0.98, 1.08, 0.92, 1];
+  const alike = [1.01, 0.97, 1.07, 0.93, 1, 1.04, 0.96, 1.09, 0.91, 1.03];
+  assert.ok(shiftPValue(steady, alike) > 0.3, String(shiftPValue(steady, alike)));
+  const higher = steady.map((r) => r * 1.3);
+  const apart = shiftPValue(steady, higher);
+  // Never zero: the observed split is one of the splits (p is at least 1 / (n + 1)).
+  assert.ok(apart < 0.001 && apart >= 1 / 2001, String(apart));
+  assert.ok(shiftPValue(higher, steady) < 0.001, "a shift down is a shift too");
+  // Medians, not means: one wild pair does not make a run look shifted.
+  const wild = [...steady.slice(0, 9), 100];
+  assert.ok(shiftPValue(steady, wild) > 0.3, String(shiftPValue(steady, wild)));
+  const ones = Array(10).fill(1);
+  const someFaster = [1, 1, 1, 1, 1, 1, 2, 2, 2, 2];
+  assert.equal(shiftPValue(ones, someFaster), 1, "equal medians are not a shift");
+  // Seeded: the same comparison prints the same value.
+  assert.equal(shiftPValue(steady, higher), shiftPValue(steady, higher));
+  assert.notEqual(shiftPValue(steady, alike, 2000, 1), shiftPValue(steady, alike, 2000, 2));
+  // Too few usable ratios (non-positive ones are not ratios of two rates): no answer.
+  assert.ok(Number.isNaN(shiftPValue([1], steady)));
+  assert.ok(Number.isNaN(shiftPValue([1, 0, -1], steady)));
 });
 
 Deno.test("bench count after the pilot: the faster side runs the target, the slower stays under the cap", () => {
